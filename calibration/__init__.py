@@ -1,0 +1,1 @@
+"""skelmtl calibration: INT8 Q/DQ quantization and TensorRT engine building."""

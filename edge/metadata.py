@@ -1,0 +1,144 @@
+"""What every model artefact says about itself, and the checks the runtime makes.
+
+One :class:`ModelMeta` travels with a model through every stage: the checkpoint keeps it,
+ONNX export writes it into ``metadata_props`` (key ``skelmtl``, one JSON string), the
+TensorRT engine header repeats it, and the runtime refuses a model whose layout or
+preprocessing version differ from this package's.
+
+Output names are fixed: ``logits_<task>`` per task head and ``task_logits`` for the task
+head; the input is ``input`` with shape ``(N, C', T, V)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from edge.errors import SkelmtlError
+from edge.layout import MP75
+from edge.preprocess import PREPROCESS_VERSION, PreprocessConfig
+
+META_KEY = "skelmtl"
+META_SCHEMA = 1
+INPUT_NAME = "input"
+TASK_OUTPUT = "task_logits"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def logits_name(task: str) -> str:
+    """Output name of a task's head."""
+    return f"logits_{task}"
+
+
+class MetadataError(SkelmtlError, ValueError):
+    """An artefact whose metadata is missing or does not match this package."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Self-description of a trained model.
+
+    Attributes:
+        preprocess: the input the model expects (window, dims, streams, layout).
+        tasks: task names, in head order.
+        labels: label names per task.
+        stride: frames between two windows when streaming.
+        has_task_head: whether ``task_logits`` exists (the router's "auto" uses it).
+        graph_tasks: the tasks whose heads this graph computes (all, or one for a
+            per-task export of a soft-sharing model).
+        model_name: registry name (``create_model(model_name, **model_args)``).
+        model_args: the arguments that rebuild the network.
+        precision: ``fp32``, ``fp16`` or ``int8``: what this artefact actually computes in.
+        producer: versions and provenance (package, torch, onnx, tensorrt, data fingerprint).
+    """
+
+    preprocess: PreprocessConfig
+    tasks: tuple[str, ...]
+    labels: dict[str, tuple[str, ...]]
+    stride: int = 4
+    has_task_head: bool = True
+    graph_tasks: tuple[str, ...] = ()
+    model_name: str = ""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    producer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise MetadataError("a model needs at least one task")
+        missing = [t for t in self.tasks if t not in self.labels]
+        if missing:
+            raise MetadataError(f"no label names for tasks {missing}")
+        if not self.graph_tasks:
+            object.__setattr__(self, "graph_tasks", tuple(self.tasks))
+        if self.precision not in PRECISIONS:
+            raise MetadataError(f"precision {self.precision!r} not in {PRECISIONS}")
+        if self.stride < 1:
+            raise MetadataError(f"stride must be >= 1, got {self.stride}")
+
+    @property
+    def window(self) -> int:
+        return self.preprocess.window
+
+    def output_names(self) -> list[str]:
+        """The graph's outputs, in order."""
+        names = [logits_name(t) for t in self.graph_tasks]
+        return names + ([TASK_OUTPUT] if self.has_task_head else [])
+
+    def with_(self, **changes: Any) -> ModelMeta:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        d["tasks"] = list(self.tasks)
+        d["graph_tasks"] = list(self.graph_tasks)
+        d["labels"] = {t: list(v) for t, v in self.labels.items()}
+        d["schema"] = META_SCHEMA
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "model") -> ModelMeta:
+        """Rebuild and check against this package.
+
+        Raises:
+            MetadataError: naming ``source`` and the mismatch (schema, layout,
+                preprocessing version, unknown keys).
+        """
+        d = dict(d)
+        schema = d.pop("schema", None)
+        if schema != META_SCHEMA:
+            raise MetadataError(f"{source}: metadata schema {schema}, this package reads "
+                                f"{META_SCHEMA}")
+        pre = dict(d.get("preprocess", {}))
+        if pre.get("layout") != MP75.name:
+            raise MetadataError(f"{source}: layout {pre.get('layout')!r} does not match "
+                                f"this package's {MP75.name!r}")
+        if pre.get("version") != PREPROCESS_VERSION:
+            raise MetadataError(f"{source}: preprocessing version {pre.get('version')} does "
+                                f"not match this package's {PREPROCESS_VERSION}")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise MetadataError(f"{source}: unknown metadata keys {sorted(unknown)}")
+        try:
+            d["preprocess"] = PreprocessConfig.from_dict(pre)
+            d["tasks"] = tuple(d["tasks"])
+            d["graph_tasks"] = tuple(d.get("graph_tasks", ()))
+            d["labels"] = {t: tuple(v) for t, v in d["labels"].items()}
+            return cls(**d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise MetadataError(f"{source}: malformed metadata ({e})") from None
+
+    @classmethod
+    def from_json(cls, s: str | bytes, *, source: str = "model") -> ModelMeta:
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise MetadataError(f"{source}: metadata is not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise MetadataError(f"{source}: metadata is not a JSON object")
+        return cls.from_dict(d, source=source)

@@ -1,0 +1,203 @@
+"""The one preprocessing function: mp75 frames + mask -> model input.
+
+Trainer, calibration and the runtime all call :func:`preprocess`; its behaviour is
+versioned by :data:`PREPROCESS_VERSION`, which every artefact records and the runtime
+checks. Change the numbers this function produces -> bump the version.
+
+Steps, in order:
+    1. keep the first ``dims`` coordinates; non-finite joints become masked;
+    2. centre: the mean shoulder midpoint over the frames where both shoulders are present;
+       hand-only clips (no body in any frame) use the mean wrist of the present hand(s);
+    3. scale: divide by the median shoulder width (bodies) or median palm size, wrist to
+       middle-finger MCP (hand-only clips), so clips from metres, millimetres, pixels and
+       normalised image coordinates meet on one scale;
+    4. resample in time to ``window`` frames (linear between two observed frames, the
+       observed one where only one is, masked where neither is);
+    5. streams: ``joint`` (positions), ``motion`` (next frame minus this one), ``bone``
+       (joint minus its parent in the layout's tree), and optionally the presence mask as
+       one more channel. Masked joints are exactly zero in every stream.
+
+Shapes:
+    frames ``(T, V, C)``, mask ``(T, V)`` -> ``(C', window, V)`` float32, with
+    ``C' = dims * len(streams) + with_mask``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from edge.layout import (
+    HAND_MIDDLE_MCP,
+    HAND_WRIST,
+    LEFT_HAND0,
+    MP75,
+    N_POSE,
+    RIGHT_HAND0,
+    Layout,
+)
+
+PREPROCESS_VERSION = 1
+STREAMS = ("joint", "motion", "bone")
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What the model input looks like; stored in every artefact.
+
+    Attributes:
+        window: frames per model input (T).
+        dims: coordinates used, 2 (x, y) or 3 (x, y, z). 3D data can feed a 2D model.
+        streams: subset of ``("joint", "motion", "bone")``, in that order.
+        with_mask: append the presence mask as one more channel.
+        layout: the skeleton layout id.
+    """
+
+    window: int = 32
+    dims: int = 2
+    streams: tuple[str, ...] = ("joint", "motion", "bone")
+    with_mask: bool = True
+    layout: str = "mp75"
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise ValueError(f"window must be >= 2, got {self.window}")
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
+        bad = [s for s in self.streams if s not in STREAMS]
+        if bad or not self.streams or len(set(self.streams)) != len(self.streams):
+            raise ValueError(f"streams must be distinct names from {STREAMS}, got {self.streams}")
+        # Canonical order, so that two configs naming the same streams are equal.
+        object.__setattr__(self, "streams", tuple(s for s in STREAMS if s in self.streams))
+        if self.layout != MP75.name:
+            raise ValueError(f"unsupported layout {self.layout!r}; this version knows 'mp75'")
+
+    @property
+    def channels(self) -> int:
+        """C', the number of input channels."""
+        return self.dims * len(self.streams) + int(self.with_mask)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["streams"] = list(self.streams)
+        d["version"] = PREPROCESS_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; refuses another preprocessing version."""
+        d = dict(d)
+        version = d.pop("version", PREPROCESS_VERSION)
+        if version != PREPROCESS_VERSION:
+            raise ValueError(f"preprocessing version {version} does not match this "
+                             f"package's version {PREPROCESS_VERSION}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys {sorted(unknown)}")
+        if "streams" in d:
+            d["streams"] = tuple(d["streams"])
+        return cls(**d)
+
+
+def _centre_scale(x: np.ndarray, m: np.ndarray, layout: Layout) -> tuple[np.ndarray, float]:
+    """Centre ``(C,)`` and scale for a clip ``x (T, V, C)`` with mask ``m (T, V)``."""
+    ls, rs = layout.center
+    body = m[:, ls] & m[:, rs]
+    if body.any():
+        centre = 0.5 * (x[body, ls] + x[body, rs]).mean(axis=0)
+        scale = float(np.median(np.linalg.norm(x[body, ls] - x[body, rs], axis=-1)))
+        return centre, scale
+    wrists, palms = [], []
+    for h0 in (LEFT_HAND0, RIGHT_HAND0):
+        ok = m[:, h0 + HAND_WRIST] & m[:, h0 + HAND_MIDDLE_MCP]
+        if ok.any():
+            wrists.append(x[ok, h0 + HAND_WRIST])
+            palms.append(np.linalg.norm(x[ok, h0 + HAND_MIDDLE_MCP] - x[ok, h0 + HAND_WRIST],
+                                        axis=-1))
+    if wrists:
+        return np.concatenate(wrists).mean(axis=0), float(np.median(np.concatenate(palms)))
+    if m.any():  # Neither shoulders nor a whole palm: centre on what there is.
+        return x[m].mean(axis=0), 1.0
+    return np.zeros(x.shape[-1], dtype=np.float32), 1.0
+
+
+def _resample(x: np.ndarray, m: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    t = x.shape[0]
+    if t == window:
+        return x, m
+    if t == 1:
+        return np.repeat(x, window, axis=0), np.repeat(m, window, axis=0)
+    s = np.linspace(0.0, t - 1, window)
+    i0 = np.floor(s).astype(np.int64)
+    i1 = np.minimum(i0 + 1, t - 1)
+    w = (s - i0).astype(np.float32)[:, None, None]
+    m0, m1 = m[i0], m[i1]
+    both = (m0 & m1)[..., None]
+    lin = (1.0 - w) * x[i0] + w * x[i1]
+    only0 = (m0 & ~m1)[..., None]
+    y = np.where(both, lin, np.where(only0, x[i0], x[i1]))
+    mm = m0 | m1
+    return np.where(mm[..., None], y, 0.0).astype(np.float32), mm
+
+
+def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Turn one clip into the model input.
+
+    Args:
+        frames: ``(T, V, C)`` mp75 coordinates, C >= ``cfg.dims``; T >= 1.
+        mask: ``(T, V)`` bool presence.
+        cfg: the model's preprocessing config.
+
+    Returns:
+        ``(C', cfg.window, V)`` float32.
+
+    Raises:
+        ValueError: on shapes that do not fit the layout or config.
+    """
+    frames = np.asarray(frames)
+    mask = np.asarray(mask, dtype=bool)
+    layout = MP75
+    v = layout.num_joints
+    if frames.ndim != 3 or frames.shape[1] != v or frames.shape[0] < 1:
+        raise ValueError(f"frames must be (T>=1, {v}, C), got {frames.shape}")
+    if frames.shape[2] < cfg.dims:
+        raise ValueError(f"the model needs {cfg.dims}D joints, the frames have "
+                         f"{frames.shape[2]} coordinates")
+    if mask.shape != frames.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match frames {frames.shape[:2]}")
+    x = frames[..., : cfg.dims].astype(np.float32)
+    m = mask & np.isfinite(x).all(-1)
+    x = np.where(m[..., None], x, 0.0)
+
+    centre, scale = _centre_scale(x, m, layout)
+    if not np.isfinite(scale) or scale < _EPS:
+        scale = 1.0
+    x = np.where(m[..., None], (x - centre) / scale, 0.0).astype(np.float32)
+    x, m = _resample(x, m, cfg.window)
+
+    out = []
+    mf = m[..., None]
+    if "joint" in cfg.streams:
+        out.append(x)
+    if "motion" in cfg.streams:
+        mot = np.zeros_like(x)
+        mot[:-1] = x[1:] - x[:-1]
+        ok = np.zeros_like(mf)
+        ok[:-1] = mf[1:] & mf[:-1]
+        out.append(np.where(ok, mot, 0.0))
+    if "bone" in cfg.streams:
+        par = np.asarray(layout.parents)
+        out.append(np.where(mf & m[:, par][..., None], x - x[:, par], 0.0))
+    y = np.concatenate(out, axis=-1)  # (T, V, C')
+    if cfg.with_mask:
+        y = np.concatenate([y, mf.astype(np.float32)], axis=-1)
+    return np.ascontiguousarray(y.transpose(2, 0, 1), dtype=np.float32)
+
+
+def body_present(mask: np.ndarray) -> np.ndarray:
+    """``(T,)`` True where any body joint is present in ``mask (T, V)``."""
+    return np.asarray(mask)[:, :N_POSE].any(axis=1)

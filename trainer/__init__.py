@@ -1,0 +1,1 @@
+"""skelmtl trainer: datasets, models, training, evaluation, export (needs torch)."""
