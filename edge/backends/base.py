@@ -1,0 +1,63 @@
+"""The interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import SkelmtlError
+from edge.metadata import ModelMeta
+
+
+class BackendError(SkelmtlError, RuntimeError):
+    """A model that cannot be loaded or run by a backend; the message names the file."""
+
+
+class Backend(ABC):
+    """Runs a model on preprocessed windows.
+
+    Subclasses set ``name``, load the model in ``__init__(path, **options)`` and fill
+    ``self.meta`` from the artefact's own metadata (refusing a mismatch).
+
+    Attributes:
+        name: backend name, as in :data:`edge.backends.BACKENDS`.
+        meta: the model's metadata.
+        path: the model file.
+        precision: what the backend actually computes in (``fp32``, ``fp16``, ``int8``).
+    """
+
+    name: str = ""
+    meta: ModelMeta
+    path: Path
+    precision: str = "fp32"
+
+    @abstractmethod
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the model.
+
+        Args:
+            x: ``(N, C', T, V)`` float32 windows from :func:`edge.preprocess.preprocess`.
+
+        Returns:
+            ``output name -> (N, K)`` float32 logits, names from ``meta.output_names()``.
+        """
+
+    def close(self) -> None:
+        """Release device memory and sessions; safe to call twice."""
+        return None  # Backends without resources have nothing to release.
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """Validate ``x`` against the metadata and return it as contiguous float32."""
+        p = self.meta.preprocess
+        want = (p.channels, p.window, 75)
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise BackendError(f"{self.path}: input {x.shape} does not match (N, *{want})")
+        return np.ascontiguousarray(x, dtype=np.float32)
