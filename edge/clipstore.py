@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -207,7 +207,7 @@ class ClipStore(Sequence[Clip]):
                              f"package reads {STORE_FORMAT}")
         if self.meta.get("layout") != MP75.name:
             raise StoreError(f"{self.path}: layout {self.meta.get('layout')!r}, expected 'mp75'")
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         try:
             self.frames = np.load(self.path / "frames.npy", mmap_mode=mode)
             self.masks = np.load(self.path / "mask.npy", mmap_mode=mode)

@@ -200,4 +200,4 @@ def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> n
 
 def body_present(mask: np.ndarray) -> np.ndarray:
     """``(T,)`` True where any body joint is present in ``mask (T, V)``."""
-    return np.asarray(mask)[:, :N_POSE].any(axis=1)
+    return np.asarray(np.asarray(mask)[:, :N_POSE].any(axis=1))
