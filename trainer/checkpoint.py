@@ -1,0 +1,105 @@
+"""Checkpoints that say what they contain: model arguments, metadata, config, data fingerprint.
+
+A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``: no pickled code):
+
+    format          1
+    model_args      dict: ``create_model(**model_args)`` rebuilds the network
+    meta            ModelMeta.to_dict(): preprocessing, tasks, labels, stride
+    state_dict      the weights
+    config          the training config as a plain dict
+    extra           epoch, optimizer/scheduler/weighting state, data fingerprint, metrics
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edge.errors import SkelmtlError
+from edge.metadata import ModelMeta
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(SkelmtlError, ValueError):
+    """A checkpoint that cannot be read; the message names the file."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint opened by :func:`load_checkpoint`.
+
+    Attributes:
+        model: the rebuilt network with weights loaded, in eval mode.
+        meta: its metadata.
+        config: the training config it was trained with.
+        extra: everything else (epoch, optimizer state, fingerprint, metrics).
+    """
+
+    model: torch.nn.Module
+    meta: ModelMeta
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, meta: ModelMeta,
+                    config: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """Write a checkpoint atomically. ``model`` must have ``model_args`` (registry models do)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model_args = dict(model.model_args)  # type: ignore[attr-defined]
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    blob = {"format": CHECKPOINT_FORMAT, "model_args": model_args,
+            "meta": meta.with_(model_name=model_args.get("name", ""),
+                               model_args=model_args).to_dict(),
+            "state_dict": state, "config": config or {}, "extra": extra}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw checkpoint dict, checked for format; raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt zip/pickle
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a skelmtl checkpoint (format "
+                              f"{blob.get('format') if isinstance(blob, dict) else None})")
+    return blob
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint, with its weights, in eval mode."""
+    from trainer.models import create_model
+
+    blob = read_checkpoint(path)
+    meta = ModelMeta.from_dict(blob["meta"], source=str(path))
+    model = create_model(**blob["model_args"])
+    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.eval()
+    return LoadedCheckpoint(model=model, meta=meta, config=blob.get("config", {}),
+                            extra=blob.get("extra", {}))
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DistributedDataParallel / DataParallel wrappers."""
+    return getattr(model, "module", model)
