@@ -52,7 +52,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, meta: 
     """Write a checkpoint atomically. ``model`` must have ``model_args`` (registry models do)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model_args = dict(model.model_args)  # type: ignore[attr-defined]
+    model_args = dict(_unwrap(model).model_args)  # type: ignore[arg-type]
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
     blob = {"format": CHECKPOINT_FORMAT, "model_args": model_args,
             "meta": meta.with_(model_name=model_args.get("name", ""),
