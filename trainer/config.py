@@ -1,0 +1,254 @@
+"""Training configuration: frozen dataclasses loaded from YAML that reject unknown keys.
+
+Example (configs/tiny_mtl_3d.yaml)::
+
+    name: tiny_mtl_3d
+    seed: 0
+    data:
+      sources:
+        - {store: runs/stores/msr_action3d}
+        - {store: runs/stores/fpha, weight: 1.0}
+    preprocess: {window: 32, dims: 3}
+    model: {name: stgcn_tiny, sharing: hard}
+    loss: {weighting: dwa}
+    optim: {epochs: 40, batch_size: 32}
+
+Paths in ``data.sources[].store`` are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge.errors import SkelmtlError
+from edge.preprocess import PreprocessConfig
+
+
+class ConfigError(SkelmtlError, ValueError):
+    """A config file that does not parse or does not fit the schema; names file and key."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One clip store in a composite training set.
+
+    Attributes:
+        store: path of a clip store (``skelmtl data convert``).
+        weight: sampling weight of this source relative to the others; 1.0 for each
+            source means each contributes equally often per epoch, whatever its size.
+        task: rename the store's task (e.g. a hand dataset used as ``gesture``).
+        label_prefix: prefix label names (``"vb/"``) to keep classes of two stores of the
+            same task apart.
+    """
+
+    store: str
+    weight: float = 1.0
+    task: str | None = None
+    label_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Attributes:
+    sources: the stores mixed into one composite set.
+    val_fraction: share of each train split carved out for validation (stratified by
+        label, fixed by the seed), used when a store has no ``val`` split of its own.
+    train_split / test_split: split names in the stores.
+    epoch_size: samples drawn per epoch (0 = the total number of training clips).
+    """
+
+    sources: tuple[SourceConfig, ...] = ()
+    val_fraction: float = 0.15
+    train_split: str = "train"
+    test_split: str = "test"
+    epoch_size: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "stgcn_tiny"
+    sharing: str = "hard"
+    task_head: bool = True
+    dropout: float = 0.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Attributes:
+    weighting: ``mean`` | ``dwa`` | ``uncertainty`` (see trainer.losses).
+    task_head_weight: weight of the task head's cross-entropy.
+    label_smoothing: cross-entropy label smoothing.
+    """
+
+    weighting: str = "mean"
+    task_head_weight: float = 0.1
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation that respects the skeleton; probabilities are per clip.
+
+    Attributes:
+        mirror: probability of a left/right mirror (x flipped, joints swapped by the
+            layout's mirror map, labels remapped by ``mirror_labels``).
+        mirror_labels: label pairs that swap under mirroring, e.g. ``[[pointL, pointR]]``.
+        rotate_deg: max rotation (about the vertical axis for 3D, in-plane for 2D).
+        scale: max relative anisotropic scale change.
+        crop: min fraction of the clip kept by a random temporal crop (1 = no crop).
+        drop_hand / drop_hands: probability of masking one hand / both hands.
+        noise: std of Gaussian joint noise relative to the clip's scale.
+    """
+
+    mirror: float = 0.5
+    mirror_labels: tuple[tuple[str, str], ...] = ()
+    rotate_deg: float = 15.0
+    scale: float = 0.1
+    crop: float = 0.8
+    drop_hand: float = 0.05
+    drop_hands: float = 0.02
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    grad_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run.
+
+    Attributes:
+        name: run name (the output folder's default name).
+        seed: seeds Python, NumPy and torch; with it, runs repeat.
+        tasks: the tasks to train (subset of the stores' tasks; empty = all). One task
+            = a single-task (STL) baseline.
+        stride: frames between two streaming windows, stored in the model metadata.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        amp: mixed precision on CUDA (ignored on CPU).
+        out: output folder (default ``runs/<name>``).
+    """
+
+    name: str = "run"
+    seed: int = 0
+    tasks: tuple[str, ...] = ()
+    stride: int = 4
+    device: str = "auto"
+    amp: bool = True
+    out: str = ""
+    threads: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or os.path.join("runs", self.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["preprocess"] = {k: v for k, v in self.preprocess.to_dict().items() if k != "version"}
+        return _plain(d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with dotted-key changes, e.g. ``replace(**{"model.sharing": "soft"})``."""
+        d = self.to_dict()
+        for key, value in changes.items():
+            node = d
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        return from_dict(d, "<replace>")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _build(cls: Any, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys (path in ``where``)."""
+    if dataclasses.is_dataclass(data):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """Build a :class:`TrainConfig`; raises ConfigError naming ``source`` and the key."""
+    cfg: TrainConfig = _build(TrainConfig, data, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+    """Load a YAML config file; ``overrides`` are dotted keys applied on top."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    cfg = from_dict(data or {}, str(path))
+    return cfg.replace(**overrides) if overrides else cfg
