@@ -121,12 +121,19 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """Attributes:
+    batch_size: samples per optimiser step over all processes.
+    accumulate: split each step into this many micro-batches (gradient accumulation;
+        same result as that many DDP processes, with less memory).
+    """
+
     epochs: int = 40
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 2
     grad_clip: float = 5.0
+    accumulate: int = 1
 
 
 @dataclass(frozen=True)

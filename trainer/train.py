@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     val_ds = ClipDataset(comp, split["val"], cfg.preprocess)
     sampler = CompositeSampler(comp, split["train"], [s.weight for s in cfg.data.sources],
                                cfg.data.epoch_size, cfg.seed, env.rank, env.world)
-    per_rank = max(1, cfg.optim.batch_size // env.world)
+    accum = cfg.optim.accumulate
+    per_rank = cfg.optim.batch_size // env.world
+    if per_rank < accum or cfg.optim.batch_size % env.world:
+        raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} must split evenly over "
+                          f"{env.world} processes and {accum} accumulation steps")
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
                         drop_last=True)
 
@@ -234,32 +239,47 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         bar = _bar(loader, progress and env.main, f"epoch {epoch + 1}/{cfg.optim.epochs}")
         for x, t, lab in bar:
             x, t, lab = x.to(env.device), t.to(env.device), lab.to(env.device)
-            with torch.autocast(env.device.type, enabled=env.amp):
-                outputs = net(x)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            losses = masked_task_losses(outputs, t, lab, list(tasks),
-                                        label_smoothing=cfg.loss.label_smoothing)
-            total = weighting({k: losses[k] for k in tasks})
-            if "task" in losses and meta.has_task_head:
-                total = total + cfg.loss.task_head_weight * losses["task"]
-            total = total + model.regularization()  # type: ignore[operator]
             opt.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
+            # Per-task sample counts over the whole optimiser step (all ranks, all
+            # micro-batches): each task's loss is its mean over those samples, so one
+            # DDP step over N ranks equals one step with N accumulated micro-batches.
+            n_step = torch.stack([(t == i).sum() for i in range(len(tasks))]).double()
+            if env.world > 1:
+                dist.all_reduce(n_step)
+            shards = env.world * accum
+            for r in range(accum):
+                xs, ts, ls = x[r::accum], t[r::accum], lab[r::accum]
+                # Only the last micro-batch's backward all-reduces across DDP ranks (the flag
+                # is read when the forward runs, so the forward is what no_sync wraps).
+                sync = nullcontext() if env.world == 1 or r == accum - 1 else net.no_sync()
+                with sync, torch.autocast(env.device.type, enabled=env.amp):
+                    outputs = net(xs)
+                outputs = {k: v.float() for k, v in outputs.items()}
+                losses = masked_task_losses(outputs, ts, ls, list(tasks),
+                                            label_smoothing=cfg.loss.label_smoothing)
+                n_micro = [int((ts == i).sum()) for i in range(len(tasks))]
+                scaled = {k: losses[k] * (n_micro[i] * shards / max(float(n_step[i]), 1.0))
+                          for i, k in enumerate(tasks)}
+                total = weighting(scaled)
+                if "task" in losses and meta.has_task_head:
+                    task_scale = len(ts) * shards / max(float(n_step.sum()), 1.0)
+                    total = total + cfg.loss.task_head_weight * losses["task"] * task_scale
+                total = total + model.regularization()  # type: ignore[operator]
+                scaler.scale(total / accum).backward()
+                for i, k in enumerate(tasks):
+                    if n_micro[i]:
+                        sums[k] = sums.get(k, 0.0) + float(losses[k]) * n_micro[i]
+                        counts[k] = counts.get(k, 0) + n_micro[i]
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             scaler.step(opt)
             scaler.update()
             sched.step()
-            for k in tasks:
-                n = int((t == tasks.index(k)).sum())
-                if n:
-                    sums[k] = sums.get(k, 0.0) + float(losses[k]) * n
-                    counts[k] = counts.get(k, 0) + n
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(total):.3f}")
-        epoch_losses = {k: sums[k] / counts[k] for k in sums}
         if env.world > 1:
-            epoch_losses = _all_mean(epoch_losses, tasks, env)
+            sums, counts = _all_sum(sums, counts, tasks)
+        epoch_losses = {k: sums[k] / counts[k] for k in sums if counts[k]}
         weighting.update_epoch(epoch_losses)
         val = accuracy_per_task(predict(model, val_ds, tasks, env.device), tasks) if len(val_ds) else {}
         score = float(np.mean([val[k] for k in tasks if k in val])) if val else -float(epoch)
@@ -299,13 +319,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                      wall_s=time.perf_counter() - t0)
 
 
-def _all_mean(d: dict[str, float], tasks: tuple[str, ...], env: Env) -> dict[str, float]:
-    v = torch.tensor([d.get(k, float("nan")) for k in tasks], dtype=torch.float64)
-    ok = (~torch.isnan(v)).double()
-    v = torch.nan_to_num(v)
+def _all_sum(sums: dict[str, float], counts: dict[str, int], tasks: tuple[str, ...]
+             ) -> tuple[dict[str, float], dict[str, int]]:
+    """Sum per-task loss sums and counts over DDP ranks."""
+    v = torch.tensor([[sums.get(k, 0.0), counts.get(k, 0)] for k in tasks], dtype=torch.float64)
     dist.all_reduce(v)
-    dist.all_reduce(ok)
-    return {k: float(v[i] / ok[i]) for i, k in enumerate(tasks) if ok[i] > 0}
+    return ({k: float(v[i, 0]) for i, k in enumerate(tasks)},
+            {k: int(v[i, 1]) for i, k in enumerate(tasks)})
 
 
 def _bar(it: Any, show: bool, desc: str) -> Any:
