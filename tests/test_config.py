@@ -1,0 +1,49 @@
+"""Config loading: frozen dataclasses from YAML that refuse unknown keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.config import ConfigError, TrainConfig, from_dict, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_round_trip() -> None:
+    cfg = from_dict({"name": "x", "data": {"sources": [{"store": "a"}, {"store": "b", "weight": 2}]}})
+    assert cfg.data.sources[1].weight == 2.0
+    again = from_dict(cfg.to_dict())
+    assert again == cfg
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"nmae": "typo"}, "unknown keys ['nmae']"),
+    ({"optim": {"epohcs": 3}}, "<t>.optim: unknown keys ['epohcs']"),
+    ({"optim": {"epochs": "many"}}, "<t>.optim.epochs: expected int"),
+    ({"preprocess": {"dims": 4}}, "dims must be 2 or 3"),
+    ({"data": {"sources": [{"weight": 1.0}]}}, "missing 1 required positional argument: 'store'"),
+])
+def test_bad_configs_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(data, "<t>")
+
+
+def test_dotted_overrides() -> None:
+    cfg = TrainConfig().replace(**{"model.sharing": "soft", "optim.epochs": 3})
+    assert (cfg.model.sharing, cfg.optim.epochs) == ("soft", 3)
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="nope.yaml: no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    load_config(path)
