@@ -204,7 +204,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
 
     meta = ModelMeta(preprocess=cfg.preprocess, tasks=tasks, labels=labels, stride=cfg.stride,
                      has_task_head=bool(getattr(model, "model_args", {}).get("task_head")),
-                     producer={"skelmtl": __version__, "torch": torch.__version__,
+                     producer={"skelmtl": __version__, "torch": str(torch.__version__),
                                "data_fingerprint": comp.fingerprint(), "run": cfg.name})
     start, best_val, history = 0, -1.0, []
     last = out / "last.pt"
@@ -268,7 +268,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 scaler.scale(total / accum).backward()
                 for i, k in enumerate(tasks):
                     if n_micro[i]:
-                        sums[k] = sums.get(k, 0.0) + float(losses[k]) * n_micro[i]
+                        sums[k] = sums.get(k, 0.0) + float(losses[k].detach()) * n_micro[i]
                         counts[k] = counts.get(k, 0) + n_micro[i]
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)

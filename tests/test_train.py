@@ -1,0 +1,153 @@
+"""Training loop: learns a learnable set, resumes exactly, DDP equals accumulation, eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from trainer.checkpoint import load_checkpoint, read_checkpoint
+from trainer.config import TrainConfig, from_dict
+from trainer.evaluate import evaluate_checkpoint
+from trainer.train import train
+
+from .synth import make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("synth") / "store")
+
+
+def _cfg(store: Path, out: Path, **kw: object) -> TrainConfig:
+    d: dict = {"name": "t", "seed": 0, "out": str(out), "threads": 1,
+               "data": {"sources": [{"store": str(store)}], "val_fraction": 0.2},
+               "preprocess": {"window": 16, "dims": 3},
+               "model": {"name": "stgcn_tiny"},
+               "optim": {"epochs": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1}}
+    cfg = from_dict(d)
+    return cfg.replace(**kw) if kw else cfg
+
+
+def test_mtl_learns_both_tasks_and_evaluates(store: Path, tmp_path: Path) -> None:
+    res = train(_cfg(store, tmp_path / "run"), progress=False, log=lambda s: None)
+    assert res.best.is_file()
+    rep = evaluate_checkpoint(res.best, split="test", out_dir=tmp_path / "eval")
+    # 3 classes per task: chance is 33%. The synthetic classes are unambiguous.
+    assert rep["tasks"]["action"]["top1"] >= 0.8, rep["tasks"]["action"]
+    assert rep["tasks"]["gesture"]["top1"] >= 0.8, rep["tasks"]["gesture"]
+    assert rep["tasks"]["action"]["n"] == 9 and rep["tasks"]["gesture"]["n"] == 9
+    assert rep["task_head"] >= 0.9
+    assert (tmp_path / "eval" / "confusion_action.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert saved["tasks"]["gesture"]["top1"] == rep["tasks"]["gesture"]["top1"]
+    ck = load_checkpoint(res.best)
+    assert ck.meta.tasks == ("action", "gesture")
+    assert ck.meta.labels["action"] == ("push", "raise", "sweep")
+    assert ck.meta.producer["data_fingerprint"]
+    assert ck.config["model"]["name"] == "stgcn_tiny"
+
+
+def test_stl_run_has_one_head(store: Path, tmp_path: Path) -> None:
+    res = train(_cfg(store, tmp_path / "stl", tasks=["gesture"], **{"optim.epochs": 1}),
+                progress=False, log=lambda s: None)
+    ck = load_checkpoint(res.best)
+    assert ck.meta.tasks == ("gesture",)
+    assert ck.meta.has_task_head is False
+    out = ck.model(torch.zeros(2, ck.meta.preprocess.channels, 16, 75))
+    assert set(out) == {"logits_gesture"}
+
+
+def test_resume_after_interruption(store: Path, tmp_path: Path) -> None:
+    """Kill after epoch 2 of 3 (simulated by an exception), resume, compare with a clean run."""
+    clean = train(_cfg(store, tmp_path / "clean", **{"optim.epochs": 3}), progress=False,
+                  log=lambda s: None)
+    cfg = _cfg(store, tmp_path / "cut", **{"optim.epochs": 3})
+    import trainer.train as tt
+
+    real = tt.accuracy_per_task
+    calls = {"n": 0}
+
+    def boom(*a: object, **k: object) -> dict:
+        calls["n"] += 1
+        if calls["n"] == 2:  # validation of the 2nd epoch: the process "dies" here
+            raise KeyboardInterrupt
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    tt.accuracy_per_task = boom  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False, log=lambda s: None)
+    finally:
+        tt.accuracy_per_task = real
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["extra"]["epoch"] == 0
+    res = train(cfg, resume=True, progress=False, log=lambda s: None)
+    assert res.epochs_run == 2
+    a = read_checkpoint(clean.out_dir / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "cut" / "last.pt")["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=f"{k} differs after resume")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    try:
+        train(from_dict(cfg_dict), progress=False, log=lambda s: None)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("sharing", ["hard", "soft"])
+def test_ddp_two_processes_match_single_process(store: Path, tmp_path: Path,
+                                                sharing: str) -> None:
+    """2 gloo processes x 8 samples == 1 process x 2 accumulated micro-batches of 8.
+
+    Each rank's batch norm sees only its own samples, exactly like one micro-batch, and
+    the loss is normalised over the whole step, so the weights must agree to float
+    rounding. This checks the sampler sharding, the loss normalisation and DDP's
+    gradient averaging together.
+    """
+    kw = {"model.sharing": sharing, "optim.epochs": 2, "augment.mirror": 0.5,
+          "loss.weighting": "dwa"}
+    ref = _cfg(store, tmp_path / "ref", **kw, **{"optim.accumulate": 2})
+    train(ref, progress=False, log=lambda s: None)
+    ddp = _cfg(store, tmp_path / "ddp", **kw)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), ddp.to_dict()), nprocs=2,
+                       start_method="spawn")
+    a = read_checkpoint(tmp_path / "ref" / "last.pt")
+    b = read_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert [h["loss"] for h in a["extra"]["history"]] == pytest.approx(
+        [h["loss"] for h in b["extra"]["history"]], rel=1e-4)
+    for k, v in a["state_dict"].items():
+        if "running_" in k or "num_batches" in k:
+            continue  # DDP keeps rank 0's batch-norm statistics; they never reach the loss
+        torch.testing.assert_close(v, b["state_dict"][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_seed_makes_runs_repeat_and_differ(store: Path, tmp_path: Path) -> None:
+    a = train(_cfg(store, tmp_path / "a", **{"optim.epochs": 1}), progress=False, log=lambda s: None)
+    b = train(_cfg(store, tmp_path / "b", **{"optim.epochs": 1}), progress=False, log=lambda s: None)
+    c = train(_cfg(store, tmp_path / "c", seed=1, **{"optim.epochs": 1}), progress=False,
+              log=lambda s: None)
+    sa, sb, sc = (read_checkpoint(r.out_dir / "last.pt")["state_dict"] for r in (a, b, c))
+    k = next(k for k in sa if k.endswith("weight") and sa[k].ndim > 1)
+    assert torch.equal(sa[k], sb[k])
+    assert not torch.equal(sa[k], sc[k])
+    assert np.isfinite([h["score"] for h in a.history]).all()
