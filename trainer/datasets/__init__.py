@@ -1,0 +1,143 @@
+"""Readers from published skeleton formats into the clip store (numpy only, no torch).
+
+Each reader maps its source layout into mp75 with the adapters of :mod:`edge.layout`,
+masking what the source lacks, and builds the dataset's standard split protocol in.
+
+Usage:
+    from trainer.datasets import READERS, read_dataset
+    clips = read_dataset("../shared/data/msr_action3d", "msr_action3d")
+
+or on the command line: ``skelmtl data convert SRC DST --format msr_action3d``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from edge.clipstore import Clip
+from trainer.datasets.base import (
+    DatasetError,
+    ReaderSpec,
+    ReadLog,
+    ReadOptions,
+    hash_split,
+    protocol_of,
+)
+from trainer.datasets.body import (
+    detect_jhmdb,
+    detect_msr,
+    detect_ntu,
+    read_jhmdb,
+    read_msr,
+    read_ntu,
+)
+from trainer.datasets.hands import detect_dhg, detect_fphab, read_dhg, read_fphab, read_shrec
+from trainer.datasets.mediapipe import (
+    detect_asl16,
+    detect_mp_folder,
+    detect_recording,
+    read_asl16,
+    read_mp_folder,
+    read_recordings,
+)
+
+__all__ = ["READERS", "DatasetError", "ReadLog", "ReadOptions", "ReaderSpec", "detect_format",
+           "hash_split", "read_dataset"]
+
+
+def _spec(*args: object, **kw: object) -> ReaderSpec:
+    return ReaderSpec(*args, **kw)  # type: ignore[arg-type]
+
+
+def _loso(n: int) -> tuple[str, ...]:
+    return tuple(f"loso:{s}" for s in range(1, n + 1))
+
+
+READERS: dict[str, ReaderSpec] = {s.name: s for s in (
+    _spec("mp_folder", read_mp_folder, "gesture", "mediapipe_holistic", ("hash",),
+          "MediaPipe MP_Data folders <class>/<sequence>/<frame>.npy (258/1662/225 values); "
+          "hash-stratified 80/20 split", detect_mp_folder),
+    _spec("asl16", read_asl16, "gesture", "mediapipe_holistic_2d", ("official",),
+          "npz with X (N,T,D) holistic vectors, y, split Train/Valid/Test (asl16)",
+          detect_asl16),
+    _spec("fphab", read_fphab, "gesture", "fphab_hand21", ("cross_subject",),
+          "F-PHAB Hand_pose_annotation_v1/Subject_<s>/<action>/<n>/skeleton.txt; "
+          "Subject_1-4 train, 5-6 test", detect_fphab),
+    _spec("msr_action3d", read_msr, "action", "kinect_v1_msr", ("cross_subject",),
+          "MSR Action3D a<A>_s<S>_e<E>_skeleton3D.txt; subjects 1,3,5,7,9 train",
+          detect_msr),
+    _spec("jhmdb", read_jhmdb, "action", "jhmdb15", ("1", "2", "3"),
+          "JHMDB jhmdb_split{1,2,3}_{train,test}.npz (2D puppet joints); official split k",
+          detect_jhmdb),
+    _spec("ntu", read_ntu, "action", "kinect_v2_ntu", ("xsub", "xview", "xsub120", "xset120"),
+          "NTU RGB+D / NTU-120 .skeleton files; main (most moving) body", detect_ntu),
+    _spec("shrec", read_shrec, "gesture", "dhg22", ("official", *_loso(28)),
+          "SHREC'17 gesture_<g>/finger_<f>/subject_<s>/essai_<e>/skeletons_world.txt; "
+          "train/test_gestures.txt lists", detect_dhg, ("14", "28")),
+    _spec("dhg", read_dhg, "gesture", "dhg22", _loso(20),
+          "DHG-14/28 (same tree as SHREC'17); leave-one-subject-out fold loso:<s>",
+          detect_dhg, ("14", "28")),
+    _spec("recording", read_recordings, "gesture", "mp75", ("hash",),
+          "folders of the runtime's *.landmarks.npz recordings, label = parent folder",
+          detect_recording),
+)}
+
+# Autodetection order: the most specific signatures first (dhg before shrec: a plain
+# tree without SHREC's train/test lists is DHG's).
+_DETECT_ORDER = ("fphab", "msr_action3d", "jhmdb", "ntu", "asl16", "recording", "dhg",
+                 "mp_folder")
+
+
+def detect_format(src: str | os.PathLike[str]) -> str:
+    """The format name whose files ``src`` holds; raises DatasetError when none fits."""
+    p = Path(src)
+    if not p.exists():
+        raise DatasetError(f"{p}: no such file or folder")
+    for name in _DETECT_ORDER:
+        if READERS[name].detect(p):
+            if name == "dhg" and (p / "train_gestures.txt").is_file():
+                return "shrec"
+            return name
+    raise DatasetError(f"{p}: cannot tell the dataset format; pass --format "
+                       f"(one of {', '.join(READERS)})")
+
+
+def resolve_options(spec: ReaderSpec, opts: ReadOptions) -> ReadOptions:
+    """Fill in the reader's defaults and check the options it does not accept."""
+    protocol = protocol_of(spec, opts)
+    classes = opts.classes
+    if classes is not None and str(classes) not in spec.classes:
+        raise DatasetError(f"format {spec.name!r} takes no --classes {classes}"
+                           + (f"; choose from {list(spec.classes)}" if spec.classes else ""))
+    if classes is None and spec.classes:
+        classes = spec.classes[0]
+    if not 0.0 <= opts.test_fraction < 1.0:
+        raise DatasetError(f"test fraction {opts.test_fraction} outside [0, 1)")
+    return dataclasses.replace(opts, split_protocol=protocol, task=opts.task or spec.task,
+                               classes=None if classes is None else str(classes))
+
+
+def read_dataset(src: str | os.PathLike[str], format: str | None = None,
+                 opts: ReadOptions | None = None, log: ReadLog | None = None
+                 ) -> Iterator[Clip]:
+    """Clips of the dataset at ``src`` in mp75 (lazily, one at a time).
+
+    Args:
+        src: the dataset folder (or file for ``asl16``).
+        format: a key of :data:`READERS`; None = autodetect.
+        opts: task, split protocol, seed...; None = the reader's defaults.
+        log: receives skipped files and protocol notes.
+
+    Raises:
+        DatasetError: unknown format or option, missing folder, corrupt file (named).
+    """
+    src = Path(src)
+    name = format or detect_format(src)
+    if name not in READERS:
+        raise DatasetError(f"unknown format {name!r}; known: {', '.join(READERS)}")
+    spec = READERS[name]
+    opts = resolve_options(spec, opts or ReadOptions())
+    return spec.read(src, opts, log if log is not None else ReadLog())
