@@ -1,0 +1,392 @@
+"""``skelmtl extract``: videos -> MediaPipe landmarks -> a labelled clip store.
+
+Usage: skelmtl extract videos/ -o gestures.store --label-from parent --task gesture --workers 2
+
+Each video runs through the landmark front end (:class:`edge.landmarks.Landmarker`,
+video mode) in its own worker process; every worker creates its own landmarkers. The
+landmarks of each finished video are cached as a ``*.landmarks.npz`` file in a work
+folder (default: ``.<STORE>.work`` beside the store), so ``--resume`` after an
+interruption skips the videos already done. The clip store is written at the end, in one
+atomic step (:func:`edge.clipstore.write_store`). A video that cannot be decoded is
+reported by name and left out; it does not stop the others.
+
+Inputs are video files, folders (searched recursively for videos), or recorded
+``*.landmarks.npz`` files (taken as they are, no MediaPipe). ``--label-from parent``
+labels each clip with its folder's name (``videos/wave/001.mp4`` -> ``wave``); any other
+value is used as the label of every clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.clipstore import Clip, write_store
+from edge.errors import SkelmtlError
+from edge.recording import SUFFIX as RECORDING_SUFFIX
+from edge.recording import RecordingError, load_recording, save_recording
+from edge.sources import VIDEO_EXTENSIONS
+
+CACHE_VERSION = 1
+
+
+class ExtractError(SkelmtlError):
+    """Bad arguments or nothing to extract."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input of the extraction.
+
+    Attributes:
+        path: the video (or recording) file.
+        clip_id: unique name in the store (path relative to the input given).
+        label: the clip's label.
+        cache: where its landmarks are cached in the work folder.
+    """
+
+    path: Path
+    clip_id: str
+    label: str
+    cache: Path
+
+    @property
+    def is_recording(self) -> bool:
+        return self.path.name.endswith(RECORDING_SUFFIX)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="VIDEOS_OR_FOLDERS",
+                   help="video files, folders of videos (recursive) or *.landmarks.npz files")
+    p.add_argument("-o", "--output", required=True, metavar="STORE", help="clip store to write")
+    p.add_argument("--label-from", default="parent", metavar="parent|LABEL",
+                   help="'parent': each video's folder name; anything else: that label "
+                        "for every clip (default: parent)")
+    p.add_argument("--task", default="gesture", help="task of the clips (default: gesture)")
+    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+                   help="parallel processes (default: min(4, CPUs)); 1 runs in this process")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse landmarks already extracted into the work folder")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="per-video landmark cache (default: .STORE.work beside the store)")
+    p.add_argument("--save-landmarks", metavar="DIR",
+                   help="also write each video's landmarks as DIR/<clip>.landmarks.npz")
+    p.add_argument("--split", default="train", help="split of the clips (default: train)")
+    p.add_argument("--test-fraction", type=float, default=0.0,
+                   help="put this share of each label's clips in the 'test' split, chosen "
+                        "by a hash of the clip name (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test split hash")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="keep every N-th frame (default: 1, all)")
+    p.add_argument("--pose-model", metavar="PATH", help="pose_landmarker .task file")
+    p.add_argument("--hand-model", metavar="PATH", help="hand_landmarker .task file")
+    p.add_argument("--offline", action="store_true",
+                   help="never download model files (same as SKELMTL_OFFLINE=1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# --------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------
+
+
+def find_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+    """``(file, clip_id)`` for every video or recording named or found below a folder.
+
+    Raises:
+        ExtractError: for a path that does not exist.
+    """
+    out: list[tuple[Path, str]] = []
+    for item in inputs:
+        root = Path(item).expanduser()
+        if root.is_dir():
+            found = sorted(p for p in root.rglob("*") if p.is_file() and _is_input(p))
+            out.extend((p, f"{root.name}/{p.relative_to(root).as_posix()}") for p in found)
+        elif root.is_file():
+            out.append((root, root.name))
+        else:
+            raise ExtractError(f"{root}: no such file or folder")
+    seen: dict[str, int] = {}
+    unique = []
+    for p, cid in out:
+        n = seen.get(cid, 0)
+        seen[cid] = n + 1
+        unique.append((p, cid if n == 0 else f"{cid}#{n}"))
+    return unique
+
+
+def _is_input(p: Path) -> bool:
+    return p.suffix.lower() in VIDEO_EXTENSIONS or p.name.endswith(RECORDING_SUFFIX)
+
+
+def cache_name(path: Path, every: int, models: Sequence[str]) -> str:
+    """Cache file name: changes when the video, the frame step or the models change."""
+    st = path.stat()
+    key = "|".join([str(CACHE_VERSION), str(path.resolve()), str(st.st_size),
+                    str(st.st_mtime_ns), str(every), *models])
+    stem = path.name.removesuffix(RECORDING_SUFFIX).rsplit(".", 1)[0][:40]
+    return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}{RECORDING_SUFFIX}"
+
+
+def plan(inputs: Sequence[str | os.PathLike[str]], label_from: str, work_dir: Path,
+         every: int = 1, models: Sequence[str] = ()) -> list[Job]:
+    """The jobs for ``inputs``, labelled, each with its cache path."""
+    jobs = []
+    for path, cid in find_inputs(inputs):
+        label = path.parent.name if label_from == "parent" else label_from
+        if not label:
+            raise ExtractError(f"{path}: no parent folder name to use as label")
+        jobs.append(Job(path, cid, label, work_dir / cache_name(path, every, models)))
+    return jobs
+
+
+def assign_splits(jobs: Sequence[Job], split: str, test_fraction: float, seed: int
+                  ) -> dict[str, str]:
+    """clip_id -> split; with ``test_fraction`` > 0, a stratified hash split per label.
+
+    The same rule as the dataset readers (``trainer.datasets.base.hash_split``): within
+    each label, clips ordered by ``sha1(f"{seed}:{clip_id}")``, the first
+    ``round(test_fraction * n)`` go to ``test``.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ExtractError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    out = {j.clip_id: split for j in jobs}
+    if test_fraction > 0:
+        groups: dict[str, list[str]] = {}
+        for j in jobs:
+            groups.setdefault(j.label, []).append(j.clip_id)
+        for members in groups.values():
+            order = sorted(members,
+                           key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+            for m in order[: int(round(test_fraction * len(order)))]:
+                out[m] = "test"
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Work (runs in the worker processes)
+# --------------------------------------------------------------------------------------
+
+
+def extract_video(path: str | os.PathLike[str], *, pose_model: str | None = None,
+                  hand_model: str | None = None, every: int = 1,
+                  offline: bool | None = None) -> tuple[Any, dict[str, Any]]:
+    """Landmarks of one video as a :class:`edge.recording.Recording`.
+
+    Returns:
+        ``(recording, info)``; ``info`` has ``frames``, ``fps``, ``end_reason``,
+        ``ended_early``, and the per-stage milliseconds summed (``decode_ms``,
+        ``pose_ms``, ``hands_ms``).
+
+    Raises:
+        edge.sources.SourceError: the video cannot be opened or decodes no frame.
+    """
+    from edge.landmarks import Landmarker, to_recording
+    from edge.sources import open_source
+
+    frames = []
+    totals = {"pose_ms": 0.0, "hands_ms": 0.0}
+    with open_source(path) as src, Landmarker(mode="video", pose_model=pose_model,
+                                              hand_model=hand_model, offline=offline) as lm:
+        for f in src:
+            if f.index % every:
+                continue
+            frames.append(lm.process(f.image, f.t, f.index))
+            for k in totals:
+                totals[k] += lm.last_timings[k]
+    fps = src.fps / every if src.fps else 0.0
+    info = {"frames": len(frames), "fps": fps, "end_reason": src.end_reason,
+            "ended_early": src.ended_early, "decode_ms": src.decode_ms_total, **totals}
+    meta = {"source": str(path), "fps": fps, "every": every, "end_reason": src.end_reason,
+            "ended_early": src.ended_early}
+    return to_recording(frames, meta), info
+
+
+def _work(job: Job, pose_model: str, hand_model: str, every: int) -> tuple[str, str | None,
+                                                                          dict[str, Any]]:
+    """Extract one job into its cache file; errors are returned, not raised."""
+    t0 = time.perf_counter()
+    try:
+        rec, info = extract_video(job.path, pose_model=pose_model, hand_model=hand_model,
+                                  every=every, offline=True)
+        save_recording(job.cache, rec)
+    except (SkelmtlError, OSError, ValueError, RuntimeError) as e:
+        return job.clip_id, f"{type(e).__name__}: {e}", {}
+    except Exception as e:  # noqa: BLE001 - cv2.error and friends: report, keep going
+        return job.clip_id, f"{type(e).__name__}: {e}", {}
+    info["seconds"] = time.perf_counter() - t0
+    return job.clip_id, None, info
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What an extraction did.
+
+    Attributes:
+        done: clip ids extracted in this run.
+        cached: clip ids reused from the work folder (``--resume``).
+        failed: clip id -> reason, for inputs left out.
+        warnings: clip id -> note (video ended early, no person or hand found).
+        store: the written store, or None.
+    """
+
+    done: list[str]
+    cached: list[str]
+    failed: dict[str, str]
+    warnings: dict[str, str]
+    store: Path | None = None
+
+
+def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
+                label_from: str = "parent", task: str = "gesture", workers: int = 1,
+                resume: bool = False, work_dir: str | os.PathLike[str] | None = None,
+                save_landmarks: str | os.PathLike[str] | None = None, split: str = "train",
+                test_fraction: float = 0.0, seed: int = 0, every: int = 1,
+                pose_model: str | None = None, hand_model: str | None = None,
+                offline: bool | None = None, overwrite: bool = False, progress: bool = True,
+                log: Any = None) -> Report:
+    """The ``skelmtl extract`` pipeline as a function (arguments as on the command line).
+
+    Raises:
+        ExtractError: bad arguments, or no clip could be extracted.
+        edge.model_files.ModelFileError: the MediaPipe models are not available.
+    """
+    from edge.model_files import resolve_models
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ExtractError(f"{output}: already exists (pass --overwrite)")
+    if every < 1 or workers < 1:
+        raise ExtractError("--every and --workers must be at least 1")
+    wd = Path(work_dir) if work_dir else output.parent / f".{output.name}.work"
+    jobs_all = plan(inputs, label_from, wd, every, ())
+    if not jobs_all:
+        raise ExtractError(f"no videos found in {', '.join(map(str, inputs))} "
+                           f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    need_mp = any(not j.is_recording for j in jobs_all)
+    models: tuple[str, str] = ("", "")
+    if need_mp:
+        # Resolve (and download) once here, so workers never race on the cache.
+        pose_p, hand_p = resolve_models(pose_model, hand_model, offline=offline)
+        models = (str(pose_p), str(hand_p))
+        jobs_all = plan(inputs, label_from, wd, every, (pose_p.name, hand_p.name))
+    wd.mkdir(parents=True, exist_ok=True)
+    report = Report(done=[], cached=[], failed={}, warnings={})
+    todo = []
+    for j in jobs_all:
+        if j.is_recording:
+            continue
+        if resume and j.cache.is_file():
+            report.cached.append(j.clip_id)
+        else:
+            todo.append(j)
+    if report.cached:
+        log(f"resume: {len(report.cached)} of {len(jobs_all)} videos already extracted in {wd}")
+    _run_jobs(todo, models, every, workers, progress, report)
+    clips = list(_clips(jobs_all, report, task, assign_splits(jobs_all, split, test_fraction,
+                                                              seed), save_landmarks))
+    for cid, why in report.failed.items():
+        log(f"skipped {cid}: {why}")
+    for cid, note in report.warnings.items():
+        log(f"warning {cid}: {note}")
+    if not clips:
+        raise ExtractError(f"no clip extracted from {len(jobs_all)} inputs; see the reasons above")
+    report.store = write_store(clips, output, overwrite=overwrite, info={
+        "producer": "skelmtl extract", "inputs": [str(i) for i in inputs], "task": task,
+        "label_from": label_from, "every": every,
+        "models": [Path(m).name for m in models if m], "failed": report.failed})
+    labels = sorted({c.label for c in clips})
+    log(f"wrote {output}: {len(clips)} clips, {sum(len(c) for c in clips)} frames, "
+        f"labels {labels}; {len(report.failed)} inputs skipped; landmark cache in {wd}")
+    return report
+
+
+def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers: int,
+              progress: bool, report: Report) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not progress or not todo,
+               file=sys.stderr)
+
+    def collect(result: tuple[str, str | None, dict[str, Any]]) -> None:
+        cid, err, info = result
+        if err:
+            report.failed[cid] = err
+        else:
+            report.done.append(cid)
+            if info.get("ended_early"):
+                report.warnings[cid] = str(info.get("end_reason"))
+        bar.set_postfix_str(cid[-30:], refresh=False)
+        bar.update(1)
+
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for j in todo:
+                collect(_work(j, models[0], models[1], every))
+        else:
+            import multiprocessing as mp
+
+            # spawn: MediaPipe's threads do not survive fork, and each worker needs its own
+            # landmarkers anyway.
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                     mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(_work, j, models[0], models[1], every): j for j in todo}
+                for fut in as_completed(futures):
+                    try:
+                        collect(fut.result())
+                    except Exception as e:  # noqa: BLE001 - a worker that died (e.g. OOM)
+                        collect((futures[fut].clip_id, f"worker failed: {e}", {}))
+    finally:
+        bar.close()
+
+
+def _clips(jobs: Iterable[Job], report: Report, task: str, splits: dict[str, str],
+           save_landmarks: str | os.PathLike[str] | None) -> Iterable[Clip]:
+    for j in jobs:
+        if j.clip_id in report.failed:
+            continue
+        src = j.path if j.is_recording else j.cache
+        if not src.is_file():
+            continue
+        try:
+            rec = load_recording(src)
+        except RecordingError as e:
+            report.failed[j.clip_id] = str(e)
+            continue
+        if len(rec) == 0 or not rec.mask.any():
+            report.failed[j.clip_id] = "no person or hand found in any frame"
+            continue
+        if save_landmarks and not j.is_recording:
+            dst = Path(save_landmarks) / (j.clip_id.rsplit(".", 1)[0] + RECORDING_SUFFIX)
+            meta = {**rec.meta, "label": j.label, "task": task}
+            save_recording(dst, type(rec)(rec.frames, rec.mask, rec.timestamps_ms, meta))
+        yield Clip(frames=rec.frames, mask=rec.mask, label=j.label, task=task,
+                   subject=str(rec.meta.get("subject", "")), split=splits[j.clip_id],
+                   source="mp75", clip_id=j.clip_id, dataset="extract",
+                   fps=float(rec.meta.get("fps") or 0.0))
+
+
+def main(args: argparse.Namespace) -> int:
+    report = run_extract(
+        args.inputs, args.output, label_from=args.label_from, task=args.task,
+        workers=args.workers, resume=args.resume, work_dir=args.work_dir,
+        save_landmarks=args.save_landmarks, split=args.split, test_fraction=args.test_fraction,
+        seed=args.seed, every=args.every, pose_model=args.pose_model,
+        hand_model=args.hand_model, offline=True if args.offline else None,
+        overwrite=args.overwrite, progress=not args.no_progress)
+    return 0 if report.store is not None else 1
