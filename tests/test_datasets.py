@@ -5,6 +5,8 @@ and the bad-input messages."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -284,6 +286,7 @@ def test_info_json_and_png(stores: dict[str, Path], tmp_path: Path,
     assert s["missing_rate"] == {"body": 1.0, "left_hand": 1.0, "right_hand": 0.0}
     assert s["length"]["min"] <= s["length"]["median"] <= s["length"]["max"]
     assert s["info"]["reader"] == "fphab"
+    assert [Path(x["file"]).parent.name for x in s["info"]["skipped"]] == ["4", "2", "2"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -301,6 +304,12 @@ def test_info_text(name: str, headline: str, stores: dict[str, Path],
 def test_info_jhmdb_split_line(stores: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run_cli(["data", "info", str(stores["jhmdb1"])], capsys)
     assert "splits: train 433, test 176" in out
+
+
+def test_data_cli_needs_no_torch() -> None:
+    code = ("import sys; from edge import cli; rc = cli.main(['data', 'list-formats']); "
+            "assert rc == 0 and 'torch' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 def test_list_formats(capsys: pytest.CaptureFixture[str]) -> None:

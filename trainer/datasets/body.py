@@ -281,7 +281,7 @@ def read_ntu(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]:
         rows = np.stack(ja)
         x[fi] = rows[:, :, :3]
         ok[fi] = rows[:, :, 11] > 0
-        keep = _trim_empty(ok.any(1))
+        keep = _trim_empty(np.asarray(ok.any(1)))
         if keep.stop == 0:
             log.skip(f, "no tracked joint in any frame")
             continue

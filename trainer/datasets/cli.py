@@ -21,12 +21,13 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.clipstore import ClipStore, write_store
+from edge.clipstore import Clip, ClipStore, write_store
 from edge.layout import MP75
 from trainer.datasets import (
     READERS,
@@ -92,8 +93,7 @@ def _convert(args: argparse.Namespace) -> int:
     info = {"reader": fmt, "src": str(src), "task": opts.task or spec.task,
             "split_protocol": opts.split_protocol or spec.protocols[0], "seed": opts.seed,
             "test_fraction": opts.test_fraction, "classes": opts.classes}
-    write_store(clips, dst, overwrite=args.overwrite, info=info)
-    # The log fills while the store is written; record it beside the store's meta.
+    write_store(_logged(clips, log, info), dst, overwrite=args.overwrite, info=info)
     store = ClipStore(dst)
     summary = summarize(store)
     summary["skipped"] = [{"file": f, "reason": r} for f, r in log.skipped]
@@ -111,12 +111,20 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logged(clips: Iterator[Clip], log: ReadLog, info: dict[str, Any]) -> Iterator[Clip]:
+    """Pass clips through; once all are read, put the reader's log into ``info`` (which
+    write_store serialises after the last clip, so the store records what was skipped)."""
+    yield from clips
+    info["skipped"] = [{"file": f, "reason": r} for f, r in log.skipped]
+    info["notes"] = list(dict.fromkeys(log.notes))[:50]
+
+
 def summarize(store: ClipStore) -> dict[str, Any]:
     """Counts per task/class/split, lengths, missing-joint rates per mp75 part."""
     labels, tasks, splits = store.labels(), store.task_of(), store.column("split")
-    per: dict[str, dict[str, dict[str, int]]] = {}
+    per: dict[str, dict[str, Counter[str]]] = {}
     for t, lab, s in zip(tasks, labels, splits):
-        per.setdefault(t, {}).setdefault(lab, Counter())[s or "-"] += 1  # type: ignore[index]
+        per.setdefault(t, {}).setdefault(lab, Counter())[s or "-"] += 1
     lengths = store.lengths()
     missing: dict[str, float] = {}
     present = np.zeros(MP75.num_joints, dtype=np.int64)

@@ -93,14 +93,14 @@ def read_mp_folder(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]
     root = mp_root(src)
     task = opts.task or "gesture"
     seqs: dict[str, list[Path]] = {}
-    for cls in sorted(p for p in root.iterdir() if p.is_dir()):
-        found = sorted((p for p in cls.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
+    for cdir in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = sorted((p for p in cdir.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
         for s in found:
             if not any(True for _ in s.glob("*.npy")):
                 log.skip(s, "no .npy frames")
         found = [s for s in found if any(True for _ in s.glob("*.npy"))]
         if found:
-            seqs[cls.name] = found
+            seqs[cdir.name] = found
     if not seqs:
         raise DatasetError(f"{root}: no sequences with .npy frames")
     split = hash_split({c: [f"{c}/{s.name}" for s in ss] for c, ss in seqs.items()},
