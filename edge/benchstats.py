@@ -397,8 +397,13 @@ def plot_distributions(report: dict[str, Any], path: str | os.PathLike[str]) -> 
                              squeeze=False)
     ax = axes[0][0]
     if entries:
-        ax.boxplot([e["samples_ms"] for e in entries], vert=False, whis=(1, 99),
-                   showfliers=True, flierprops={"markersize": 2})
+        data = [e["samples_ms"] for e in entries]
+        style: dict[str, Any] = {"whis": (1, 99), "showfliers": True,
+                                 "flierprops": {"markersize": 2}}
+        try:  # matplotlib >= 3.10 names it orientation; vert= is deprecated there
+            ax.boxplot(data, orientation="horizontal", **style)
+        except TypeError:
+            ax.boxplot(data, vert=False, **style)
         ax.set_yticks(range(1, len(entries) + 1), [e["label"] for e in entries], fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")

@@ -1,0 +1,385 @@
+"""skelmtl bench: statistics on known inputs, the report schema, rendering, and a quick
+end-to-end run on a tiny model. No test asserts a timing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.benchstats import (
+    BENCH_SCHEMA,
+    make_entry,
+    ratio,
+    render_markdown,
+    render_table,
+    round_robin,
+    summarize,
+    throughput,
+    validate_report,
+    write_report,
+)
+from edge.metadata import META_KEY, ModelMeta
+from edge.preprocess import PreprocessConfig
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+# --------------------------------------------------------------------------- tiny model
+
+def tiny_model(path: Path, window: int = 32, hidden: int = 16, seed: int = 0) -> Path:
+    """A 2-conv + 3-head ONNX model with skelmtl metadata, built without torch.
+
+    Input ``(N, 7, window, 75)``; outputs ``logits_action (N, 3)``, ``logits_gesture (N, 2)``,
+    ``task_logits (N, 2)``. Parameters: 7*9*16 + 16 + 16*16 + 16*(3+2+2) + 7 = 1399.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    pre = PreprocessConfig(window=window)
+    c = pre.channels
+    meta = ModelMeta(preprocess=pre, tasks=("action", "gesture"),
+                     labels={"action": ("a0", "a1", "a2"), "gesture": ("g0", "g1")},
+                     stride=4, model_name="tiny_test")
+
+    def arr(shape: tuple[int, ...], name: str, zero: bool = False) -> Any:
+        a = np.zeros(shape, np.float32) if zero else rng.normal(0, 0.1, shape).astype(np.float32)
+        return numpy_helper.from_array(a, name)
+
+    inits = [arr((hidden, c, 9, 1), "w1"), arr((hidden,), "b1", zero=True),
+             arr((hidden, hidden, 1, 1), "w2")]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["h1"], pads=[4, 0, 4, 0]),
+             helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["h2"]),
+             helper.make_node("Relu", ["h2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"])]
+    outs = []
+    for name, k in (("logits_action", 3), ("logits_gesture", 2), ("task_logits", 2)):
+        inits += [arr((hidden, k), f"{name}_w"), arr((k,), f"{name}_b", zero=True)]
+        nodes.append(helper.make_node("Gemm", ["f", f"{name}_w", f"{name}_b"], [name]))
+        outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", k]))
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                      ["N", c, window, 75])], outs, inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    helper.set_model_props(m, {META_KEY: meta.to_json()})
+    onnx.checker.check_model(m)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(path))
+    return path
+
+
+def tiny_int8(fp32: Path, dst: Path) -> Path:
+    """Q/DQ INT8 copy of ``fp32`` (ONNX Runtime static quantization, 2 random batches)."""
+    from onnx import helper
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    m = onnx.load(str(fp32))
+    meta = json.loads({p.key: p.value for p in m.metadata_props}[META_KEY])
+    shape = [d.dim_value or 1 for d in m.graph.input[0].type.tensor_type.shape.dim]
+    rng = np.random.default_rng(1)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"input": rng.normal(size=shape).astype(np.float32)}
+                            for _ in range(2)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    quantize_static(str(fp32), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    q = onnx.load(str(dst))
+    meta["precision"] = "int8"
+    helper.set_model_props(q, {META_KEY: json.dumps(meta)})
+    onnx.save(q, str(dst))
+    return dst
+
+
+# --------------------------------------------------------------------------- statistics
+
+def test_summarize_known_array() -> None:
+    s = summarize(np.arange(1, 101, dtype=float))
+    # Linear interpolation between closest ranks: index 99*q.
+    assert s.n == 100
+    assert s.p50_ms == pytest.approx(50.5)
+    assert s.p90_ms == pytest.approx(90.1)
+    assert s.p99_ms == pytest.approx(99.01)
+    assert s.mean_ms == pytest.approx(50.5)
+    assert s.std_ms == pytest.approx(np.sqrt(100 * 101 / 12))  # ddof=1 std of 1..n
+    assert (s.min_ms, s.max_ms) == (1.0, 100.0)
+
+
+def test_summarize_single_sample_and_unordered() -> None:
+    assert summarize([3.0]).to_dict() == {"n": 1, "mean_ms": 3.0, "std_ms": 0.0, "min_ms": 3.0,
+                                          "p50_ms": 3.0, "p90_ms": 3.0, "p99_ms": 3.0,
+                                          "max_ms": 3.0}
+    s = summarize([4.0, 1.0, 3.0, 2.0])
+    assert (s.p50_ms, s.mean_ms, s.min_ms, s.max_ms) == (2.5, 2.5, 1.0, 4.0)
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [1.0, -0.5], [float("inf")]])
+def test_summarize_rejects(bad: list[float]) -> None:
+    with pytest.raises(ValueError):
+        summarize(bad)
+
+
+@pytest.mark.parametrize("batch, samples, want", [
+    (1, [10.0], 100.0),
+    (32, [2.0, 2.0, 4.0], 32 * 3 * 1000 / 8.0),  # windows per second = batch / mean
+    (8, np.full(50, 4.0), 2000.0),
+])
+def test_throughput(batch: int, samples: Any, want: float) -> None:
+    assert throughput(batch, samples) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("batch, samples", [(0, [1.0]), (1, []), (1, [0.0, 0.0])])
+def test_throughput_rejects(batch: int, samples: list[float]) -> None:
+    with pytest.raises(ValueError):
+        throughput(batch, samples)
+
+
+@pytest.mark.parametrize("num, den, want", [
+    (2.0, 4.0, 0.5), (3.0, 1.5, 2.0), (None, 1.0, None), (1.0, None, None), (1.0, 0.0, None),
+    (float("nan"), 1.0, None), (1.0, float("inf"), None)])
+def test_ratio(num: float | None, den: float | None, want: float | None) -> None:
+    assert ratio(num, den) == want
+
+
+def test_round_robin_rotates_and_is_balanced() -> None:
+    order = list(round_robin(["a", "b", "c"], 4))
+    assert [n for _, n in order] == ["a", "b", "c", "b", "c", "a", "c", "a", "b",
+                                     "a", "b", "c"]
+    assert {n: sum(1 for _, m in order if m == n) for n in "abc"} == {"a": 4, "b": 4, "c": 4}
+    assert [r for r, _ in order] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+
+
+def test_make_entry_ok_and_skipped() -> None:
+    e = make_entry("model", "model onnxruntime fp32 b4", [1.0, 3.0], batch=4,
+                   backend="onnxruntime", precision="fp32", window=32)
+    assert e["status"] == "ok" and e["stats"]["p50_ms"] == 2.0
+    assert e["throughput_per_s"] == pytest.approx(4 * 2 * 1000 / 4.0)
+    s = make_entry("model", "model tensorrt int8 b1", None, reason="TensorRT is not installed")
+    assert (s["status"], s["stats"], s["reason"]) == ("skipped", None, "TensorRT is not installed")
+    with pytest.raises(ValueError, match="unknown stage"):
+        make_entry("warp_drive", "x", [1.0])
+
+
+# --------------------------------------------------------------------------- schema
+
+def fixed_report() -> dict[str, Any]:
+    """A complete report with round numbers, as ``run_bench`` would write it."""
+    stages = [
+        make_entry("video_decode", "video_decode", [0.5, 0.5, 0.5], unit="frame"),
+        make_entry("landmarks", "landmarks", [20.0, 20.0, 20.0], unit="frame"),
+        make_entry("preprocess", "preprocess", [0.25, 0.25, 0.25], window=32),
+        make_entry("model", "model onnxruntime fp32 b1", [2.0, 3.0, 4.0], backend="onnxruntime",
+                   precision="fp32", window=32),
+        make_entry("model", "model onnxruntime int8 b1", [1.0, 1.5, 2.0], backend="onnxruntime",
+                   precision="int8", window=32),
+        make_entry("model", "model tensorrt int8 b1", None, backend="tensorrt", precision="int8",
+                   reason="TensorRT is not installed"),
+    ]
+    from edge.bench import compute_ratios
+
+    return {
+        "schema": BENCH_SCHEMA, "tool": "skelmtl bench", "version": "0.1.0",
+        "created": "2025-01-01T00:00:00+00:00", "command": "skelmtl bench --quick",
+        "config": {"warmup": 2, "iters": 3},
+        "device": {"cpu_model": "Test CPU", "cores": 2, "affinity_cores": 2,
+                   "platform": "Linux x86_64", "python": "3.11.0",
+                   "libraries": {"numpy": "2.0", "tensorrt": None}, "gpu": None, "cuda": None,
+                   "tensorrt": None, "jetson": None},
+        "model": {"path": "model.onnx", "name": "tiny", "tasks": ["action", "gesture"],
+                  "window": 32, "stride": 4, "channels": 7, "params": 1399,
+                  "flops_per_window": 6067424, "macs_per_window": 3033712,
+                  "flops_source": "onnx graph"},
+        "stages": stages,
+        "sweep": [make_entry("model", "model onnxruntime fp32 w16 b8", [1.0], batch=8,
+                             backend="onnxruntime", precision="fp32", window=16)],
+        "memory": {"peak_rss_mb": 321.0, "rss_mb_after": {"model": 300.0}, "gpu": None},
+        "ratios": compute_ratios(stages, stride=4),
+        "skipped": [{"stage": "model tensorrt int8 b1", "reason": "TensorRT is not installed"}],
+    }
+
+
+def test_fixed_report_is_valid_and_ratios() -> None:
+    r = fixed_report()
+    validate_report(r)
+    assert r["ratios"]["int8_over_fp32_onnxruntime_b1"]["value"] == pytest.approx(1.5 / 3.0)
+    # (model p50 at batch 1 / stride) / landmarks p50: INT8 is preferred when present.
+    assert r["ratios"]["model_per_stride_over_landmarks_per_frame"]["value"] == \
+        pytest.approx(1.5 / 4 / 20.0)
+    assert r["ratios"]["model_over_landmarks_per_frame"]["value"] == pytest.approx(1.5 / 20.0)
+    assert r["ratios"]["pose_over_hands"]["value"] is None  # neither stage measured
+    json.dumps(r, allow_nan=False)
+
+
+def _drop(path: tuple[Any, ...]) -> Any:
+    def f(r: dict[str, Any]) -> None:
+        d = r
+        for k in path[:-1]:
+            d = d[k]
+        del d[path[-1]]
+    return f
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Any:
+    def f(r: dict[str, Any]) -> None:
+        d = r
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return f
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_drop(("schema",)), "report.schema: missing"),
+    (_set(("schema",), "1"), "report.schema: str, expected int"),
+    (_set(("schema",), 2), "report.schema: 2"),
+    (_drop(("device", "cpu_model")), "device.cpu_model: missing"),
+    (_set(("device", "cores"), 2.0), "device.cores: float, expected int"),
+    (_drop(("model", "flops_per_window")), "model.flops_per_window: missing"),
+    (_set(("stages", 0, "status"), "fine"), "stages[0].status"),
+    (_set(("stages", 0, "stage"), "warp"), "stages[0].stage: unknown stage"),
+    (_drop(("stages", 3, "stats", "p99_ms")), "stages[3].stats: needs"),
+    (_set(("stages", 5, "reason"), None), "stages[5].reason: a skipped entry must say why"),
+    (_set(("stages", 1, "batch"), True), "stages[1].batch: bool"),
+    (_drop(("sweep", 0, "window")), "sweep[0].window: missing"),
+    (_set(("memory", "peak_rss_mb"), "big"), "memory.peak_rss_mb"),
+    (_set(("ratios", "x"), {"value": "high"}), "ratios.x: needs value"),
+    (_set(("skipped", 0), {"stage": "x"}), "skipped[0]: needs stage and reason"),
+])
+def test_validate_report_names_the_problem(mutate: Any, message: str) -> None:
+    r = copy.deepcopy(fixed_report())
+    mutate(r)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")
+                       .replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        validate_report(r)
+
+
+def test_render_markdown_and_table_from_fixed_report() -> None:
+    r = fixed_report()
+    md = render_markdown(r)
+    assert "- command: `skelmtl bench --quick`" in md
+    assert "- CPU: Test CPU, 2 logical cores (2 usable by this process)" in md
+    assert "parameters: 1.40k; per window: 6.07M FLOPs (3.03M multiply-accumulates" in md
+    assert ("| model | onnxruntime | int8 | 1 | 3 | 1.50 | 1.90 | 1.99 | 1.50 | 0.500 | 1.00 "
+            "| 2.00 | 666.7 win |") in md
+    assert "| model | tensorrt | int8 | 1 | - | skipped: TensorRT is not installed |" in md
+    assert "| int8_over_fp32_onnxruntime_b1 | 0.500 |" in md
+    assert "## Sweep: window length x batch size" in md
+    assert "- peak resident memory of the process: 321 MiB" in md
+    table = render_table(r)
+    lines = table.splitlines()
+    assert lines[0].split()[:5] == ["stage", "backend", "prec", "batch", "n"]
+    assert any(ln.startswith("model") and "skipped: TensorRT is not installed" in ln
+               for ln in lines)
+    assert "int8_over_fp32_onnxruntime_b1: 0.500" in table
+
+
+def test_write_report_refuses_invalid_and_writes_valid(tmp_path: Path) -> None:
+    bad = fixed_report()
+    del bad["device"]
+    with pytest.raises(ValueError, match="report.device: missing"):
+        write_report(bad, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "bench.json").exists()
+    written = write_report(fixed_report(), tmp_path / "ok")
+    assert json.loads(written["json"].read_text())["schema"] == BENCH_SCHEMA
+    assert written["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert written["markdown"].read_text().startswith("# skelmtl bench")
+
+
+# --------------------------------------------------------------------------- ONNX analysis
+
+def test_count_onnx_reference_values(tmp_path: Path) -> None:
+    from edge.bench import count_onnx
+
+    p = tiny_model(tmp_path / "model.onnx")
+    got = count_onnx(p)
+    # Conv1: 16*32*75 outputs x 7*9 MACs; Conv2: 16*32*75 x 16; heads: 16*(3+2+2).
+    macs = 16 * 32 * 75 * 63 + 16 * 32 * 75 * 16 + 16 * 7
+    assert (got["params"], got["macs_per_window"], got["flops_per_window"]) == \
+        (1399, macs, 2 * macs)
+    # Per window, whatever batch the count runs at.
+    assert count_onnx(p, batch=4)["macs_per_window"] == macs
+
+
+def test_dynamic_copy_runs_at_other_windows(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from edge.bench import dynamic_copy
+
+    p = dynamic_copy(tiny_model(tmp_path / "model.onnx"), tmp_path / "dyn.onnx")
+    sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    for t, n in ((16, 1), (64, 3)):
+        out = sess.run(None, {"input": np.zeros((n, 7, t, 75), np.float32)})
+        assert [o.shape for o in out] == [(n, 3), (n, 2), (n, 2)]
+    assert META_KEY in {q.key for q in onnx.load(str(p)).metadata_props}
+
+
+# --------------------------------------------------------------------------- end to end
+
+def test_quick_run_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+    from edge.recording import Recording, save_recording
+
+    model = tmp_path / "model"
+    fp32 = tiny_model(model / "model.onnx")
+    tiny_int8(fp32, model / "model.int8.onnx")
+    rng = np.random.default_rng(0)
+    frames = (0.5 + 0.05 * rng.standard_normal((40, 75, 3))).astype(np.float32)
+    clip = save_recording(tmp_path / "c.landmarks.npz",
+                          Recording(frames, np.ones((40, 75), bool),
+                                    np.arange(40) * 33.3, {"source": "test"}))
+    out = tmp_path / "out"
+    rc = main(["bench", "--model", str(model), "--video", "none", "--clips", str(clip),
+               "--warmup", "1", "--iters", "3", "--batches", "1,4", "--sweep-windows", "16,32",
+               "--sweep-batches", "1,2", "--backends", "onnxruntime-fp32,onnxruntime-int8,"
+               "tensorrt-int8", "--out", str(out)])
+    assert rc == 0
+    report = json.loads((out / "bench.json").read_text())
+    validate_report(report)
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Ratios" in (out / "bench.md").read_text()
+    got = {(e["stage"], e["backend"], e["precision"], e["batch"]): e for e in report["stages"]}
+    for prec in ("fp32", "int8"):
+        for b in (1, 4):
+            e = got[("model", "onnxruntime", prec, b)]
+            assert e["status"] == "ok" and e["stats"]["n"] == 3 and len(e["samples_ms"]) == 3
+    assert got[("preprocess", None, None, 1)]["stats"]["n"] == 3
+    assert got[("video_decode", None, None, 1)]["reason"].startswith("no video")
+    # Every skipped entry says why.
+    assert all(e["reason"] for e in report["stages"] + report["sweep"]
+               if e["status"] == "skipped")
+    sweep = {(e["stage"], e["window"], e["batch"]) for e in report["sweep"]
+             if e["status"] == "ok"}
+    assert {("model", w, b) for w in (16, 32) for b in (1, 2)} <= sweep
+    assert {("preprocess", 16, 1), ("preprocess", 32, 1)} <= sweep
+    assert report["model"]["params"] == 1399
+    assert report["ratios"]["int8_over_fp32_onnxruntime_b1"]["value"] is not None
+    printed = capsys.readouterr().out.splitlines()
+    assert any(ln.split()[:4] == ["model", "onnxruntime", "int8", "4"] for ln in printed)
+
+
+def test_missing_model_is_one_line_error(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["bench", "--model", str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'empty'}: no model.onnx (FP32) in this folder" in err
