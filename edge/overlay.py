@@ -1,0 +1,203 @@
+"""Overlay video: the skeleton, the routed task, the label and its confidence per frame.
+
+Usage: skelmtl run --model M --source clip.mp4 --overlay out.mp4
+
+A picture a person can check: for each frame the mp75 skeleton (body white, the
+subject's left hand blue, right hand orange) is drawn on the source image, or on a grey
+canvas when the source is a landmark replay; a panel shows the presence state, the
+routed task (and why it was chosen), the smoothed top-3 labels of the last window with
+bars, the active label after hysteresis, and the drop count.
+
+Frames are RGB internally (as the sources give them); the writer converts to BGR for
+OpenCV and writes the file atomically (temporary name, then rename on close).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import SkelmtlError
+from edge.layout import MP75, N_HAND, N_POSE
+
+DEFAULT_SIZE = (640, 480)
+_BODY = (235, 235, 235)
+_LEFT = (70, 140, 255)
+_RIGHT = (255, 150, 40)
+_ACTIVE = (60, 220, 90)
+_DIM = (170, 170, 170)
+_PANEL_W = 300
+
+
+class OverlayError(SkelmtlError, OSError):
+    """The overlay video cannot be written; the message names the file."""
+
+
+def _colour(i: int, j: int) -> tuple[int, int, int]:
+    k = max(i, j)
+    if k < N_POSE:
+        return _BODY
+    return _LEFT if k < N_POSE + N_HAND else _RIGHT
+
+
+def to_pixels(joints: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(75, 2)`` pixel positions for ``(75, C)`` joints on an image of ``size`` (w, h).
+
+    Joints in MediaPipe's normalised image coordinates (the usual case) scale by the image
+    size; anything else (metres, pixels of another image) is fitted into the frame.
+    """
+    w, h = size
+    xy = np.asarray(joints, np.float64)[:, :2]
+    m = np.asarray(mask, bool) & np.isfinite(xy).all(axis=1)
+    if not m.any():
+        return np.zeros((len(xy), 2))
+    pts = xy[m]
+    if pts.min() >= -0.5 and pts.max() <= 1.5:
+        return xy * (w, h)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    scale = 0.8 * min(w / max(hi[0] - lo[0], 1e-9), h / max(hi[1] - lo[1], 1e-9))
+    return (xy - (lo + hi) / 2) * scale + (w / 2, h / 2)
+
+
+def draw_skeleton(image: np.ndarray, joints: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Draw the mp75 skeleton on an ``(H, W, 3)`` uint8 RGB image (in place; returned)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    px = to_pixels(joints, mask, (w, h))
+    m = np.asarray(mask, bool) & np.isfinite(px).all(axis=1)
+    thick = max(1, round(min(w, h) / 240))
+    for i, j in MP75.edges:
+        if m[i] and m[j]:
+            cv2.line(image, tuple(int(v) for v in px[i]), tuple(int(v) for v in px[j]),
+                     _colour(i, j), thick, cv2.LINE_AA)
+    for k in np.flatnonzero(m):
+        cv2.circle(image, tuple(int(v) for v in px[k]), thick + 1, _colour(k, k), -1,
+                   cv2.LINE_AA)
+    return image
+
+
+def _text(img: np.ndarray, s: str, org: tuple[int, int], colour: tuple[int, int, int],
+          scale: float = 0.5) -> None:
+    import cv2
+
+    cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def draw_panel(image: np.ndarray, step: Any, labels: dict[str, tuple[str, ...]]) -> np.ndarray:
+    """Draw the status panel for a :class:`edge.pipeline.Step` (in place; returned)."""
+    import cv2
+
+    y = 22
+    state = step.state or "-"
+    _text(image, f"t={step.frame.t:.2f}s  {state}" if step.frame is not None else state,
+          (10, y), _DIM)
+    y += 22
+    res = step.result
+    if res is None:
+        _text(image, "waiting for the first window", (10, y), _DIM)
+        return image
+    why = res.route.reason
+    _text(image, f"task: {res.task} ({why})", (10, y), (255, 255, 255))
+    y += 22
+    if res.active:
+        _text(image, f"{res.active}  {res.confidence:.2f}", (10, y), _ACTIVE, 0.8)
+    else:
+        _text(image, "-", (10, y), _DIM, 0.8)
+    y += 10
+    names = labels[res.task]
+    top = np.argsort(-res.smoothed)[:3]
+    for k in top:
+        y += 20
+        p = float(res.smoothed[k])
+        cv2.rectangle(image, (10, y - 12), (10 + int(140 * p), y + 2),
+                      _ACTIVE if names[k] == res.active else _DIM, -1)
+        _text(image, f"{names[k][:18]} {p:.2f}", (156, y), (255, 255, 255), 0.45)
+    if step.dropped:
+        y += 22
+        _text(image, f"dropped {step.dropped}", (10, y), (255, 80, 80), 0.45)
+    return image
+
+
+def render(step: Any, labels: dict[str, tuple[str, ...]],
+           size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarray:
+    """The overlay frame (RGB) of a step: its image (or a grey canvas), skeleton, panel."""
+    if step.image is not None:
+        img = np.ascontiguousarray(step.image, dtype=np.uint8).copy()
+    else:
+        frame_size = tuple(getattr(step.frame, "image_size", (0, 0)) or (0, 0))
+        w, h = frame_size if frame_size[0] > 0 and frame_size[1] > 0 else size
+        img = np.full((int(h), int(w), 3), 48, np.uint8)
+    if step.frame is not None:
+        draw_skeleton(img, np.asarray(step.frame.joints), np.asarray(step.frame.mask))
+    return draw_panel(img, step, labels)
+
+
+class OverlayWriter:
+    """Writes overlay frames to a video file (mp4v codec), atomically on :meth:`close`.
+
+    The frame size is fixed by the first frame; later frames are resized to it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float = 30.0,
+                 labels: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise OverlayError(f"{self.path}: folder {self.path.parent} does not exist")
+        self.fps = fps if fps and fps > 0 else 30.0
+        self.labels = labels or {}
+        self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix or '.mp4'}")
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write_image(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        if self._writer is None:
+            h, w = rgb.shape[:2]
+            self._size = (w, h)
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"),
+                                           self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise OverlayError(f"{self.path}: OpenCV cannot write this video (codec "
+                                   "mp4v); use a .mp4 or .avi name")
+        if (rgb.shape[1], rgb.shape[0]) != self._size:
+            rgb = cv2.resize(rgb, self._size)
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def write(self, step: Any) -> None:
+        """Render and write one :class:`edge.pipeline.Step` (steps without a frame are skipped)."""
+        if step.frame is None:
+            return
+        self.write_image(render(step, self.labels))
+
+    def close(self) -> Path | None:
+        """Finish the file and move it into place; None when no frame was written."""
+        if self._writer is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop a partial file (on errors)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> OverlayWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

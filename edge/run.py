@@ -1,0 +1,165 @@
+"""``skelmtl run``: stream a source through a model; events as JSON lines, an overlay video.
+
+Usage: skelmtl run --model model.int8.onnx --source clip.landmarks.npz --task auto --jsonl events.jsonl --overlay out.mp4
+
+Sources (``--source``): a video file, a camera index, an image folder, a GStreamer or
+RTSP string, or recorded landmarks (``*.landmarks.npz`` or a folder of them; no MediaPipe
+needed). Events go to stdout (one readable line each, unless ``--quiet``), to
+``--jsonl`` (the versioned schema of :mod:`edge.events`, one JSON object per line) and to
+each ``--publish`` target (``zmq://HOST:PORT``, ``udp://HOST:PORT``, ``-`` for stdout
+JSON lines; see :mod:`edge.publish`). Per-stage latencies are printed at the end, and
+written with ``--stats``.
+
+Exit status: 0 when the source ended (also when it stopped early: the last event says
+so), 1 when reading it failed mid-stream, 2 for a bad model, source or option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge.errors import SkelmtlError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="model file (.onnx, .engine, .pt), a model folder, or per-task files "
+                        "separated by commas")
+    p.add_argument("--source", required=True,
+                   help="video, camera index, image folder, GStreamer/RTSP, *.landmarks.npz")
+    p.add_argument("--task", default="auto", help="a task of the model, or auto (default)")
+    p.add_argument("--backend", default="auto",
+                   help="auto (by file suffix), onnxruntime, tensorrt or torch")
+    p.add_argument("--providers", default=None,
+                   help="onnxruntime execution providers: cpu (default), cuda, tensorrt, best")
+    p.add_argument("--threads", type=int, default=0,
+                   help="onnxruntime intra-op threads / torch threads (0: library default)")
+    p.add_argument("--jsonl", type=Path, default=None, help="write events as JSON lines here")
+    p.add_argument("--overlay", type=Path, default=None,
+                   help="write an overlay video (skeleton, task, label, confidence) here")
+    p.add_argument("--publish", action="append", default=[], metavar="SPEC",
+                   help="also publish events: zmq://HOST:PORT, udp://HOST:PORT, - (repeatable)")
+    p.add_argument("--stats", type=Path, default=None,
+                   help="write counters and per-stage latencies as JSON here")
+    p.add_argument("--threaded", choices=("auto", "on", "off"), default="auto",
+                   help="read the source in a background thread, dropping the oldest frames "
+                        "when inference falls behind (auto: live sources only)")
+    g = p.add_argument_group("smoothing and events")
+    g.add_argument("--smoothing", choices=("ema", "mean", "none"), default="ema")
+    g.add_argument("--alpha", type=float, default=0.5, help="EMA weight of the newest window")
+    g.add_argument("--enter", type=float, default=0.6, help="probability that begins a label")
+    g.add_argument("--exit", type=float, default=0.4, help="probability that ends it")
+    g.add_argument("--min-duration", type=float, default=0.0,
+                   help="seconds above --enter before a label begins")
+    g.add_argument("--ignore-label", action="append", default=[],
+                   help="a label that never produces events (e.g. a background class)")
+    g.add_argument("--stride", type=int, default=None,
+                   help="frames between windows (default: the model's)")
+    lm = p.add_argument_group("landmarks (video sources)")
+    lm.add_argument("--pose-model", default=None, help="MediaPipe pose_landmarker .task file")
+    lm.add_argument("--hand-model", default=None, help="MediaPipe hand_landmarker .task file")
+    p.add_argument("--quiet", action="store_true", help="do not print events")
+
+
+def backend_options(args: argparse.Namespace, backend: str, model: str) -> dict[str, Any]:
+    """Backend options from the command line, only those the chosen backend takes."""
+    from edge.backends import AUTO_BY_SUFFIX
+
+    name = backend
+    if name == "auto":
+        name = AUTO_BY_SUFFIX.get(Path(model).suffix.lower(), "onnxruntime")
+        if Path(model).is_dir():
+            name = "onnxruntime"
+    opts: dict[str, Any] = {}
+    if name == "onnxruntime":
+        if args.providers:
+            opts["providers"] = args.providers
+        if args.threads:
+            opts["intra_op_threads"] = args.threads
+    elif name == "torch" and args.threads:
+        opts["threads"] = args.threads
+    elif args.providers:
+        raise SkelmtlError(f"--providers applies to the onnxruntime backend, not {name}")
+    return opts
+
+
+def open_pipeline(args: argparse.Namespace) -> Any:
+    from edge.pipeline import Pipeline
+    from edge.stream import StreamConfig
+
+    models = [m for m in str(args.model).split(",") if m]
+    config = StreamConfig(smoothing=args.smoothing, alpha=args.alpha, enter=args.enter,
+                          exit=args.exit, min_duration=args.min_duration,
+                          ignore_labels=tuple(args.ignore_label), stride=args.stride)
+    model: Any = models[0] if len(models) == 1 else models
+    return Pipeline.from_model(model, task=args.task, backend=args.backend, config=config,
+                               **backend_options(args, args.backend, models[0]))
+
+
+def main(args: argparse.Namespace) -> int:
+    from edge.overlay import OverlayWriter
+    from edge.publish import open_publishers
+    from edge.sources import open_source
+
+    pipe = open_pipeline(args)
+    specs = ([str(args.jsonl)] if args.jsonl else []) + list(args.publish)
+    if args.jsonl and not str(args.jsonl).endswith((".jsonl", ".ndjson")):
+        specs[0] = f"file://{args.jsonl.resolve()}"
+    with pipe:
+        source = open_source(args.source)
+        publisher = open_publishers(specs) if specs else None
+        overlay = (OverlayWriter(args.overlay, fps=source.fps or 30.0, labels=pipe.meta.labels)
+                   if args.overlay else None)
+        landmarker = None
+        if not getattr(source, "landmarks", False):
+            from edge.landmarks import Landmarker
+
+            landmarker = Landmarker(mode="image" if source.kind == "images" else "video",
+                                    pose_model=args.pose_model, hand_model=args.hand_model)
+        threaded = {"auto": None, "on": True, "off": False}[args.threaded]
+        last_state = "ended"
+        try:
+            for step in pipe.steps(source, threaded=threaded, landmarker=landmarker):
+                if overlay is not None:
+                    overlay.write(step)
+                for ev in step.events:
+                    if publisher is not None:
+                        publisher.publish(ev)
+                    if not args.quiet:
+                        print(ev, flush=True)
+                    if ev.kind == "stream":
+                        last_state = ev.state or "ended"
+                        if ev.state != "ended" and ev.reason:
+                            print(f"skelmtl run: source {ev.state}: {ev.reason}", file=sys.stderr)
+        except BaseException:
+            if overlay is not None:
+                overlay.abort()
+            raise
+        finally:
+            if publisher is not None:
+                publisher.close()
+            if landmarker is not None:
+                landmarker.close()
+            source.close()
+        if overlay is not None:
+            written = overlay.close()
+            if written:
+                print(f"overlay: {written} ({overlay.frames} frames)", file=sys.stderr)
+        stats = pipe.stats()
+        print(f"frames {stats['frames']}, windows {stats['windows']} (skipped "
+              f"{stats['skipped_windows']} without a person), dropped {stats['dropped']}; "
+              f"{stats['backend']} {stats['precision']}", file=sys.stderr)
+        print(pipe.latency.table(), file=sys.stderr)
+        if args.stats:
+            args.stats.write_text(json.dumps(stats, indent=2) + "\n")
+    return 1 if last_state == "failed" else 0
+
+
+if __name__ == "__main__":
+    from edge.cli import main as cli_main
+
+    sys.exit(cli_main(["run", *sys.argv[1:]]))
