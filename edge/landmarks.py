@@ -58,7 +58,7 @@ class LandmarkerError(SkelmtlError, RuntimeError):
     """MediaPipe missing, a model that does not load, or input it cannot take."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LandmarkFrame:
     """Landmarks of one frame in the mp75 layout.
 
@@ -111,7 +111,7 @@ class LandmarkFrame:
         return self.joints[:, :2] * np.asarray([w, h], np.float32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HandDetection:
     """One hand from the HandLandmarker, before slot assignment.
 
