@@ -1,0 +1,452 @@
+"""TensorRT engine cache: build the engine once per platform and model, reuse it afterwards.
+
+Usage: python -m edge.engine_cache ensure --cache /cache [--model model.int8.onnx] [--precision int8]
+
+A TensorRT engine is only valid for the GPU, the TensorRT version and (on a Jetson) the
+L4T/JetPack release it was built with, so the Jetson container builds it on first start
+from the shipped Q/DQ model and keeps it in a mounted volume. The cache key is made from:
+
+* the GPU: CUDA device name, compute capability and SM count (pycuda), or ``nvidia-smi``,
+  plus the board model from the device tree when it is readable;
+* the L4T release from ``/etc/nv_tegra_release`` (``36.4.0``; ``unknown`` when absent; the
+  container should see the host's file: ``-v /etc/nv_tegra_release:/etc/nv_tegra_release:ro``);
+* the TensorRT version (``tensorrt.__version__``);
+* the precision and the SHA-256 of the model file (a new package version ships a new model).
+
+Layout of the cache folder::
+
+    /cache/<key>.engine          the engine, placed atomically (temp name, fsync, rename)
+    /cache/<key>.json            what the key was made from (for people reading the cache)
+    /cache/<key>.lock            held while building, so two containers build it once
+    /cache/timing/<gpu>_trt<v>.timing   TensorRT timing cache shared by rebuilds
+
+Environment overrides (tests, or hosts where detection is impossible): ``SKELMTL_GPU``,
+``SKELMTL_TENSORRT_VERSION``, ``SKELMTL_L4T_RELEASE_FILE``; defaults for the command line:
+``SKELMTL_CACHE``, ``SKELMTL_MODEL``, ``SKELMTL_PRECISION``, ``SKELMTL_BUILD_CMD``.
+
+The build itself is ``skelmtl build-engine`` (``calibration.engine``), run as a subprocess so
+that ``edge`` never imports ``calibration``; any builder with the same arguments can stand in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge.errors import SkelmtlError
+
+ENGINE_SUFFIX = ".engine"
+PRECISIONS = ("int8", "fp16", "fp32")
+DEFAULT_PRECISION = "int8"
+DEFAULT_CACHE = "/cache"
+NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+SHIPPED_MODEL = "assets/model/model.int8.onnx"  # inside the installed ``edge`` package
+# `skelmtl build-engine` (calibration.engine) run by this interpreter: edge never imports
+# calibration, and the container's PATH is not needed to find it.
+DEFAULT_BUILD_CMD = (sys.executable, "-m", "edge.cli", "build-engine")
+TIMING_CACHE_OPTION = "--timing-cache"
+
+# (model, output engine, precision, timing cache) -> None; raises on failure.
+Builder = Callable[[Path, Path, str, Path], None]
+
+
+class EngineCacheError(SkelmtlError):
+    """The engine cannot be found, built or placed; the message names the file and cause."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a TensorRT engine is specific to.
+
+    Attributes:
+        gpu: e.g. ``"Orin sm_87 16SM | NVIDIA Jetson AGX Orin Developer Kit"``.
+        l4t: L4T release, e.g. ``"36.4.0"`` (JetPack 6.1), or ``"unknown"``.
+        tensorrt: TensorRT version, e.g. ``"10.3.0"``.
+    """
+
+    gpu: str
+    l4t: str
+    tensorrt: str
+
+
+@dataclass(frozen=True)
+class CachedEngine:
+    """Result of :func:`ensure_engine`: the engine's path, its key, and whether it was built now."""
+
+    path: Path
+    key: str
+    built: bool
+
+
+_TEGRA_RE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)")
+
+
+def parse_nv_tegra_release(text: str) -> str:
+    """``"# R36 (release), REVISION: 4.0, GCID: ..."`` -> ``"36.4.0"``.
+
+    Raises:
+        EngineCacheError: the text is not in that format.
+    """
+    m = _TEGRA_RE.search(text)
+    if not m:
+        first = text.strip().splitlines()[0] if text.strip() else "(empty)"
+        raise EngineCacheError(f"cannot read an L4T release from {first!r}")
+    return f"{m.group(1)}.{m.group(2)}"
+
+
+def read_l4t_release(path: Path = NV_TEGRA_RELEASE) -> str:
+    """The L4T release from ``path``, or ``"unknown"`` when the file does not exist.
+
+    Raises:
+        EngineCacheError: the file exists but is not in the expected format.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "unknown"
+    except OSError as e:
+        raise EngineCacheError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return parse_nv_tegra_release(text)
+    except EngineCacheError as e:
+        raise EngineCacheError(f"{path}: {e}") from None
+
+
+def detect_gpu() -> str:
+    """Describe GPU 0: CUDA name, compute capability, SM count, and the board model.
+
+    Raises:
+        EngineCacheError: neither pycuda nor nvidia-smi can see a GPU.
+    """
+    gpu = _gpu_from_pycuda() or _gpu_from_nvidia_smi()
+    if not gpu:
+        raise EngineCacheError(
+            "cannot identify the GPU (pycuda and nvidia-smi found none); run the container "
+            "with --runtime nvidia, or set SKELMTL_GPU")
+    board = _board_model()
+    return f"{gpu} | {board}" if board else gpu
+
+
+def _gpu_from_pycuda() -> str | None:
+    try:
+        import pycuda.driver as cuda  # lazy: pycuda comes from the 'jetson' extra
+        cuda.init()
+        dev = cuda.Device(0)
+        major, minor = dev.compute_capability()
+        sms = dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+        return f"{dev.name()} sm_{major}{minor} {sms}SM"
+    except Exception:  # noqa: BLE001 - any failure just means "try the next source"
+        return None
+
+
+def _gpu_from_nvidia_smi() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.strip().splitlines()[0] if out.strip() else ""
+    if not first:
+        return None
+    name, _, cap = (s.strip() for s in first.partition(","))
+    return f"{name} sm_{cap.replace('.', '')}" if cap else name
+
+
+def _board_model() -> str:
+    # Docker masks /sys/firmware by default, so this is often unreadable in a container.
+    for p in (Path("/proc/device-tree/model"), Path("/sys/firmware/devicetree/base/model")):
+        try:
+            return p.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
+        except OSError:
+            continue
+    return ""
+
+
+def detect_tensorrt_version() -> str:
+    """``tensorrt.__version__``.
+
+    Raises:
+        EngineCacheError: the TensorRT Python bindings are not importable.
+    """
+    try:
+        import tensorrt  # lazy: from JetPack (python3-libnvinfer)
+    except ImportError:
+        raise EngineCacheError(
+            "TensorRT's Python bindings are not importable; on a Jetson they come from "
+            "JetPack (apt install python3-libnvinfer), or set SKELMTL_TENSORRT_VERSION"
+        ) from None
+    return str(tensorrt.__version__)
+
+
+def detect_platform(env: Mapping[str, str] | None = None) -> Platform:
+    """This machine's :class:`Platform`, with ``SKELMTL_*`` overrides from ``env``.
+
+    Raises:
+        EngineCacheError: the GPU or TensorRT cannot be identified.
+    """
+    env = os.environ if env is None else env
+    release_file = Path(env.get("SKELMTL_L4T_RELEASE_FILE", str(NV_TEGRA_RELEASE)))
+    return Platform(gpu=env.get("SKELMTL_GPU") or detect_gpu(),
+                    l4t=read_l4t_release(release_file),
+                    tensorrt=env.get("SKELMTL_TENSORRT_VERSION") or detect_tensorrt_version())
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _slug(text: str, limit: int) -> str:
+    s = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")
+    return s[:limit].rstrip("-.") or "x"
+
+
+def engine_key(platform: Platform, model_sha256: str, precision: str) -> str:
+    """A file-name-safe key, readable at the front and exact at the end.
+
+    The readable part (GPU, L4T, TensorRT, precision, model hash prefix) is for people
+    listing the cache; the trailing digest covers every field in full, so two platforms
+    whose names slug alike still get different keys.
+
+    Raises:
+        EngineCacheError: unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise EngineCacheError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+    fields = {**asdict(platform), "model_sha256": model_sha256, "precision": precision}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    gpu = _slug(platform.gpu.split("|")[0], 32)
+    return (f"{gpu}_l4t{_slug(platform.l4t, 16)}_trt{_slug(platform.tensorrt, 16)}_"
+            f"{precision}_{model_sha256[:12]}_{digest}")
+
+
+def timing_cache_path(cache_dir: Path, platform: Platform) -> Path:
+    """Where the TensorRT timing cache for this GPU and TensorRT version lives."""
+    name = f"{_slug(platform.gpu, 48)}_trt{_slug(platform.tensorrt, 16)}.timing"
+    return cache_dir / "timing" / name
+
+
+def shipped_model() -> Path:
+    """The Q/DQ INT8 model shipped inside the installed package.
+
+    Raises:
+        EngineCacheError: the package was installed without it.
+    """
+    from importlib.resources import files
+
+    path = Path(str(files("edge").joinpath(SHIPPED_MODEL)))
+    if not path.is_file():
+        raise EngineCacheError(f"{path}: the shipped model is missing from this install; "
+                               "pass --model (or set SKELMTL_MODEL)")
+    return path
+
+
+def command_builder(cmd: Sequence[str] = DEFAULT_BUILD_CMD) -> Builder:
+    """A builder that runs ``CMD MODEL --precision P -o OUT [--timing-cache T]``.
+
+    ``--timing-cache`` is passed only when ``CMD --help`` lists it, so the cache works with
+    a build command that has no timing cache (it then just rebuilds slower). The command's
+    output goes to this process's stderr (the container log): the engine builder logs its
+    progress and parser errors there, and this process's stdout carries only the engine path.
+    """
+    def build(model: Path, out: Path, precision: str, timing_cache: Path) -> None:
+        argv = [*cmd, str(model), "--precision", precision, "-o", str(out)]
+        if _lists_option(cmd, TIMING_CACHE_OPTION):
+            argv += [TIMING_CACHE_OPTION, str(timing_cache)]
+        try:
+            rc = subprocess.run(argv, stdout=_stderr_fd()).returncode
+        except OSError as e:
+            raise EngineCacheError(f"cannot run {shlex.join(argv)}: {e.strerror}") from None
+        if rc != 0:
+            raise EngineCacheError(f"engine build failed (exit {rc}): {shlex.join(argv)}")
+    return build
+
+
+def _lists_option(cmd: Sequence[str], option: str) -> bool:
+    try:
+        out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])",
+                                             out.stdout) is not None
+
+
+def _stderr_fd() -> int | None:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced stderr (e.g. under pytest)
+        return None
+
+
+def _log(msg: str) -> None:
+    print(f"skelmtl engine cache: {msg}", file=sys.stderr, flush=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISION,
+                  platform: Platform | None = None, builder: Builder | None = None,
+                  log: Callable[[str], None] = _log) -> CachedEngine:
+    """Return the cached engine for ``model`` on this platform, building it if absent.
+
+    The build writes to a temporary name in the cache folder, which is fsynced and renamed
+    into place only when the builder succeeded and produced a non-empty file, so a power
+    cut or a crash mid-build never leaves a half engine under the final name. A file lock
+    per key makes concurrent starts build once; partial files left by a crashed build are
+    removed under that lock.
+
+    Args:
+        model: the ONNX model (Q/DQ for INT8).
+        cache_dir: the mounted cache folder (created if missing).
+        precision: ``int8``, ``fp16`` or ``fp32``.
+        platform: defaults to :func:`detect_platform`.
+        builder: defaults to :func:`command_builder` (``skelmtl build-engine``).
+        log: where progress lines go (stderr by default).
+
+    Raises:
+        EngineCacheError: missing model, unwritable cache, failed or empty build.
+    """
+    model = Path(model)
+    cache_dir = Path(cache_dir)
+    if not model.is_file():
+        raise EngineCacheError(f"{model}: model file not found")
+    platform = platform or detect_platform()
+    key = engine_key(platform, file_sha256(model), precision)
+    final = cache_dir / f"{key}{ENGINE_SUFFIX}"
+    if _usable(final):
+        log(f"reusing {final}")
+        return CachedEngine(final, key, built=False)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        (cache_dir / "timing").mkdir(exist_ok=True)
+    except OSError as e:
+        raise EngineCacheError(f"{cache_dir}: cannot create the engine cache: {e.strerror}; "
+                               "mount a volume writable by the container user") from None
+    if not os.access(cache_dir, os.W_OK):
+        raise EngineCacheError(f"{cache_dir}: the engine cache is not writable by uid "
+                               f"{os.getuid()}; mount a volume writable by that user")
+    import fcntl  # POSIX only; the engine cache runs on Linux (Jetson)
+
+    with open(cache_dir / f"{key}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _usable(final):  # another process built it while we waited
+                log(f"reusing {final} (built by another process)")
+                return CachedEngine(final, key, built=False)
+            for stale in cache_dir.glob(f"{key}.partial-*{ENGINE_SUFFIX}"):
+                stale.unlink(missing_ok=True)
+            tmp = cache_dir / f"{key}.partial-{os.getpid()}{ENGINE_SUFFIX}"
+            log(f"building {final.name} from {model} ({precision}); this takes minutes "
+                "on a Jetson, once")
+            try:
+                (builder or command_builder())(model, tmp, precision,
+                                              timing_cache_path(cache_dir, platform))
+                if not _usable(tmp):
+                    raise EngineCacheError(f"the engine builder reported success but wrote "
+                                           f"no engine at {tmp}")
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)
+                _fsync_dir(cache_dir)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _write_json_atomic(cache_dir / f"{key}.json", {
+                **asdict(platform), "precision": precision, "model": str(model),
+                "model_sha256": file_sha256(model), "engine": final.name,
+                "built_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            log(f"built {final}")
+            return CachedEngine(final, key, built=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _usable(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+# --- command line (python -m edge.engine_cache; could be registered as `skelmtl engine`) ---
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the engine cache command."""
+    parser.add_argument("action", choices=("ensure", "key", "platform"),
+                        help="ensure: print the engine path, building it if needed; "
+                             "key: print the cache key; platform: print what was detected")
+    parser.add_argument("--model", type=Path, default=os.environ.get("SKELMTL_MODEL"),
+                        help="ONNX model (default: the shipped model.int8.onnx)")
+    parser.add_argument("--cache", type=Path,
+                        default=Path(os.environ.get("SKELMTL_CACHE", DEFAULT_CACHE)),
+                        help="engine cache folder (default: $SKELMTL_CACHE or /cache)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        default=os.environ.get("SKELMTL_PRECISION", DEFAULT_PRECISION))
+    parser.add_argument("--build-cmd", default=os.environ.get("SKELMTL_BUILD_CMD"),
+                        help="engine build command, given MODEL --precision P -o OUT "
+                             "(default: 'skelmtl build-engine')")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run one action; the engine path or key goes to stdout, progress to stderr."""
+    platform = detect_platform()
+    if args.action == "platform":
+        print(json.dumps(asdict(platform), indent=2))
+        return 0
+    model = Path(args.model) if args.model else shipped_model()
+    if args.action == "key":
+        print(engine_key(platform, file_sha256(model), args.precision))
+        return 0
+    cmd = shlex.split(args.build_cmd) if args.build_cmd else list(DEFAULT_BUILD_CMD)
+    result = ensure_engine(model, args.cache, args.precision, platform=platform,
+                           builder=command_builder(cmd))
+    print(result.path)
+    return 0
+
+
+def _cli(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.engine_cache",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except SkelmtlError as e:
+        print(f"skelmtl engine cache: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

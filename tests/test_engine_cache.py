@@ -1,0 +1,351 @@
+"""The TensorRT engine cache (edge/engine_cache.py) with a fake builder: no GPU, no TensorRT.
+
+What this proves: the key changes with every input an engine depends on (and only with
+those), the first call builds and later calls reuse, failed or empty builds leave nothing
+behind under the final name, concurrent starts build once, and the command builder passes
+the documented arguments. What it does not prove: that ``skelmtl build-engine`` produces a
+working engine on a Jetson, or that the platform detection reads a real Jetson correctly
+(only the file formats are checked, against release strings as JetPack prints them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from edge import engine_cache as ec
+from edge.engine_cache import CachedEngine, EngineCacheError, Platform
+
+ORIN = Platform(gpu="Orin sm_87 16SM | NVIDIA Jetson AGX Orin Developer Kit", l4t="36.4.0",
+                tensorrt="10.3.0")
+SHA = "ab" * 32
+
+
+class FakeBuilder:
+    """Records calls; writes ``payload`` to the output (or fails, or writes nothing)."""
+
+    def __init__(self, payload: bytes = b"engine-bytes", fail: bool = False) -> None:
+        self.payload = payload
+        self.fail = fail
+        self.calls: list[tuple[Path, Path, str, Path]] = []
+
+    def __call__(self, model: Path, out: Path, precision: str, timing: Path) -> None:
+        self.calls.append((model, out, precision, timing))
+        if self.fail:
+            out.write_bytes(b"half an engine")
+            raise EngineCacheError("engine build failed (exit 1): fake")
+        if self.payload:
+            out.write_bytes(self.payload)
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    p = tmp_path / "model.int8.onnx"
+    p.write_bytes(b"not really onnx, but hashed like one")
+    return p
+
+
+# -------------------------------------------------------------------------- L4T file ---
+
+@pytest.mark.parametrize("text, release", [
+    ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, "
+     "DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\n", "36.4.0"),
+    ("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
+     "DATE: Tue Aug  1 19:57:35 UTC 2023\n", "35.4.1"),
+    ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64", "36.4.3"),
+])
+def test_parse_nv_tegra_release(text: str, release: str) -> None:
+    assert ec.parse_nv_tegra_release(text) == release
+
+
+def test_read_l4t_release(tmp_path: Path) -> None:
+    assert ec.read_l4t_release(tmp_path / "absent") == "unknown"
+    bad = tmp_path / "nv_tegra_release"
+    bad.write_text("Ubuntu 22.04\n")
+    with pytest.raises(EngineCacheError, match=f"{bad}: cannot read an L4T release from "
+                                               "'Ubuntu 22.04'"):
+        ec.read_l4t_release(bad)
+
+
+def test_detect_platform_from_overrides(tmp_path: Path) -> None:
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic\n")
+    env = {"SKELMTL_GPU": "Orin sm_87 8SM", "SKELMTL_TENSORRT_VERSION": "10.3.0",
+           "SKELMTL_L4T_RELEASE_FILE": str(release)}
+    assert ec.detect_platform(env) == Platform("Orin sm_87 8SM", "36.4.0", "10.3.0")
+
+
+# ------------------------------------------------------------------------------- key ---
+
+def test_engine_key_reference_value() -> None:
+    # A change of this format invalidates every cache in the field: make it on purpose.
+    key = ec.engine_key(ORIN, SHA, "int8")
+    assert key == "orin-sm-87-16sm_l4t36.4.0_trt10.3.0_int8_abababababab_ee64dcb8c8"
+    assert re.fullmatch(r"[a-z0-9._-]+_[0-9a-f]{10}", key)
+
+
+@pytest.mark.parametrize("change", [
+    {"gpu": "Orin sm_87 8SM | NVIDIA Jetson Orin NX"},
+    {"gpu": "Orin sm_87 16SM | NVIDIA Jetson AGX Orin 64GB"},  # same readable part
+    {"l4t": "36.4.3"},
+    {"l4t": "unknown"},
+    {"tensorrt": "10.3.1"},
+])
+def test_engine_key_changes_with_the_platform(change: dict[str, str]) -> None:
+    assert ec.engine_key(replace(ORIN, **change), SHA, "int8") != ec.engine_key(ORIN, SHA,
+                                                                                 "int8")
+
+
+def test_engine_key_changes_with_model_and_precision() -> None:
+    keys = {ec.engine_key(ORIN, sha, p) for sha in (SHA, "cd" * 32) for p in ec.PRECISIONS}
+    assert len(keys) == 2 * len(ec.PRECISIONS)
+
+
+def test_engine_key_refuses_unknown_precision() -> None:
+    with pytest.raises(EngineCacheError, match="unknown precision 'int4'"):
+        ec.engine_key(ORIN, SHA, "int4")
+
+
+def test_key_is_a_safe_file_name_whatever_the_gpu_says() -> None:
+    key = ec.engine_key(replace(ORIN, gpu="../../etc/passwd; rm -rf / | x"), SHA, "fp16")
+    assert "/" not in key and " " not in key and not key.startswith(".")
+
+
+# ---------------------------------------------------------------------- build, reuse ---
+
+def test_first_call_builds_then_reuses(tmp_path: Path, model: Path) -> None:
+    cache = tmp_path / "cache"
+    builder = FakeBuilder()
+    first = ec.ensure_engine(model, cache, "int8", platform=ORIN, builder=builder,
+                             log=lambda _: None)
+    key = ec.engine_key(ORIN, ec.file_sha256(model), "int8")
+    assert first == CachedEngine(cache / f"{key}.engine", key, built=True)
+    assert first.path.read_bytes() == b"engine-bytes"
+    (m, out, precision, timing), = builder.calls
+    assert (m, precision) == (model, "int8")
+    assert out.parent == cache and out.name.startswith(f"{key}.partial-")
+    assert timing == (cache / "timing" /
+                      "orin-sm-87-16sm-nvidia-jetson-agx-orin-developer_trt10.3.0.timing")
+    assert not list(cache.glob("*.partial-*"))
+    sidecar = json.loads((cache / f"{key}.json").read_text())
+    assert {k: sidecar[k] for k in ("gpu", "l4t", "tensorrt", "precision", "engine")} == {
+        "gpu": ORIN.gpu, "l4t": "36.4.0", "tensorrt": "10.3.0", "precision": "int8",
+        "engine": f"{key}.engine"}
+    assert sidecar["model_sha256"] == ec.file_sha256(model)
+
+    logs: list[str] = []
+    second = ec.ensure_engine(model, cache, "int8", platform=ORIN, builder=builder,
+                              log=logs.append)
+    assert second == CachedEngine(first.path, key, built=False)
+    assert len(builder.calls) == 1
+    assert logs == [f"reusing {first.path}"]
+
+
+def test_new_model_or_platform_builds_beside_the_old_engine(tmp_path: Path,
+                                                            model: Path) -> None:
+    cache = tmp_path / "cache"
+    builder = FakeBuilder()
+    a = ec.ensure_engine(model, cache, platform=ORIN, builder=builder, log=lambda _: None)
+    b = ec.ensure_engine(model, cache, platform=replace(ORIN, tensorrt="10.3.1"),
+                         builder=builder, log=lambda _: None)
+    model.write_bytes(b"the next release's model")
+    c = ec.ensure_engine(model, cache, platform=ORIN, builder=builder, log=lambda _: None)
+    assert (a.built, b.built, c.built) == (True, True, True)
+    assert len({a.path, b.path, c.path}) == 3 and all(p.path.is_file() for p in (a, b, c))
+
+
+def test_failed_build_leaves_nothing_under_the_final_name(tmp_path: Path,
+                                                          model: Path) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(EngineCacheError, match="engine build failed"):
+        ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder(fail=True),
+                         log=lambda _: None)
+    assert not list(cache.glob("*.engine"))
+    # The next start tries again (and succeeds).
+    again = ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder(),
+                             log=lambda _: None)
+    assert again.built and again.path.read_bytes() == b"engine-bytes"
+
+
+def test_empty_build_output_is_an_error(tmp_path: Path, model: Path) -> None:
+    with pytest.raises(EngineCacheError, match="reported success but wrote no engine"):
+        ec.ensure_engine(model, tmp_path, platform=ORIN, builder=FakeBuilder(payload=b""),
+                         log=lambda _: None)
+    assert not list(tmp_path.glob("*.engine"))
+
+
+def test_stale_partial_and_empty_engine_are_replaced(tmp_path: Path, model: Path) -> None:
+    key = ec.engine_key(ORIN, ec.file_sha256(model), "int8")
+    (tmp_path / f"{key}.partial-99999.engine").write_bytes(b"crashed mid-build")
+    (tmp_path / f"{key}.engine").write_bytes(b"")  # not usable: rebuilt
+    got = ec.ensure_engine(model, tmp_path, platform=ORIN, builder=FakeBuilder(),
+                           log=lambda _: None)
+    assert got.built and got.path.read_bytes() == b"engine-bytes"
+    assert sorted(p.name for p in tmp_path.glob("*.engine")) == [f"{key}.engine"]
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(EngineCacheError, match="model.onnx: model file not found"):
+        ec.ensure_engine(tmp_path / "model.onnx", tmp_path, platform=ORIN,
+                         builder=FakeBuilder())
+
+
+@pytest.mark.skipif(os.getuid() == 0, reason="root writes anywhere")
+def test_unwritable_cache(tmp_path: Path, model: Path) -> None:
+    cache = tmp_path / "ro"
+    cache.mkdir()
+    cache.chmod(0o500)
+    try:
+        with pytest.raises(EngineCacheError, match="not writable by uid"):
+            ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder())
+    finally:
+        cache.chmod(0o700)
+
+
+def test_cache_path_that_cannot_be_created(tmp_path: Path, model: Path) -> None:
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    with pytest.raises(EngineCacheError, match="cannot create the engine cache"):
+        ec.ensure_engine(model, tmp_path / "file" / "cache", platform=ORIN,
+                         builder=FakeBuilder())
+
+
+def test_concurrent_starts_build_once(tmp_path: Path, model: Path) -> None:
+    """Two containers starting together: the second waits on the lock, then reuses."""
+    started, go = threading.Event(), threading.Event()
+    builder = FakeBuilder()
+
+    def slow_builder(m: Path, out: Path, p: str, t: Path) -> None:
+        started.set()
+        assert go.wait(10)
+        builder(m, out, p, t)
+
+    results: dict[str, CachedEngine] = {}
+
+    def start(name: str, b: ec.Builder) -> None:
+        results[name] = ec.ensure_engine(model, tmp_path, platform=ORIN, builder=b,
+                                         log=lambda _: None)
+
+    first = threading.Thread(target=start, args=("first", slow_builder))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=start, args=("second", builder))
+    second.start()
+    go.set()
+    first.join(10)
+    second.join(10)
+    assert (results["first"].built, results["second"].built) == (True, False)
+    assert len(builder.calls) == 1
+
+
+# ------------------------------------------------------------------- command builder ---
+
+FAKE_BUILD_ENGINE = """
+import json, pathlib, sys
+args = sys.argv[1:]
+if args == ["--help"]:
+    print({help!r})
+    sys.exit(0)
+pathlib.Path({log!r}).write_text(json.dumps(args))
+out = pathlib.Path(args[args.index("-o") + 1])
+out.write_bytes(b"ENGINE")
+sys.exit({rc})
+"""
+
+
+def _fake_cmd(tmp_path: Path, help_text: str, rc: int = 0) -> tuple[list[str], Path]:
+    log = tmp_path / "argv.json"
+    script = tmp_path / "fake_build_engine.py"
+    script.write_text(FAKE_BUILD_ENGINE.format(help=help_text, log=str(log), rc=rc))
+    return [sys.executable, str(script)], log
+
+
+@pytest.mark.parametrize("help_text, with_timing", [
+    ("usage: skelmtl build-engine MODEL [--precision P] -o OUT [--timing-cache FILE]", True),
+    ("usage: skelmtl build-engine MODEL [--precision P] -o OUT [--timing-cache-size N]", False),
+    ("usage: skelmtl build-engine MODEL [--precision P] -o OUT", False),
+])
+def test_command_builder_arguments(tmp_path: Path, help_text: str, with_timing: bool) -> None:
+    cmd, log = _fake_cmd(tmp_path, help_text)
+    out, timing = tmp_path / "m.engine", tmp_path / "t.timing"
+    ec.command_builder(cmd)(Path("model.int8.onnx"), out, "fp16", timing)
+    expected = ["model.int8.onnx", "--precision", "fp16", "-o", str(out)]
+    if with_timing:
+        expected += ["--timing-cache", str(timing)]
+    assert json.loads(log.read_text()) == expected
+    assert out.read_bytes() == b"ENGINE"
+
+
+def test_command_builder_failure_names_the_command(tmp_path: Path) -> None:
+    cmd, _ = _fake_cmd(tmp_path, "usage", rc=3)
+    with pytest.raises(EngineCacheError, match=r"engine build failed \(exit 3\): .*fake_build"):
+        ec.command_builder(cmd)(Path("m.onnx"), tmp_path / "o.engine", "int8",
+                                tmp_path / "t")
+
+
+def test_command_builder_missing_program(tmp_path: Path) -> None:
+    with pytest.raises(EngineCacheError, match="cannot run /nonexistent/build-engine"):
+        ec.command_builder(["/nonexistent/build-engine"])(Path("m.onnx"), tmp_path / "o",
+                                                          "int8", tmp_path / "t")
+
+
+def test_default_build_command_is_skelmtl_build_engine_of_this_interpreter() -> None:
+    assert ec.DEFAULT_BUILD_CMD == (sys.executable, "-m", "edge.cli", "build-engine")
+
+
+def test_edge_engine_cache_does_not_import_calibration_or_tensorrt() -> None:
+    code = ("import sys, edge.engine_cache; "
+            "bad = [m for m in ('calibration', 'tensorrt', 'pycuda', 'torch') "
+            "if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------- command line ---
+
+def test_cli_ensure_prints_only_the_path(tmp_path: Path, model: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cmd, _ = _fake_cmd(tmp_path, "usage")
+    monkeypatch.setenv("SKELMTL_GPU", "Orin sm_87 8SM")
+    monkeypatch.setenv("SKELMTL_TENSORRT_VERSION", "10.3.0")
+    monkeypatch.setenv("SKELMTL_L4T_RELEASE_FILE", str(tmp_path / "absent"))
+    argv = ["ensure", "--model", str(model), "--cache", str(tmp_path / "c"),
+            "--build-cmd", " ".join(cmd)]
+    assert ec._cli(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    key = ec.engine_key(Platform("Orin sm_87 8SM", "unknown", "10.3.0"),
+                        ec.file_sha256(model), "int8")
+    assert out == [str(tmp_path / "c" / f"{key}.engine")]
+    assert ec._cli(["key", "--model", str(model)]) == 0
+    assert capsys.readouterr().out.strip() == key
+
+
+def test_cli_reports_errors_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SKELMTL_GPU", "x")
+    monkeypatch.setenv("SKELMTL_TENSORRT_VERSION", "10.3.0")
+    assert ec._cli(["ensure", "--model", str(tmp_path / "none.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"skelmtl engine cache: error: {tmp_path / 'none.onnx'}: model file not found\n"
+
+
+def test_shipped_model_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ec, "SHIPPED_MODEL", "assets/model/absent.onnx")
+    with pytest.raises(EngineCacheError, match="absent.onnx: the shipped model is missing"):
+        ec.shipped_model()
+
+
+def test_no_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ec, "_gpu_from_pycuda", lambda: None)
+    monkeypatch.setattr(ec, "_gpu_from_nvidia_smi", lambda: None)
+    with pytest.raises(EngineCacheError, match="--runtime nvidia, or set SKELMTL_GPU"):
+        ec.detect_gpu()

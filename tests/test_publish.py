@@ -1,0 +1,458 @@
+"""Event publishers (edge/publish.py) with real receivers on loopback, and the ROS 2 bridge's
+ROS-free parts (examples/ros2/skelmtl_ros2_bridge.py) fed by a real publisher.
+
+Nothing here sleeps: ZeroMQ's slow-joiner window is crossed by publishing probe events
+until the subscriber sees one (``poll`` with a timeout), then the events under test follow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from edge.publish import (
+    PUBLISHERS,
+    JsonLinesPublisher,
+    PublishError,
+    UdpPublisher,
+    ZmqPublisher,
+    encode_event,
+    event_topic,
+    open_publisher,
+    open_publishers,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BRIDGE = REPO / "examples" / "ros2" / "skelmtl_ros2_bridge.py"
+
+EVENTS: list[dict[str, Any]] = [
+    {"schema": "skelmtl.event/1", "task": "action", "label": "wave", "confidence": 0.91,
+     "start": 1.25, "end": 2.5},
+    {"schema": "skelmtl.event/1", "task": "gesture", "label": "thumbs_up", "confidence": 0.8,
+     "start": 2.0, "end": 2.75},
+    {"schema": "skelmtl.event/1", "state": "no_person", "start": 3.0, "end": 3.0},
+    {"schema": "skelmtl.event/1", "task": "gesture", "label": "stop", "confidence": 0.66,
+     "start": 4.0, "end": 4.5, "note": "ünïcode"},
+]
+
+
+def _wait_for_subscription(pub: Any, sub: Any, probe: dict[str, Any]) -> None:
+    """Publish ``probe`` until ``sub`` receives one; drain what arrived (the probes)."""
+    for _ in range(500):
+        pub.publish(probe)
+        if sub.poll(10):
+            break
+    else:
+        pytest.fail("the subscriber never received a probe event")
+    while sub.poll(50):
+        frames = sub.recv_multipart()
+        assert json.loads(frames[-1]).get("probe") is True
+
+
+def _recv_events(sub: Any, n: int) -> list[list[bytes]]:
+    """The next ``n`` non-probe messages (frames) on ``sub``; fails after 5 s of silence."""
+    out: list[list[bytes]] = []
+    while len(out) < n:
+        assert sub.poll(5000), f"got {len(out)} of {n} events"
+        frames = sub.recv_multipart()
+        if not json.loads(frames[-1]).get("probe"):
+            out.append(frames)
+    return out
+
+
+@pytest.fixture
+def zmq_mod() -> ModuleType:
+    return pytest.importorskip("zmq")
+
+
+# ---------------------------------------------------------------- encoding and topics ---
+
+def test_encode_event_is_compact_utf8_json() -> None:
+    assert encode_event({"label": "ünï", "c": 0.5}) == '{"label":"ünï","c":0.5}'
+
+
+def test_encode_event_handles_numpy_scalars_and_to_dict() -> None:
+    np = pytest.importorskip("numpy")
+
+    class Ev:
+        def to_dict(self) -> dict[str, Any]:
+            return {"confidence": np.float32(0.5), "span": np.arange(2), "n": np.int64(3)}
+
+    assert json.loads(encode_event(Ev())) == {"confidence": 0.5, "span": [0, 1], "n": 3}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"confidence": math.nan}, "non-finite numbers (fields ['confidence'])"),
+    ({"x": object()}, "not JSON-able"),
+    (["not", "a", "dict"], "cannot publish a list"),
+])
+def test_encode_event_refuses(bad: Any, message: str) -> None:
+    with pytest.raises(PublishError, match=re.escape(message)):
+        encode_event(bad)
+
+
+@pytest.mark.parametrize("event, prefix, topic", [
+    ({"task": "action"}, "skelmtl", "skelmtl.action"),
+    ({"task": "gesture"}, "robot1", "robot1.gesture"),
+    ({"state": "no_person"}, "skelmtl", "skelmtl.state"),
+    ({"task": "a.b c"}, "skelmtl", "skelmtl.a_b_c"),
+    ({"task": "action"}, "", "action"),
+])
+def test_event_topic(event: dict[str, Any], prefix: str, topic: str) -> None:
+    assert event_topic(event, prefix) == topic
+
+
+# ---------------------------------------------------------------------- spec parsing ---
+
+@pytest.mark.parametrize("spec, message", [
+    ("tcp://localhost:1", "not a publisher spec"),
+    ("events.txt", "not a publisher spec"),
+    ("udp://127.0.0.1", "no port"),
+    ("udp://127.0.0.1:0", "port '0' is not a number in 1..65535"),
+    ("udp://127.0.0.1:99999", "port '99999' is not a number in 1..65535"),
+    ("udp://:9999", "UDP needs a destination host"),
+    ("udp://127.0.0.1:9999/x", "unexpected path '/x'"),
+    ("udp://127.0.0.1:9999?hwm=3", r"unknown option\(s\) \['hwm'\] for udp"),
+    ("zmq+tcp://127.0.0.1:*?hwm=0", "option hwm=0 must be >= 1"),
+    ("zmq+tcp://127.0.0.1:*?linger_ms=soon", "option linger_ms='soon' is not an integer"),
+    ("jsonl:/nonexistent-folder/events.jsonl", "folder /nonexistent-folder does not exist"),
+    ("jsonl:events.jsonl?append=maybe", "option append='maybe' must be 0 or 1"),
+    ("jsonl:", "no file path given"),
+])
+def test_bad_specs_are_refused_with_the_reason(spec: str, message: str) -> None:
+    with pytest.raises(PublishError, match=message):
+        open_publisher(spec)
+
+
+def test_registry_covers_every_documented_scheme() -> None:
+    assert set(PUBLISHERS) == {"stdout", "jsonl", "file", "zmq+tcp", "zmq", "zmq+ipc", "udp"}
+
+
+# ------------------------------------------------------------------------ JSON lines ---
+
+@pytest.mark.parametrize("form", ["jsonl:{p}", "file://{p}", "{p}"])
+def test_jsonl_file_round_trip(tmp_path: Path, form: str) -> None:
+    path = tmp_path / "events.jsonl"
+    with open_publisher(form.format(p=path)) as pub:
+        assert isinstance(pub, JsonLinesPublisher)
+        for e in EVENTS:
+            pub.publish(e)
+        assert (pub.sent, pub.dropped) == (len(EVENTS), 0)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == EVENTS
+
+
+def test_jsonl_truncates_unless_append(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    for spec in (f"jsonl:{path}", f"jsonl:{path}", f"jsonl:{path}?append=1"):
+        with open_publisher(spec) as pub:
+            pub.publish(EVENTS[0])
+    assert len(path.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("spec", ["-", "stdout", "stdout://"])
+def test_stdout_is_one_json_line_per_event(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with open_publisher(spec) as pub:
+        pub.publish(EVENTS[0])
+        pub.publish(EVENTS[1])
+    out = capsys.readouterr().out
+    assert [json.loads(line) for line in out.splitlines()] == EVENTS[:2]
+    assert not sys.stdout.closed  # stdout is borrowed, never closed
+
+
+def test_closed_publisher_refuses(tmp_path: Path) -> None:
+    pub = open_publisher(f"jsonl:{tmp_path / 'e.jsonl'}")
+    pub.close()
+    pub.close()  # idempotent
+    with pytest.raises(PublishError, match="publisher is closed"):
+        pub.publish(EVENTS[0])
+
+
+# --------------------------------------------------------------------------- ZeroMQ ---
+
+@pytest.mark.parametrize("scheme", ["zmq+tcp", "zmq"])
+def test_zmq_pub_to_real_sub_with_topic_filter(zmq_mod: ModuleType, scheme: str) -> None:
+    zmq = zmq_mod
+    with open_publisher(f"{scheme}://127.0.0.1:*") as pub:
+        assert isinstance(pub, ZmqPublisher)
+        assert pub.endpoint.startswith("tcp://127.0.0.1:")
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        try:
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, b"skelmtl.gesture")
+            sub.connect(pub.endpoint)
+            _wait_for_subscription(pub, sub, {"task": "gesture", "probe": True})
+            for e in EVENTS:
+                pub.publish(e)
+            got = _recv_events(sub, 2)
+            assert not sub.poll(100), "an action or state event passed the gesture filter"
+        finally:
+            sub.close()
+            ctx.term()
+    gestures = [e for e in EVENTS if e.get("task") == "gesture"]
+    assert [f[0] for f in got] == [b"skelmtl.gesture"] * 2
+    assert [json.loads(f[1]) for f in got] == gestures
+
+
+def test_zmq_all_topics_and_custom_prefix(zmq_mod: ModuleType) -> None:
+    zmq = zmq_mod
+    with open_publisher("zmq+tcp://127.0.0.1:*?topic=robot7&hwm=10") as pub:
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        try:
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, b"robot7")
+            sub.connect(pub.endpoint)
+            _wait_for_subscription(pub, sub, {"task": "action", "probe": True})
+            for e in EVENTS:
+                pub.publish(e)
+            got = _recv_events(sub, len(EVENTS))
+        finally:
+            sub.close()
+            ctx.term()
+    assert [f[0] for f in got] == [b"robot7.action", b"robot7.gesture", b"robot7.state",
+                                   b"robot7.gesture"]
+    assert [json.loads(f[1]) for f in got] == EVENTS
+
+
+def test_zmq_ipc(zmq_mod: ModuleType, tmp_path: Path) -> None:
+    zmq = zmq_mod
+    path = tmp_path / "events.sock"
+    with open_publisher(f"zmq+ipc://{path}") as pub:
+        assert pub.endpoint == f"ipc://{path}"
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        try:
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(pub.endpoint)
+            _wait_for_subscription(pub, sub, {"task": "action", "probe": True})
+            pub.publish(EVENTS[0])
+            got = _recv_events(sub, 1)
+        finally:
+            sub.close()
+            ctx.term()
+    assert json.loads(got[0][1]) == EVENTS[0]
+
+
+def test_zmq_port_in_use_is_a_clear_error(zmq_mod: ModuleType) -> None:
+    with open_publisher("zmq+tcp://127.0.0.1:*") as first:
+        port = first.endpoint.rsplit(":", 1)[1]
+        with pytest.raises(PublishError, match=f"cannot bind tcp://127.0.0.1:{port}"):
+            open_publisher(f"zmq+tcp://127.0.0.1:{port}")
+
+
+# ------------------------------------------------------------------------------ UDP ---
+
+@pytest.fixture
+def udp_receiver() -> Any:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+
+
+def test_udp_one_datagram_per_event(udp_receiver: socket.socket) -> None:
+    port = udp_receiver.getsockname()[1]
+    with open_publisher(f"udp://127.0.0.1:{port}") as pub:
+        assert isinstance(pub, UdpPublisher)
+        for e in EVENTS:
+            pub.publish(e)
+        assert (pub.sent, pub.dropped) == (len(EVENTS), 0)
+    datagrams = [udp_receiver.recv(65535) for _ in EVENTS]
+    assert all(d.endswith(b"\n") and d.count(b"\n") == 1 for d in datagrams)
+    assert [json.loads(d) for d in datagrams] == EVENTS
+
+
+def test_udp_refuses_an_event_larger_than_a_datagram(udp_receiver: socket.socket) -> None:
+    port = udp_receiver.getsockname()[1]
+    with open_publisher(f"udp://127.0.0.1:{port}") as pub:
+        with pytest.raises(PublishError, match="exceeds one UDP datagram"):
+            pub.publish({"blob": "x" * 70_000})
+
+
+# --------------------------------------------------------------------------- fan-out ---
+
+def test_fanout_to_file_and_udp(tmp_path: Path, udp_receiver: socket.socket) -> None:
+    port = udp_receiver.getsockname()[1]
+    path = tmp_path / "events.jsonl"
+    with open_publishers([f"jsonl:{path}", f"udp://127.0.0.1:{port}"]) as pub:
+        for e in EVENTS[:2]:
+            pub.publish(e)
+    assert [json.loads(x) for x in path.read_text().splitlines()] == EVENTS[:2]
+    assert [json.loads(udp_receiver.recv(65535)) for _ in range(2)] == EVENTS[:2]
+
+
+def test_fanout_closes_what_it_opened_when_one_spec_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    original = JsonLinesPublisher._close
+
+    def recording_close(self: JsonLinesPublisher) -> None:
+        closed.append(self.spec)
+        original(self)
+
+    monkeypatch.setattr(JsonLinesPublisher, "_close", recording_close)
+    path = tmp_path / "events.jsonl"
+    with pytest.raises(PublishError, match="unknown option"):
+        open_publishers([f"jsonl:{path}", "udp://127.0.0.1:9?bogus=1"])
+    assert closed == [f"jsonl:{path}"]
+
+
+# ------------------------------------------------------------------ the ROS 2 bridge ---
+
+@pytest.fixture(scope="module")
+def bridge() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("skelmtl_ros2_bridge", BRIDGE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bridge_imports_rclpy_and_zmq_lazily(bridge: ModuleType) -> None:
+    assert not {"rclpy", "zmq", "std_msgs"} & set(vars(bridge))
+    with pytest.raises(SystemExit) as exit_info:  # argparse runs before any ROS import
+        bridge.main(["--bogus"])
+    assert exit_info.value.code == 2
+
+
+def test_bridge_main_needs_rclpy_only_when_run(bridge: ModuleType,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rclpy", None)  # "not installed", whatever the host has
+    with pytest.raises(ImportError, match="rclpy"):
+        bridge.main(["--events", "udp://127.0.0.1:9999", "--ros-args", "-r", "__node:=b"])
+
+
+class FakeString:
+    """Stands in for std_msgs.msg.String: a class with a ``data`` attribute."""
+
+    data: str = ""
+
+
+def test_bridge_string_message_is_sorted_compact_json(bridge: ModuleType) -> None:
+    msg = bridge.event_to_string_msg({"label": "wave", "confidence": 0.9, "task": "action"},
+                                     FakeString)
+    assert msg.data == '{"confidence":0.9,"label":"wave","task":"action"}'
+
+
+@pytest.mark.parametrize("event, topic", [
+    ({"task": "action"}, "/skelmtl/events/action"),
+    ({"task": "gesture"}, "/skelmtl/events/gesture"),
+    ({"state": "no_hands"}, "/skelmtl/events/state"),
+    ({"task": "two words"}, "/skelmtl/events/two_words"),
+    ({"task": "3d"}, "/skelmtl/events/t_3d"),
+])
+def test_bridge_task_topic(bridge: ModuleType, event: dict[str, Any], topic: str) -> None:
+    assert bridge.task_topic("/skelmtl/events/", event) == topic
+
+
+@pytest.mark.parametrize("seconds, fields", [
+    (1.25, (1, 250_000_000)),
+    (0.0, (0, 0)),
+    (2.9999999999, (3, 0)),  # rounds to the nanosecond and carries into sec
+    (None, (0, 0)),
+    (math.inf, (0, 0)),
+])
+def test_bridge_seconds_to_time(bridge: ModuleType, seconds: float | None,
+                                fields: tuple[int, int]) -> None:
+    assert bridge.seconds_to_time(seconds) == fields
+
+
+def test_bridge_typed_fields(bridge: ModuleType) -> None:
+    f = bridge.event_to_typed_fields(EVENTS[0])
+    assert f["schema"] == "skelmtl.event/1"
+    assert (f["task"], f["label"], f["confidence"]) == ("action", "wave", pytest.approx(0.91))
+    assert (f["start"], f["end"]) == ((1, 250_000_000), (2, 500_000_000))
+    assert json.loads(f["json"]) == EVENTS[0]
+    state = bridge.event_to_typed_fields(EVENTS[2])
+    assert (state["task"], state["label"], state["state"]) == ("", "", "no_person")
+    assert math.isnan(state["confidence"])
+
+
+def test_bridge_refuses_an_unknown_schema_major(bridge: ModuleType) -> None:
+    with pytest.raises(ValueError, match="knows major version 1"):
+        bridge.event_to_typed_fields({"schema": "skelmtl.event/2", "task": "action"})
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"[1, 2]", "not an object"),
+    (b"{not json", "Expecting property name"),
+])
+def test_bridge_decode_refuses(bridge: ModuleType, payload: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bridge.decode_payload(payload)
+
+
+def _drain_until(drain: Any, n: int) -> list[dict[str, Any]]:
+    """Decode payloads from a bridge source until ``n`` non-probe events arrived."""
+    events: list[dict[str, Any]] = []
+    while len(events) < n:
+        got = [e for e in map(bridge_decode, drain(timeout=5.0)) if not e.get("probe")]
+        assert got or events, "no event arrived within 5 s"
+        events += got
+    return events
+
+
+def bridge_decode(payload: bytes) -> dict[str, Any]:
+    return dict(json.loads(payload))
+
+
+def test_bridge_source_receives_from_a_real_publisher(bridge: ModuleType,
+                                                      zmq_mod: ModuleType) -> None:
+    """skelmtl's ZeroMQ publisher -> the bridge's SUB source -> String messages."""
+    with open_publisher("zmq+tcp://127.0.0.1:*") as pub:
+        drain, close = bridge.open_source(pub.endpoint.replace("tcp://", "zmq+tcp://"))
+        try:
+            for _ in range(500):  # slow joiner: probe until the subscription is live
+                pub.publish({"task": "action", "probe": True})
+                if drain(timeout=0.01):
+                    break
+            else:
+                pytest.fail("the bridge never received a probe")
+            for e in EVENTS:
+                pub.publish(e)
+            events = _drain_until(drain, len(EVENTS))
+        finally:
+            close()
+    assert events == EVENTS
+    msgs = [bridge.event_to_string_msg(e, FakeString) for e in events]
+    assert [json.loads(m.data) for m in msgs] == EVENTS
+    assert [bridge.task_topic("/skelmtl/events", e) for e in events] == [
+        "/skelmtl/events/action", "/skelmtl/events/gesture", "/skelmtl/events/state",
+        "/skelmtl/events/gesture"]
+
+
+def test_bridge_udp_source(bridge: ModuleType) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # a free port for the bridge to bind (loopback; a race is unlikely)
+    drain, close = bridge.open_source(f"udp://127.0.0.1:{port}")
+    try:
+        with open_publisher(f"udp://127.0.0.1:{port}") as pub:
+            for e in EVENTS:
+                pub.publish(e)
+        assert _drain_until(drain, len(EVENTS)) == EVENTS
+    finally:
+        close()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tcp://127.0.0.1:5556", "use zmq"),
+    ("udp://127.0.0.1", "no port"),
+])
+def test_bridge_bad_source(bridge: ModuleType, spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bridge.open_source(spec)
