@@ -107,6 +107,7 @@ class BenchOptions:
         sweep_batches: batch sizes of the sweep.
         checkpoint: a checkpoint for the PyTorch backend (default: ``*.pt`` in the folder).
         engine_cache: where TensorRT engines are built/reused.
+        threads: CPU threads for ONNX Runtime (intra-op) and torch; 0 = their default.
         plot: write ``bench.png``.
         command: the command line, recorded in the report.
     """
@@ -124,6 +125,7 @@ class BenchOptions:
     sweep_batches: tuple[int, ...] = (1, 8, 32)
     checkpoint: Path | None = None
     engine_cache: Path | None = None
+    threads: int = 0
     plot: bool = True
     command: str = "skelmtl bench"
 
@@ -184,6 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model folder)")
     parser.add_argument("--engine-cache", type=Path, default=None,
                         help="TensorRT engine cache (default: OUT/engines)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for ONNX Runtime and torch (default 0: the "
+                             "libraries' own choice, all cores)")
     parser.add_argument("--no-plot", action="store_true", help="do not write bench.png")
     parser.add_argument("--quick", action="store_true",
                         help=f"few iterations ({QUICK}), for the tutorial and smoke tests")
@@ -210,7 +215,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         frames=pick("frames"), batches=tuple(args.batches),
         sweep_windows=() if args.no_sweep else tuple(args.sweep_windows),
         sweep_batches=tuple(args.sweep_batches), checkpoint=args.checkpoint,
-        engine_cache=args.engine_cache, plot=not args.no_plot,
+        engine_cache=args.engine_cache, threads=max(0, int(args.threads)),
+        plot=not args.no_plot,
         command=f"skelmtl {argv}".strip() if argv else _rebuild_command(args))
 
 
@@ -616,71 +622,49 @@ def _node_macs(node: Any, shapes: dict[str, list[int]]) -> int | None:
     return None
 
 
-def dynamic_copy(src: Path, dst: Path) -> Path:
-    """Copy an ONNX model with its input's batch and time axes symbolic (``N``, ``T``).
+def window_copy(src: Path, dst: Path, window: int) -> Path:
+    """Copy an ONNX model to run at another window length, for the sweep.
 
-    Intermediate shape annotations are dropped so the runtime re-infers them; metadata is
-    kept. Raises ImportError without the onnx package.
+    The input becomes ``(N, C', window, V)`` with a symbolic batch ``N``, the outputs get
+    a symbolic batch, intermediate shape annotations are dropped (the runtime re-infers
+    them) and the ``skelmtl`` metadata says ``window``, so the copy loads through the
+    normal ONNX Runtime backend. Weights and architecture are unchanged. A graph that
+    bakes the window into a constant fails to load or run; the caller records that.
+
+    Raises:
+        ImportError: without the onnx package.
     """
     import onnx
 
+    from edge.metadata import META_KEY, ModelMeta
+
     m = onnx.load(str(src))
     dims = m.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) >= 1:
-        dims[0].dim_param = "N"
-    if len(dims) >= 3:
-        dims[2].dim_param = "T"
+    if len(dims) != 4:
+        raise BenchError(f"{src}: input has {len(dims)} axes, expected (N, C', T, V)")
+    dims[0].dim_param = "N"
+    dims[2].ClearField("dim_param")
+    dims[2].dim_value = int(window)
     for out in m.graph.output:
         od = out.type.tensor_type.shape.dim
         if len(od) >= 1:
             od[0].dim_param = "N"
     del m.graph.value_info[:]
+    for prop in m.metadata_props:
+        if prop.key == META_KEY:
+            meta = ModelMeta.from_json(prop.value, source=str(src))
+            pre = meta.preprocess.to_dict()
+            pre.pop("version", None)
+            pre["window"] = int(window)
+            prop.value = meta.with_(preprocess=PreprocessConfig.from_dict(pre)).to_json()
     onnx.save(m, str(dst))
     return dst
 
 
-# --------------------------------------------------------------------------- backends
+def _open_onnxruntime(path: Path, threads: int = 0) -> Any:
+    from edge.backends import load_backend
 
-class _RawOrt:
-    """Fallback when :mod:`edge.backends.onnxruntime` is not installed yet: a bare session."""
-
-    name = "onnxruntime"
-
-    def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
-
-        from edge.metadata import META_KEY, ModelMeta
-
-        self.path = path
-        self.sess: Any = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        custom = self.sess.get_modelmeta().custom_metadata_map
-        if META_KEY not in custom:
-            raise BenchError(f"{path}: no '{META_KEY}' metadata in the ONNX model")
-        self.meta = ModelMeta.from_json(custom[META_KEY], source=str(path))
-        self.precision = self.meta.precision
-        self.input_name = self.sess.get_inputs()[0].name
-
-    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self.sess.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
-        return {o.name: v for o, v in zip(self.sess.get_outputs(), outs)}
-
-    def close(self) -> None:
-        self.sess = None
-
-
-def _open_onnxruntime(path: Path) -> tuple[Any, str | None]:
-    """(backend, caveat)."""
-    from edge.backends import BackendError, load_backend
-
-    try:
-        return load_backend(path, "onnxruntime"), None
-    except (ImportError, AttributeError) as e:
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise
-        return _RawOrt(path), f"edge.backends.onnxruntime unavailable ({_short(e, 80)}); " \
-                              "bare InferenceSession"
-    except BackendError:
-        raise
+    return load_backend(path, "onnxruntime", **({"intra_op_threads": threads} if threads else {}))
 
 
 def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
@@ -696,7 +680,7 @@ def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
                               "skelmtl calibrate)")
             if importlib.util.find_spec("onnxruntime") is None:
                 return None, "onnxruntime is not installed (pip install 'skelmtl[edge]')"
-            return _open_onnxruntime(path)
+            return _open_onnxruntime(path, opts.threads), None
         if kind == "torch":
             if files.checkpoint is None:
                 return None, ("no checkpoint (*.pt) next to the model; pass --checkpoint "
@@ -707,7 +691,8 @@ def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
                 return None, "no 'torch' backend registered (install skelmtl[train])"
             if importlib.util.find_spec("torch") is None:
                 return None, "torch is not installed"
-            return load_backend(files.checkpoint, "torch"), None
+            return load_backend(files.checkpoint, "torch",
+                                **({"threads": opts.threads} if opts.threads else {})), None
         if kind == "tensorrt":
             if _tensorrt_version() is None:
                 return None, "TensorRT is not installed (JetPack's python3-libnvinfer)"
@@ -940,15 +925,106 @@ def _bench_landmarks(rec: Recorder, opts: BenchOptions, frames: list[Any]) -> La
     return Landmarks(np.stack(joints), found, np.asarray(ts), "landmarks of the video")
 
 
+def _open_pipeline(files: ModelFiles, opts: BenchOptions) -> tuple[Any, Path]:
+    """The streaming pipeline on the model the runtime would pick (INT8 when present)."""
+    from edge.pipeline import Pipeline
+
+    path = files.int8 or files.fp32
+    extra = {"intra_op_threads": opts.threads} if opts.threads else {}
+    return Pipeline.from_model(path, task="auto", backend="onnxruntime", **extra), path
+
+
+def _add_e2e(rec: Recorder, stage: str, times: list[float], ran: list[bool], warmup: int,
+             what: str) -> None:
+    """Two entries: every frame, and the frames on which a window ran (the worst case)."""
+    t, r = times[warmup:], ran[warmup:]
+    rec.add(make_entry(stage, stage, t, unit="frame", reason=what))
+    rec.add(make_entry(stage, f"{stage} (window frames)",
+                       [v for v, k in zip(t, r) if k], unit="frame",
+                       reason="no window ran in the timed frames" if not any(r) else what))
+
+
 def _bench_end_to_end_video(rec: Recorder, opts: BenchOptions, video: Path,
                             model_ctx: dict[str, Any]) -> None:
-    rec.skip("end_to_end", "end_to_end", "edge.pipeline not available yet", unit="frame")
+    """Per video frame: decode + landmarks + :meth:`Pipeline.push` (preprocess, route,
+    model, smoothing, events every ``stride`` frames)."""
+    stage = "end_to_end"
+    try:
+        pipe, path = _open_pipeline(model_ctx["files"], opts)
+    except Exception as e:  # noqa: BLE001 - pipeline missing or model refused
+        rec.skip(stage, stage, f"streaming pipeline unavailable: {_short(e)}", unit="frame")
+        return
+    try:
+        lmk = _open_landmarker()
+    except Exception as e:  # noqa: BLE001
+        pipe.close()
+        rec.skip(stage, stage, f"landmark front end unavailable: {_short(e)}", unit="frame")
+        return
+    # Warm-up fills the window buffer, so the timed frames include inference.
+    warm = max(opts.warmup, int(pipe.window))
+    n = warm + opts.frames
+    times: list[float] = []
+    ran: list[bool] = []
+    sources = _optional("edge.sources")
+    try:
+        i = 0
+        while i < n:
+            got = 0
+            it = _iter_source(sources, video) if sources else _iter_cv2(video)
+            for decode_ms, frame in it:
+                t0 = time.perf_counter_ns()
+                lf = lmk.process(_image(frame), i / 30.0, i)
+                before = pipe.windows
+                pipe.push(lf)
+                times.append(decode_ms + (time.perf_counter_ns() - t0) / 1e6)
+                ran.append(pipe.windows > before)
+                i += 1
+                got += 1
+                if i >= n:
+                    break
+            if got == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            lmk.close()
+        with contextlib.suppress(Exception):
+            pipe.close()
+    _add_e2e(rec, stage, times, ran, warm,
+             f"decode + landmarks + Pipeline.push, {path.name}, task auto, stride "
+             f"{pipe.stride}")
 
 
-def _bench_replay(rec: Recorder, opts: BenchOptions, lm: Landmarks | None,
+def _bench_replay(rec: Recorder, opts: BenchOptions, lm: Landmarks,
                   model_ctx: dict[str, Any]) -> None:
-    rec.skip("end_to_end_replay", "end_to_end_replay", "edge.pipeline not available yet",
-             unit="frame")
+    """Per recorded landmark frame: :meth:`Pipeline.push` alone (no MediaPipe)."""
+    stage = "end_to_end_replay"
+    try:
+        pipe, path = _open_pipeline(model_ctx["files"], opts)
+    except Exception as e:  # noqa: BLE001
+        rec.skip(stage, stage, f"streaming pipeline unavailable: {_short(e)}", unit="frame")
+        return
+    warm = max(opts.warmup, int(pipe.window))
+    n = warm + max(opts.frames, opts.iters * int(pipe.stride))
+    total = lm.frames.shape[0]
+    span = (float(lm.timestamps_ms[-1] - lm.timestamps_ms[0]) / 1000.0 + 1 / 30.0
+            if total > 1 else 1 / 30.0)
+    times: list[float] = []
+    ran: list[bool] = []
+    try:
+        for i in range(n):
+            k = i % total
+            t = float(lm.timestamps_ms[k] - lm.timestamps_ms[0]) / 1000.0 + (i // total) * span
+            frame = (lm.frames[k], lm.mask[k], t)
+            before = pipe.windows
+            t0 = time.perf_counter_ns()
+            pipe.push(frame)
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+            ran.append(pipe.windows > before)
+    finally:
+        with contextlib.suppress(Exception):
+            pipe.close()
+    _add_e2e(rec, stage, times, ran, warm,
+             f"Pipeline.push on {lm.source}, {path.name}, task auto, stride {pipe.stride}")
 
 
 def _bench_preprocess(rec: Recorder, opts: BenchOptions, lm: Landmarks,
@@ -1095,54 +1171,58 @@ def _bench_routing(rec: Recorder, opts: BenchOptions, meta: Any, lm: Landmarks,
 
 def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any,
                  lm: Landmarks) -> None:
-    """Preprocessing and ONNX Runtime FP32 over window x batch, one interleaved run per window."""
+    """Preprocessing and the ONNX Runtime model (FP32, and INT8 when present) over window
+    length x batch size; the model calls of one window are interleaved round-robin."""
     if not opts.sweep_windows:
         return
+    models = [("fp32", files.fp32)] + ([("int8", files.int8)] if files.int8 else [])
     tmp = Path(tempfile.mkdtemp(prefix="skelmtl-bench-"))
-    sess = None
-    reason = None
     try:
-        try:
-            import onnxruntime as ort
-
-            dyn = dynamic_copy(files.fp32, tmp / "dynamic.onnx")
-            sess = ort.InferenceSession(str(dyn), providers=["CPUExecutionProvider"])
-            in_name = sess.get_inputs()[0].name
-        except ImportError as e:
-            reason = f"needs the missing module {e.name!r} for the model sweep"
-        except Exception as e:  # noqa: BLE001
-            reason = f"cannot make a dynamic-window copy of the model: {_short(e)}"
         for window in opts.sweep_windows:
             cfg = PreprocessConfig(**_with_window(meta.preprocess, window))
             xs = _bench_preprocess(rec, opts, lm, cfg, sweep=True,
                                    label=f"preprocess w{window}")
-            if sess is None:
-                for batch in opts.sweep_batches:
-                    rec.add(make_entry("model", f"model onnxruntime fp32 w{window} b{batch}",
-                                       None, reason=str(reason), backend="onnxruntime",
-                                       precision="fp32", batch=batch, window=window),
-                            sweep=True)
-                continue
             calls: dict[str, Callable[[], Any]] = {}
-            for batch in opts.sweep_batches:
-                x = _batch(xs, batch)
-                label = f"model onnxruntime fp32 w{window} b{batch}"
+            keys: dict[str, tuple[str, int]] = {}
+            opened = []
+            for prec, src in models:
+                def skip(batch: int, why: str, prec: str = prec, window: int = window) -> None:
+                    rec.add(make_entry("model", f"model onnxruntime {prec} w{window} b{batch}",
+                                       None, reason=why, backend="onnxruntime",
+                                       precision=prec, batch=batch, window=window), sweep=True)
                 try:
-                    sess.run(None, {in_name: x})
-                except Exception as e:  # noqa: BLE001 - a graph tied to its window
-                    rec.add(make_entry("model", label, None, backend="onnxruntime",
-                                       precision="fp32", batch=batch, window=window,
-                                       reason=f"the graph does not run at window {window}: "
-                                              f"{_short(e, 160)}"), sweep=True)
+                    b = _open_onnxruntime(window_copy(src, tmp / f"{prec}_w{window}.onnx",
+                                                      window), opts.threads)
+                except ImportError as e:
+                    for batch in opts.sweep_batches:
+                        skip(batch, f"needs the missing module {e.name!r}")
                     continue
-                calls[label] = functools.partial(sess.run, None, {in_name: x})
+                except Exception as e:  # noqa: BLE001 - a graph tied to its window
+                    for batch in opts.sweep_batches:
+                        skip(batch, f"the model does not load at window {window}: "
+                                    f"{_short(e, 200)}")
+                    continue
+                opened.append(b)
+                for batch in opts.sweep_batches:
+                    x = _batch(xs, batch)
+                    try:
+                        b.infer(x)
+                    except Exception as e:  # noqa: BLE001
+                        skip(batch, f"the model does not run at window {window}, batch "
+                                    f"{batch}: {_short(e, 200)}")
+                        continue
+                    label = f"model onnxruntime {prec} w{window} b{batch}"
+                    calls[label] = functools.partial(b.infer, x)
+                    keys[label] = (prec, batch)
             times = interleaved_timing(calls, opts.warmup, opts.iters)
             for label, t in times.items():
-                batch = int(label.rsplit("b", 1)[1])
-                rec.add(make_entry("model", label, t, backend="onnxruntime", precision="fp32",
+                prec, batch = keys[label]
+                rec.add(make_entry("model", label, t, backend="onnxruntime", precision=prec,
                                    batch=batch, window=window), sweep=True)
+            for b in opened:
+                with contextlib.suppress(Exception):
+                    b.close()
     finally:
-        sess = None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -1244,7 +1324,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: None) -
     gpu_before = _gpu_memory()
     # The model's metadata, from ONNX Runtime (the runtime's own reader).
     try:
-        ref, _ = _open_onnxruntime(files.fp32)
+        ref = _open_onnxruntime(files.fp32, opts.threads)
     except ImportError:
         raise BenchError("onnxruntime is not installed; pip install 'skelmtl[edge]'") from None
     meta = ref.meta
@@ -1288,7 +1368,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: None) -
                    "sweep_batches": list(opts.sweep_batches), "backends": list(opts.backends),
                    "video": str(video) if video else None,
                    "clips": [str(f) for f in clip_files], "landmark_source": lm.source,
-                   "timer": "time.perf_counter_ns", "interleaving": "round-robin, rotating"},
+                   "threads": opts.threads, "timer": "time.perf_counter_ns",
+                   "interleaving": "round-robin, rotating start"},
         "device": dev,
         "model": model_info,
         "stages": rec.stages, "sweep": rec.sweep,

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -257,42 +258,55 @@ def _fmt_num(v: float | None) -> str:
     return f"{v:.2f}"
 
 
-_COLS = ("stage", "backend", "prec", "batch", "n", "p50", "p90", "p99", "mean", "std",
-         "min", "max", "per s")
+_COLS = ("stage", "backend", "prec", "window", "batch", "n", "p50", "p90", "p99", "mean",
+         "std", "min", "max", "per s")
+_ID = 6  # identity columns before the numbers (a skipped row puts its reason there)
+
+
+def _name(e: dict[str, Any]) -> str:
+    """The stage column: the label without what the other columns already say."""
+    if e["stage"] == "model":
+        return "model"
+    return re.sub(r" w\d+$", "", str(e.get("label") or e["stage"]))
 
 
 def _rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for e in entries:
         st = e.get("stats") or {}
+        ident = [_name(e), e.get("backend") or "", e.get("precision") or "",
+                 "" if e.get("window") is None else str(e["window"]), str(e["batch"])]
         if e.get("status") != "ok":
-            rows.append([e["stage"], e.get("backend") or "", e.get("precision") or "",
-                         str(e["batch"]), "-", f"skipped: {e.get('reason')}",
-                         *([""] * 7)])
+            rows.append([*ident, "-", f"skipped: {e.get('reason')}", *([""] * 7)])
             continue
         unit = "fr" if e.get("unit") == "frame" else "win"
         tp = e.get("throughput_per_s")
-        rows.append([e["stage"], e.get("backend") or "", e.get("precision") or "",
-                     str(e["batch"]), str(st["n"]),
+        rows.append([*ident, str(st["n"]),
                      *(_fmt_ms(st[k]) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms",
                                                   "std_ms", "min_ms", "max_ms")),
                      f"{_fmt_num(tp)} {unit}" if tp is not None else "-"])
     return rows
 
 
-def render_table(report: dict[str, Any]) -> str:
-    """The per-stage table for the terminal (latencies in ms)."""
-    rows = _rows(report["stages"])
-    widths = [max([len(c)] + [len(r[i]) for r in rows
-                              if i < 5 or not r[5].startswith("skipped")])
+def _text_table(rows: list[list[str]]) -> list[str]:
+    def skipped(r: list[str]) -> bool:
+        return r[_ID].startswith("skipped")
+
+    widths = [max([len(c)] + [len(r[i]) for r in rows if i < _ID or not skipped(r)])
               for i, c in enumerate(_COLS)]
-    out = ["  ".join(c.ljust(w) for c, w in zip(_COLS, widths)),
+    out = ["  ".join(c.ljust(w) for c, w in zip(_COLS, widths)).rstrip(),
            "  ".join("-" * w for w in widths)]
     for r in rows:
-        if r[5].startswith("skipped"):
-            out.append("  ".join(c.ljust(w) for c, w in zip(r[:5], widths[:5])) + "  " + r[5])
-        else:
-            out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        cells = r[:_ID + 1] if skipped(r) else r
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+    return out
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The per-stage table for the terminal (latencies in ms), then the ratios."""
+    out = _text_table(_rows(report["stages"]))
+    if report.get("sweep"):
+        out += ["", "sweep (window length x batch size):", *_text_table(_rows(report["sweep"]))]
     ratios = report.get("ratios") or {}
     if ratios:
         out.append("")

@@ -276,15 +276,15 @@ def test_render_markdown_and_table_from_fixed_report() -> None:
     assert "- command: `skelmtl bench --quick`" in md
     assert "- CPU: Test CPU, 2 logical cores (2 usable by this process)" in md
     assert "parameters: 1.40k; per window: 6.07M FLOPs (3.03M multiply-accumulates" in md
-    assert ("| model | onnxruntime | int8 | 1 | 3 | 1.50 | 1.90 | 1.99 | 1.50 | 0.500 | 1.00 "
+    assert ("| model | onnxruntime | int8 | 32 | 1 | 3 | 1.50 | 1.90 | 1.99 | 1.50 | 0.500 | 1.00 "
             "| 2.00 | 666.7 win |") in md
-    assert "| model | tensorrt | int8 | 1 | - | skipped: TensorRT is not installed |" in md
+    assert "| model | tensorrt | int8 |  | 1 | - | skipped: TensorRT is not installed |" in md
     assert "| int8_over_fp32_onnxruntime_b1 | 0.500 |" in md
     assert "## Sweep: window length x batch size" in md
     assert "- peak resident memory of the process: 321 MiB" in md
     table = render_table(r)
     lines = table.splitlines()
-    assert lines[0].split()[:5] == ["stage", "backend", "prec", "batch", "n"]
+    assert lines[0].split()[:6] == ["stage", "backend", "prec", "window", "batch", "n"]
     assert any(ln.startswith("model") and "skipped: TensorRT is not installed" in ln
                for ln in lines)
     assert "int8_over_fp32_onnxruntime_b1: 0.500" in table
@@ -317,17 +317,17 @@ def test_count_onnx_reference_values(tmp_path: Path) -> None:
     assert count_onnx(p, batch=4)["macs_per_window"] == macs
 
 
-def test_dynamic_copy_runs_at_other_windows(tmp_path: Path) -> None:
-    import onnxruntime as ort
+@pytest.mark.parametrize("window, batch", [(16, 1), (64, 3)])
+def test_window_copy_runs_through_the_backend(tmp_path: Path, window: int, batch: int) -> None:
+    from edge.backends import load_backend
+    from edge.bench import window_copy
 
-    from edge.bench import dynamic_copy
-
-    p = dynamic_copy(tiny_model(tmp_path / "model.onnx"), tmp_path / "dyn.onnx")
-    sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-    for t, n in ((16, 1), (64, 3)):
-        out = sess.run(None, {"input": np.zeros((n, 7, t, 75), np.float32)})
-        assert [o.shape for o in out] == [(n, 3), (n, 2), (n, 2)]
-    assert META_KEY in {q.key for q in onnx.load(str(p)).metadata_props}
+    src = tiny_model(tmp_path / "model.onnx")
+    b = load_backend(window_copy(src, tmp_path / "w.onnx", window), "onnxruntime")
+    assert b.meta.window == window
+    out = b.infer(np.zeros((batch, 7, window, 75), np.float32))
+    assert {k: v.shape for k, v in out.items()} == {
+        "logits_action": (batch, 3), "logits_gesture": (batch, 2), "task_logits": (batch, 2)}
 
 
 # --------------------------------------------------------------------------- end to end
@@ -371,7 +371,7 @@ def test_quick_run_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert report["model"]["params"] == 1399
     assert report["ratios"]["int8_over_fp32_onnxruntime_b1"]["value"] is not None
     printed = capsys.readouterr().out.splitlines()
-    assert any(ln.split()[:4] == ["model", "onnxruntime", "int8", "4"] for ln in printed)
+    assert any(ln.split()[:5] == ["model", "onnxruntime", "int8", "32", "4"] for ln in printed)
 
 
 def test_missing_model_is_one_line_error(tmp_path: Path,
