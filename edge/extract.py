@@ -1,8 +1,6 @@
-"""``skelmtl extract``: videos -> MediaPipe landmarks -> a labelled clip store.
+"""Usage: skelmtl extract videos/ -o gestures.store --label-from parent --task gesture --workers 2
 
-Usage: skelmtl extract videos/ -o gestures.store --label-from parent --task gesture --workers 2
-
-Each video runs through the landmark front end (:class:`edge.landmarks.Landmarker`,
+``skelmtl extract``: videos -> MediaPipe landmarks -> a labelled clip store. Each video runs through the landmark front end (:class:`edge.landmarks.Landmarker`,
 video mode) in its own worker process; every worker creates its own landmarkers. The
 landmarks of each finished video are cached as a ``*.landmarks.npz`` file in a work
 folder (default: ``.<STORE>.work`` beside the store), so ``--resume`` after an
@@ -297,7 +295,12 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
             todo.append(j)
     if report.cached:
         log(f"resume: {len(report.cached)} of {len(jobs_all)} videos already extracted in {wd}")
-    _run_jobs(todo, models, every, workers, progress, report)
+    try:
+        _run_jobs(todo, models, every, workers, progress, report)
+    except KeyboardInterrupt:
+        log(f"interrupted: {len(report.done) + len(report.cached)} videos are done and cached "
+            f"in {wd}; run the same command with --resume to continue")
+        raise
     clips = list(_clips(jobs_all, report, task, assign_splits(jobs_all, split, test_fraction,
                                                               seed), save_landmarks))
     for cid, why in report.failed.items():

@@ -11,16 +11,17 @@ folders).
 Which hand goes to which slot (:func:`assign_hands`):
 
 1. MediaPipe's handedness label picks the slot ("Left" -> left slot). The Tasks API
-   (mediapipe >= 0.10.15 and 1.x) names the hand as it appears in the image it is given:
-   for a normal, non-mirrored camera image that is the subject's own hand (checked in the
-   tests on ``messi5.jpg`` and its mirror). The legacy ``mp.solutions.hands`` and older
-   Tasks releases assumed a mirrored selfie image and reported the opposite. For a
-   mirrored (selfie) image both models see the mirrored person, so the pose's "left" and
-   the hand's "Left" still agree; the slots stay consistent with the pose either way.
-2. The label is checked against the pose: when a person is found, a hand whose wrist is
-   much nearer the *other* pose wrist (distance below ``swap_ratio`` (0.5) times the
-   distance to its own side's wrist, in pixels) moves to the other slot. This fixes the
-   label flips MediaPipe makes on hands seen from the back or at the image border.
+   (mediapipe >= 0.10.15 and 1.x) means the hand as it appears in the image it is given:
+   for a normal, non-mirrored camera image, the subject's own hand. The legacy
+   ``mp.solutions.hands`` (and older Tasks releases) assumed a mirrored selfie image and
+   reported the opposite. For a mirrored (selfie) image both models see a mirrored
+   person, so the pose's "left" and the hand's "Left" still agree and the slots stay
+   consistent with the pose.
+2. The label is checked against the pose, because it is often wrong: on ``messi5.jpg``
+   MediaPipe calls the same hand "Left" in the photo and in its mirror image (tested).
+   When a person is found, a hand whose wrist is much nearer the *other* pose wrist
+   (distance below ``swap_ratio`` (0.5) times the distance to its own side's wrist, in
+   pixels) moves to the other slot.
 3. Two hands that still claim the same slot: the one nearer that side's pose wrist (or,
    without a person, the one with the higher handedness score) keeps it; the other takes
    the free slot.

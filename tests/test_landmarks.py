@@ -342,3 +342,24 @@ def test_video_mode_survives_repeated_timestamps(mp_models: tuple[Path, Path]) -
     assert [a.t, b.t, c.t] == [1.0, 1.0, 0.5]
     with pytest.raises(LandmarkerError, match="closed"):
         lm.process(img)
+
+
+@pytest.mark.skipif(not MESSI.is_file(), reason="Debian opencv-doc (messi5.jpg) not installed")
+def test_video_mode_tracks_the_hand_into_its_slot(mp_models: tuple[Path, Path]) -> None:
+    from edge.landmarks import Landmarker
+
+    img = rgb(MESSI)  # 548 x 342
+    # a slow pan: 10 crops moving 4 px right per frame
+    frames = [np.ascontiguousarray(img[:, 4 * i: 4 * i + 500]) for i in range(10)]
+    with Landmarker(mode="video", pose_model=mp_models[0], hand_model=mp_models[1]) as lm:
+        out = [lm.process(f, t=i / 25) for i, f in enumerate(frames)]
+    # Every frame: his left hand in the left slot, next to the pose's left wrist, although
+    # MediaPipe's tracked handedness flips to "Right" on some frames (the pose check moves
+    # it back: hands_swapped counts those).
+    assert all(f.has_person and f.has_left_hand and not f.has_right_hand for f in out)
+    for f in out:
+        px = f.pixels()
+        assert np.linalg.norm(px[LEFT_HAND0, :2] - px[L_WRIST, :2]) < 15
+    # the hand follows the pan (36 px left over the clip; tracking lags a little)
+    xs = np.asarray([f.pixels()[LEFT_HAND0, 0] for f in out])
+    assert -40 < xs[-1] - xs[0] < -20 and (np.diff(xs) <= 1).all()
