@@ -30,6 +30,8 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,9 +77,11 @@ MODEL_FILES: dict[str, ModelFile] = {
          f"{_BUCKET}/hand_landmarker/hand_landmarker/float16/latest/hand_landmarker.task")),
 }
 
-# Download failures seen in this process (url -> reason), so that a machine without
-# internet pays for one failed attempt, not one per landmarker.
+# Download failures seen in this process (url -> reason), and hosts that could not be
+# reached at all, so that a machine without internet pays for one failed attempt (one
+# timeout at most), not one per URL and landmarker.
 _FAILED_URLS: dict[str, str] = {}
+_UNREACHABLE_HOSTS: dict[str, str] = {}
 
 Downloader = Callable[[str, Path, float], None]
 
@@ -113,7 +117,7 @@ def _urlopen_download(url: str, dst: Path, timeout: float) -> None:
 DOWNLOADER: Downloader = _urlopen_download
 
 
-def fetch(spec: ModelFile, dst_dir: Path, *, timeout: float = 60.0) -> Path:
+def fetch(spec: ModelFile, dst_dir: Path, *, timeout: float = 30.0) -> Path:
     """Download ``spec`` into ``dst_dir`` atomically, checking the pinned checksum.
 
     Returns:
@@ -126,8 +130,10 @@ def fetch(spec: ModelFile, dst_dir: Path, *, timeout: float = 60.0) -> Path:
     dst = dst_dir / spec.filename
     reasons = []
     for url in spec.urls:
-        if url in _FAILED_URLS:
-            reasons.append(f"{url}: {_FAILED_URLS[url]} (earlier in this run)")
+        host = urllib.parse.urlsplit(url).netloc
+        if url in _FAILED_URLS or host in _UNREACHABLE_HOSTS:
+            why = _FAILED_URLS.get(url) or _UNREACHABLE_HOSTS[host]
+            reasons.append(f"{url}: {why} (earlier in this run)")
             continue
         fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dst_dir)
         os.close(fd)
@@ -141,6 +147,9 @@ def fetch(spec: ModelFile, dst_dir: Path, *, timeout: float = 60.0) -> Path:
             return dst
         except Exception as e:  # noqa: BLE001 - any failure falls through to the next source
             reason = f"{type(e).__name__}: {e}"
+            if isinstance(e, (urllib.error.URLError, TimeoutError, ConnectionError)) and not (
+                    isinstance(e, urllib.error.HTTPError)):
+                _UNREACHABLE_HOSTS[host] = reason  # no network: do not wait on it again
             _FAILED_URLS[url] = reason
             reasons.append(f"{url}: {reason}")
         finally:
@@ -177,7 +186,7 @@ def how_to_get(spec: ModelFile, cache: Path | None = None) -> str:
 
 def resolve_model(kind: str, explicit: str | os.PathLike[str] | None = None, *,
                   offline: bool | None = None, cache: str | os.PathLike[str] | None = None,
-                  timeout: float = 60.0) -> Path:
+                  timeout: float = 30.0) -> Path:
     """Find the ``.task`` file for ``kind`` (``"pose"`` or ``"hand"``).
 
     Args:

@@ -118,9 +118,10 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two labelled 12-frame clips cut from carphone, and one corrupt 'video'."""
     pytest.importorskip("mediapipe")
+    cache = tmp_path_factory.mktemp("mpcache")
     try:
-        resolve_model("pose", offline=True)
-        resolve_model("hand", offline=True)
+        resolve_model("pose", offline=True, cache=cache)
+        resolve_model("hand", offline=True, cache=cache)
     except ModelFileError as e:
         pytest.skip(str(e).splitlines()[0])
     root = tmp_path_factory.mktemp("videos")

