@@ -1,0 +1,286 @@
+"""Build a TensorRT engine from a skelmtl ONNX model, on the device that will run it.
+
+Usage: skelmtl build-engine model.int8.onnx --precision int8 -o model.engine
+
+INT8 engines come from the Q/DQ model written by ``skelmtl calibrate`` (explicit
+quantization); on TensorRT 8.5/8.6 (JetPack 5) the float model plus ``--calib-cache``
+(the legacy entropy calibrator replaying the cache ``calibrate`` wrote) is the
+alternative. FP16 and FP32 engines come from the float ``model.onnx``. Every difference
+between TensorRT 8.5/8.6, 10.x and 11.x is handled in :mod:`calibration.trt_compat`.
+
+The build never lowers precision silently: it stops when the GPU reports no fast INT8 /
+FP16, when an ONNX operator is not supported by this TensorRT, or when the built engine's
+layers do not run in the precision asked for. The output file is the engine prefixed by
+a metadata header (:mod:`edge.engine_header`) that the runtime reads back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from calibration import trt_compat as tc
+from calibration.onnx_meta import load_onnx, read_meta
+from edge.engine_header import EngineHeader, write_engine
+from edge.errors import SkelmtlError
+from edge.metadata import INPUT_NAME
+
+DEFAULT_WORKSPACE_MB = 1024
+Log = Callable[[str], None]
+
+
+def _log(msg: str) -> None:
+    print(f"skelmtl build-engine: {msg}", file=sys.stderr, flush=True)
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt`` (lazy: it exists only on machines with JetPack / a TensorRT wheel).
+
+    Raises:
+        tc.TensorRTError: the bindings are not importable.
+    """
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise tc.TensorRTError(
+            f"TensorRT's Python bindings are not importable ({e}); on a Jetson they come "
+            "with JetPack (apt install python3-libnvinfer); engines must be built on the "
+            "device that runs them") from None
+    return tensorrt
+
+
+def detect_gpu_name() -> str:
+    """The GPU description for the engine header (``SKELMTL_GPU`` overrides; else
+    :func:`edge.engine_cache.detect_gpu`), or ``"unknown"``."""
+    env = os.environ.get("SKELMTL_GPU")
+    if env:
+        return env
+    from edge.engine_cache import detect_gpu
+
+    try:
+        return detect_gpu()
+    except SkelmtlError:
+        return "unknown"
+
+
+def _convert_fp16(model: Any, log: Log) -> Any:
+    """FP32 -> FP16 tensors, inputs and outputs kept FP32 (TensorRT 11: types are precision)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    log("converting the model's tensors to FP16 (inputs and outputs stay FP32): strongly "
+        "typed TensorRT takes the precision from the ONNX types")
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
+                 precision: str = "int8", *, min_batch: int = 1, opt_batch: int = 1,
+                 max_batch: int = 8, timing_cache: str | os.PathLike[str] | None = None,
+                 calib_cache: str | os.PathLike[str] | None = None,
+                 workspace_mb: int = DEFAULT_WORKSPACE_MB, gpu: str | None = None,
+                 trt: Any = None, log: Log = _log) -> EngineHeader:
+    """Build ``model_path`` into an engine file at ``out``.
+
+    Args:
+        model_path: a skelmtl ONNX model (with its metadata).
+        out: the engine file to write (header + engine, atomically).
+        precision: ``int8``, ``fp16`` or ``fp32``.
+        min_batch, opt_batch, max_batch: the optimisation profile of the batch axis.
+        timing_cache: TensorRT timing cache file, read if present and written back.
+        calib_cache: legacy calibration cache (TensorRT 8.x/10.x, float model only).
+        workspace_mb: builder workspace limit.
+        gpu: GPU description for the header (default: detected).
+        trt: the ``tensorrt`` module (default: imported; tests pass a stand-in).
+        log: progress and diagnostics.
+
+    Returns:
+        The header written in front of the engine.
+
+    Raises:
+        SkelmtlError: bad model or metadata, unsupported TensorRT or operator, parser
+            errors, no fast INT8/FP16, a failed build, or an engine whose layer
+            precisions do not match ``precision``.
+    """
+    if precision not in ("int8", "fp16", "fp32"):
+        raise tc.TensorRTError(f"unknown precision {precision!r}; use int8, fp16 or fp32")
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise tc.TensorRTError(f"need 1 <= min-batch <= opt-batch <= max-batch, got "
+                               f"{min_batch}, {opt_batch}, {max_batch}")
+    model_path, out = Path(model_path), Path(out)
+    trt = trt if trt is not None else import_tensorrt()
+    version = str(trt.__version__)
+    profile = tc.profile_for(version)
+    log(f"TensorRT {version} (rules of TensorRT {profile.family}, JetPack {profile.jetpack}); "
+        f"{'strongly typed network' if profile.strongly_typed else 'precision by builder flags'}")
+
+    model = load_onnx(model_path)
+    meta = read_meta(model, model_path)
+    folded = tc.fold_int32_dequantize(model)
+    if folded:
+        log(f"folded {folded} int32 bias dequantizations into float biases (TensorRT "
+            "dequantizes 8-bit types only)")
+    uses_fp16 = any(t.data_type == 10 for t in model.graph.initializer)
+    if precision == "fp16" and profile.strongly_typed and not uses_fp16:
+        model = _convert_fp16(model, log)
+    issues = tc.check_onnx(model, profile, precision, calibration_cache=calib_cache is not None)
+    for i in issues:
+        if i.severity != "error":
+            log(str(i))
+    tc.raise_on_errors(issues, str(model_path))
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    log(tc.check_platform(trt, builder, profile, precision))
+    network = builder.create_network(tc.network_flags(trt, profile))
+    parser = trt.OnnxParser(network, logger)
+    data = model.SerializeToString()
+    if not parser.parse(data, str(model_path)):
+        errors = tc.parser_errors(parser)
+        raise tc.TensorRTError(f"{model_path}: TensorRT {version}'s ONNX parser failed:\n  - "
+                               + "\n  - ".join(errors or ["(no error reported)"]))
+
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    for kind, tensors in (("input", inputs), ("output", outputs)):
+        for t in tensors:
+            log(f"{kind} {t.name}: shape {tuple(t.shape)} {getattr(t.dtype, 'name', t.dtype)}")
+    if [t.name for t in inputs] != [INPUT_NAME]:
+        raise tc.TensorRTError(f"{model_path}: network inputs {[t.name for t in inputs]}, "
+                               f"expected [{INPUT_NAME!r}]")
+    if [t.name for t in outputs] != meta.output_names():
+        raise tc.TensorRTError(f"{model_path}: network outputs {[t.name for t in outputs]} do "
+                               f"not match the metadata's {meta.output_names()}")
+
+    config = builder.create_builder_config()
+    tc.set_workspace(trt, config, workspace_mb << 20)
+    # DETAILED verbosity puts per-layer data types in the engine, which the precision
+    # check below needs.
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    flags = tc.configure_precision(trt, config, profile, precision)
+
+    shape = tuple(inputs[0].shape)
+    if any(int(d) < 0 for d in shape[1:]):
+        raise tc.TensorRTError(f"{model_path}: input {INPUT_NAME} has dynamic non-batch "
+                               f"dimensions {shape}; export with a fixed window")
+    rest = tuple(int(d) for d in shape[1:])
+    opt_profile = builder.create_optimization_profile()
+    opt_profile.set_shape(INPUT_NAME, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
+    config.add_optimization_profile(opt_profile)
+    log(f"optimisation profile: batch {min_batch}/{opt_batch}/{max_batch} x {rest}")
+
+    calibration = "qdq" if tc.qdq_nodes(model) else None
+    if calib_cache is not None:
+        cache = tc.check_calibration_cache(Path(calib_cache), profile)
+        tc.attach_calibrator(trt, config, profile, tc.make_cache_calibrator(trt, profile, cache),
+                             opt_profile)
+        calibration = f"legacy-cache:{Path(calib_cache).name}"
+        log(f"implicit INT8 from calibration cache {calib_cache}")
+
+    tc_path = Path(timing_cache) if timing_cache else None
+    if tc_path is not None:
+        blob = tc_path.read_bytes() if tc_path.is_file() else b""
+        cache_obj = config.create_timing_cache(blob)
+        if not config.set_timing_cache(cache_obj, False):
+            log(f"timing cache {tc_path} was made by another TensorRT or GPU; starting a "
+                "fresh one")
+            config.set_timing_cache(config.create_timing_cache(b""), False)
+        elif blob:
+            log(f"reusing timing cache {tc_path}")
+
+    log(f"building a {precision} engine (minutes on a Jetson)")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise tc.TensorRTError(f"{model_path}: TensorRT {version} failed to build the engine "
+                               "(its log above says why)")
+    engine_bytes = bytes(serialized)
+    if tc_path is not None:
+        cache_now = config.get_timing_cache()
+        if cache_now is not None:
+            _write_atomic(tc_path, bytes(cache_now.serialize()))
+            log(f"timing cache written to {tc_path}")
+
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        raise tc.TensorRTError(f"{model_path}: the engine TensorRT just built does not "
+                               "deserialise")
+    layers = tc.inspect_engine(trt, engine, profile)
+    problems = tc.precision_problems(layers, precision, tc.quantized_compute_nodes(model))
+    if problems:
+        raise tc.TensorRTError(f"{model_path}: the {precision} engine does not compute in "
+                               f"{precision} (refusing to write it):\n  - "
+                               + "\n  - ".join(problems))
+    counts: dict[str, int] = {}
+    for lay in layers:
+        for d in lay.dtypes:
+            counts[d] = counts.get(d, 0) + 1
+    log(f"engine layers by I/O type: {dict(sorted(counts.items()))}")
+
+    producer = dict(meta.producer, tensorrt=version)
+    header = EngineHeader(
+        meta=meta.with_(precision=precision, producer=producer), precision=precision,
+        tensorrt=version, gpu=gpu or detect_gpu_name(), engine_size=len(engine_bytes),
+        engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
+        build={"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
+               "strongly_typed": profile.strongly_typed, "builder_flags": flags,
+               "trt_family": profile.family, "calibration": calibration,
+               "source_onnx": model_path.name,
+               "source_sha256": _sha256(model_path),
+               "built_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_engine(out, header, engine_bytes)
+    log(f"wrote {out} ({len(engine_bytes) / 1e6:.2f} MB engine, {precision}, "
+        f"TensorRT {version}, GPU {header.gpu})")
+    return header
+
+
+def _sha256(path: Path) -> str:
+    from edge.engine_cache import file_sha256
+
+    return file_sha256(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``skelmtl build-engine``."""
+    parser.add_argument("model", type=Path, help="ONNX model: model.int8.onnx (Q/DQ) for "
+                        "int8, model.onnx for fp16/fp32")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="engine file to write")
+    parser.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
+    parser.add_argument("--min-batch", type=int, default=1)
+    parser.add_argument("--opt-batch", type=int, default=1)
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--timing-cache", type=Path, default=None,
+                        help="TensorRT timing cache (read if present, written back)")
+    parser.add_argument("--calib-cache", type=Path, default=None,
+                        help="legacy calibration cache from 'skelmtl calibrate' (TensorRT "
+                             "8.x/10.x; give the float model.onnx)")
+    parser.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB)
+    parser.add_argument("--gpu", default=None, help="GPU description for the header "
+                        "(default: detected)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Build the engine; the output path goes to stdout, the build log to stderr."""
+    build_engine(args.model, args.output, args.precision, min_batch=args.min_batch,
+                 opt_batch=args.opt_batch, max_batch=args.max_batch,
+                 timing_cache=args.timing_cache, calib_cache=args.calib_cache,
+                 workspace_mb=args.workspace_mb, gpu=args.gpu)
+    print(args.output)
+    return 0

@@ -1,0 +1,342 @@
+"""INT8 by explicit quantization: an FP32 skelmtl ONNX model -> a Q/DQ ONNX model.
+
+Usage: skelmtl calibrate model.onnx --data STORE -o model.int8.onnx --method entropy --report report.json
+
+The calibration windows are real training clips (stratified by task and class), passed
+through the runtime's own preprocessing with the model's config. Quantization uses ONNX
+Runtime's static quantizer in QDQ format, configured for TensorRT: symmetric INT8
+activations (zero point 0), symmetric per-channel INT8 weights, no uint8 anywhere. The
+same Q/DQ model runs in ONNX Runtime on a CPU and builds INT8 TensorRT engines
+(``skelmtl build-engine``, which folds the int32 bias dequantization TensorRT does not
+parse into float biases).
+
+Next to the Q/DQ model, the legacy TensorRT calibration cache (``<out>.calib``, the
+entropy calibrator's text format) is written for JetPack 5 users who build INT8 engines
+by implicit quantization from the float model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.calibset import WindowSet, draw_calibration_set
+from calibration.onnx_meta import OnnxModelError, load_onnx, read_meta, save_onnx_atomic, write_meta
+from calibration.trt_compat import encode_calibration_cache
+from edge.errors import SkelmtlError
+from edge.metadata import INPUT_NAME, ModelMeta
+
+METHODS = ("minmax", "entropy", "percentile")
+# What gets quantized: the compute-heavy operators. Quantizing element-wise ops too
+# mostly adds Q/DQ pairs that ONNX Runtime and TensorRT then have to remove again.
+DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul")
+DEFAULT_CACHE_TRT = "8.5.2"  # JetPack 5.1.1 / 5.1.2
+Log = Callable[[str], None]
+
+
+class QuantizeError(SkelmtlError, ValueError):
+    """Quantization cannot be done as asked; the message names the file and the cause."""
+
+
+def _log(msg: str) -> None:
+    print(f"skelmtl calibrate: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What :func:`quantize_onnx` wrote.
+
+    Attributes:
+        path: the Q/DQ model.
+        meta: its metadata (``precision="int8"``).
+        calibration_cache: the legacy TensorRT cache, or None.
+        quantized_nodes: compute nodes that run in INT8.
+        float_nodes: compute nodes left in float (asked for or unsupported).
+        counts: calibration windows per task and class.
+    """
+
+    path: Path
+    meta: ModelMeta
+    calibration_cache: Path | None
+    quantized_nodes: list[str]
+    float_nodes: list[str]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _reader(x: np.ndarray, batch: int) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class ArrayReader(CalibrationDataReader):  # type: ignore[misc]
+        """Feeds ``x`` to the calibrator in batches (rewindable)."""
+
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.i >= len(x):
+                return None
+            b = x[self.i: self.i + batch]
+            self.i += batch
+            return {INPUT_NAME: np.ascontiguousarray(b, dtype=np.float32)}
+
+        def rewind(self) -> None:
+            self.i = 0
+
+    return ArrayReader()
+
+
+def _method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    try:
+        return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile}[name]
+    except KeyError:
+        raise QuantizeError(f"unknown calibration method {name!r}; use one of {METHODS}") from None
+
+
+def _compute_nodes(model: Any, op_types: Sequence[str]) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type in op_types]
+
+
+def _dq_fed(model: Any) -> set[str]:
+    dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.name for n in model.graph.node
+            if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and any(i in dq for i in n.input)}
+
+
+def activation_scales(model_path: Path, x: np.ndarray, method: str, batch: int,
+                      percentile: float) -> dict[str, float]:
+    """Per-tensor INT8 scales (``amax / 127``) for every float tensor of the FP32 model.
+
+    This is what TensorRT's legacy calibrator would compute: implicit quantization needs
+    a range for every tensor of the network, not only the inputs of quantized nodes.
+    """
+    from onnxruntime.quantization import create_calibrator
+
+    extra: dict[str, Any] = {"symmetric": True}
+    if method == "percentile":
+        extra["percentile"] = percentile
+    with tempfile.TemporaryDirectory(prefix="skelmtl-cal-") as tmp:
+        cal = create_calibrator(str(model_path), None,
+                                augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                calibrate_method=_method(method), extra_options=extra)
+        cal.collect_data(_reader(x, batch))
+        ranges = cal.compute_data()
+    scales = {}
+    for name, td in ranges.data.items():
+        lo, hi = td.range_value
+        amax = float(max(abs(float(np.max(lo))), abs(float(np.max(hi)))))
+        if amax > 0 and np.isfinite(amax):
+            scales[name] = amax / 127.0
+    return scales
+
+
+def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
+                  calib: np.ndarray, *, method: str = "minmax",
+                  keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
+                  percentile: float = 99.999, batch: int = 32,
+                  trt_cache: str | os.PathLike[str] | None = None,
+                  trt_cache_version: str = DEFAULT_CACHE_TRT,
+                  counts: dict[str, dict[str, int]] | None = None,
+                  log: Log = _log) -> QuantizeResult:
+    """Quantize ``model_path`` into a Q/DQ model at ``out``.
+
+    Args:
+        model_path: FP32 skelmtl ONNX model.
+        out: where the Q/DQ model goes (written atomically).
+        calib: ``(N, C', T, V)`` calibration windows (preprocessed).
+        method: ``minmax``, ``entropy`` or ``percentile``.
+        keep_float: node names to leave in float.
+        op_types: operator types to quantize.
+        percentile: the percentile for ``percentile`` calibration.
+        batch: calibration batch size.
+        trt_cache: also write the legacy TensorRT calibration cache there.
+        trt_cache_version: the TensorRT version that will read that cache.
+        counts: calibration windows per task and class (recorded in the metadata).
+        log: progress lines.
+
+    Raises:
+        SkelmtlError: unreadable or foreign model, a model that is not FP32, calibration
+            windows of the wrong shape, unknown node names, a quantizer failure.
+    """
+    from onnxruntime import __version__ as ort_version
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model_path, out = Path(model_path), Path(out)
+    model = load_onnx(model_path)
+    meta = read_meta(model, model_path)
+    if meta.precision != "fp32":
+        raise QuantizeError(f"{model_path}: is already {meta.precision}; calibrate the FP32 "
+                            "model from 'skelmtl export'")
+    p = meta.preprocess
+    want = (p.channels, p.window, 75)
+    if calib.ndim != 4 or tuple(calib.shape[1:]) != want or len(calib) == 0:
+        raise QuantizeError(f"calibration windows {calib.shape} do not match the model input "
+                            f"(N, *{want})")
+    if method not in METHODS:
+        raise QuantizeError(f"unknown calibration method {method!r}; use one of {METHODS}")
+    names = {n.name for n in model.graph.node}
+    unknown = [k for k in keep_float if k not in names]
+    if unknown:
+        sample = sorted(_compute_nodes(model, op_types))[:8]
+        raise QuantizeError(f"{model_path}: no nodes named {unknown}; compute nodes are e.g. "
+                            f"{sample}")
+
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": True, "WeightSymmetric": True,  # TensorRT: zero point 0
+        "QuantizeBias": True,  # int32 bias for ORT's integer kernels; build-engine folds it
+        "CalibTensorRangeSymmetric": True,
+        "CalibMovingAverage": False,
+    }
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+    with tempfile.TemporaryDirectory(prefix="skelmtl-q-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        qdq = Path(tmp) / "qdq.onnx"
+        # Shape inference and ORT's basic graph optimisations (standard ops only), as
+        # ONNX Runtime recommends before static quantization.
+        quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=False)
+        log(f"calibrating on {len(calib)} windows with {method}")
+        try:
+            quantize_static(str(pre), str(qdq), _reader(calib, batch),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+                            per_channel=True, reduce_range=False,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(keep_float),
+                            calibrate_method=_method(method), extra_options=extra)
+        except Exception as e:  # ORT raises plain exceptions for graph problems
+            raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
+                                f"({type(e).__name__}: {e})") from None
+        import onnx
+
+        qmodel = onnx.load(str(qdq))
+        pre_model = onnx.load(str(pre))
+
+    compute = _compute_nodes(pre_model, op_types)
+    fed = _dq_fed(qmodel)
+    quantized = [n for n in compute if n in fed]
+    floats = [n for n in compute if n not in fed]
+    still = [k for k in keep_float if k in fed]
+    if still:
+        raise QuantizeError(f"nodes asked to stay float were quantized: {still}")
+    if not quantized:
+        raise QuantizeError(f"{model_path}: nothing was quantized (no {list(op_types)} nodes "
+                            "outside --keep-float)")
+    foreign = sorted({n.op_type for n in qmodel.graph.node if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise QuantizeError(f"the quantized model uses non-standard operators {foreign}, which "
+                            "TensorRT cannot parse")
+
+    cache_path = Path(trt_cache) if trt_cache else None
+    calibration = {"method": method, "windows": int(len(calib)), "per_channel": True,
+                   "symmetric": True, "op_types": list(op_types), "keep_float": list(keep_float),
+                   "onnxruntime": ort_version}
+    if method == "percentile":
+        calibration["percentile"] = percentile
+    if counts:
+        calibration["per_class"] = counts
+    producer = dict(meta.producer, calibration=calibration)
+    qmeta = meta.with_(precision="int8", producer=producer)
+    write_meta(qmodel, qmeta)
+    onnx.checker.check_model(qmodel, full_check=True)
+    save_onnx_atomic(qmodel, out)
+    log(f"wrote {out}: {len(quantized)} nodes INT8, {len(floats)} float"
+        + (f" ({', '.join(floats[:6])}{'...' if len(floats) > 6 else ''})" if floats else ""))
+
+    if cache_path is not None:
+        scales = activation_scales(model_path, calib, method, batch, percentile)
+        data = encode_calibration_cache(scales, trt_cache_version)
+        fd, tmpname = tempfile.mkstemp(prefix=f".{cache_path.name}.", dir=cache_path.parent
+                                       if cache_path.parent.exists() else None)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmpname, cache_path)
+        log(f"wrote {cache_path}: legacy TensorRT {trt_cache_version} calibration cache, "
+            f"{len(scales)} tensors")
+    return QuantizeResult(out, qmeta, cache_path, quantized, floats, counts or {})
+
+
+def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
+              data: Sequence[str | os.PathLike[str]], *, method: str = "minmax",
+              size: int = 512, seed: int = 0, split: str = "train",
+              keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
+              percentile: float = 99.999, trt_cache: str | os.PathLike[str] | None = "auto",
+              trt_cache_version: str = DEFAULT_CACHE_TRT, log: Log = _log
+              ) -> tuple[QuantizeResult, WindowSet]:
+    """Draw the calibration set from clip stores and quantize (the CLI's work).
+
+    ``trt_cache="auto"`` writes the legacy cache next to ``out`` as ``<stem>.calib``;
+    None skips it.
+    """
+    model_path, out = Path(model_path), Path(out)
+    meta = read_meta(load_onnx(model_path), model_path)
+    cal = draw_calibration_set(data, meta, size=size, split=split, seed=seed)
+    log(f"calibration set: {len(cal)} windows from split {split!r}: "
+        + json.dumps(cal.counts(), sort_keys=True))
+    cache = out.with_suffix(".calib") if trt_cache == "auto" else trt_cache
+    res = quantize_onnx(model_path, out, cal.x, method=method, keep_float=keep_float,
+                        op_types=op_types, percentile=percentile, trt_cache=cache,
+                        trt_cache_version=trt_cache_version, counts=cal.counts(), log=log)
+    return res, cal
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``skelmtl calibrate``."""
+    parser.add_argument("model", type=Path, help="FP32 model.onnx from 'skelmtl export'")
+    parser.add_argument("--data", action="append", required=True, metavar="STORE",
+                        help="clip store with train (and test) splits; repeatable")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="Q/DQ model to write")
+    parser.add_argument("--method", choices=METHODS, default="minmax")
+    parser.add_argument("--size", type=int, default=512, help="calibration windows")
+    parser.add_argument("--percentile", type=float, default=99.999)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="train", help="split to calibrate on")
+    parser.add_argument("--keep-float", nargs="+", default=[], metavar="NODE",
+                        help="node names to leave in float")
+    parser.add_argument("--op-types", nargs="+", default=list(DEFAULT_OP_TYPES),
+                        help="operator types to quantize")
+    parser.add_argument("--trt-cache", default="auto",
+                        help="legacy TensorRT calibration cache path ('auto': <out>.calib, "
+                             "'none': skip)")
+    parser.add_argument("--trt-cache-version", default=DEFAULT_CACHE_TRT,
+                        help="TensorRT version that will read the cache (JetPack 5.1: 8.5.2)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="also write the FP32 vs INT8 report (test split) as JSON")
+    parser.add_argument("--report-split", default="test")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime threads for the report's latency measurement")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Calibrate, quantize and (optionally) report."""
+    cache = None if str(args.trt_cache).lower() == "none" else args.trt_cache
+    res, _ = calibrate(args.model, args.output, args.data, method=args.method, size=args.size,
+                       seed=args.seed, split=args.split, keep_float=args.keep_float,
+                       op_types=args.op_types, percentile=args.percentile, trt_cache=cache,
+                       trt_cache_version=args.trt_cache_version)
+    if args.report is not None:
+        from calibration.report import compare_models, format_report, write_report
+
+        rep = compare_models(args.model, res.path, args.data, split=args.report_split,
+                             threads=args.threads)
+        write_report(rep, args.report)
+        print(format_report(rep), file=sys.stderr)
+    print(res.path)
+    return 0
+
+
+__all__ = ["QuantizeError", "QuantizeResult", "quantize_onnx", "calibrate",
+           "activation_scales", "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]
