@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import importlib
 import importlib.util
@@ -519,69 +520,118 @@ def _graph_input_dims(model: Any) -> list[Any]:
     return [d.dim_param or d.dim_value for d in t.shape.dim]
 
 
-def count_onnx(path: Path, batch: int = 1) -> dict[str, Any]:
-    """Parameters and multiply-accumulates per window of an ONNX graph, at ``batch``.
+_COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")
 
-    Conv / ConvTranspose / Gemm / MatMul / Einsum are counted from the shapes that onnx
-    shape inference gives (symbolic batch/time axes are first fixed to the input's values),
-    then divided by ``batch``. Returns ``params``, ``macs_per_window``,
-    ``flops_per_window`` (2 x MACs) and ``flops_source``; ``None`` values with the reason
-    in ``flops_source`` when onnx is missing or shapes stay unknown.
+
+def count_onnx(path: Path, batch: int = 1) -> dict[str, Any]:
+    """Parameters and multiply-accumulates per window of an ONNX graph.
+
+    The shapes of every node's tensors come from one ONNX Runtime run on a zero input of
+    ``batch`` windows with every intermediate tensor exposed as an output (exact for any
+    graph that runs; onnx's static shape inference loses track of the reshapes torch
+    emits), or from onnx shape inference when onnxruntime is absent. MACs of Conv,
+    ConvTranspose, Gemm, MatMul and Einsum nodes are summed and divided by ``batch``.
+
+    Returns:
+        ``params`` (elements of floating-point initializers: the weights as the runtime
+        holds them, batch norm already folded by the exporter), ``macs_per_window``,
+        ``flops_per_window`` (2 x MACs) and ``flops_source``; ``None`` counts with the
+        reason in ``flops_source`` when they cannot be made.
     """
     onnx = _optional("onnx")
     if onnx is None:
         return {"params": None, "macs_per_window": None, "flops_per_window": None,
                 "flops_source": "not counted: the onnx package is not installed"}
-    from onnx import numpy_helper, shape_inference
-
     m = onnx.load(str(path))
     params = 0
     for init in m.graph.initializer:
         if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                               onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16):
             params += int(np.prod(init.dims)) if len(init.dims) else 1
-    # Fix the input's symbolic axes so inference yields numbers.
-    dims = m.graph.input[0].type.tensor_type.shape.dim
-    for i, d in enumerate(dims):
-        if not d.dim_value:
-            d.dim_value = batch if i == 0 else 1
-    batch = dims[0].dim_value or batch
     try:
-        inf = shape_inference.infer_shapes(m, data_prop=True)
-    except Exception as e:  # noqa: BLE001 - onnx raises several types on odd graphs
-        return {"params": params, "macs_per_window": None, "flops_per_window": None,
-                "flops_source": f"not counted: shape inference failed ({_short(e)})"}
+        shapes, how = _shapes_by_running(m, batch)
+    except Exception as e:  # noqa: BLE001 - fall back to static inference
+        try:
+            shapes, how = _shapes_by_inference(m, batch), (
+                f"onnx shape inference (an ONNX Runtime run failed: {_short(e, 120)})")
+        except Exception as e2:  # noqa: BLE001 - onnx raises several types on odd graphs
+            return {"params": params, "macs_per_window": None, "flops_per_window": None,
+                    "flops_source": f"not counted: no tensor shapes ({_short(e2)})"}
+    for init in m.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    macs, unknown = 0, []
+    for node in m.graph.node:
+        if node.op_type not in _COUNTED_OPS:
+            continue
+        try:
+            n = _node_macs(node, shapes)
+        except (KeyError, ValueError, IndexError, StopIteration):
+            n = None
+        if n is None:
+            unknown.append(node.name or node.op_type)
+            continue
+        macs += n
+    per = macs // max(batch, 1)
+    src = (f"MACs of {', '.join(_COUNTED_OPS)} nodes in {Path(path).name}, shapes from "
+           f"{how}; FLOPs = 2 x MACs")
+    if unknown:
+        src += f"; {len(unknown)} nodes with unknown shapes not counted: {unknown[:5]}"
+    return {"params": params, "macs_per_window": int(per), "flops_per_window": int(2 * per),
+            "flops_source": src}
+
+
+def _fixed_input(m: Any, batch: int) -> tuple[str, list[int]]:
+    """The graph input's name and a concrete shape: batch for axis 0; 1 for other
+    symbolic axes (skelmtl graphs only leave the batch symbolic)."""
+    inp = m.graph.input[0]
+    dims = inp.type.tensor_type.shape.dim
+    return inp.name, [d.dim_value if d.dim_value else (batch if i == 0 else 1)
+                      for i, d in enumerate(dims)]
+
+
+def _shapes_by_running(m: Any, batch: int) -> tuple[dict[str, list[int]], str]:
+    import onnx
+    import onnxruntime as ort
+
+    m = copy.deepcopy(m)
+    name, shape = _fixed_input(m, batch)
+    have = {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        for o in node.output:
+            if o and o not in have:
+                m.graph.output.append(onnx.ValueInfoProto(name=o))
+                have.add(o)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), sess_options=so,
+                                providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {name: np.zeros(shape, np.float32)})
+    shapes = {o.name: list(np.shape(v)) for o, v in zip(sess.get_outputs(), outs)}
+    shapes[name] = shape
+    return shapes, f"one ONNX Runtime run at batch {batch}"
+
+
+def _shapes_by_inference(m: Any, batch: int) -> dict[str, list[int]]:
+    from onnx import shape_inference
+
+    m = copy.deepcopy(m)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    _, shape = _fixed_input(m, batch)
+    for d, v in zip(dims, shape):
+        d.dim_value = v
+    inf = shape_inference.infer_shapes(m, data_prop=True)
     shapes: dict[str, list[int]] = {}
     for vi in [*inf.graph.value_info, *inf.graph.input, *inf.graph.output]:
         tt = vi.type.tensor_type
         if tt.HasField("shape"):
             shapes[vi.name] = [d.dim_value if d.dim_value else -1 for d in tt.shape.dim]
-    for init in inf.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    consts: dict[str, np.ndarray] = {}
     for node in inf.graph.node:
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
-                    consts[node.output[0]] = numpy_helper.to_array(a.t)
                     shapes[node.output[0]] = list(a.t.dims)
-    macs, unknown = 0, []
-    for node in inf.graph.node:
-        try:
-            n = _node_macs(node, shapes)
-        except (KeyError, ValueError, IndexError):
-            n = None
-        if n is None:
-            if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"):
-                unknown.append(node.name or node.op_type)
-            continue
-        macs += n
-    per = macs // max(batch, 1)
-    src = "onnx graph (Conv, ConvTranspose, Gemm, MatMul, Einsum MACs; FLOPs = 2 x MACs)"
-    if unknown:
-        src += f"; shapes unknown for {len(unknown)} nodes, not counted: {unknown[:5]}"
-    return {"params": params, "macs_per_window": int(per), "flops_per_window": int(2 * per),
-            "flops_source": src}
+    return shapes
 
 
 def _node_macs(node: Any, shapes: dict[str, list[int]]) -> int | None:

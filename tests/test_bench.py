@@ -383,3 +383,47 @@ def test_missing_model_is_one_line_error(tmp_path: Path,
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'empty'}: no model.onnx (FP32) in this folder" in err
+
+
+def test_count_onnx_static_inference_fallback(tmp_path: Path, monkeypatch: Any) -> None:
+    import edge.bench as bench
+
+    p = tiny_model(tmp_path / "model.onnx")
+    want = bench.count_onnx(p)
+
+    def fail(*a: Any) -> Any:
+        raise RuntimeError("no onnxruntime here")
+
+    monkeypatch.setattr(bench, "_shapes_by_running", fail)
+    got = bench.count_onnx(p)
+    assert got["macs_per_window"] == want["macs_per_window"]
+    assert "onnx shape inference" in got["flops_source"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter
+def test_count_onnx_matches_trainer_count_for_registry_model(tmp_path: Path) -> None:
+    """The ONNX count of an exported registry model equals trainer.models.count_macs."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("trainer.models")
+    from edge.bench import count_onnx
+
+    torch.set_num_threads(1)
+    pre = PreprocessConfig(window=32)
+    m = models.create_model("stgcn_tiny", in_channels=pre.channels,
+                            tasks={"action": 10, "gesture": 12}).eval()
+    want = models.count_macs(m, (1, pre.channels, 32, 75))
+
+    class Outputs(torch.nn.Module):
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> Any:
+            o = self.net(x)
+            return o["logits_action"], o["logits_gesture"], o["task_logits"]
+
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(Outputs(m), (torch.zeros(1, pre.channels, 32, 75),), str(path),
+                      input_names=["input"], dynamic_axes={"input": {0: "N"}},
+                      opset_version=17, dynamo=False)
+    assert count_onnx(path)["macs_per_window"] == want
