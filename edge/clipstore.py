@@ -103,6 +103,8 @@ def _commit_dir(tmp: Path, dst: Path) -> None:
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
+    # mkdtemp makes 0700 directories; a store is meant to be shared like any output.
+    os.chmod(tmp, 0o755)
     os.replace(tmp, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

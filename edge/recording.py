@@ -67,6 +67,7 @@ def save_recording(path: str | os.PathLike[str], rec: Recording) -> Path:
                                 mask=np.asarray(rec.mask, bool),
                                 timestamps_ms=np.asarray(rec.timestamps_ms, np.float64),
                                 meta=np.asarray(json.dumps(meta)))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; recordings are shared outputs
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
