@@ -5,8 +5,9 @@
 #   docker run ... skelmtl:jp6                       # the image's CMD: run on camera 0
 #   docker run ... skelmtl:jp6 run --source 0 --publish zmq+tcp://*:5556
 #   docker run ... skelmtl:jp6 prepare-engine        # build (or find) the engine, print it
-#   docker run ... skelmtl:jp6 bench --model @engine # @engine = the cached engine's path
+#   docker run ... skelmtl:jp6 run --model=@engine --backend tensorrt ...  # @engine = its path
 #   docker run ... skelmtl:jp6 run --model /data/other.onnx ...   # no engine step
+#   docker run ... skelmtl:jp6 bench --engine-cache /cache/engines  # bench uses the same cache
 #
 # `run` without --model gets `--model <cached engine>`; in any other command an argument
 # `@engine` (or `--model=@engine`) is replaced by that path. SKELMTL_ENGINE_BUILD=off skips
@@ -16,7 +17,6 @@ set -euo pipefail
 # unnoticed; every $(...) below also checks its status explicitly.
 shopt -s inherit_errexit
 
-cache="${SKELMTL_CACHE:-/cache}"
 state_dir="${SKELMTL_STATE_DIR:-/tmp/skelmtl}"
 python="${SKELMTL_PYTHON:-python3}"
 placeholder="@engine"
@@ -40,7 +40,8 @@ has_placeholder() {
 # Prints the engine path; builds it on first start (its log goes to stderr).
 ensure_engine() {
     local out
-    out="$("$python" -m edge.engine_cache ensure --cache "$cache")" || return
+    # The cache folder: $SKELMTL_ENGINE_CACHE, else $SKELMTL_CACHE/engines (/cache/engines).
+    out="$("$python" -m edge.engine_cache ensure)" || return
     # The last line is the path, whatever a library may have printed before it.
     out="${out##*$'\n'}"
     if [ ! -s "$out" ]; then
@@ -55,7 +56,7 @@ ensure_engine() {
 
 if [ "${1:-}" = "prepare-engine" ]; then
     shift
-    exec "$python" -m edge.engine_cache ensure --cache "$cache" "$@"
+    exec "$python" -m edge.engine_cache ensure "$@"
 fi
 
 if [ "${SKELMTL_ENGINE_BUILD:-auto}" != "off" ]; then

@@ -1,6 +1,6 @@
 """TensorRT engine cache: build the engine once per platform and model, reuse it afterwards.
 
-Usage: python -m edge.engine_cache ensure --cache /cache [--model model.int8.onnx] [--precision int8]
+Usage: python -m edge.engine_cache ensure [--cache DIR] [--model model.int8.onnx] [--precision int8]
 
 A TensorRT engine is only valid for the GPU, the TensorRT version and (on a Jetson) the
 L4T/JetPack release it was built with, so the Jetson container builds it on first start
@@ -13,16 +13,18 @@ from the shipped Q/DQ model and keeps it in a mounted volume. The cache key is m
 * the TensorRT version (``tensorrt.__version__``);
 * the precision and the SHA-256 of the model file (a new package version ships a new model).
 
-Layout of the cache folder::
+Layout of the cache folder (:func:`default_cache_dir`; ``/cache/engines`` in the container,
+whose volume ``/cache`` also keeps the MediaPipe model files of :mod:`edge.model_files`)::
 
-    /cache/<key>.engine          the engine, placed atomically (temp name, fsync, rename)
-    /cache/<key>.json            what the key was made from (for people reading the cache)
-    /cache/<key>.lock            held while building, so two containers build it once
-    /cache/timing/<gpu>_trt<v>.timing   TensorRT timing cache shared by rebuilds
+    engines/<key>.engine          the engine, placed atomically (temp name, fsync, rename)
+    engines/<key>.json            what the key was made from (for people reading the cache)
+    engines/<key>.lock            held while building, so two containers build it once
+    engines/timing/<gpu>_trt<v>.timing   TensorRT timing cache shared by rebuilds
 
 Environment overrides (tests, or hosts where detection is impossible): ``SKELMTL_GPU``,
 ``SKELMTL_TENSORRT_VERSION``, ``SKELMTL_L4T_RELEASE_FILE``; defaults for the command line:
-``SKELMTL_CACHE``, ``SKELMTL_MODEL``, ``SKELMTL_PRECISION``, ``SKELMTL_BUILD_CMD``.
+``SKELMTL_ENGINE_CACHE`` (or ``SKELMTL_CACHE``), ``SKELMTL_MODEL``, ``SKELMTL_PRECISION``,
+``SKELMTL_BUILD_CMD``.
 
 The build itself is ``skelmtl build-engine`` (``calibration.engine``), run as a subprocess so
 that ``edge`` never imports ``calibration``; any builder with the same arguments can stand in.
@@ -48,7 +50,6 @@ from edge.errors import SkelmtlError
 ENGINE_SUFFIX = ".engine"
 PRECISIONS = ("int8", "fp16", "fp32")
 DEFAULT_PRECISION = "int8"
-DEFAULT_CACHE = "/cache"
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 SHIPPED_MODEL = "assets/model/model.int8.onnx"  # inside the installed ``edge`` package
 # `skelmtl build-engine` (calibration.engine) run by this interpreter: edge never imports
@@ -235,6 +236,21 @@ def engine_key(platform: Platform, model_sha256: str, precision: str) -> str:
             f"{precision}_{model_sha256[:12]}_{digest}")
 
 
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$SKELMTL_ENGINE_CACHE``, else ``$SKELMTL_CACHE/engines``, else
+    ``~/.cache/skelmtl/engines``.
+
+    ``SKELMTL_CACHE`` is the folder the MediaPipe model files are cached in
+    (:mod:`edge.model_files`); engines go in a subfolder so one volume holds both.
+    """
+    env = os.environ if env is None else env
+    if env.get("SKELMTL_ENGINE_CACHE"):
+        return Path(env["SKELMTL_ENGINE_CACHE"]).expanduser()
+    if env.get("SKELMTL_CACHE"):
+        return Path(env["SKELMTL_CACHE"]).expanduser() / "engines"
+    return Path.home() / ".cache" / "skelmtl" / "engines"
+
+
 def timing_cache_path(cache_dir: Path, platform: Platform) -> Path:
     """Where the TensorRT timing cache for this GPU and TensorRT version lives."""
     name = f"{_slug(platform.gpu, 48)}_trt{_slug(platform.tensorrt, 16)}.timing"
@@ -409,9 +425,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "key: print the cache key; platform: print what was detected")
     parser.add_argument("--model", type=Path, default=os.environ.get("SKELMTL_MODEL"),
                         help="ONNX model (default: the shipped model.int8.onnx)")
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("SKELMTL_CACHE", DEFAULT_CACHE)),
-                        help="engine cache folder (default: $SKELMTL_CACHE or /cache)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="engine cache folder (default: $SKELMTL_ENGINE_CACHE, else "
+                             "$SKELMTL_CACHE/engines, else ~/.cache/skelmtl/engines)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         default=os.environ.get("SKELMTL_PRECISION", DEFAULT_PRECISION))
     parser.add_argument("--build-cmd", default=os.environ.get("SKELMTL_BUILD_CMD"),
@@ -430,7 +446,8 @@ def main(args: argparse.Namespace) -> int:
         print(engine_key(platform, file_sha256(model), args.precision))
         return 0
     cmd = shlex.split(args.build_cmd) if args.build_cmd else list(DEFAULT_BUILD_CMD)
-    result = ensure_engine(model, args.cache, args.precision, platform=platform,
+    result = ensure_engine(model, args.cache or default_cache_dir(), args.precision,
+                           platform=platform,
                            builder=command_builder(cmd))
     print(result.path)
     return 0

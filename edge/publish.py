@@ -32,8 +32,9 @@ fallback, for consumers that cannot link ZeroMQ, e.g. a microcontroller or a gam
   go freely. UDP unicast reaches one listener; broadcast/multicast reach several but need
   network configuration and cross subnets badly.
 * **Framing and topics.** Each event is one ZeroMQ message of two frames, ``[topic, JSON]``,
-  delivered whole or not at all. The topic is ``<prefix>.<task>`` (``skelmtl.action``,
-  ``skelmtl.gesture``, ``skelmtl.state``), so a consumer subscribes by prefix and, over TCP,
+  delivered whole or not at all. The topic is ``<prefix>.<task or kind>`` (``skelmtl.action``,
+  ``skelmtl.gesture``, ``skelmtl.state``, ... see :func:`event_topic`), so a consumer
+  subscribes by prefix and, over TCP,
   the filtering happens at the publisher. UDP gives datagram framing too, but no topics
   (the consumer filters on the JSON ``task`` field).
 * **Reconnection.** ZeroMQ reconnects by itself when a subscriber or the publisher
@@ -128,11 +129,13 @@ def encode_event(event: Any) -> str:
 
 
 def event_topic(event: Mapping[str, Any], prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
-    """``<prefix>.<task>`` for an event dict; events without a task go to ``<prefix>.state``.
+    """``<prefix>.<task>`` for ``begin``/``end`` events, else ``<prefix>.<kind>``.
 
-    The task is taken from ``task`` (``action``/``gesture``), else ``kind``, else ``state``.
-    Characters other than letters, digits, ``_`` and ``-`` become ``_`` so that a prefix
-    subscription cannot be fooled by a task name containing the separator.
+    With the runtime's events (:mod:`edge.events`) the topics are ``skelmtl.action``,
+    ``skelmtl.gesture`` (recognitions), ``skelmtl.state``, ``skelmtl.drop`` and
+    ``skelmtl.stream``; a dict with neither field goes to ``<prefix>.state``. Characters
+    other than letters, digits, ``_`` and ``-`` become ``_`` so that a prefix subscription
+    cannot be fooled by a task name containing the separator.
     """
     task = event.get("task") or event.get("kind") or "state"
     safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in str(task))

@@ -289,7 +289,8 @@ class Container:
 
     @property
     def cache(self) -> Path:
-        return self.root / "cache"
+        """Where engines go: $SKELMTL_CACHE/engines (/cache/engines in the image)."""
+        return self.root / "cache" / "engines"
 
     @property
     def builds(self) -> int:

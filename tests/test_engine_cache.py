@@ -83,6 +83,15 @@ def test_detect_platform_from_overrides(tmp_path: Path) -> None:
     assert ec.detect_platform(env) == Platform("Orin sm_87 8SM", "36.4.0", "10.3.0")
 
 
+@pytest.mark.parametrize("env, expected", [
+    ({"SKELMTL_ENGINE_CACHE": "/data/engines", "SKELMTL_CACHE": "/cache"}, "/data/engines"),
+    ({"SKELMTL_CACHE": "/cache"}, "/cache/engines"),  # the container: beside MediaPipe's
+    ({}, str(Path.home() / ".cache" / "skelmtl" / "engines")),
+])
+def test_default_cache_dir(env: dict[str, str], expected: str) -> None:
+    assert ec.default_cache_dir(env) == Path(expected)
+
+
 # ------------------------------------------------------------------------------- key ---
 
 def test_engine_key_reference_value() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from edge.events import Event
 from edge.publish import (
     PUBLISHERS,
     JsonLinesPublisher,
@@ -34,15 +35,17 @@ from edge.publish import (
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE = REPO / "examples" / "ros2" / "skelmtl_ros2_bridge.py"
 
-EVENTS: list[dict[str, Any]] = [
-    {"schema": "skelmtl.event/1", "task": "action", "label": "wave", "confidence": 0.91,
-     "start": 1.25, "end": 2.5},
-    {"schema": "skelmtl.event/1", "task": "gesture", "label": "thumbs_up", "confidence": 0.8,
-     "start": 2.0, "end": 2.75},
-    {"schema": "skelmtl.event/1", "state": "no_person", "start": 3.0, "end": 3.0},
-    {"schema": "skelmtl.event/1", "task": "gesture", "label": "stop", "confidence": 0.66,
-     "start": 4.0, "end": 4.5, "note": "ünïcode"},
+# The runtime's events (schema skelmtl.event/1); publishers take them as objects or dicts.
+EVENT_OBJECTS = [
+    Event("begin", t=2.5, frame=75, task="action", label="wave", confidence=0.91, start=1.25),
+    Event("begin", t=2.75, frame=82, task="gesture", label="thumbs_up", confidence=0.8,
+          start=2.0),
+    Event("state", t=3.0, frame=90, state="no_person"),
+    Event("end", t=4.5, frame=135, task="gesture", label="thumbs_up", confidence=0.93,
+          start=2.0, end=4.25, reason="below_exit"),
 ]
+EVENTS: list[dict[str, Any]] = [e.to_dict() for e in EVENT_OBJECTS]
+TOPICS = [b"action", b"gesture", b"state", b"gesture"]
 
 
 def _wait_for_subscription(pub: Any, sub: Any, probe: dict[str, Any]) -> None:
@@ -106,6 +109,10 @@ def test_encode_event_refuses(bad: Any, message: str) -> None:
     ({"state": "no_person"}, "skelmtl", "skelmtl.state"),
     ({"task": "a.b c"}, "skelmtl", "skelmtl.a_b_c"),
     ({"task": "action"}, "", "action"),
+    (EVENTS[2], "skelmtl", "skelmtl.state"),  # the runtime's events: task null -> kind
+    (Event("drop", t=1.0, frame=30, dropped=4, reason="inference behind").to_dict(),
+     "skelmtl", "skelmtl.drop"),
+    (Event("stream", t=9.0, frame=270, state="ended").to_dict(), "skelmtl", "skelmtl.stream"),
 ])
 def test_event_topic(event: dict[str, Any], prefix: str, topic: str) -> None:
     assert event_topic(event, prefix) == topic
@@ -144,11 +151,13 @@ def test_jsonl_file_round_trip(tmp_path: Path, form: str) -> None:
     path = tmp_path / "events.jsonl"
     with open_publisher(form.format(p=path)) as pub:
         assert isinstance(pub, JsonLinesPublisher)
-        for e in EVENTS:
+        for e in EVENT_OBJECTS:
             pub.publish(e)
         assert (pub.sent, pub.dropped) == (len(EVENTS), 0)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == EVENTS
+    # What the runtime reads back validates against its schema and equals what was sent.
+    assert [Event.from_dict(json.loads(line)) for line in lines] == EVENT_OBJECTS
 
 
 def test_jsonl_truncates_unless_append(tmp_path: Path) -> None:
@@ -192,7 +201,7 @@ def test_zmq_pub_to_real_sub_with_topic_filter(zmq_mod: ModuleType, scheme: str)
             sub.setsockopt(zmq.SUBSCRIBE, b"skelmtl.gesture")
             sub.connect(pub.endpoint)
             _wait_for_subscription(pub, sub, {"task": "gesture", "probe": True})
-            for e in EVENTS:
+            for e in EVENT_OBJECTS:
                 pub.publish(e)
             got = _recv_events(sub, 2)
             assert not sub.poll(100), "an action or state event passed the gesture filter"
@@ -214,14 +223,13 @@ def test_zmq_all_topics_and_custom_prefix(zmq_mod: ModuleType) -> None:
             sub.setsockopt(zmq.SUBSCRIBE, b"robot7")
             sub.connect(pub.endpoint)
             _wait_for_subscription(pub, sub, {"task": "action", "probe": True})
-            for e in EVENTS:
+            for e in EVENT_OBJECTS:
                 pub.publish(e)
             got = _recv_events(sub, len(EVENTS))
         finally:
             sub.close()
             ctx.term()
-    assert [f[0] for f in got] == [b"robot7.action", b"robot7.gesture", b"robot7.state",
-                                   b"robot7.gesture"]
+    assert [f[0] for f in got] == [b"robot7." + t for t in TOPICS]
     assert [json.loads(f[1]) for f in got] == EVENTS
 
 
@@ -371,14 +379,17 @@ def test_bridge_seconds_to_time(bridge: ModuleType, seconds: float | None,
 
 
 def test_bridge_typed_fields(bridge: ModuleType) -> None:
-    f = bridge.event_to_typed_fields(EVENTS[0])
-    assert f["schema"] == "skelmtl.event/1"
-    assert (f["task"], f["label"], f["confidence"]) == ("action", "wave", pytest.approx(0.91))
-    assert (f["start"], f["end"]) == ((1, 250_000_000), (2, 500_000_000))
-    assert json.loads(f["json"]) == EVENTS[0]
+    f = bridge.event_to_typed_fields(EVENTS[3])
+    assert (f["schema"], f["kind"], f["frame"]) == ("skelmtl.event/1", "end", 135)
+    assert (f["task"], f["label"], f["confidence"]) == ("gesture", "thumbs_up",
+                                                        pytest.approx(0.93))
+    assert (f["t"], f["start"], f["end"]) == ((4, 500_000_000), (2, 0), (4, 250_000_000))
+    assert (f["state"], f["dropped"], f["reason"]) == ("", 0, "below_exit")
+    assert json.loads(f["json"]) == EVENTS[3]
     state = bridge.event_to_typed_fields(EVENTS[2])
-    assert (state["task"], state["label"], state["state"]) == ("", "", "no_person")
-    assert math.isnan(state["confidence"])
+    assert (state["kind"], state["task"], state["label"], state["state"]) == (
+        "state", "", "", "no_person")
+    assert math.isnan(state["confidence"]) and state["start"] == (0, 0)
 
 
 def test_bridge_refuses_an_unknown_schema_major(bridge: ModuleType) -> None:
@@ -421,7 +432,7 @@ def test_bridge_source_receives_from_a_real_publisher(bridge: ModuleType,
                     break
             else:
                 pytest.fail("the bridge never received a probe")
-            for e in EVENTS:
+            for e in EVENT_OBJECTS:
                 pub.publish(e)
             events = _drain_until(drain, len(EVENTS))
         finally:

@@ -46,8 +46,9 @@ def decode_payload(payload: bytes | str) -> dict[str, Any]:
 
 
 def task_topic(base: str, event: Mapping[str, Any]) -> str:
-    """``<base>/<task>`` where task is the event's ``task`` (else ``kind``, else ``state``),
-    reduced to characters legal in a ROS 2 topic name."""
+    """``<base>/<task>`` for ``begin``/``end`` events (``.../action``, ``.../gesture``), else
+    ``<base>/<kind>`` (``.../state``, ``.../drop``, ``.../stream``), reduced to characters
+    legal in a ROS 2 topic name; the same split as the ZeroMQ topics of ``edge.publish``."""
     task = str(event.get("task") or event.get("kind") or "state")
     safe = "".join(c if c.isalnum() or c == "_" else "_" for c in task).strip("_") or "state"
     if safe[0].isdigit():
@@ -81,13 +82,13 @@ def seconds_to_time(t: float | None) -> tuple[int, int]:
 def event_to_typed_fields(event: Mapping[str, Any]) -> dict[str, Any]:
     """Fields of the proposed ``skelmtl_msgs/msg/SkeletonEvent`` (see README.md).
 
-    Missing optional fields get neutral values (empty string, 0, NaN for confidence) so a
-    state event ("no person") maps too. Times are ``(sec, nanosec)`` pairs.
+    Fields that do not apply to an event kind (``null`` in the JSON) get neutral values:
+    empty string, 0, NaN for ``confidence``, time ``(0, 0)``. Times are ``(sec, nanosec)``.
 
     Raises:
         ValueError: a schema major version this bridge does not know.
     """
-    schema = str(event.get("schema", event.get("schema_version", "")))
+    schema = str(event.get("schema") or "")
     major = _schema_major(schema)
     if major is not None and major != KNOWN_SCHEMA_MAJOR:
         raise ValueError(f"event schema {schema!r}: this bridge knows major version "
@@ -95,12 +96,17 @@ def event_to_typed_fields(event: Mapping[str, Any]) -> dict[str, Any]:
     conf = event.get("confidence")
     return {
         "schema": schema,
+        "kind": str(event.get("kind") or ""),
+        "t": seconds_to_time(event.get("t")),
+        "frame": int(event.get("frame") or 0),
         "task": str(event.get("task") or ""),
         "label": str(event.get("label") or ""),
         "confidence": float(conf) if conf is not None else math.nan,
-        "state": str(event.get("state") or ""),
         "start": seconds_to_time(event.get("start")),
         "end": seconds_to_time(event.get("end")),
+        "state": str(event.get("state") or ""),
+        "dropped": int(event.get("dropped") or 0),
+        "reason": str(event.get("reason") or ""),
         "json": json.dumps(dict(event), separators=(",", ":"), sort_keys=True),
     }
 
