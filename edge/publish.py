@@ -64,7 +64,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from edge.errors import SkelmtlError
@@ -74,6 +74,7 @@ DEFAULT_HWM = 1000
 DEFAULT_LINGER_MS = 250
 # The largest UDP payload over IPv4 (65535 - 8 byte UDP header - 20 byte IP header).
 MAX_UDP_PAYLOAD = 65507
+_P = TypeVar("_P", bound="Publisher")
 
 
 class PublishError(SkelmtlError):
@@ -194,7 +195,7 @@ class Publisher:
     def _close(self) -> None:
         pass
 
-    def __enter__(self) -> Publisher:
+    def __enter__(self: _P) -> _P:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -358,3 +358,48 @@ def test_no_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ec, "_gpu_from_nvidia_smi", lambda: None)
     with pytest.raises(EngineCacheError, match="--runtime nvidia, or set SKELMTL_GPU"):
         ec.detect_gpu()
+
+
+# ------------------------------------- with the real builder and a TensorRT stand-in ---
+
+def test_cache_around_the_real_build_engine(tmp_path: Path) -> None:
+    """The cache driving calibration.engine.build_engine (in process, against the recording
+    TensorRT 10.3 stand-in of tests/fake_tensorrt): the engine lands under the key with the
+    header the runtime reads, the timing cache is written where the key says, and a second
+    start reuses the engine without touching TensorRT."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from calibration.engine import build_engine
+    from calibration.quantize import quantize_onnx
+    from edge.engine_header import read_engine
+    from tests.fake_tensorrt import make_tensorrt
+    from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows
+
+    meta = tiny_meta()
+    fp32 = save(tiny_model(meta), tmp_path / "model.onnx")
+    int8 = tmp_path / "model.int8.onnx"
+    quantize_onnx(fp32, int8, windows(meta, 16), method="minmax", log=lambda _: None)
+    platform = Platform(gpu="Orin sm_87 8SM", l4t="36.4.0", tensorrt="10.3.0")
+    trt = make_tensorrt("10.3.0")
+
+    def builder(model: Path, out: Path, precision: str, timing: Path) -> None:
+        build_engine(model, out, precision, timing_cache=timing, trt=trt, gpu=platform.gpu,
+                     log=lambda _: None)
+
+    cache = tmp_path / "engines"
+    first = ec.ensure_engine(int8, cache, "int8", platform=platform, builder=builder,
+                             log=lambda _: None)
+    header, engine = read_engine(first.path)
+    assert (header.precision, header.tensorrt, header.gpu) == ("int8", "10.3.0",
+                                                               platform.gpu)
+    assert engine and first.built
+    assert ec.timing_cache_path(cache, platform).read_bytes().startswith(b"FAKETC")
+    n_calls = len(trt.calls)
+    again = ec.ensure_engine(int8, cache, "int8", platform=platform, builder=builder,
+                             log=lambda _: None)
+    assert (again.path, again.built, len(trt.calls)) == (first.path, False, n_calls)
+
+
+def test_real_build_engine_command_takes_the_timing_cache() -> None:
+    pytest.importorskip("onnx")
+    assert ec._lists_option(ec.DEFAULT_BUILD_CMD, ec.TIMING_CACHE_OPTION)

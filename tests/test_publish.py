@@ -72,6 +72,12 @@ def _recv_events(sub: Any, n: int) -> list[list[bytes]]:
     return out
 
 
+def _open_zmq(spec: str) -> ZmqPublisher:
+    pub = open_publisher(spec)
+    assert isinstance(pub, ZmqPublisher)
+    return pub
+
+
 @pytest.fixture
 def zmq_mod() -> ModuleType:
     return pytest.importorskip("zmq")
@@ -191,8 +197,7 @@ def test_closed_publisher_refuses(tmp_path: Path) -> None:
 @pytest.mark.parametrize("scheme", ["zmq+tcp", "zmq"])
 def test_zmq_pub_to_real_sub_with_topic_filter(zmq_mod: ModuleType, scheme: str) -> None:
     zmq = zmq_mod
-    with open_publisher(f"{scheme}://127.0.0.1:*") as pub:
-        assert isinstance(pub, ZmqPublisher)
+    with _open_zmq(f"{scheme}://127.0.0.1:*") as pub:
         assert pub.endpoint.startswith("tcp://127.0.0.1:")
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
@@ -215,7 +220,7 @@ def test_zmq_pub_to_real_sub_with_topic_filter(zmq_mod: ModuleType, scheme: str)
 
 def test_zmq_all_topics_and_custom_prefix(zmq_mod: ModuleType) -> None:
     zmq = zmq_mod
-    with open_publisher("zmq+tcp://127.0.0.1:*?topic=robot7&hwm=10") as pub:
+    with _open_zmq("zmq+tcp://127.0.0.1:*?topic=robot7&hwm=10") as pub:
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         try:
@@ -236,7 +241,7 @@ def test_zmq_all_topics_and_custom_prefix(zmq_mod: ModuleType) -> None:
 def test_zmq_ipc(zmq_mod: ModuleType, tmp_path: Path) -> None:
     zmq = zmq_mod
     path = tmp_path / "events.sock"
-    with open_publisher(f"zmq+ipc://{path}") as pub:
+    with _open_zmq(f"zmq+ipc://{path}") as pub:
         assert pub.endpoint == f"ipc://{path}"
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
@@ -254,7 +259,7 @@ def test_zmq_ipc(zmq_mod: ModuleType, tmp_path: Path) -> None:
 
 
 def test_zmq_port_in_use_is_a_clear_error(zmq_mod: ModuleType) -> None:
-    with open_publisher("zmq+tcp://127.0.0.1:*") as first:
+    with _open_zmq("zmq+tcp://127.0.0.1:*") as first:
         port = first.endpoint.rsplit(":", 1)[1]
         with pytest.raises(PublishError, match=f"cannot bind tcp://127.0.0.1:{port}"):
             open_publisher(f"zmq+tcp://127.0.0.1:{port}")
@@ -423,7 +428,7 @@ def bridge_decode(payload: bytes) -> dict[str, Any]:
 def test_bridge_source_receives_from_a_real_publisher(bridge: ModuleType,
                                                       zmq_mod: ModuleType) -> None:
     """skelmtl's ZeroMQ publisher -> the bridge's SUB source -> String messages."""
-    with open_publisher("zmq+tcp://127.0.0.1:*") as pub:
+    with _open_zmq("zmq+tcp://127.0.0.1:*") as pub:
         drain, close = bridge.open_source(pub.endpoint.replace("tcp://", "zmq+tcp://"))
         try:
             for _ in range(500):  # slow joiner: probe until the subscription is live
