@@ -42,6 +42,7 @@ import importlib.util
 import os
 import platform
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -189,7 +190,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT engine cache (default: OUT/engines)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for ONNX Runtime and torch (default 0: the "
-                             "libraries' own choice, all cores)")
+                             "libraries' own choice, all cores); 1 on a small shared "
+                             "machine, where two runtimes' spinning thread pools in one "
+                             "process otherwise fight for the cores")
     parser.add_argument("--no-plot", action="store_true", help="do not write bench.png")
     parser.add_argument("--quick", action="store_true",
                         help=f"few iterations ({QUICK}), for the tutorial and smoke tests")
@@ -209,7 +212,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         return int(quick.get(name, getattr(base, name)))
 
     video = None if str(args.video).lower() in ("", "none") else str(args.video)
-    argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("skelmtl") else ""
+    # The command as typed when run from the console script or ``python -m edge.cli``.
+    argv = (" ".join(shlex.quote(a) for a in sys.argv[1:])
+            if len(sys.argv) > 1 and sys.argv[1] == "bench" else "")
     return BenchOptions(
         model=args.model, video=video, clips=list(args.clips or []), out=args.out,
         backends=tuple(args.backends), warmup=pick("warmup"), iters=pick("iters"),
@@ -247,10 +252,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _now_ms() -> float:
-    return time.perf_counter_ns() / 1e6
-
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter_ns()
@@ -514,11 +515,6 @@ def _clip_files(clips: Sequence[Path]) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- ONNX analysis
-
-def _graph_input_dims(model: Any) -> list[Any]:
-    t = model.graph.input[0].type.tensor_type
-    return [d.dim_param or d.dim_value for d in t.shape.dim]
-
 
 _COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")
 
@@ -847,56 +843,95 @@ class Recorder:
 
 def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: str | None,
                  model_ctx: dict[str, Any]) -> Landmarks | None:
-    """Decode, landmarks (pose, hands, whole) and video end to end; returns the landmarks."""
+    """Decode, landmarks (pose, hands, whole) and video end to end; returns the landmarks.
+
+    Decode and landmarks run in one pass over the frames (as in the runtime, and without
+    holding decoded images in memory); the end-to-end pass runs afterwards on its own.
+    """
     stages = ("video_decode", "landmarks_pose", "landmarks_hands", "landmarks", "end_to_end")
     if video is None:
         for s in stages:
             rec.skip(s, s, reason or "no video", unit="frame")
         return None
-    n_total = opts.warmup + opts.frames
-    # 1. decode: the frames are kept (RGB) for the landmark stages.
     try:
-        decode_ms, frames, how = _decode(video, n_total)
+        lmk = _open_landmarker()
+        why_not = None
+    except Exception as e:  # noqa: BLE001 - MediaPipe or its model files missing
+        lmk, why_not = None, f"landmark front end unavailable: {_short(e)}"
+    # The same frames as the end-to-end pass (whose warm-up fills the window buffer), so
+    # that the two can be compared: landmark cost depends on what is in the picture.
+    w = max(opts.warmup, int(model_ctx["meta"].window))
+    n = w + opts.frames
+    decode_ms: list[float] = []
+    pose_ms, hands_ms, all_ms, joints, masks, ts = [], [], [], [], [], []
+    size = (0, 0)
+    sources = _optional("edge.sources")
+    how = "edge.sources (OpenCV read + BGR->RGB)" if sources else "OpenCV read + BGR->RGB"
+    try:
+        for i, (dt, frame) in enumerate(_frames(sources, video, n)):
+            decode_ms.append(dt)
+            img = _image(frame)
+            size = (img.shape[1], img.shape[0])
+            if lmk is None:
+                continue
+            t = i / 30.0  # monotonic even when the file loops
+            t0 = time.perf_counter_ns()
+            out = lmk.process(img, t, i)
+            all_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            pose_ms.append(float(lmk.last_timings["pose_ms"]))
+            hands_ms.append(float(lmk.last_timings["hands_ms"]))
+            joints.append(out.joints)
+            masks.append(out.mask)
+            ts.append(t * 1000.0)
     except Exception as e:  # noqa: BLE001 - a video that fails to decode skips the video stages
         for s in stages:
             rec.skip(s, s, f"{video}: cannot decode ({_short(e)})", unit="frame")
         return None
-    h, w = _image(frames[0]).shape[:2]
-    rec.add(make_entry("video_decode", "video_decode", decode_ms[opts.warmup:], unit="frame",
-                       reason=f"{video.name} {w}x{h}, {how}; the file is looped when it "
-                              "has fewer frames than asked"))
-    rec.memory("video_decode")
-    # 2. landmarks
-    lm = _bench_landmarks(rec, opts, frames)
+    finally:
+        if lmk is not None:
+            with contextlib.suppress(Exception):
+                lmk.close()
+    rec.add(make_entry("video_decode", "video_decode", decode_ms[w:], unit="frame",
+                       reason=f"{video.name} {size[0]}x{size[1]}, {how}; the file is looped "
+                              "when it has fewer frames than asked"))
+    lm = None
+    if lmk is None:
+        for s in ("landmarks_pose", "landmarks_hands", "landmarks"):
+            rec.skip(s, s, str(why_not), unit="frame")
+    else:
+        found = np.stack(masks)
+        note = (f"MediaPipe Tasks video mode ({Path(str(lmk.pose_model)).name}, "
+                f"{Path(str(lmk.hand_model)).name}); person in "
+                f"{found[:, :33].any(1).mean():.0%} of frames, hands in "
+                f"{found[:, 33:].any(1).mean():.0%}")
+        rec.add(make_entry("landmarks_pose", "landmarks_pose", pose_ms[w:], unit="frame",
+                           reason=note))
+        rec.add(make_entry("landmarks_hands", "landmarks_hands", hands_ms[w:], unit="frame",
+                           reason=note))
+        rec.add(make_entry("landmarks", "landmarks (pose + hands + merge)", all_ms[w:],
+                           unit="frame", reason=note))
+        lm = Landmarks(np.stack(joints), found, np.asarray(ts), "landmarks of the video")
     rec.memory("landmarks")
-    # 3. end to end: decode + landmarks + pipeline per frame
     _bench_end_to_end_video(rec, opts, video, model_ctx)
     rec.memory("end_to_end")
     return lm
 
 
-def _decode(video: Path, n: int) -> tuple[list[float], list[Any], str]:
-    """Decode ``n`` frames, looping the file; returns (ms per frame, frames, how).
-
-    The frames are :class:`edge.sources.VideoFrame` (RGB) when :mod:`edge.sources` is
-    there (its own per-frame ``last_decode_ms``: read + colour conversion), else RGB arrays
-    from OpenCV timed the same way.
-    """
-    times: list[float] = []
-    frames: list[Any] = []
-    sources = _optional("edge.sources")
-    how = "edge.sources (OpenCV read + BGR->RGB)" if sources else "OpenCV read + BGR->RGB"
-    for _ in range(10_000):  # loop the file until n frames
+def _frames(sources: Any, video: Path, n: int) -> Iterator[tuple[float, Any]]:
+    """``n`` (decode ms, frame) pairs, looping the file; frames are
+    :class:`edge.sources.VideoFrame` when :mod:`edge.sources` is there (its own per-frame
+    ``last_decode_ms``: read + colour conversion), else RGB arrays timed the same way."""
+    done = 0
+    while done < n:
         got = 0
-        for dt, frame in (_iter_source(sources, video) if sources else _iter_cv2(video)):
-            times.append(dt)
-            frames.append(frame)
+        for item in (_iter_source(sources, video) if sources else _iter_cv2(video)):
+            yield item
             got += 1
-            if len(frames) >= n:
-                return times, frames, how
+            done += 1
+            if done >= n:
+                return
         if got == 0:
             raise BenchError(f"{video}: no frames decoded")
-    return times, frames, how
 
 
 def _iter_source(sources: Any, video: Path) -> Iterator[tuple[float, Any]]:
@@ -933,46 +968,6 @@ def _open_landmarker() -> Any:
     from edge.landmarks import Landmarker
 
     return Landmarker(mode="video")
-
-
-def _bench_landmarks(rec: Recorder, opts: BenchOptions, frames: list[Any]) -> Landmarks | None:
-    """Pose and hand landmarkers per frame (their own timings) and the whole front end."""
-    names = ("landmarks_pose", "landmarks_hands", "landmarks")
-    try:
-        lmk = _open_landmarker()
-    except Exception as e:  # noqa: BLE001 - MediaPipe or its model files missing
-        for s in names:
-            rec.skip(s, s, f"landmark front end unavailable: {_short(e)}", unit="frame")
-        return None
-    pose_ms, hands_ms, all_ms, joints, masks, ts = [], [], [], [], [], []
-    fps = 30.0
-    try:
-        for i, frame in enumerate(frames):
-            t = i / fps  # monotonic even when the file loops
-            t0 = time.perf_counter_ns()
-            out = lmk.process(_image(frame), t, i)
-            all_ms.append((time.perf_counter_ns() - t0) / 1e6)
-            timings = lmk.last_timings
-            pose_ms.append(float(timings["pose_ms"]))
-            hands_ms.append(float(timings["hands_ms"]))
-            joints.append(out.joints)
-            masks.append(out.mask)
-            ts.append(t * 1000.0)
-    finally:
-        with contextlib.suppress(Exception):
-            lmk.close()
-    w = opts.warmup
-    found = np.stack(masks)
-    note = (f"MediaPipe Tasks video mode ({Path(str(lmk.pose_model)).name}, "
-            f"{Path(str(lmk.hand_model)).name}); person in {found[:, :33].any(1).mean():.0%}"
-            f" of frames, hands in {found[:, 33:].any(1).mean():.0%}")
-    rec.add(make_entry("landmarks_pose", "landmarks_pose", pose_ms[w:], unit="frame",
-                       reason=note))
-    rec.add(make_entry("landmarks_hands", "landmarks_hands", hands_ms[w:], unit="frame",
-                       reason=note))
-    rec.add(make_entry("landmarks", "landmarks (pose + hands + merge)", all_ms[w:],
-                       unit="frame", reason=note))
-    return Landmarks(np.stack(joints), found, np.asarray(ts), "landmarks of the video")
 
 
 def _open_pipeline(files: ModelFiles, opts: BenchOptions) -> tuple[Any, Path]:
@@ -1017,23 +1012,13 @@ def _bench_end_to_end_video(rec: Recorder, opts: BenchOptions, video: Path,
     ran: list[bool] = []
     sources = _optional("edge.sources")
     try:
-        i = 0
-        while i < n:
-            got = 0
-            it = _iter_source(sources, video) if sources else _iter_cv2(video)
-            for decode_ms, frame in it:
-                t0 = time.perf_counter_ns()
-                lf = lmk.process(_image(frame), i / 30.0, i)
-                before = pipe.windows
-                pipe.push(lf)
-                times.append(decode_ms + (time.perf_counter_ns() - t0) / 1e6)
-                ran.append(pipe.windows > before)
-                i += 1
-                got += 1
-                if i >= n:
-                    break
-            if got == 0:
-                break
+        for i, (decode_ms, frame) in enumerate(_frames(sources, video, n)):
+            t0 = time.perf_counter_ns()
+            lf = lmk.process(_image(frame), i / 30.0, i)
+            before = pipe.windows
+            pipe.push(lf)
+            times.append(decode_ms + (time.perf_counter_ns() - t0) / 1e6)
+            ran.append(pipe.windows > before)
     finally:
         with contextlib.suppress(Exception):
             lmk.close()
