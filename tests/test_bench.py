@@ -400,30 +400,23 @@ def test_count_onnx_static_inference_fallback(tmp_path: Path, monkeypatch: Any) 
     assert "onnx shape inference" in got["flops_source"]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter
-def test_count_onnx_matches_trainer_count_for_registry_model(tmp_path: Path) -> None:
-    """The ONNX count of an exported registry model equals trainer.models.count_macs."""
+def test_count_onnx_matches_trainer_count_for_exported_model(tmp_path: Path) -> None:
+    """The ONNX count of a registry model exported by ``skelmtl export`` equals
+    trainer.models.count_macs (which counts the torch modules, batch norm excluded)."""
     torch = pytest.importorskip("torch")
     models = pytest.importorskip("trainer.models")
+    export = pytest.importorskip("trainer.export")
     from edge.bench import count_onnx
 
     torch.set_num_threads(1)
     pre = PreprocessConfig(window=32)
     m = models.create_model("stgcn_tiny", in_channels=pre.channels,
                             tasks={"action": 10, "gesture": 12}).eval()
-    want = models.count_macs(m, (1, pre.channels, 32, 75))
-
-    class Outputs(torch.nn.Module):
-        def __init__(self, net: Any) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: Any) -> Any:
-            o = self.net(x)
-            return o["logits_action"], o["logits_gesture"], o["task_logits"]
-
-    path = tmp_path / "m.onnx"
-    torch.onnx.export(Outputs(m), (torch.zeros(1, pre.channels, 32, 75),), str(path),
-                      input_names=["input"], dynamic_axes={"input": {0: "N"}},
-                      opset_version=17, dynamo=False)
-    assert count_onnx(path)["macs_per_window"] == want
+    meta = ModelMeta(preprocess=pre, tasks=("action", "gesture"),
+                     labels={"action": tuple(f"a{i}" for i in range(10)),
+                             "gesture": tuple(f"g{i}" for i in range(12))},
+                     model_name="stgcn_tiny", model_args=m.model_args)
+    path = export.export_model(m, meta, tmp_path / "m.onnx", log=lambda s: None)
+    got = count_onnx(path)
+    assert got["macs_per_window"] == models.count_macs(m, (1, pre.channels, 32, 75))
+    assert "ONNX Runtime run" in got["flops_source"]
