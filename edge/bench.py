@@ -41,6 +41,7 @@ import importlib
 import importlib.util
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
@@ -110,6 +111,8 @@ class BenchOptions:
         checkpoint: a checkpoint for the PyTorch backend (default: ``*.pt`` in the folder).
         engine_cache: where TensorRT engines are built/reused.
         threads: CPU threads for ONNX Runtime (intra-op) and torch; 0 = their default.
+        providers: ONNX Runtime execution providers for the model stage (``cpu``,
+            ``cuda``, ``tensorrt``, ``best``).
         plot: write ``bench.png``.
         command: the command line, recorded in the report.
     """
@@ -128,6 +131,7 @@ class BenchOptions:
     checkpoint: Path | None = None
     engine_cache: Path | None = None
     threads: int = 0
+    providers: str = "cpu"
     plot: bool = True
     command: str = "skelmtl bench"
 
@@ -193,6 +197,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "libraries' own choice, all cores); 1 on a small shared "
                              "machine, where two runtimes' spinning thread pools in one "
                              "process otherwise fight for the cores")
+    parser.add_argument("--providers", default="cpu",
+                        help="ONNX Runtime execution providers for the model stage: cpu "
+                             "(default, the embedded runtime's), cuda, tensorrt or best")
     parser.add_argument("--no-plot", action="store_true", help="do not write bench.png")
     parser.add_argument("--quick", action="store_true",
                         help=f"few iterations ({QUICK}), for the tutorial and smoke tests")
@@ -222,6 +229,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         sweep_windows=() if args.no_sweep else tuple(args.sweep_windows),
         sweep_batches=tuple(args.sweep_batches), checkpoint=args.checkpoint,
         engine_cache=args.engine_cache, threads=max(0, int(args.threads)),
+        providers=str(args.providers),
         plot=not args.no_plot,
         command=f"skelmtl {argv}".strip() if argv else _rebuild_command(args))
 
@@ -377,7 +385,11 @@ def _tensorrt_version() -> str | None:
 
 
 def _jetson_info() -> dict[str, Any] | None:
-    """L4T / JetPack release, power mode, clocks and one tegrastats line; None off Jetson."""
+    """L4T / JetPack release, power mode, clocks and jetson-stats; None off a Jetson.
+
+    Every probe that is missing (no nvpmodel, jetson_clocks needing root, no jtop
+    service) is recorded as ``absent (...)`` instead of failing.
+    """
     rel = Path("/etc/nv_tegra_release")
     if not rel.exists():
         return None
@@ -393,31 +405,112 @@ def _jetson_info() -> dict[str, Any] | None:
     info["board"] = _cpu_model()
     info["power_mode"] = _run_cmd(["nvpmodel", "-q"]) or "absent (nvpmodel)"
     info["clocks"] = _run_cmd(["jetson_clocks", "--show"]) or "absent (jetson_clocks)"
-    info["tegrastats"] = _tegrastats_line() or "absent (tegrastats)"
-    jtop = _optional("jtop")
-    info["jtop"] = "present" if jtop else "absent (jetson-stats)"
+    info["jtop"] = _jtop_info()
     return info
 
 
-def _tegrastats_line(seconds: float = 1.5) -> str | None:
-    if not shutil.which("tegrastats"):
-        return None
+def _jtop_info() -> dict[str, str] | str:
+    mod = _optional("jtop")
+    if mod is None:
+        return "absent (pip install jetson-stats)"
     try:
-        p = subprocess.Popen(["tegrastats", "--interval", "500"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
-    except OSError:
-        return None
-    try:
-        time.sleep(seconds)  # tegrastats prints one line per interval
-    finally:
-        p.terminate()
+        with mod.jtop() as j:
+            if not j.ok():
+                return "present, no reading (is the jtop service running?)"
+            out = {"nvpmodel": str(getattr(j, "nvpmodel", "")),
+                   "jetson_clocks": str(getattr(j, "jetson_clocks", ""))}
+            out.update({str(k): str(v) for k, v in dict(j.stats).items()})
+            return out
+    except Exception as e:  # noqa: BLE001 - the jtop service may be absent or refuse us
+        return f"present, no reading ({_short(e, 120)})"
+
+
+_RAIL = re.compile(r"\b([A-Za-z0-9_]+) (\d+)mW/(\d+)mW")
+_RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
+_GR3D = re.compile(r"\bGR3D_FREQ (\d+)%")
+
+
+def parse_tegrastats(line: str) -> dict[str, Any]:
+    """One tegrastats line -> ``{"ram_used_mb", "ram_total_mb", "gpu_load_pct",
+    "power_mw": {rail: instantaneous mW}}`` (keys present only when in the line)."""
+    out: dict[str, Any] = {}
+    m = _RAM.search(line)
+    if m:
+        out["ram_used_mb"], out["ram_total_mb"] = int(m.group(1)), int(m.group(2))
+    m = _GR3D.search(line)
+    if m:
+        out["gpu_load_pct"] = int(m.group(1))
+    rails = {name: int(now) for name, now, _ in _RAIL.findall(line)}
+    if rails:
+        out["power_mw"] = rails
+    return out
+
+
+class TegraStats:
+    """Samples ``tegrastats`` in the background during the benchmark (Jetson only).
+
+    ``summary()`` gives the mean and max power per rail, peak RAM and mean GPU load over
+    the samples, or ``None`` where tegrastats is absent.
+    """
+
+    def __init__(self, interval_ms: int = 200, command: Sequence[str] | None = None) -> None:
+        self.lines: list[str] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread: Any = None
+        argv = list(command or ["tegrastats", "--interval", str(interval_ms)])
+        if not shutil.which(argv[0]):
+            return
+        import threading
+
         try:
-            out, _ = p.communicate(timeout=5)
+            self._proc = subprocess.Popen(argv,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          text=True)
+        except OSError:
+            self._proc = None
+            return
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip():
+                self.lines.append(line.strip())
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Wait for the command to exit by itself and its lines to be read (tests)."""
+        if self._proc is not None:
+            self._proc.wait(timeout=timeout)
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            p.kill()
-            out, _ = p.communicate()
-    lines = [ln for ln in (out or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else None
+            self._proc.kill()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def summary(self) -> dict[str, Any] | None:
+        if self._proc is None:
+            return None
+        parsed = [parse_tegrastats(ln) for ln in self.lines]
+        rails: dict[str, list[int]] = {}
+        for p in parsed:
+            for k, v in p.get("power_mw", {}).items():
+                rails.setdefault(k, []).append(v)
+        ram = [p["ram_used_mb"] for p in parsed if "ram_used_mb" in p]
+        gpu = [p["gpu_load_pct"] for p in parsed if "gpu_load_pct" in p]
+        return {"samples": len(parsed), "first_line": self.lines[0] if self.lines else None,
+                "power_mw_mean": {k: round(float(np.mean(v)), 1) for k, v in rails.items()},
+                "power_mw_max": {k: int(max(v)) for k, v in rails.items()},
+                "ram_used_mb_max": max(ram) if ram else None,
+                "gpu_load_pct_mean": round(float(np.mean(gpu)), 1) if gpu else None}
 
 
 def device_info() -> dict[str, Any]:
@@ -707,10 +800,13 @@ def window_copy(src: Path, dst: Path, window: int) -> Path:
     return dst
 
 
-def _open_onnxruntime(path: Path, threads: int = 0) -> Any:
+def _open_onnxruntime(path: Path, threads: int = 0, providers: str = "cpu") -> Any:
     from edge.backends import load_backend
 
-    return load_backend(path, "onnxruntime", **({"intra_op_threads": threads} if threads else {}))
+    opts: dict[str, Any] = {"intra_op_threads": threads} if threads else {}
+    if providers != "cpu":
+        opts["providers"] = providers
+    return load_backend(path, "onnxruntime", **opts)
 
 
 def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
@@ -726,7 +822,7 @@ def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
                               "skelmtl calibrate)")
             if importlib.util.find_spec("onnxruntime") is None:
                 return None, "onnxruntime is not installed (pip install 'skelmtl[edge]')"
-            return _open_onnxruntime(path, opts.threads), None
+            return _open_onnxruntime(path, opts.threads, opts.providers), None
         if kind == "torch":
             if files.checkpoint is None:
                 return None, ("no checkpoint (*.pt) next to the model; pass --checkpoint "
@@ -1166,10 +1262,11 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
                 agreement[which] = float(np.mean(agree))
         except Exception:  # noqa: BLE001 - agreement is informative only
             continue
+    gpu_mb = _gpu_process_mb()  # while every backend still holds its device memory
     for b in opened.values():
         with contextlib.suppress(Exception):
             b.close()
-    return {"agreement": agreement, "outputs": want}
+    return {"agreement": agreement, "outputs": want, "gpu_process_mb": gpu_mb}
 
 
 def _bench_routing(rec: Recorder, opts: BenchOptions, meta: Any, lm: Landmarks,
@@ -1227,7 +1324,8 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                                        precision=prec, batch=batch, window=window), sweep=True)
                 try:
                     b = _open_onnxruntime(window_copy(src, tmp / f"{prec}_w{window}.onnx",
-                                                      window), opts.threads)
+                                                      window), opts.threads,
+                                          opts.providers)
                 except ImportError as e:
                     for batch in opts.sweep_batches:
                         skip(batch, f"needs the missing module {e.name!r}")
@@ -1337,6 +1435,20 @@ def compute_ratios(stages: Sequence[dict[str, Any]], stride: int,
 
 # --------------------------------------------------------------------------- driver
 
+def _gpu_process_mb() -> float | None:
+    """GPU memory used by this process (nvidia-smi's per-process view), if visible."""
+    out = _run_cmd(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                    "--format=csv,noheader,nounits"])
+    if not out:
+        return None
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(os.getpid()):
+            with contextlib.suppress(ValueError):
+                return float(parts[1])
+    return None
+
+
 def _gpu_memory() -> dict[str, Any] | None:
     gpus = _nvidia_smi()
     if not gpus:
@@ -1357,6 +1469,22 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: None) -
     log(f"bench: model {files.fp32}; INT8 {files.int8}; checkpoint {files.checkpoint}")
     dev = device_info()
     gpu_before = _gpu_memory()
+    tegra = TegraStats()  # Jetson only: power, RAM and GPU load sampled during the run
+    try:
+        report = _run_stages(opts, files, rec, log)
+    finally:
+        tegra.stop()
+    report["device"] = dev
+    report["memory"]["gpu"] = ({"before": gpu_before, "after": _gpu_memory(),
+                                "process_mb_after_model": report["memory"].pop("_gpu_process_mb")}
+                               if gpu_before else None)
+    report["memory"].pop("_gpu_process_mb", None)
+    report["power"] = tegra.summary()
+    return report
+
+
+def _run_stages(opts: BenchOptions, files: ModelFiles, rec: Recorder,
+                log: Callable[[str], None]) -> dict[str, Any]:
     # The model's metadata, from ONNX Runtime (the runtime's own reader).
     try:
         ref = _open_onnxruntime(files.fp32, opts.threads)
@@ -1403,14 +1531,14 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: None) -
                    "sweep_batches": list(opts.sweep_batches), "backends": list(opts.backends),
                    "video": str(video) if video else None,
                    "clips": [str(f) for f in clip_files], "landmark_source": lm.source,
-                   "threads": opts.threads, "timer": "time.perf_counter_ns",
+                   "threads": opts.threads, "providers": opts.providers,
+                   "timer": "time.perf_counter_ns",
                    "interleaving": "round-robin, rotating start"},
-        "device": dev,
+        "device": {},
         "model": model_info,
         "stages": rec.stages, "sweep": rec.sweep,
         "memory": {"peak_rss_mb": round(_peak_rss_mb(), 1), "rss_mb_after": rec.rss_after,
-                   "gpu": ({"before": gpu_before, "after": _gpu_memory()}
-                           if gpu_before else None)},
+                   "gpu": None, "_gpu_process_mb": info.get("gpu_process_mb")},
         "ratios": compute_ratios(rec.stages, int(meta.stride), info.get("agreement")),
         "skipped": rec.skipped,
     }

@@ -27,6 +27,7 @@ Report layout (``schema`` 1), every key required unless marked optional::
     memory      peak_rss_mb, rss_mb_after{stage: MiB}, gpu (dict or None)
     ratios      name -> {value: float|None, num: str, den: str, note: str}
     skipped     list of {stage, reason}
+    power       optional: tegrastats samples during the run (Jetson), or None
 
 An entry::
 
@@ -371,6 +372,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("- resident memory after each stage: " + ", ".join(
             f"{k} {v:.0f} MiB" for k, v in mem["rss_mb_after"].items()))
     lines.append(f"- GPU memory: {json.dumps(mem['gpu']) if mem['gpu'] else 'no GPU'}")
+    power = report.get("power")
+    if power:
+        lines += ["", "## Power (tegrastats during the run)", "",
+                  f"- {power.get('samples')} samples; mean mW per rail: "
+                  f"{json.dumps(power.get('power_mw_mean'))}; max: "
+                  f"{json.dumps(power.get('power_mw_max'))}",
+                  f"- peak RAM {power.get('ram_used_mb_max')} MB; mean GPU load "
+                  f"{power.get('gpu_load_pct_mean')}%"]
     lines.append("")
     return "\n".join(lines)
 

@@ -420,3 +420,34 @@ def test_count_onnx_matches_trainer_count_for_exported_model(tmp_path: Path) -> 
     got = count_onnx(path)
     assert got["macs_per_window"] == models.count_macs(m, (1, pre.channels, 32, 75))
     assert "ONNX Runtime run" in got["flops_source"]
+
+
+# A line as tegrastats prints it on a Jetson Orin (JetPack 6).
+TEGRA_LINE = ("11-27-2025 10:00:00 RAM 2448/6854MB (lfb 1x4MB) SWAP 0/3427MB (cached 0MB) "
+              "CPU [1%@729,0%@729,0%@729,0%@729,0%@729,0%@729] EMC_FREQ 0%@2133 "
+              "GR3D_FREQ 37%@[305] VIC_FREQ 729 APE 174 CPU@47.531C SOC2@45.75C tj@47.531C "
+              "VDD_IN 4364mW/4300mW VDD_CPU_GPU_CV 478mW/470mW VDD_SOC 1393mW/1390mW")
+
+
+def test_parse_tegrastats() -> None:
+    from edge.bench import parse_tegrastats
+
+    assert parse_tegrastats(TEGRA_LINE) == {
+        "ram_used_mb": 2448, "ram_total_mb": 6854, "gpu_load_pct": 37,
+        "power_mw": {"VDD_IN": 4364, "VDD_CPU_GPU_CV": 478, "VDD_SOC": 1393}}
+    assert parse_tegrastats("no numbers here") == {}
+
+
+def test_tegrastats_sampler_with_a_stand_in() -> None:
+    """A stand-in command printing two tegrastats lines: the sampler reads and summarises."""
+    from edge.bench import TegraStats
+
+    second = TEGRA_LINE.replace("4364mW", "5364mW")
+    t = TegraStats(command=["sh", "-c", f"echo '{TEGRA_LINE}'; echo '{second}'"])
+    t.wait()
+    t.stop()
+    s = t.summary()
+    assert s is not None and s["samples"] == 2
+    assert s["power_mw_mean"]["VDD_IN"] == 4864.0 and s["power_mw_max"]["VDD_IN"] == 5364
+    assert (s["ram_used_mb_max"], s["gpu_load_pct_mean"]) == (2448, 37.0)
+    assert TegraStats(command=["no-such-tegrastats-here"]).summary() is None
