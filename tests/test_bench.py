@@ -451,3 +451,56 @@ def test_tegrastats_sampler_with_a_stand_in() -> None:
     assert s["power_mw_mean"]["VDD_IN"] == 4864.0 and s["power_mw_max"]["VDD_IN"] == 5364
     assert (s["ram_used_mb_max"], s["gpu_load_pct_mean"]) == (2448, 37.0)
     assert TegraStats(command=["no-such-tegrastats-here"]).summary() is None
+
+
+def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypatch: Any) -> None:
+    """Where TensorRT is present, FP16 and INT8 engines are built through the engine cache
+    from the FP32 / Q/DQ models and timed with the others (stand-ins: no GPU here)."""
+    import edge.backends
+    import edge.bench as bench
+    import edge.engine_cache
+
+    model = tmp_path / "model"
+    fp32 = tiny_model(model / "model.onnx")
+    tiny_int8(fp32, model / "model.int8.onnx")
+    built: list[tuple[str, str]] = []
+    real_load = edge.backends.load_backend
+
+    class Engine:
+        def __init__(self, path: Path) -> None:
+            self.path = path
+
+    def ensure_engine(src: Path, cache: Path, precision: str) -> Engine:
+        built.append((src.name, precision))
+        return Engine(cache / f"{precision}.engine")
+
+    class StandIn:
+        def __init__(self, path: Path) -> None:
+            self.inner = real_load(model / ("model.int8.onnx" if "int8" in path.name
+                                             else "model.onnx"), "onnxruntime")
+            self.meta, self.path = self.inner.meta, path
+
+        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+            return dict(self.inner.infer(x))
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def load_backend(path: Any, name: str = "auto", **kw: Any) -> Any:
+        return StandIn(Path(path)) if name == "tensorrt" else real_load(path, name, **kw)
+
+    monkeypatch.setattr(bench, "_tensorrt_version", lambda: "10.3.0")
+    monkeypatch.setattr(edge.engine_cache, "ensure_engine", ensure_engine)
+    monkeypatch.setattr(edge.backends, "load_backend", load_backend)
+    opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
+                              iters=2, batches=(1,), sweep_windows=(),
+                              backends=("onnxruntime-fp32", "tensorrt-fp16", "tensorrt-int8"))
+    report = bench.run_bench(opts)
+    validate_report(report)
+    assert sorted(built) == [("model.int8.onnx", "int8"), ("model.onnx", "fp16")]
+    rows = {(e["backend"], e["precision"]): e["status"] for e in report["stages"]
+            if e["stage"] == "model"}
+    assert rows == {("onnxruntime", "fp32"): "ok", ("tensorrt", "fp16"): "ok",
+                    ("tensorrt", "int8"): "ok"}
+    assert report["ratios"]["int8_over_fp16_tensorrt_b1"]["value"] is not None
+    assert report["ratios"]["top1_agreement_tensorrt_fp16"]["value"] == 1.0
