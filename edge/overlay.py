@@ -74,7 +74,7 @@ def draw_skeleton(image: np.ndarray, joints: np.ndarray, mask: np.ndarray) -> np
         if m[i] and m[j]:
             cv2.line(image, tuple(int(v) for v in px[i]), tuple(int(v) for v in px[j]),
                      _colour(i, j), thick, cv2.LINE_AA)
-    for k in np.flatnonzero(m):
+    for k in np.flatnonzero(m).tolist():
         cv2.circle(image, tuple(int(v) for v in px[k]), thick + 1, _colour(k, k), -1,
                    cv2.LINE_AA)
     return image
@@ -161,7 +161,7 @@ class OverlayWriter:
         if self._writer is None:
             h, w = rgb.shape[:2]
             self._size = (w, h)
-            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"),
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"),
                                            self.fps, (w, h))
             if not self._writer.isOpened():
                 raise OverlayError(f"{self.path}: OpenCV cannot write this video (codec "

@@ -160,8 +160,10 @@ class RingBuffer:
         """
         i = self.total % self.capacity
         x = joints[:, : self.channels]
-        ok = mask & np.isfinite(x).all(axis=1)
-        self._x[i] = np.where(ok[:, None], x, 0.0)
+        ok = np.isfinite(x).all(axis=1)
+        ok &= mask
+        self._x[i] = x
+        self._x[i][~ok] = 0.0
         self._m[i] = ok
         self._t[i] = t
         self.total += 1
