@@ -352,8 +352,11 @@ def render_markdown(report: dict[str, Any]) -> str:
               "model backends interleaved round-robin. `per s` is frames (fr) or windows "
               "(win) per second: batch / mean latency.", ""]
     lines += _md_table(_COLS, _rows(report["stages"]))
-    notes = [f"- {e['label']}: {e['reason']}" for e in report["stages"]
-             if e["status"] == "ok" and e.get("reason")]
+    by_reason: dict[str, list[str]] = {}
+    for e in report["stages"]:
+        if e["status"] == "ok" and e.get("reason"):
+            by_reason.setdefault(str(e["reason"]), []).append(str(e["label"]))
+    notes = [f"- {', '.join(labels)}: {reason}" for reason, labels in by_reason.items()]
     if notes:
         lines += ["", "Notes:", "", *notes]
     lines += ["", "## Ratios", ""]
