@@ -18,6 +18,7 @@ by implicit quantization from the float model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -109,10 +110,12 @@ def _compute_nodes(model: Any, op_types: Sequence[str]) -> list[str]:
 
 
 def _dq_fed(model: Any) -> set[str]:
+    """Nodes whose second input (the weight of Conv/Gemm/MatMul) is dequantized: they run
+    in INT8. An activation input alone can come from a DQ shared with other consumers."""
     dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     return {n.name for n in model.graph.node
             if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-            and any(i in dq for i in n.input)}
+            and len(n.input) > 1 and n.input[1] in dq}
 
 
 def activation_scales(model_path: Path, x: np.ndarray, method: str, batch: int,
@@ -131,8 +134,9 @@ def activation_scales(model_path: Path, x: np.ndarray, method: str, batch: int,
         cal = create_calibrator(str(model_path), None,
                                 augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                 calibrate_method=_method(method), extra_options=extra)
-        cal.collect_data(_reader(x, batch))
-        ranges = cal.compute_data()
+        with contextlib.redirect_stdout(sys.stderr):
+            cal.collect_data(_reader(x, batch))
+            ranges = cal.compute_data()
     scales = {}
     for name, td in ranges.data.items():
         lo, hi = td.range_value
@@ -210,12 +214,14 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=False)
         log(f"calibrating on {len(calib)} windows with {method}")
         try:
-            quantize_static(str(pre), str(qdq), _reader(calib, batch),
-                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
-                            per_channel=True, reduce_range=False,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=list(keep_float),
-                            calibrate_method=_method(method), extra_options=extra)
+            # ORT prints calibration progress to stdout; stdout carries only our result.
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(str(pre), str(qdq), _reader(calib, batch),
+                    quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+                    per_channel=True, reduce_range=False,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(keep_float),
+                    calibrate_method=_method(method), extra_options=extra)
         except Exception as e:  # ORT raises plain exceptions for graph problems
             raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
                                 f"({type(e).__name__}: {e})") from None
@@ -318,6 +324,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-split", default="test")
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime threads for the report's latency measurement")
+    parser.add_argument("--latency-repeats", type=int, default=200,
+                        help="timed runs per model and batch size in the report")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -331,7 +339,7 @@ def main(args: argparse.Namespace) -> int:
         from calibration.report import compare_models, format_report, write_report
 
         rep = compare_models(args.model, res.path, args.data, split=args.report_split,
-                             threads=args.threads)
+                             threads=args.threads, repeats=args.latency_repeats)
         write_report(rep, args.report)
         print(format_report(rep), file=sys.stderr)
     print(res.path)

@@ -226,11 +226,12 @@ def qdq_nodes(model: Any) -> list[Any]:
 
 
 def quantized_compute_nodes(model: Any) -> list[str]:
-    """Names of Conv/Gemm/MatMul nodes fed by a DequantizeLinear (what INT8 must cover)."""
+    """Names of Conv/Gemm/MatMul nodes whose weight (second input) is dequantized: the
+    nodes an INT8 engine must run in INT8."""
     produced_by_dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     return [n.name for n in model.graph.node
             if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")
-            and any(i in produced_by_dq for i in n.input[:2])]
+            and len(n.input) > 1 and n.input[1] in produced_by_dq]
 
 
 def check_onnx(model: Any, profile: TrtProfile, precision: str, *,

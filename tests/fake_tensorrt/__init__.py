@@ -269,8 +269,8 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
             for n in g.node:
                 if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
                     continue
-                quant = n.op_type in ("Conv", "Gemm", "MatMul") and any(
-                    i in dq_out for i in n.input[:2])
+                quant = n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 \
+                    and n.input[1] in dq_out
                 half = any(elem.get(i) == 10 for i in n.input if i)
                 net._layers.append(ILayer(n.name or n.output[0], n.op_type, list(n.input),
                                           quant, half))

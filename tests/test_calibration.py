@@ -1,0 +1,227 @@
+"""INT8 calibration: the stratified calibration set, the Q/DQ model, the legacy TensorRT
+cache and the FP32 vs INT8 report.
+
+Models here are tiny hand-built ONNX graphs (``tests/fake_tensorrt/onnx_models.py``) and
+the clips come from the synthetic store of ``tests/synth.py``, so the tests run in
+seconds; the measured bar on a trained model is in ``docs/calibration.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from calibration import trt_compat as tc
+from calibration.calibset import draw_calibration_set, load_split
+from calibration.onnx_meta import read_meta
+from calibration.quantize import QuantizeError, calibrate, quantize_onnx
+from calibration.report import compare_models, format_report, head_accuracy
+from edge.clipstore import Clip, StoreError, write_store
+from edge.metadata import MetadataError
+from tests import synth
+from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synth.make_store(tmp_path_factory.mktemp("s") / "store", n_per_class=8)
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save(tiny_model(), tmp_path_factory.mktemp("m") / "model.onnx")
+
+
+# --- calibration set ----------------------------------------------------------------------
+
+def test_calibration_set_is_stratified(store: Path) -> None:
+    meta = tiny_meta()
+    cal = draw_calibration_set([store], meta, size=12, seed=0)
+    assert cal.x.shape == (12, meta.preprocess.channels, 8, 75) and cal.x.dtype == np.float32
+    counts = cal.counts()
+    assert {t: sorted(v.values()) for t, v in counts.items()} == {
+        "action": [2, 2, 2], "gesture": [2, 2, 2]}
+    assert all(cid.startswith("store:") for cid in cal.clip_id)
+    # only train clips (synth: every 4th clip is test)
+    assert all(not cid.endswith(("/3", "/7")) for cid in cal.clip_id)
+    again = draw_calibration_set([store], meta, size=12, seed=0)
+    assert again.clip_id == cal.clip_id and np.array_equal(again.x, cal.x)
+    # more than there is: every train clip once
+    everything = draw_calibration_set([store], meta, size=10_000)
+    assert len(everything) == 6 * 6 and len(set(everything.clip_id)) == 36
+
+
+def test_calibration_uses_the_runtime_preprocessing(store: Path) -> None:
+    from edge.clipstore import ClipStore
+    from edge.preprocess import preprocess
+
+    meta = tiny_meta()
+    cal = draw_calibration_set([store], meta, size=3)
+    s = ClipStore(store)
+    ids = s.column("clip_id")
+    i = ids.index(cal.clip_id[0].split(":", 1)[1])
+    clip = s[i]
+    want = preprocess(np.asarray(clip.frames)[..., :2], np.asarray(clip.mask), meta.preprocess)
+    np.testing.assert_array_equal(cal.x[0], want)
+
+
+def test_calibration_set_refuses_wrong_data(tmp_path: Path, store: Path) -> None:
+    meta = tiny_meta()
+    flat = [Clip(frames=np.zeros((5, 75, 2), np.float32), mask=np.ones((5, 75), bool),
+                 label="raise", task="action", split="train", clip_id=f"c{i}")
+            for i in range(2)]
+    two_d = write_store(flat, tmp_path / "two_d")
+    with pytest.raises(StoreError, match="holds 2D clips but the model needs 3D"):
+        draw_calibration_set([two_d], meta.with_(preprocess=meta.preprocess.__class__(
+            window=8, dims=3)))
+    other = write_store([Clip(frames=np.zeros((5, 75, 2), np.float32),
+                              mask=np.ones((5, 75), bool), label="x", task="dance",
+                              split="train", clip_id="d")], tmp_path / "other")
+    with pytest.raises(StoreError, match=r"tasks \['dance'\], the model has"):
+        draw_calibration_set([other], meta)
+    with pytest.raises(StoreError, match="no clips of the model's tasks in split 'val'"):
+        draw_calibration_set([store], meta, split="val")
+    with pytest.raises(StoreError, match="not a clip store"):
+        draw_calibration_set([tmp_path], meta)
+
+
+# --- quantization -----------------------------------------------------------------------
+
+def _inits(m: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: str) -> None:
+    meta = tiny_meta()
+    x = windows(meta, 64)
+    res = quantize_onnx(fp32, tmp_path / "m.int8.onnx", x, method=method,
+                        keep_float=["/task_logits/Gemm"], trt_cache=tmp_path / "m.calib",
+                        log=_quiet)
+    m = onnx.load(str(res.path))
+    onnx.checker.check_model(m, full_check=True)
+    qmeta = read_meta(m, res.path)
+    assert qmeta.precision == "int8" and qmeta.labels == meta.labels
+    assert qmeta.producer["calibration"]["method"] == method
+    assert res.float_nodes == ["/task_logits/Gemm"]
+    assert sorted(res.quantized_nodes) == ["/conv1/Conv", "/conv2/Conv", "/logits_action/Gemm",
+                                           "/logits_gesture/Gemm"]
+    inits = _inits(m)
+    qdq = tc.qdq_nodes(m)
+    assert qdq
+    for n in qdq:
+        zp = inits[n.input[2]]
+        assert zp.dtype in (np.int8, np.int32) and not zp.any(), n.name  # symmetric int8
+    # per-channel weights: one scale per output channel of each convolution
+    conv_w = [n for n in m.graph.node if n.op_type == "DequantizeLinear"
+              and inits.get(n.input[0]) is not None and inits[n.input[0]].dtype == np.int8
+              and inits[n.input[0]].ndim == 4]
+    assert {inits[n.input[1]].shape for n in conv_w} == {(8,)}
+    assert all(np.abs(inits[n.input[0]]).max() <= 127 for n in conv_w)
+    # the model the CPU runs and the one TensorRT builds agree
+    issues = tc.check_onnx(m, tc.profile_for("10.3.0"), "int8")
+    assert [i.message for i in issues if "int32" not in i.message and i.severity == "error"] == []
+    # and INT8 stays close to FP32 on these windows
+    s32 = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    s8 = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    a, b = s32.run(None, {"input": x}), s8.run(None, {"input": x})
+    for u, v in zip(a, b):
+        assert np.abs(u - v).max() < 0.25 * np.abs(u).max()
+    # the float head keeps its float weights (its input is the shared quantized activation)
+    head = next(n for n in m.graph.node if n.name == "/task_logits/Gemm")
+    assert inits[head.input[1]].dtype == np.float32
+    np.testing.assert_allclose(a[2], b[2], atol=0.02)
+    cache = tc.decode_calibration_cache((tmp_path / "m.calib").read_bytes())
+    assert cache.version == 8502 and cache.algorithm == "EntropyCalibration2"
+    assert {"input", "c1", "r1", "r2", "f"} <= set(cache.scales)
+    assert cache.scales["input"] == pytest.approx(np.abs(x).max() / 127, rel=0.5)
+
+
+def test_quantize_refuses(fp32: Path, tmp_path: Path) -> None:
+    x = windows(tiny_meta(), 8)
+    with pytest.raises(QuantizeError, match=r"calibration windows \(8, 7, 8, 74\) do not match"):
+        quantize_onnx(fp32, tmp_path / "q.onnx", x[..., :74], log=_quiet)
+    with pytest.raises(QuantizeError, match=r"no nodes named \['/nope'\]"):
+        quantize_onnx(fp32, tmp_path / "q.onnx", x, keep_float=["/nope"], log=_quiet)
+    with pytest.raises(QuantizeError, match="unknown calibration method 'kl'"):
+        quantize_onnx(fp32, tmp_path / "q.onnx", x, method="kl", log=_quiet)
+    res = quantize_onnx(fp32, tmp_path / "q.onnx", x, trt_cache=None, log=_quiet)
+    with pytest.raises(QuantizeError, match="is already int8"):
+        quantize_onnx(res.path, tmp_path / "qq.onnx", x, log=_quiet)
+    bare = tiny_model()
+    del bare.metadata_props[:]
+    with pytest.raises(MetadataError, match="no skelmtl metadata"):
+        quantize_onnx(save(bare, tmp_path / "bare.onnx"), tmp_path / "q2.onnx", x, log=_quiet)
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x01garbage")
+    with pytest.raises(Exception, match="junk.onnx: not a readable ONNX model"):
+        quantize_onnx(tmp_path / "junk.onnx", tmp_path / "q3.onnx", x, log=_quiet)
+
+
+# --- report ------------------------------------------------------------------------------
+
+def test_head_accuracy_numbers() -> None:
+    from calibration.calibset import WindowSet
+
+    labels = {"a": ("x", "y"), "b": ("p", "q", "r")}
+    ws = WindowSet(np.zeros((4, 1, 1, 1), np.float32), ("a", "a", "b", "b"),
+                   ("x", "y", "p", "zzz"), ("1", "2", "3", "4"))
+    f32 = {"logits_a": np.array([[2., 0], [0, 1], [0, 0], [0, 0]]),
+           "logits_b": np.array([[0., 0, 0], [0, 0, 0], [3, 0, 0], [0, 0, 0]]),
+           "task_logits": np.array([[1., 0], [1, 0], [0, 1], [0, 1]])}
+    i8 = {"logits_a": np.array([[2., 0], [1.5, 1], [0, 0], [0, 0]]),
+          "logits_b": np.array([[0., 0, 0], [0, 0, 0], [2.9, 0, 0], [0, 0, 0]]),
+          "task_logits": np.array([[1., 0], [1, 0], [0, 1], [1, 0]])}
+    r = head_accuracy(f32, i8, ws, labels, ("a", "b"))
+    assert r["a"] == {"n": 2, "unknown_label": 0, "top1_fp32": 1.0, "top1_int8": 0.5,
+                      "top1_drop_points": 50.0, "agreement": 0.5, "max_abs_logit_diff": 1.5}
+    assert r["b"]["n"] == 1 and r["b"]["unknown_label"] == 1
+    assert r["b"]["max_abs_logit_diff"] == pytest.approx(0.1)
+    assert r["task_logits"]["top1_int8"] == 0.75 and r["task_logits"]["agreement"] == 0.75
+
+
+def test_report_on_test_split(fp32: Path, store: Path, tmp_path: Path) -> None:
+    res, cal = calibrate(fp32, tmp_path / "m.int8.onnx", [store], size=24, log=_quiet)
+    assert res.calibration_cache == tmp_path / "m.int8.calib"
+    rep = compare_models(fp32, res.path, [store], repeats=3)
+    test = load_split([store], tiny_meta(), split="test")
+    assert rep["windows"] == len(test) == 12
+    assert set(rep["heads"]) == {"action", "gesture", "task_logits"}
+    for h in rep["heads"].values():
+        assert 0.0 <= h["agreement"] <= 1.0 and h["max_abs_logit_diff"] >= 0.0
+    lat = rep["latency"]
+    assert set(lat) == {"batch_1", "batch_32"}
+    assert all(v["fp32"]["median_ms"] > 0 and v["int8"]["median_ms"] > 0 and "ratio" in v
+               for v in lat.values())
+    assert set(rep["bar"]) == {"max_top1_drop_points", "max_latency_ratio", "accuracy_ok",
+                               "latency_ok"}
+    assert rep["calibration"]["windows"] == 24
+    assert "FP32 vs INT8 on 12 test windows" in format_report(rep)
+
+
+def test_cli(fp32: Path, store: Path, tmp_path: Path,
+             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edge.cli import main
+
+    out = tmp_path / "m.int8.onnx"
+    rc = main(["calibrate", str(fp32), "--data", str(store), "-o", str(out), "--method",
+               "entropy", "--size", "16", "--report", str(tmp_path / "r.json"),
+               "--latency-repeats", "2", "--trt-cache-version", "8.6.1"])
+    assert rc == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["calibration"]["method"] == "entropy" and rep["schema"] == 1
+    assert (tmp_path / "m.int8.calib").read_text().startswith("TRT-8601-EntropyCalibration2\n")
+    rc = main(["calibrate", str(fp32), "--data", str(tmp_path / "nowhere"), "-o", str(out)])
+    assert rc == 2
+    assert "nowhere: not a clip store" in capsys.readouterr().err
