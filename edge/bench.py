@@ -16,16 +16,25 @@ Stages (each skipped with a recorded reason when its dependency is missing):
 * ``end_to_end`` -- one video frame through decode, landmarks and the streaming pipeline;
   ``end_to_end_replay`` -- one recorded landmark frame through the streaming pipeline.
 
-Sweep: preprocessing and the ONNX Runtime FP32 model over window lengths x batch sizes.
-The sweep is export-free: it copies the FP32 graph with the batch and time axes of its
-input made symbolic and runs that copy at each window (weights and architecture are the
-bundled model's). A graph that bakes the window length into a constant (a Reshape, a
-pooling kernel) fails at other windows; those points are recorded as skipped with the
-runtime's message.
+Sweep: preprocessing and the ONNX Runtime model (FP32, and INT8 when present) over window
+lengths x batch sizes. It is export-free: at each window the bench copies the model with
+the input's time axis set to that window, the batch axis symbolic and the metadata's
+window changed (:func:`window_copy`), and runs the copy through the normal ONNX Runtime
+backend. Weights and architecture are the bundled model's, which is what "how cost grows
+with work" asks about; the accuracy of a model at a window it was not trained for is not
+the point. A graph that bakes the window length into a constant (a Reshape, a pooling
+kernel) fails at other windows; those points are recorded as skipped with the runtime's
+message.
 
-FLOPs and parameters per window are counted from the FP32 ONNX graph (onnx shape
-inference): multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul and Einsum nodes;
-FLOPs = 2 x MACs; parameters = elements of floating-point initializers.
+FLOPs and parameters per window (:func:`count_onnx`) are counted from the FP32 ONNX
+graph: multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul and Einsum nodes, with
+every tensor's shape taken from one ONNX Runtime run; FLOPs = 2 x MACs; parameters =
+elements of floating-point initializers (batch norm folded by the exporter).
+
+Environment (:func:`device_info`): CPU model, cores, Python and library versions, GPU,
+CUDA, TensorRT; on a Jetson the L4T / JetPack release, ``nvpmodel`` power mode,
+``jetson_clocks``, jetson-stats readings, and tegrastats power, RAM and GPU load sampled
+through the whole run (:class:`TegraStats`). Anything absent is recorded as absent.
 
 Outputs in ``--out``: ``bench.json`` (schema in :mod:`edge.benchstats`), ``bench.md``,
 ``bench.png``; the table is printed.
