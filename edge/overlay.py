@@ -3,8 +3,8 @@
 Usage: skelmtl run --model M --source clip.mp4 --overlay out.mp4
 
 A picture a person can check: for each frame the mp75 skeleton (body white, the
-subject's left hand blue, right hand orange) is drawn on the source image, or on a grey
-canvas when the source is a landmark replay; a panel shows the presence state, the
+subject's left hand blue, right hand orange) is drawn on the source image (enlarged to
+480 pixels high when smaller), or on a grey canvas when the source is a landmark replay; a panel shows the presence state, the
 routed task (and why it was chosen), the smoothed top-3 labels of the last window with
 bars, the active label after hysteresis, and the drop count.
 
@@ -24,6 +24,7 @@ from edge.errors import SkelmtlError
 from edge.layout import MP75, N_HAND, N_POSE
 
 DEFAULT_SIZE = (640, 480)
+MIN_HEIGHT = 480  # smaller source images are enlarged to this height
 _BODY = (235, 235, 235)
 _LEFT = (70, 140, 255)
 _RIGHT = (255, 150, 40)
@@ -55,7 +56,10 @@ def to_pixels(joints: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np
     if not m.any():
         return np.zeros((len(xy), 2))
     pts = xy[m]
-    if pts.min() >= -0.5 and pts.max() <= 1.5:
+    inside = ((pts >= 0) & (pts <= 1)).all(axis=1).mean()
+    # MediaPipe places joints it guesses outside the image (legs below the frame) beyond
+    # [0, 1]: still normalised when most joints are inside and none is far out.
+    if pts.min() >= -1.0 and pts.max() <= 2.0 and inside >= 0.5:
         return xy * (w, h)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     scale = 0.8 * min(w / max(hi[0] - lo[0], 1e-9), h / max(hi[1] - lo[1], 1e-9))
@@ -128,6 +132,12 @@ def render(step: Any, labels: dict[str, tuple[str, ...]],
     """The overlay frame (RGB) of a step: its image (or a grey canvas), skeleton, panel."""
     if step.image is not None:
         img = np.ascontiguousarray(step.image, dtype=np.uint8).copy()
+        if img.shape[0] < MIN_HEIGHT:  # small videos: enlarge so the panel stays readable
+            import cv2
+
+            scale = MIN_HEIGHT / img.shape[0]
+            img = np.asarray(cv2.resize(img, (round(img.shape[1] * scale), MIN_HEIGHT),
+                                        interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
     else:
         frame_size = tuple(getattr(step.frame, "image_size", (0, 0)) or (0, 0))
         w, h = frame_size if frame_size[0] > 0 and frame_size[1] > 0 else size

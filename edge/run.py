@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lm = p.add_argument_group("landmarks (video sources)")
     lm.add_argument("--pose-model", default=None, help="MediaPipe pose_landmarker .task file")
     lm.add_argument("--hand-model", default=None, help="MediaPipe hand_landmarker .task file")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="stop after this many frames (0: run to the end of the source)")
     p.add_argument("--quiet", action="store_true", help="do not print events")
 
 
@@ -100,6 +102,25 @@ def open_pipeline(args: argparse.Namespace) -> Any:
                                **backend_options(args, args.backend, models[0]))
 
 
+class _FirstFrames:
+    """The first ``n`` items of a source, keeping its attributes (live, end_reason, ...)."""
+
+    def __init__(self, source: Any, n: int) -> None:
+        self.source, self.n = source, n
+        self.live = getattr(source, "live", False)
+        self.ended_early = False
+        self.end_reason: str | None = None
+
+    def __iter__(self) -> Any:
+        for i, item in enumerate(self.source):
+            yield item
+            if i + 1 >= self.n:
+                self.end_reason = f"stopped after --max-frames {self.n}"
+                return
+        self.ended_early = getattr(self.source, "ended_early", False)
+        self.end_reason = getattr(self.source, "end_reason", None)
+
+
 def main(args: argparse.Namespace) -> int:
     from edge.overlay import OverlayWriter
     from edge.publish import open_publishers
@@ -122,8 +143,11 @@ def main(args: argparse.Namespace) -> int:
                                     pose_model=args.pose_model, hand_model=args.hand_model)
         threaded = {"auto": None, "on": True, "off": False}[args.threaded]
         last_state = "ended"
+        frames: Any = source
+        if args.max_frames > 0:
+            frames = _FirstFrames(source, args.max_frames)
         try:
-            for step in pipe.steps(source, threaded=threaded, landmarker=landmarker):
+            for step in pipe.steps(frames, threaded=threaded, landmarker=landmarker):
                 if overlay is not None:
                     overlay.write(step)
                 for ev in step.events:
