@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends import load_backend
-from edge.backends.base import Backend, BackendError
+from edge.backends.base import Backend
 from edge.errors import SkelmtlError
 from edge.events import Event
 from edge.metadata import TASK_OUTPUT, MetadataError, ModelMeta, logits_name
@@ -368,10 +368,11 @@ class Pipeline:
                 events += self._run_window(t, index)
         return events
 
-    def _drop_event(self, t: float, index: int) -> list[Event]:
+    def _drop_event(self, t: float, index: int, force: bool = False) -> list[Event]:
         if self.dropped <= self._reported_dropped:
             return []
-        if self._last_drop_t is not None and t - self._last_drop_t < self.config.drop_report_s:
+        if not force and self._last_drop_t is not None \
+                and t - self._last_drop_t < self.config.drop_report_s:
             return []
         new = self.dropped - self._reported_dropped
         self._reported_dropped, self._last_drop_t = self.dropped, t
@@ -443,8 +444,7 @@ class Pipeline:
         """
         t = float(self.buffer.last(1)[2][0]) if len(self.buffer) else 0.0
         index = max(0, self.frames - 1)
-        events = self._drop_event(float("inf"), index) if self.dropped else []
-        events = [Event(e.kind, t, e.frame, dropped=e.dropped, reason=e.reason) for e in events]
+        events = self._drop_event(t, index, force=True)  # drops not reported yet
         events += self._close_all("end_of_stream", t, index)
         events.append(Event("stream", t, index, state=state, dropped=self.dropped,
                             reason=reason))
@@ -482,7 +482,8 @@ class Pipeline:
 
         The stream always ends with a step whose events contain a ``stream`` event:
         ``ended``, ``lost`` (the source stopped early; the reason says why) or ``failed``
-        (reading raised an error: the message is the reason).
+        (reading the source raised an error: the message is the reason). Errors of the
+        frames, the model or the landmark front end are raised, not turned into events.
         """
         if threaded is None:
             threaded = bool(getattr(source, "live", False))
@@ -493,11 +494,15 @@ class Pipeline:
             items, queue, stop = threaded_reader(source, queue_size or self.config.queue_size)
         else:
             items, queue = iter(source), None
+        failure: str | None = None
         try:
             while True:
                 try:
                     item = next(items)
                 except StopIteration:
+                    break
+                except (SkelmtlError, OSError) as e:  # reading the source failed mid-stream
+                    failure = str(e) or type(e).__name__
                     break
                 image = None
                 if not (hasattr(item, "joints") or isinstance(item, tuple)) and hasattr(item, "image"):
@@ -513,21 +518,18 @@ class Pipeline:
                 events = self.push(item, dropped=queue.dropped if queue is not None else None)
                 yield Step(item, image, events, self.last_result, self.presence.state,
                            self.dropped, self.windows != n_windows)
-        except (SkelmtlError, OSError) as e:
-            if isinstance(e, (FrameError, BackendError, PipelineError)):
-                raise  # our own misuse or a broken model: not a source problem
-            yield Step(None, None, self.finish("failed", str(e)), self.last_result,
-                       self.presence.state, self.dropped)
-            return
         finally:
             if stop is not None:
                 stop.set()
             if own_lm and lm is not None:
                 lm.close()
-        if getattr(source, "ended_early", False):
-            state, reason = "lost", getattr(source, "end_reason", None)
+        reason = getattr(source, "end_reason", None)
+        if failure is not None:
+            state, reason = "failed", failure
+        elif getattr(source, "ended_early", False):
+            state = "lost"
         else:
-            state, reason = "ended", getattr(source, "end_reason", None)
+            state = "ended"
         yield Step(None, None, self.finish(state, reason), self.last_result,
                    self.presence.state, self.dropped)
 

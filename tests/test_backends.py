@@ -507,3 +507,22 @@ def test_tensorrt_engine_agrees_with_onnxruntime_on_gpu(tiny: Path, tmp_path: Pa
     for k in ref:
         np.testing.assert_allclose(out[k], ref[k], rtol=1e-3, atol=1e-4)
     b.close()
+
+
+def test_pipeline_on_a_checkpoint_matches_its_onnx_export(stgcn: dict[str, Any],
+                                                          shared_data: Path) -> None:
+    """``backend="auto"`` opens a .pt through the torch entry point; same numbers as ONNX."""
+    from edge.pipeline import Pipeline
+
+    f, m = volleyball_sequence(shared_data, "Substi", 3)
+    results = []
+    for key in ("torch", "onnxruntime"):
+        pipe = Pipeline.from_model(stgcn[key], task="auto")
+        assert pipe.graphs[0].name == key
+        for i in range(len(f)):
+            pipe.push((f[i], m[i], i / 30))
+        assert pipe.windows == (30 - 16) // 4 + 1 and pipe.last_result is not None
+        results.append(pipe.last_result)
+    a, b = results
+    assert a.task == b.task and a.label == b.label
+    np.testing.assert_allclose(a.smoothed, b.smoothed, rtol=1e-4, atol=1e-5)
