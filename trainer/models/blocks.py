@@ -72,11 +72,10 @@ class GraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.A + self.B
-        if self.partitions == 1:
-            y = self.mm(x, a[0])
-        else:
-            # (N, 1, C, T, V) @ (K, 1, V, V) -> (N, K, C, T, V) -> (N, K*C, T, V)
-            y = self.mm(x.unsqueeze(1), a.unsqueeze(1)).flatten(1, 2)
+        # One MatMul per partition, stacked on channels: plain MatMul + Concat in ONNX (a
+        # broadcast 5-D matmul would need a reshape with a dynamic batch: Shape ops).
+        y = self.mm(x, a[0]) if self.partitions == 1 else \
+            torch.cat([self.mm(x, a[k]) for k in range(self.partitions)], 1)
         y = self.bn(self.conv(y))
         return y + self.embed if self.embed is not None else y
 
@@ -104,19 +103,19 @@ class STBlock(nn.Module):
         self.tcn = nn.Conv2d(out_channels, out_channels, (kernel, 1), (stride, 1),
                              ((kernel - 1) // 2, 0), bias=False)
         self.bn = bn2d(out_channels)
-        self.res: nn.Module | None
-        if not residual:
-            self.res = None
-        elif in_channels == out_channels and stride == 1:
-            self.res = nn.Identity()
-        else:
+        # The identity residual is a flag, not nn.Identity (which exports an Identity node).
+        self.res: nn.Module | None = None
+        self.identity_res = residual and in_channels == out_channels and stride == 1
+        if residual and not self.identity_res:
             self.res = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, (stride, 1), bias=False),
                 bn2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(self.tcn(F.relu(self.gcn(x))))
-        if self.res is not None:
+        if self.identity_res:
+            y = y + x
+        elif self.res is not None:
             y = y + self.res(x)
         return F.relu(y)
 
@@ -125,8 +124,11 @@ class DataNorm(nn.Module):
     """Input batch normalisation per (channel, joint), as ST-GCN's ``data_bn``.
 
     Coordinates, motion, bones and the mask have very different scales per joint (a
-    fingertip moves less than a wrist); this learns one scale and shift per (C, V). At
-    inference it is a constant affine map (one ``BatchNormalization`` on a 3-D tensor).
+    fingertip moves less than a wrist); this learns one scale and shift per (C, V).
+    Training uses a ``BatchNorm1d`` over ``C*V`` channels (statistics over batch and
+    time). In eval mode it is the equivalent constant affine map ``x * scale + shift``
+    with ``(1, C, 1, V)`` constants: one Mul and one Add in ONNX, no reshapes or
+    transposes (which a dynamic batch would turn into Shape/Reshape chains).
 
     Shapes: ``(N, C, T, V)`` -> same.
     """
@@ -137,8 +139,15 @@ class DataNorm(nn.Module):
         self.bn = nn.BatchNorm1d(channels * num_joints, momentum=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn(x.transpose(2, 3).flatten(1, 2))  # (N, C*V, T)
-        return y.unflatten(1, (self.channels, self.num_joints)).transpose(2, 3)
+        if self.training:
+            y = self.bn(x.transpose(2, 3).flatten(1, 2))  # (N, C*V, T)
+            return y.unflatten(1, (self.channels, self.num_joints)).transpose(2, 3)
+        bn = self.bn
+        assert bn.running_var is not None and bn.running_mean is not None
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        shape = (1, self.channels, 1, self.num_joints)
+        return x * scale.reshape(shape) + shift.reshape(shape)
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:
