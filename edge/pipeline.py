@@ -58,6 +58,7 @@ from edge.stream import (
     StreamConfig,
     as_frame,
     batch_inputs,
+    flush_frames,
     softmax,
     threaded_reader,
     window_due,
@@ -391,9 +392,10 @@ class Pipeline:
     def _infer(self, task: str, x: np.ndarray) -> dict[str, np.ndarray]:
         return self._graph_for[task].infer(x)
 
-    def _run_window(self, t: float, index: int) -> list[Event]:
+    def _run_window(self, t: float, index: int, n: int | None = None) -> list[Event]:
         t0 = time.perf_counter()
-        frames, mask, ts = self.buffer.last(self.window)
+        n = n or self.window
+        frames, mask, ts = self.buffer.last(n)
         x = preprocess(frames, mask, self.meta.preprocess)[None]
         t1 = time.perf_counter()
         decision = self.router.before_inference(frames, mask)
@@ -419,7 +421,7 @@ class Pipeline:
         self._routed = task
         probs = softmax(outs[logits_name(task)][0])
         smoothed = self._smoothers[task](probs)
-        t_centre = float(ts[self.window // 2])
+        t_centre = float(ts[n // 2])
         tracker = self._trackers[task]
         events += tracker.update(smoothed, t_centre, t, index, self.dropped)
         t3 = time.perf_counter()
@@ -438,6 +440,10 @@ class Pipeline:
     def finish(self, state: str = "ended", reason: str | None = None) -> list[Event]:
         """End the stream: close active labels (``end_of_stream``) and say so.
 
+        A stream that ended before its first window (at least half a window long) first
+        gets one window over all its frames (``config.flush``), so a short recording still
+        gets a prediction.
+
         Args:
             state: ``ended`` (the source ended), ``lost`` (it stopped early) or ``failed``.
             reason: the source's words about why.
@@ -445,6 +451,10 @@ class Pipeline:
         t = float(self.buffer.last(1)[2][0]) if len(self.buffer) else 0.0
         index = max(0, self.frames - 1)
         events = self._drop_event(t, index, force=True)  # drops not reported yet
+        if (self.config.flush and self.windows == 0 and self.skipped_windows == 0
+                and len(self.buffer) >= flush_frames(self.window)
+                and self.presence.state != "no_person"):
+            events += self._run_window(t, index, len(self.buffer))
         events += self._close_all("end_of_stream", t, index)
         events.append(Event("stream", t, index, state=state, dropped=self.dropped,
                             reason=reason))
@@ -530,8 +540,10 @@ class Pipeline:
             state = "lost"
         else:
             state = "ended"
-        yield Step(None, None, self.finish(state, reason), self.last_result,
-                   self.presence.state, self.dropped)
+        n_windows = self.windows
+        events = self.finish(state, reason)
+        yield Step(None, None, events, self.last_result, self.presence.state, self.dropped,
+                   self.windows != n_windows)
 
     def run(self, source: Iterable[Any], **kwargs: Any) -> Iterator[Event]:
         """Events of a whole source (see :meth:`steps` for the arguments)."""
@@ -547,9 +559,10 @@ class Pipeline:
 
         Returns:
             ``output name -> (N, K)`` for the N windows of :func:`edge.stream.window_bounds`
-            (every graph runs, whatever the router would choose).
+            (with the end-of-stream window of a short clip when ``config.flush``; every
+            graph runs, whatever the router would choose).
         """
-        x = batch_inputs(frames, mask, self.meta.preprocess, self.stride)
+        x = batch_inputs(frames, mask, self.meta.preprocess, self.stride, self.config.flush)
         out: dict[str, np.ndarray] = {}
         if len(x) == 0:
             return out

@@ -66,6 +66,10 @@ class StreamConfig:
         stride: frames between windows; ``None`` takes the model's ``meta.stride``.
         queue_size: frames buffered between the reader and inference in threaded mode.
         drop_report_s: at most one ``drop`` event per this many seconds of source time.
+        flush: a stream that ends before its first window (shorter than ``window``
+            frames, at least half of it) gets one window over all its frames when it
+            finishes; preprocessing resamples it to the window length, as training does
+            with short clips.
     """
 
     smoothing: str = "ema"
@@ -79,6 +83,7 @@ class StreamConfig:
     stride: int | None = None
     queue_size: int = 8
     drop_report_s: float = 1.0
+    flush: bool = True
 
     def __post_init__(self) -> None:
         if self.smoothing not in SMOOTHING:
@@ -184,26 +189,40 @@ def window_due(frames_seen: int, window: int, stride: int) -> bool:
     return frames_seen >= window and (frames_seen - window) % stride == 0
 
 
-def window_bounds(n_frames: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` of every window the stream runs over ``n_frames`` frames."""
-    return [(s, s + window) for s in range(0, n_frames - window + 1, stride)]
+def flush_frames(window: int) -> int:
+    """Fewest frames a stream shorter than one window needs for its end-of-stream window."""
+    return max(2, window // 2)
+
+
+def window_bounds(n_frames: int, window: int, stride: int, flush: bool = False
+                  ) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of every window the stream runs over ``n_frames`` frames.
+
+    With ``flush``, a stream shorter than one window (but at least
+    :func:`flush_frames` long) gets one window over all its frames, as
+    :meth:`edge.pipeline.Pipeline.finish` runs it.
+    """
+    bounds = [(s, s + window) for s in range(0, n_frames - window + 1, stride)]
+    if flush and not bounds and n_frames >= flush_frames(window):
+        bounds = [(0, n_frames)]
+    return bounds
 
 
 def batch_inputs(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig,
-                 stride: int) -> np.ndarray:
+                 stride: int, flush: bool = False) -> np.ndarray:
     """Every streaming window of a clip at once, through the one preprocessing function.
 
     Args:
         frames: ``(T, 75, C)``; mask: ``(T, 75)``; cfg: the model's preprocessing; stride:
-            frames between windows.
+            frames between windows; flush: as :func:`window_bounds`.
 
     Returns:
-        ``(N, C', W, 75)`` float32, N = ``len(window_bounds(T, W, stride))``.
+        ``(N, C', W, 75)`` float32, N = ``len(window_bounds(T, W, stride, flush))``.
     """
     frames = np.asarray(frames, np.float32)[..., : cfg.dims]
     mask = np.asarray(mask, bool) & np.isfinite(frames).all(-1)
     frames = np.where(mask[..., None], frames, 0.0).astype(np.float32)
-    bounds = window_bounds(len(frames), cfg.window, stride)
+    bounds = window_bounds(len(frames), cfg.window, stride, flush)
     out = np.zeros((len(bounds), cfg.channels, cfg.window, NUM_JOINTS), np.float32)
     for i, (a, b) in enumerate(bounds):
         out[i] = preprocess(frames[a:b], mask[a:b], cfg)
@@ -466,5 +485,5 @@ def threaded_reader(source: Iterable[T], maxsize: int) -> tuple[Iterator[T], Lat
 
 __all__ = ["SMOOTHING", "Closed", "FrameError", "LabelTracker", "LatestQueue",
            "PresenceTracker", "RingBuffer", "Smoother", "StreamConfig", "StreamConfigError",
-           "as_frame", "batch_inputs", "presence_state", "softmax", "threaded_reader",
+           "as_frame", "batch_inputs", "flush_frames", "presence_state", "softmax", "threaded_reader",
            "window_bounds", "window_due"]

@@ -97,6 +97,28 @@ def test_streaming_gives_the_same_logits_as_one_batch(tiny: Path, shared_data: P
                                    atol=1e-6, err_msg=k)
 
 
+def test_a_stream_shorter_than_a_window_gets_one_window_at_finish(tiny: Path,
+                                                                   shared_data: Path) -> None:
+    f, m = volleyball_sequence(shared_data, "pointL", 9)
+    f, m = f[:12], m[:12]  # 12 frames < window 16, >= half of it
+    pipe = Pipeline.from_model(tiny, task="gesture", enter=0.2, exit=0.1)
+    ev = _push_all(pipe, f, m)
+    assert pipe.windows == 0 and [e.kind for e in ev] == ["state"]
+    ev = pipe.finish()
+    assert pipe.windows == 1 and pipe.last_result is not None
+    assert [e.kind for e in ev] == ["begin", "end", "stream"]
+    assert ev[0].start == pytest.approx(6 / 30) and ev[1].reason == "end_of_stream"
+    batch = pipe.infer_clip(f, m)  # the same window in batch form
+    np.testing.assert_allclose(batch["logits_gesture"][0],
+                               pipe.last_result.outputs["logits_gesture"], rtol=1e-5)
+    short = Pipeline.from_model(tiny, task="gesture")
+    _push_all(short, f[:7], m[:7])
+    assert [e.kind for e in short.finish()] == ["stream"] and short.windows == 0
+    off = Pipeline.from_model(tiny, task="gesture", flush=False)
+    _push_all(off, f, m)
+    assert [e.kind for e in off.finish()] == ["stream"] and off.windows == 0
+
+
 # -- events ---------------------------------------------------------------------------
 def test_events_from_scripted_windows() -> None:
     meta = tiny_meta(("gesture",))

@@ -84,6 +84,12 @@ def test_window_due_matches_window_bounds(n: int, w: int, s: int) -> None:
     assert len(bounds) == (0 if n < w else (n - w) // s + 1)
 
 
+@pytest.mark.parametrize("n,expected", [(40, [(0, 16), (8, 24), (16, 32), (24, 40)]),
+                                        (15, [(0, 15)]), (8, [(0, 8)]), (7, [])])
+def test_window_bounds_flush_short_streams(n: int, expected: list[tuple[int, int]]) -> None:
+    assert window_bounds(n, 16, 8, flush=True) == expected
+
+
 def test_batch_inputs_are_preprocess_of_each_window() -> None:
     f, m = synthetic_frames(40, hand_speed=0.03)
     f[7, 3] = np.nan
