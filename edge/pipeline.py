@@ -238,7 +238,8 @@ class Pipeline:
     """Streaming recognition over landmark frames (see the module docstring).
 
     Args:
-        graphs: one backend, or several per-task backends of one model.
+        graphs: one backend, or several per-task backends of one model (graphs of tasks
+            the router can never choose are ignored; the caller keeps ownership).
         task: a task of the model, or ``"auto"`` (the router decides per window).
         config: streaming options (:class:`edge.stream.StreamConfig`).
         router_options: ``hand_task``, ``body_task``, ``min_hand_fraction``,
@@ -266,8 +267,6 @@ class Pipeline:
                 self.graphs.append(g)
                 for t in g.meta.graph_tasks:
                     self._graph_for[t] = g
-            else:
-                g.close()  # a fixed task never runs the other tasks' graphs
         missing = [t for t in needed if t not in self._graph_for]
         if missing:
             raise PipelineError(f"no graph computes task(s) {missing}; given graphs for "
@@ -290,6 +289,7 @@ class Pipeline:
         self._routed: str | None = None
         self.last_result: WindowResult | None = None
         self.finished = False
+        self.owns_graphs = False  # from_model opened them: close() closes them
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -323,11 +323,16 @@ class Pipeline:
         try:
             for p in paths:
                 graphs.append(load_backend(p, backend, **options))
-            return cls(graphs, task, config, router_opts)
+            pipe = cls(graphs, task, config, router_opts)
         except BaseException:
             for g in graphs:
                 g.close()
             raise
+        for g in graphs:
+            if g not in pipe.graphs:
+                g.close()  # a fixed task never runs the other tasks' graphs: free them
+        pipe.owns_graphs = True
+        return pipe
 
     # -- streaming ------------------------------------------------------------------------
     def push(self, frame: Any, *, dropped: int | None = None) -> list[Event]:
@@ -580,8 +585,10 @@ class Pipeline:
                 "latency_ms": self.latency.to_dict()}
 
     def close(self) -> None:
-        for g in self.graphs:
-            g.close()
+        """Close the backends :meth:`from_model` opened (backends passed in stay open)."""
+        if self.owns_graphs:
+            for g in self.graphs:
+                g.close()
 
     def __enter__(self) -> Pipeline:
         return self
