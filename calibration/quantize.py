@@ -37,9 +37,11 @@ from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME, ModelMeta
 
 METHODS = ("minmax", "entropy", "percentile")
-# What gets quantized: the compute-heavy operators. Quantizing element-wise ops too
-# mostly adds Q/DQ pairs that ONNX Runtime and TensorRT then have to remove again.
-DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul")
+# What gets quantized: the compute-heavy operators and the residual Add (TensorRT fuses a
+# quantized Add into the convolution that feeds it; ONNX Runtime runs QLinearAdd). Relu
+# is left alone: with symmetric INT8 a Q cannot clip at zero, so quantizing it only adds
+# a Q/DQ pair.
+DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
 DEFAULT_CACHE_TRT = "8.5.2"  # JetPack 5.1.1 / 5.1.2
 Log = Callable[[str], None]
 
@@ -118,25 +120,36 @@ def _dq_fed(model: Any) -> set[str]:
             and len(n.input) > 1 and n.input[1] in dq}
 
 
-def activation_scales(model_path: Path, x: np.ndarray, method: str, batch: int,
-                      percentile: float) -> dict[str, float]:
-    """Per-tensor INT8 scales (``amax / 127``) for every float tensor of the FP32 model.
+def calibrate_ranges(model_path: Path, x: np.ndarray, method: str, batch: int,
+                     percentile: float) -> Any:
+    """One calibration pass over every float tensor of ``model_path``.
 
-    This is what TensorRT's legacy calibrator would compute: implicit quantization needs
-    a range for every tensor of the network, not only the inputs of quantized nodes.
+    Returns ONNX Runtime's ``TensorsData`` (tensor -> symmetric range). Entropy uses
+    TensorRT's settings (2048 histogram bins, 128 quantized bins): ONNX Runtime's default
+    of 128 bins leaves the KL search a single candidate, the full range, which makes
+    "entropy" identical to "minmax". Every tensor is calibrated (not only the inputs of
+    the quantized operators) because the legacy TensorRT cache needs them all.
     """
     from onnxruntime.quantization import create_calibrator
 
     extra: dict[str, Any] = {"symmetric": True}
-    if method == "percentile":
-        extra["percentile"] = percentile
+    if method == "entropy":
+        extra.update(num_bins=2048, num_quantized_bins=128)
+    elif method == "percentile":
+        extra.update(num_bins=2048, percentile=percentile)
     with tempfile.TemporaryDirectory(prefix="skelmtl-cal-") as tmp:
         cal = create_calibrator(str(model_path), None,
                                 augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                 calibrate_method=_method(method), extra_options=extra)
+        # ORT prints calibration progress to stdout; stdout carries only our result.
         with contextlib.redirect_stdout(sys.stderr):
             cal.collect_data(_reader(x, batch))
             ranges = cal.compute_data()
+    return ranges
+
+
+def ranges_to_scales(ranges: Any) -> dict[str, float]:
+    """Per-tensor INT8 scales ``amax / 127`` from calibrated ranges (zero ranges dropped)."""
     scales = {}
     for name, td in ranges.data.items():
         lo, hi = td.range_value
@@ -146,8 +159,54 @@ def activation_scales(model_path: Path, x: np.ndarray, method: str, batch: int,
     return scales
 
 
+def dedicate_quantizers(model: Any) -> int:
+    """Make every activation's Q -> DQ pair per consumer distinct, in place.
+
+    ONNX Runtime's CPU kernels fuse a DQ -> op -> Q unit into an integer kernel
+    (QLinearConv, QLinearMatMul...) only when the unit's input DQ comes from a Q that
+    feeds nothing else. A tensor with two consumers (an ST-GCN block input feeds the
+    graph convolution and the residual convolution) gets one Q -> DQ pair per consumer
+    from the quantizer (``DedicatedQDQPair``), but the pairs are identical, so ONNX
+    Runtime's common-subexpression elimination merges them back into one Q with two DQs,
+    and both consumers then run in float between dequantize and quantize. Giving each
+    extra pair its own scale, one float32 ulp apart per copy (a relative change of about
+    1e-7), keeps the pairs apart and lets both units fuse. TensorRT is indifferent.
+
+    Returns:
+        How many Q -> DQ pairs got their own scale.
+    """
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for n in g.node:
+        if (n.op_type == "QuantizeLinear" and n.input[0] not in inits
+                and len(n.input) > 1 and n.input[1] in inits):
+            groups.setdefault((n.input[0], n.input[1]), []).append(n)
+    changed = 0
+    for (_, scale_name), qs in groups.items():
+        base = numpy_helper.to_array(inits[scale_name]).astype(np.float32)
+        for k, q in enumerate(qs[1:], 1):
+            scale = base
+            for _ in range(k):
+                scale = np.nextafter(scale, np.float32(np.inf), dtype=np.float32)
+            t = numpy_helper.from_array(scale, f"{scale_name}_pair{k}")
+            g.initializer.append(t)
+            q.input[1] = t.name
+            for dq in consumers.get(q.output[0], []):
+                if dq.op_type == "DequantizeLinear" and dq.input[1] == scale_name:
+                    dq.input[1] = t.name
+            changed += 1
+    return changed
+
+
 def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
-                  calib: np.ndarray, *, method: str = "minmax",
+                  calib: np.ndarray, *, method: str = "entropy",
                   keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
                   percentile: float = 99.999, batch: int = 32,
                   trt_cache: str | os.PathLike[str] | None = None,
@@ -176,6 +235,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     """
     from onnxruntime import __version__ as ort_version
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_path, out = Path(model_path), Path(out)
@@ -201,11 +261,8 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     extra: dict[str, Any] = {
         "ActivationSymmetric": True, "WeightSymmetric": True,  # TensorRT: zero point 0
         "QuantizeBias": True,  # int32 bias for ORT's integer kernels; build-engine folds it
-        "CalibTensorRangeSymmetric": True,
-        "CalibMovingAverage": False,
+        "DedicatedQDQPair": True,  # one DQ per consumer: ORT fuses node units only then
     }
-    if method == "percentile":
-        extra["CalibPercentile"] = percentile
     with tempfile.TemporaryDirectory(prefix="skelmtl-q-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         qdq = Path(tmp) / "qdq.onnx"
@@ -213,21 +270,26 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         # ONNX Runtime recommends before static quantization.
         quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=False)
         log(f"calibrating on {len(calib)} windows with {method}")
+        ranges = calibrate_ranges(pre, calib, method, batch, percentile)
+        cache_json = Path(tmp) / "ranges.json"
+        save_tensors_data(ranges, cache_json)
         try:
-            # ORT prints calibration progress to stdout; stdout carries only our result.
-            with contextlib.redirect_stdout(sys.stderr):
-                quantize_static(str(pre), str(qdq), _reader(calib, batch),
-                    quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
-                    per_channel=True, reduce_range=False,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=list(keep_float),
-                    calibrate_method=_method(method), extra_options=extra)
+            quantize_static(str(pre), str(qdq), None, calibration_cache_path=str(cache_json),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+                            per_channel=True, reduce_range=False,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(keep_float),
+                            calibrate_method=_method(method), extra_options=extra)
         except Exception as e:  # ORT raises plain exceptions for graph problems
             raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
                                 f"({type(e).__name__}: {e})") from None
         import onnx
 
         qmodel = onnx.load(str(qdq))
+        dedicated = dedicate_quantizers(qmodel)
+        if dedicated:
+            log(f"kept {dedicated} per-consumer Q/DQ pairs apart (ONNX Runtime fuses "
+                "integer kernels only then)")
         pre_model = onnx.load(str(pre))
 
     compute = _compute_nodes(pre_model, op_types)
@@ -262,21 +324,21 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         + (f" ({', '.join(floats[:6])}{'...' if len(floats) > 6 else ''})" if floats else ""))
 
     if cache_path is not None:
-        scales = activation_scales(model_path, calib, method, batch, percentile)
+        scales = ranges_to_scales(ranges)
+        names = {o for n in model.graph.node for o in n.output} | {INPUT_NAME}
+        covered = len(names & set(scales))
         data = encode_calibration_cache(scales, trt_cache_version)
-        fd, tmpname = tempfile.mkstemp(prefix=f".{cache_path.name}.", dir=cache_path.parent
-                                       if cache_path.parent.exists() else None)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmpname, cache_path)
+        tmp_cache = cache_path.with_name(f".{cache_path.name}.tmp-{os.getpid()}")
+        tmp_cache.write_bytes(data)
+        os.replace(tmp_cache, cache_path)
         log(f"wrote {cache_path}: legacy TensorRT {trt_cache_version} calibration cache, "
-            f"{len(scales)} tensors")
+            f"{len(scales)} tensors ({covered} of the float model's {len(names)})")
     return QuantizeResult(out, qmeta, cache_path, quantized, floats, counts or {})
 
 
 def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
-              data: Sequence[str | os.PathLike[str]], *, method: str = "minmax",
+              data: Sequence[str | os.PathLike[str]], *, method: str = "entropy",
               size: int = 512, seed: int = 0, split: str = "train",
               keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
               percentile: float = 99.999, trt_cache: str | os.PathLike[str] | None = "auto",
@@ -305,7 +367,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="STORE",
                         help="clip store with train (and test) splits; repeatable")
     parser.add_argument("-o", "--output", type=Path, required=True, help="Q/DQ model to write")
-    parser.add_argument("--method", choices=METHODS, default="minmax")
+    parser.add_argument("--method", choices=METHODS, default="entropy")
     parser.add_argument("--size", type=int, default=512, help="calibration windows")
     parser.add_argument("--percentile", type=float, default=99.999)
     parser.add_argument("--seed", type=int, default=0)
@@ -347,4 +409,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = ["QuantizeError", "QuantizeResult", "quantize_onnx", "calibrate",
-           "activation_scales", "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]
+           "calibrate_ranges", "dedicate_quantizers", "ranges_to_scales", "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]

@@ -146,6 +146,37 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     assert cache.scales["input"] == pytest.approx(np.abs(x).max() / 127, rel=0.5)
 
 
+def test_every_conv_fuses_in_onnxruntime(tmp_path: Path) -> None:
+    """A tensor with two consumers (block output -> next conv and residual conv) must not
+    leave either consumer in float in ONNX Runtime (see dedicate_quantizers)."""
+    meta = tiny_meta()
+    src = save(tiny_model(meta, residual=True), tmp_path / "res.onnx")
+    res = quantize_onnx(src, tmp_path / "res.int8.onnx", windows(meta, 32), trt_cache=None,
+                        log=_quiet)
+    assert "/res/Conv" in res.quantized_nodes and "/Add" in res.quantized_nodes
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(res.path), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 3 and "Conv" not in ops, ops
+
+
+def test_entropy_clips_outliers(fp32: Path, tmp_path: Path) -> None:
+    """With 2048 histogram bins entropy calibration clips rare outliers that MinMax keeps
+    (ONNX Runtime's default of 128 bins made the two identical)."""
+    x = windows(tiny_meta(), 64)
+    x[0, 0, 0, 0] = 200.0  # one wild joint
+    scales = {}
+    for method in ("minmax", "entropy"):
+        res = quantize_onnx(fp32, tmp_path / f"{method}.onnx", x, method=method,
+                            trt_cache=tmp_path / f"{method}.calib", log=_quiet)
+        cache = tc.decode_calibration_cache(res.calibration_cache.read_bytes())  # type: ignore[union-attr]
+        scales[method] = cache.scales["input"]
+    assert scales["minmax"] == pytest.approx(200.0 / 127, rel=1e-3)
+    assert scales["entropy"] < 0.15 * scales["minmax"]  # amax ~20 instead of 200
+
+
 def test_quantize_refuses(fp32: Path, tmp_path: Path) -> None:
     x = windows(tiny_meta(), 8)
     with pytest.raises(QuantizeError, match=r"calibration windows \(8, 7, 8, 74\) do not match"):

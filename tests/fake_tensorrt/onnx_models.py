@@ -26,8 +26,10 @@ def tiny_meta(window: int = 8) -> ModelMeta:
 
 
 def tiny_model(meta: ModelMeta | None = None, *, hidden: int = 8, seed: int = 0,
-               opset: int = 17, extra_nodes: list[onnx.NodeProto] | None = None
-               ) -> onnx.ModelProto:
+               opset: int = 17, extra_nodes: list[onnx.NodeProto] | None = None,
+               residual: bool = False) -> onnx.ModelProto:
+    """The tiny network; ``residual`` adds a ResNet/ST-GCN style fork: the first block's
+    output feeds both the second convolution and a 1x1 residual convolution, summed."""
     meta = meta or tiny_meta()
     rng = np.random.default_rng(seed)
     c, t = meta.preprocess.channels, meta.preprocess.window
@@ -38,10 +40,17 @@ def tiny_model(meta: ModelMeta | None = None, *, hidden: int = 8, seed: int = 0,
     nodes = [helper.make_node("Conv", [INPUT_NAME, "w1", "b1"], ["c1"], name="/conv1/Conv",
                               pads=[1, 0, 1, 0]),
              helper.make_node("Relu", ["c1"], ["r1"], name="/relu1/Relu"),
-             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="/conv2/Conv"),
-             helper.make_node("Relu", ["c2"], ["r2"], name="/relu2/Relu"),
-             helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="/pool/GlobalAveragePool"),
-             helper.make_node("Flatten", ["p"], ["f"], name="/Flatten", axis=1)]
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="/conv2/Conv")]
+    if residual:
+        init += [numpy_helper.from_array(rng.normal(0, 0.3, (hidden, hidden, 1, 1)).astype(
+            np.float32), "wr"), numpy_helper.from_array(np.zeros(hidden, np.float32), "br")]
+        nodes += [helper.make_node("Conv", ["r1", "wr", "br"], ["cr"], name="/res/Conv"),
+                  helper.make_node("Add", ["c2", "cr"], ["c2r"], name="/Add"),
+                  helper.make_node("Relu", ["c2r"], ["r2"], name="/relu2/Relu")]
+    else:
+        nodes.append(helper.make_node("Relu", ["c2"], ["r2"], name="/relu2/Relu"))
+    nodes += [helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="/pool/GlobalAveragePool"),
+              helper.make_node("Flatten", ["p"], ["f"], name="/Flatten", axis=1)]
     outputs = []
     heads = [(f"logits_{task}", len(meta.labels[task])) for task in meta.graph_tasks]
     if meta.has_task_head:
