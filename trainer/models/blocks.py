@@ -63,10 +63,11 @@ class GraphConv(nn.Module):
         self.conv = nn.Conv2d(k * in_channels, out_channels, 1, bias=False)
         self.bn = bn2d(out_channels)
         # Graph convolutions share weights over joints and the network pools over them, so
-        # on their own they barely know *which* joint moved (index vs pinky finger). A
-        # learnable per-(channel, joint) code added after the first graph convolution gives
-        # every joint an identity (as SGN's joint embedding, Zhang et al. 2020). Random
-        # init: joints are distinguishable from the first step. Exports as one Add.
+        # joint identity (index vs pinky finger) otherwise enters only through the input
+        # BN and the adjacency correction. A learnable per-(channel, joint) code added
+        # after the first graph convolution gives every joint an identity (as SGN's joint
+        # embedding, Zhang et al. 2020); random init makes joints distinguishable from the
+        # first step. Exports as one Add.
         self.embed = (nn.Parameter(torch.randn(1, out_channels, 1, adjacency.shape[-1]) * 0.5)
                       if joint_embed else None)
 
