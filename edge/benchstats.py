@@ -438,15 +438,26 @@ def plot_distributions(report: dict[str, Any], path: str | os.PathLike[str]) -> 
     ax.grid(True, axis="x", which="both", alpha=0.3)
     if sweep:
         ax2 = axes[0][1]
-        keys = sorted({(e["stage"], e.get("backend") or "", e["batch"]) for e in sweep})
-        for stage, backend, batch in keys:
+        keys = sorted({(e["stage"], e.get("backend") or "", e.get("precision") or "",
+                        e["batch"]) for e in sweep})
+        batches = sorted({k[3] for k in keys})
+        colours = {b: f"C{i}" for i, b in enumerate(batches)}
+        for key in keys:
+            stage, backend, prec, batch = key
             pts = sorted((e["window"], e["stats"]["p50_ms"]) for e in sweep
-                         if (e["stage"], e.get("backend") or "", e["batch"])
-                         == (stage, backend, batch) and e["window"] is not None)
-            if pts:
-                ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                         label=f"{stage} {backend} b{batch}".replace("  ", " "))
+                         if (e["stage"], e.get("backend") or "", e.get("precision") or "",
+                             e["batch"]) == key and e["window"] is not None)
+            if not pts:
+                continue
+            # Colour = batch; line style = what runs (preprocess dotted, INT8 dashed).
+            line = ":" if stage != "model" else ("--" if prec == "int8" else "-")
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle=line,
+                     color=colours[batch] if stage == "model" else "k",
+                     label=" ".join(x for x in (stage, backend, prec, f"b{batch}") if x))
         ax2.set_xscale("log", base=2)
+        wins = sorted({e["window"] for e in sweep if e["window"] is not None})
+        ax2.set_xticks(wins, [str(w) for w in wins])
+        ax2.minorticks_off()
         ax2.set_yscale("log")
         ax2.set_xlabel("window length (frames)")
         ax2.set_ylabel("p50 latency per call (ms)")
