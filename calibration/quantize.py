@@ -78,7 +78,7 @@ class QuantizeResult:
 def _reader(x: np.ndarray, batch: int) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
-    class ArrayReader(CalibrationDataReader):  # type: ignore[misc]
+    class ArrayReader(CalibrationDataReader):
         """Feeds ``x`` to the calibrator in batches (rewindable)."""
 
         def __init__(self) -> None:
@@ -157,6 +157,18 @@ def ranges_to_scales(ranges: Any) -> dict[str, float]:
         if amax > 0 and np.isfinite(amax):
             scales[name] = amax / 127.0
     return scales
+
+
+def _constant_operand_adds(model: Any, op_types: Sequence[str]) -> list[str]:
+    """Add/Mul nodes with a constant operand (a bias, a learned joint embedding, the input
+    normalisation): quantizing the constant per-tensor to 8 bits destroys it, and there is
+    no integer kernel to gain. Only activation + activation (residual) adds are quantized.
+    """
+    consts = {t.name for t in model.graph.initializer}
+    consts |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    return [n.name for n in model.graph.node
+            if n.op_type in ("Add", "Mul", "Sub") and n.op_type in op_types
+            and any(i in consts for i in n.input)]
 
 
 def dedicate_quantizers(model: Any) -> int:
@@ -269,6 +281,10 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         # Shape inference and ORT's basic graph optimisations (standard ops only), as
         # ONNX Runtime recommends before static quantization.
         quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=False)
+        import onnx
+
+        pre_model = onnx.load(str(pre))
+        exclude = list(keep_float) + _constant_operand_adds(pre_model, op_types)
         log(f"calibrating on {len(calib)} windows with {method}")
         ranges = calibrate_ranges(pre, calib, method, batch, percentile)
         cache_json = Path(tmp) / "ranges.json"
@@ -278,19 +294,16 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
                             per_channel=True, reduce_range=False,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=list(keep_float),
+                            nodes_to_exclude=exclude,
                             calibrate_method=_method(method), extra_options=extra)
         except Exception as e:  # ORT raises plain exceptions for graph problems
             raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
                                 f"({type(e).__name__}: {e})") from None
-        import onnx
-
         qmodel = onnx.load(str(qdq))
         dedicated = dedicate_quantizers(qmodel)
         if dedicated:
             log(f"kept {dedicated} per-consumer Q/DQ pairs apart (ONNX Runtime fuses "
                 "integer kernels only then)")
-        pre_model = onnx.load(str(pre))
 
     compute = _compute_nodes(pre_model, op_types)
     fed = _dq_fed(qmodel)
