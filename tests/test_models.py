@@ -300,3 +300,30 @@ def test_onnx_export_matches_torch(name: str, sharing: str) -> None:
     assert max(float(v.abs().max()) for v in ref.values()) < 100  # a tolerance that means something
     for k, g in zip(names, got):
         np.testing.assert_allclose(g, ref[k].numpy(), rtol=0, atol=1e-4, err_msg=k)
+
+
+def test_per_task_export_of_a_soft_model() -> None:
+    """``model.subset([task])`` exports a graph with that head only, smaller than the full one."""
+    ort = pytest.importorskip("onnxruntime")
+    model = _model("stgcn_tiny", "soft", 2).eval()
+    x = torch.randn(2, C, 16, V)
+    sizes = {}
+    for tasks in (["action", "gesture", "task_logits"], ["gesture"]):
+        f = io.BytesIO()
+        sub = model.subset(tasks)
+        with torch.no_grad():
+            names = list(sub(x))  # the dict's keys, in order: the exporter's output names
+        torch.onnx.export(sub, (x,), f, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=names,
+                          dynamic_axes={"input": {0: "batch"}})
+        sess = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+        assert [o.name for o in sess.get_outputs()] == [f"logits_{t}" if t != "task_logits"
+                                                        else t for t in tasks]
+        got = sess.run(None, {"input": x.numpy()})[0 if tasks == ["gesture"] else 1]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x)["logits_gesture"].numpy(), atol=1e-4)
+        sizes[len(tasks)] = len(f.getvalue())
+    assert sizes[1] < sizes[3]
+    assert not model.training  # exporting the wrapper left the model in eval mode
+    with pytest.raises(KeyError, match="unknown tasks"):
+        model.subset(["walk"])

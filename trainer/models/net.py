@@ -168,6 +168,12 @@ class MultiTaskSTGCN(nn.Module):
         return {t: ["shared" if d[b][k] else "specific" for b in range(self.n_blocks)]
                 for k, t in enumerate(self.task_names)}
 
+    def subset(self, tasks: Sequence[str]) -> TaskSubset:
+        """A module computing only ``tasks`` (see :meth:`forward`), e.g. to export one
+        graph per task: ``torch.onnx.export(model.subset(["gesture"]), (x,), ...)``."""
+        self._requested(tasks)  # fail now on unknown names
+        return TaskSubset(self, tasks)
+
     def train(self, mode: bool = True) -> MultiTaskSTGCN:
         super().train(mode)
         if self._mode == "learned":
@@ -293,6 +299,24 @@ class MultiTaskSTGCN(nn.Module):
         self._decision_cache = [[bool(v) for v in row] for row in d.cpu().tolist()]
 
 
+class TaskSubset(nn.Module):
+    """``model(x, tasks=tasks)`` as a module with a tensor-only forward (for export).
+
+    Shares the wrapped model's parameters; its outputs are the requested heads only.
+    """
+
+    def __init__(self, model: MultiTaskSTGCN, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.tasks = list(tasks)
+        # A new module starts in training mode; exporters restore the wrapper's mode
+        # afterwards, which would otherwise switch the wrapped model to training.
+        self.training = model.training
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x, tasks=self.tasks)  # type: ignore[no-any-return]
+
+
 def _weighted_sum(weights: list[torch.Tensor], xs: list[torch.Tensor]) -> torch.Tensor:
     y = weights[0] * xs[0]
     for w, x in zip(weights[1:], xs[1:]):
@@ -305,4 +329,4 @@ def temperature_schedule(tau_start: float, tau_end: float, search: int) -> list[
     return [tau_start * (tau_end / tau_start) ** (e / max(1, search - 1)) for e in range(search)]
 
 
-__all__ = ["SHARING", "MultiTaskSTGCN", "temperature_schedule"]
+__all__ = ["SHARING", "MultiTaskSTGCN", "TaskSubset", "temperature_schedule"]
