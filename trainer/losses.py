@@ -81,6 +81,9 @@ class DWAWeighting(Weighting):
         temperature: T (2 in the paper).
     """
 
+    history: torch.Tensor
+    w: torch.Tensor
+
     def __init__(self, task_names: Sequence[str], temperature: float = 2.0) -> None:
         super().__init__(task_names)
         self.temperature = float(temperature)

@@ -100,8 +100,8 @@ def create_model(name: str, *, in_channels: int, tasks: dict[str, int], num_join
         raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
     if sharing not in SHARING:
         raise ValueError(f"unknown sharing {sharing!r}; known: {list(SHARING)}")
-    spec = asdict(MODELS[name])
-    extra = dict(_SOFT_ARGS if sharing == "soft" else _LEARNED_ARGS if sharing == "learned"
+    spec: dict[str, Any] = asdict(MODELS[name])
+    extra: dict[str, Any] = dict(_SOFT_ARGS if sharing == "soft" else _LEARNED_ARGS if sharing == "learned"
                  else {})
     allowed = set(spec) | set(_SOFT_ARGS) | set(_LEARNED_ARGS)
     unknown = sorted(set(overrides) - allowed)

@@ -52,6 +52,8 @@ class GraphConv(nn.Module):
     Shapes: ``(N, C_in, T, V)`` -> ``(N, C_out, T, V)``.
     """
 
+    A: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, adjacency: np.ndarray,
                  joint_embed: bool = False) -> None:
         super().__init__()

@@ -49,6 +49,11 @@ class MultiTaskSTGCN(nn.Module):
             logits while searching.
     """
 
+    decided: torch.Tensor
+    trunk: nn.ModuleList
+    trunks: nn.ModuleList
+    specific: nn.ModuleList
+
     def __init__(self, *, tasks: dict[str, int], in_channels: int,
                  blocks: Sequence[Sequence[int]], sharing: str = "hard",
                  task_head: bool = True, num_joints: int = 75, temporal_kernel: int = 9,
@@ -123,7 +128,7 @@ class MultiTaskSTGCN(nn.Module):
     def regularization(self) -> torch.Tensor:
         """Extra loss term: the learned-sharing cost while searching, else 0."""
         if self._mode != "learned" or self._hard_phase or self.share_cost == 0:
-            return self.heads[0].weight.new_zeros(())
+            return next(self.parameters()).new_zeros(())
         return self.share_cost * (1.0 - torch.sigmoid(self.gate)).mean()
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
@@ -243,7 +248,7 @@ class MultiTaskSTGCN(nn.Module):
         outs: dict[int, torch.Tensor] = {}
         for b in range(self.n_blocks):
             last = b == self.n_blocks - 1
-            outs = {k: self.trunks[k][b](hs[k]) for k in (need if last else range(n))}
+            outs = {k: _block(self.trunks, k, b)(hs[k]) for k in (need if last else range(n))}
             if not last:
                 a = self.stitch[b]
                 hs = [_weighted_sum([a[k, j] for j in range(n)], [outs[j] for j in range(n)])
@@ -256,7 +261,7 @@ class MultiTaskSTGCN(nn.Module):
         hs = {k: h for k in need}
         searching = self.training and not self._hard_phase
         if searching:
-            logits = self.gate
+            logits: torch.Tensor = self.gate
             if self.gate_noise:
                 u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
                 logits = logits + torch.log(u) - torch.log1p(-u)
@@ -275,11 +280,11 @@ class MultiTaskSTGCN(nn.Module):
             for k in need:
                 if searching:
                     new[k] = p[b, k] * run_shared(hs[k]) \
-                        + (1 - p[b, k]) * self.specific[k][b](hs[k])
+                        + (1 - p[b, k]) * _block(self.specific, k, b)(hs[k])
                 elif dec[b][k]:
                     new[k] = run_shared(hs[k])
                 else:
-                    new[k] = self.specific[k][b](hs[k])
+                    new[k] = _block(self.specific, k, b)(hs[k])
             hs = new
         return hs
 
@@ -314,7 +319,15 @@ class TaskSubset(nn.Module):
         self.training = model.training
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(x, tasks=self.tasks)  # type: ignore[no-any-return]
+        out: dict[str, torch.Tensor] = self.model(x, tasks=self.tasks)
+        return out
+
+
+def _block(trunks: nn.ModuleList, k: int, b: int) -> nn.Module:
+    """Block ``b`` of trunk ``k``."""
+    trunk = trunks[k]
+    assert isinstance(trunk, nn.ModuleList)
+    return trunk[b]
 
 
 def _weighted_sum(weights: list[torch.Tensor], xs: list[torch.Tensor]) -> torch.Tensor:
