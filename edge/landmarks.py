@@ -39,7 +39,10 @@ Usage: python -c "from edge.landmarks import Landmarker; ..."  (see Landmarker.r
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +189,31 @@ def _import_mediapipe() -> Any:
     return mp
 
 
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[list[str]]:
+    """Hold back what MediaPipe's C++ writes to fd 2 while it loads models.
+
+    LiteRT prints a warning per sparse tensor (dozens of lines per model) straight to the
+    file descriptor, past Python's logging. The captured text is handed to the caller
+    (put into the error message when loading fails) and shown with SKELMTL_VERBOSE=1.
+    """
+    out: list[str] = []
+    if os.environ.get("SKELMTL_VERBOSE"):
+        yield out
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
 class Landmarker:
     """MediaPipe pose + hands -> :class:`LandmarkFrame`.
 
@@ -234,25 +262,29 @@ class Landmarker:
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
         self._pose: Any = None
         self._hand: Any = None
+        native_log: list[str] = []
         try:
-            self._pose = vision.PoseLandmarker.create_from_options(vision.PoseLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(self.pose_model)),
-                running_mode=running, num_poses=1,
-                min_pose_detection_confidence=min_detection_confidence,
-                min_pose_presence_confidence=min_presence_confidence,
-                min_tracking_confidence=min_tracking_confidence))
-            if self.hand_model is not None:
-                self._hand = vision.HandLandmarker.create_from_options(
-                    vision.HandLandmarkerOptions(
-                        base_options=BaseOptions(model_asset_path=str(self.hand_model)),
-                        running_mode=running, num_hands=num_hands,
-                        min_hand_detection_confidence=min_detection_confidence,
-                        min_hand_presence_confidence=min_presence_confidence,
-                        min_tracking_confidence=min_tracking_confidence))
+            with _native_stderr_captured() as native_log:
+                self._pose = vision.PoseLandmarker.create_from_options(vision.PoseLandmarkerOptions(
+                    base_options=BaseOptions(model_asset_path=str(self.pose_model)),
+                    running_mode=running, num_poses=1,
+                    min_pose_detection_confidence=min_detection_confidence,
+                    min_pose_presence_confidence=min_presence_confidence,
+                    min_tracking_confidence=min_tracking_confidence))
+                if self.hand_model is not None:
+                    self._hand = vision.HandLandmarker.create_from_options(
+                        vision.HandLandmarkerOptions(
+                            base_options=BaseOptions(model_asset_path=str(self.hand_model)),
+                            running_mode=running, num_hands=num_hands,
+                            min_hand_detection_confidence=min_detection_confidence,
+                            min_hand_presence_confidence=min_presence_confidence,
+                            min_tracking_confidence=min_tracking_confidence))
         except (RuntimeError, ValueError, OSError) as e:
             self.close()
+            said = "".join(native_log).strip()[-2000:]
             raise LandmarkerError(f"MediaPipe could not load {self.pose_model} / "
-                                  f"{self.hand_model}: {e}") from None
+                                  f"{self.hand_model}: {e}"
+                                  + (f"\nMediaPipe's log:\n{said}" if said else "")) from None
         self._last_ts = -1
         self._count = 0
         self.last_timings: dict[str, float] = {"pose_ms": 0.0, "hands_ms": 0.0,
