@@ -47,3 +47,17 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path: Path) -> None:
     load_config(path)
+
+
+def test_bundled_model_card_is_shipped_unchanged() -> None:
+    """docs/models.md is the card; the package ships the same text beside the model."""
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "edge" / "assets" / "model" / "model_card.md"
+    assert shipped.read_text() == (root / "docs" / "models.md").read_text()
+
+
+def test_bundled_config_loads() -> None:
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "bundled.yaml")
+    assert cfg.model.name == "stgcn_tiny" and cfg.model.sharing == "hard"
+    assert cfg.preprocess.dims == 2 and cfg.preprocess.window == 32
