@@ -125,6 +125,7 @@ def write_engine(path: str | os.PathLike[str], header: EngineHeader, engine: byt
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

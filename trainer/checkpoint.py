@@ -62,6 +62,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, meta: 
     os.close(fd)
     try:
         torch.save(blob, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -182,6 +182,7 @@ def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str],
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(onnx_model.SerializeToString())
+        os.chmod(tmpname, 0o644)  # mkstemp creates 0600; artefacts are shared files
         os.replace(tmpname, out)
     except BaseException:
         Path(tmpname).unlink(missing_ok=True)
