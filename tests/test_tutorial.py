@@ -309,7 +309,8 @@ def test_tutorial_runs(tmp_path: Path, shared_data: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKELMTL_")}
     env.update(SKELMTL_CACHE=str(cache), SKELMTL_OFFLINE="1", DATA=str(shared_data),
                OMP_NUM_THREADS="1", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
+                                                        os.environ.get("PYTHONPATH")])))
     saved = {k: os.environ.get(k) for k in ("SKELMTL_CACHE", "SKELMTL_OFFLINE")}
     os.environ.update(SKELMTL_CACHE=str(cache), SKELMTL_OFFLINE="1")
     try:
