@@ -61,3 +61,15 @@ def test_bundled_config_loads() -> None:
     cfg = load_config(root / "configs" / "bundled.yaml")
     assert cfg.model.name == "stgcn_tiny" and cfg.model.sharing == "hard"
     assert cfg.preprocess.dims == 2 and cfg.preprocess.window == 32
+
+
+def test_experiment_verdict_names_every_loss() -> None:
+    from trainer.experiment import _verdict
+
+    cell = {("stl", "c", "action"): [60.0, 62.0], ("hard-mean", "c", "action"): [63.0, 65.0],
+            ("soft-mean", "c", "action"): [58.0, 59.0], ("stl", "c", "gesture"): [90.0]}
+    text = "\n".join(_verdict(cell, ["stl", "hard-mean", "soft-mean"],
+                              [("c", "action"), ("c", "gesture")]))
+    assert "c action: STL 61.0; best MTL hard-mean 64.0 (+3.0); MTL variants above STL: 1 of 2" in text
+    assert "MTL below STL: soft-mean on c action (-2.5)." in text
+    assert "c gesture" not in text  # no MTL run finished there yet

@@ -276,6 +276,12 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str]) -> P
                 a, b = cell.get((v, c, t), []), cell.get(("stl", c, t), [])
                 diffs.append(f"{np.mean(a) - np.mean(b):+.1f}" if a and b else "-")
             lines.append(f"| {v} | " + " | ".join(diffs) + " |")
+        lines += [""] + _verdict(cell, variants, cols)
+    planned = len(exp.seeds) * len(exp.composites) * len(variants)
+    done = len({(r["composite"], r["variant"], r["seed"]) for r in rows})
+    lines += ["", f"Finished runs: {done} of {planned} planned "
+              f"({len(exp.seeds)} seeds x {len(exp.composites)} composites x "
+              f"{len(variants)} variants); '-' marks runs not finished yet."]
     if exp.anchors:
         lines += ["", "Published anchors on the same data:", ""]
         lines += [f"- {a['name']}: {a['value']} ({a.get('note', '')})" for a in exp.anchors]
@@ -284,6 +290,27 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str]) -> P
     out = Path(exp.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, "\n".join(lines))
+    return out
+
+
+def _verdict(cell: dict[tuple[str, str, str], list[float]], variants: list[str],
+             cols: list[tuple[str, str]]) -> list[str]:
+    """Plain sentences: the best MTL variant per column against STL, and every loss."""
+    out = ["Where MTL wins and where it loses (means over the finished seeds; with one or "
+           "two seeds, differences of a few points are within seed noise):", ""]
+    losses = []
+    for c, t in cols:
+        stl = cell.get(("stl", c, t), [])
+        mtl = {v: float(np.mean(cell[(v, c, t)])) for v in variants[1:] if cell.get((v, c, t))}
+        if not stl or not mtl:
+            continue
+        best = max(mtl, key=lambda v: mtl[v])
+        base = float(np.mean(stl))
+        out.append(f"- {c} {t}: STL {base:.1f}; best MTL {best} {mtl[best]:.1f} "
+                   f"({mtl[best] - base:+.1f}); MTL variants above STL: "
+                   f"{sum(m > base for m in mtl.values())} of {len(mtl)}.")
+        losses += [f"{v} on {c} {t} ({m - base:+.1f})" for v, m in mtl.items() if m < base]
+    out += ["", "MTL below STL: " + ("; ".join(losses) if losses else "none so far") + "."]
     return out
 
 
