@@ -228,7 +228,13 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
 
     checkpoint, out = Path(checkpoint), Path(out)
     ck = load_checkpoint(checkpoint)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # a library call must not switch autograd off for its caller
+        return _export_loaded(ck, checkpoint, out, per_task=per_task, opset=opset,
+                              simplify=simplify, log=log)
+
+
+def _export_loaded(ck: Any, checkpoint: Path, out: Path, *, per_task: bool, opset: int,
+                   simplify: bool, log: Log) -> list[Path]:
     producer: dict[str, Any] = {"checkpoint": checkpoint.name,
                                 "checkpoint_sha256": _sha256(checkpoint)}
     fp = ck.extra.get("fingerprint") or ck.extra.get("data_fingerprint")
