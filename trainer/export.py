@@ -174,9 +174,10 @@ def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str],
         raise ExportError("the batch axis of the exported input is not dynamic")
 
     diff = _verify(onnx_model, wrapper, names, p.channels, p.window)
-    log(f"ONNX Runtime vs PyTorch on random windows: max |diff| {diff:.2e}")
+    log(f"ONNX Runtime vs PyTorch on random windows: max |diff| / max(1, |logit|) {diff:.2e}")
     if diff > VERIFY_ATOL:
-        raise ExportError(f"ONNX Runtime disagrees with PyTorch by {diff:.2e} (> {VERIFY_ATOL})")
+        raise ExportError(f"ONNX Runtime disagrees with PyTorch by {diff:.2e} of the logit "
+                          f"scale (> {VERIFY_ATOL})")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmpname = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
@@ -194,7 +195,13 @@ def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str],
 
 def _verify(onnx_model: Any, wrapper: nn.Module, names: list[str], channels: int,
             window: int) -> float:
-    """Max |ONNX Runtime - PyTorch| over all outputs, batch 3 (not the export batch)."""
+    """Max |ONNX Runtime - PyTorch| / max(1, max |logit|) over all outputs, batch 3.
+
+    Random normal windows are far outside the training distribution and can give logits
+    in the hundreds, where float32 rounding alone exceeds 1e-4 absolute; scaling by the
+    logit size keeps this a check of the graph, not of rounding. The absolute 1e-4 bar
+    on real clips is tests/test_export.py's.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -205,7 +212,8 @@ def _verify(onnx_model: Any, wrapper: nn.Module, names: list[str], channels: int
     got = sess.run(names, {INPUT_NAME: x})
     with torch.no_grad():
         want = wrapper(torch.from_numpy(x))
-    return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
+    return max(float(np.abs(g - w.numpy()).max()) / max(1.0, float(np.abs(w.numpy()).max()))
+               for g, w in zip(got, want))
 
 
 def _sha256(path: Path) -> str:
