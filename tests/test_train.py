@@ -163,3 +163,28 @@ def test_seed_makes_runs_repeat_and_differ(store: Path, tmp_path: Path) -> None:
     assert torch.equal(sa[k], sb[k])
     assert not torch.equal(sa[k], sc[k])
     assert np.isfinite([h["score"] for h in a.history]).all()
+
+
+def test_bad_data_and_label_mismatch_name_the_problem(store: Path, tmp_path: Path) -> None:
+    from edge.errors import SkelmtlError
+
+    missing = tmp_path / "no_such_store"
+    with pytest.raises(SkelmtlError, match=str(missing)):
+        train(_cfg(missing, tmp_path / "x"), progress=False, log=lambda s: None)
+    # Resuming a run on data with other labels stops before touching the weights.
+    cfg = _cfg(store, tmp_path / "r", **{"optim.epochs": 1})
+    train(cfg, progress=False, log=lambda s: None)
+    other = make_store(tmp_path / "gestures_only", tasks=("gesture",))
+    with pytest.raises(SkelmtlError, match="labels do not match.*action: checkpoint"):
+        train(_cfg(other, tmp_path / "r", **{"optim.epochs": 2}), resume=True,
+              progress=False, log=lambda s: None)
+    # Evaluating on a store whose labels the model does not know names them.
+    from dataclasses import replace
+
+    from edge.clipstore import ClipStore, write_store
+
+    clips = [replace(c, frames=np.array(c.frames), mask=np.array(c.mask)) for c in ClipStore(store)]
+    clips[-1] = replace(clips[-1], label="thumbs_up", task="gesture")
+    renamed = write_store(clips, tmp_path / "renamed")
+    with pytest.raises(SkelmtlError, match=r"gesture labels the model does not know: \['thumbs_up'\]"):
+        evaluate_checkpoint(tmp_path / "r" / "best.pt", data=[str(renamed)], split="test")

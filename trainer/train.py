@@ -210,15 +210,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     last = out / "last.pt"
     if resume and last.is_file():
         blob = read_checkpoint(last)
-        model.load_state_dict(blob["state_dict"])
         ex = blob["extra"]
+        # Check what the checkpoint was trained on before loading its weights: a label
+        # set of another size would otherwise surface as a tensor-shape traceback.
+        old_labels = {t: tuple(v) for t, v in blob.get("meta", {}).get("labels", {}).items()}
+        if old_labels and old_labels != dict(labels):
+            diff = {t: (old_labels.get(t), labels.get(t)) for t in set(old_labels) | set(labels)
+                    if old_labels.get(t) != labels.get(t)}
+            raise ConfigError(f"{last}: the checkpoint's labels do not match the data's: "
+                              + "; ".join(f"{t}: checkpoint {a} vs data {b}"
+                                          for t, (a, b) in sorted(diff.items())))
+        if ex.get("data_fingerprint") != comp.fingerprint():
+            raise ConfigError(f"{last}: trained on other data (fingerprint "
+                              f"{ex.get('data_fingerprint')} != {comp.fingerprint()})")
+        model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(ex["optimizer"])
         sched.load_state_dict(ex["scheduler"])
         weighting.load_state_dict(ex["weighting"])
         start, best_val, history = ex["epoch"] + 1, ex["best_val"], ex["history"]
-        if ex.get("data_fingerprint") != comp.fingerprint():
-            raise ConfigError(f"{last}: trained on other data (fingerprint "
-                              f"{ex.get('data_fingerprint')} != {comp.fingerprint()})")
         if env.main:
             log(f"resuming {out} at epoch {start}/{cfg.optim.epochs}")
     if env.main:
