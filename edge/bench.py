@@ -1266,7 +1266,7 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
                 rec.add(entries[(which, batch)])
     # Top-1 agreement of each backend with ONNX Runtime FP32 on these windows; the
     # reference outputs also feed the routing stage.
-    agreement: dict[str, float] = {}
+    agreement: dict[str, dict[str, float]] = {}
     ref_name = "onnxruntime-fp32" if "onnxruntime-fp32" in opened else next(iter(opened), None)
     want: dict[str, np.ndarray] | None = None
     if ref_name is not None:
@@ -1277,10 +1277,9 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
             continue
         try:
             got = b.infer(x)
-            agree = [float(np.mean(np.argmax(got[k], -1) == np.argmax(want[k], -1)))
-                     for k in want if k in got]
-            if agree:
-                agreement[which] = float(np.mean(agree))
+            agreement[which] = {
+                k: float(np.mean(np.argmax(got[k], -1) == np.argmax(want[k], -1)))
+                for k in want if k in got}
         except Exception:  # noqa: BLE001 - agreement is informative only
             continue
     gpu_mb = _gpu_process_mb()  # while every backend still holds its device memory
@@ -1401,7 +1400,8 @@ def _synthetic_landmarks(n: int = 256, seed: int = 0) -> Landmarks:
 # --------------------------------------------------------------------------- ratios
 
 def compute_ratios(stages: Sequence[dict[str, Any]], stride: int,
-                   agreement: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+                   agreement: dict[str, dict[str, float]] | None = None
+                   ) -> dict[str, dict[str, Any]]:
     """The ratios that matter, from the entries' medians (p50).
 
     * ``int8_over_fp32_<backend>_b<batch>``: INT8 / FP32 model latency, same backend;
@@ -1413,7 +1413,9 @@ def compute_ratios(stages: Sequence[dict[str, Any]], stride: int,
     * ``end_to_end_over_landmarks``: a whole video frame (decode, landmarks, pipeline) over
       its landmarks alone, the two timed interleaved frame by frame;
     * ``pose_over_hands``: the two MediaPipe stages against each other;
-    * ``top1_agreement_<backend>``: top-1 agreement with ONNX Runtime FP32 (informative).
+    * ``top1_agreement_<backend>_<output>``: share of the benchmark's windows whose top-1
+      class on that output equals ONNX Runtime FP32's (informative: these windows slide
+      over the clips, they are not a test set).
     """
     out: dict[str, dict[str, Any]] = {}
     batches = sorted({e["batch"] for e in stages if e["stage"] == "model"})
@@ -1454,10 +1456,11 @@ def compute_ratios(stages: Sequence[dict[str, Any]], stride: int,
     out["pose_over_hands"] = {"value": ratio(p50(pose), p50(hands)),
                               "num": "landmarks_pose", "den": "landmarks_hands",
                               "note": "MediaPipe pose vs hand landmarker, per frame"}
-    for which, v in sorted((agreement or {}).items()):
-        out[f"top1_agreement_{which.replace('-', '_')}"] = {
-            "value": v, "num": which, "den": "onnxruntime-fp32",
-            "note": "fraction of windows and heads with the same top-1 label"}
+    for which, per_output in sorted((agreement or {}).items()):
+        for name, v in per_output.items():
+            out[f"top1_agreement_{which.replace('-', '_')}_{name}"] = {
+                "value": v, "num": f"{which} {name}", "den": f"onnxruntime-fp32 {name}",
+                "note": "share of the benchmark's windows with the same top-1 class"}
     return out
 
 

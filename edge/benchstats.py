@@ -348,9 +348,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines += ["## Per-stage latency (ms)", "",
               f"{cfg.get('warmup', '?')} warm-up calls, then {cfg.get('iters', '?')} timed "
-              "calls per entry (fewer for the MediaPipe stages when the video is short); "
-              "model backends interleaved round-robin. `per s` is frames (fr) or windows "
-              "(win) per second: batch / mean latency.", ""]
+              f"calls per entry ({cfg.get('frames', '?')} timed frames for the video "
+              "stages, after a window of warm-up frames); model backends interleaved "
+              "round-robin, end to end interleaved with the landmarks frame by frame. "
+              "`per s` is frames (fr) or windows (win) per second: batch / mean latency.",
+              ""]
     lines += _md_table(_COLS, _rows(report["stages"]))
     by_reason: dict[str, list[str]] = {}
     for e in report["stages"]:

@@ -503,7 +503,8 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
     assert rows == {("onnxruntime", "fp32"): "ok", ("tensorrt", "fp16"): "ok",
                     ("tensorrt", "int8"): "ok"}
     assert report["ratios"]["int8_over_fp16_tensorrt_b1"]["value"] is not None
-    assert report["ratios"]["top1_agreement_tensorrt_fp16"]["value"] == 1.0
+    for name in ("logits_action", "logits_gesture", "task_logits"):
+        assert report["ratios"][f"top1_agreement_tensorrt_fp16_{name}"]["value"] == 1.0
 
 
 def test_video_stages_on_carphone(tmp_path: Path) -> None:
