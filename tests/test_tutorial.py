@@ -48,7 +48,7 @@ TINY_EPOCHS = 3
 TINY = {
     "skelmtl train --config configs/tutorial/gestures_actions.yaml --no-progress":
         f"skelmtl train --config configs/tutorial/gestures_actions.yaml --no-progress "
-        f"--set optim.epochs={TINY_EPOCHS} threads=1",
+        f"--set optim.epochs={TINY_EPOCHS}",
     "--size 256 --report runs/tutorial/model/calibration.json":
         "--size 64 --report runs/tutorial/model/calibration.json --latency-repeats 3",
     "--quick --out runs/tutorial/bench": "--quick --no-sweep --threads 1 --out runs/tutorial/bench",
