@@ -78,8 +78,12 @@ class QuantizeResult:
 def _reader(x: np.ndarray, batch: int) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
+    # ONNX Runtime's histogram collectors stack per-batch outputs and break on a last,
+    # smaller batch; use the largest batch size <= ``batch`` that divides the set.
+    batch = next(b for b in range(max(1, min(batch, len(x))), 0, -1) if len(x) % b == 0)
+
     class ArrayReader(CalibrationDataReader):
-        """Feeds ``x`` to the calibrator in batches (rewindable)."""
+        """Feeds ``x`` to the calibrator in equal batches (rewindable)."""
 
         def __init__(self) -> None:
             self.i = 0
@@ -377,8 +381,9 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``skelmtl calibrate``."""
     parser.add_argument("model", type=Path, help="FP32 model.onnx from 'skelmtl export'")
-    parser.add_argument("--data", action="append", required=True, metavar="STORE",
-                        help="clip store with train (and test) splits; repeatable")
+    parser.add_argument("--data", action="extend", nargs="+", required=True, metavar="STORE",
+                        help="clip stores with train (and test) splits (--data A B, or "
+                             "--data A --data B)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="Q/DQ model to write")
     parser.add_argument("--method", choices=METHODS, default="entropy")
     parser.add_argument("--size", type=int, default=512, help="calibration windows")

@@ -256,3 +256,12 @@ def test_cli(fp32: Path, store: Path, tmp_path: Path,
     rc = main(["calibrate", str(fp32), "--data", str(tmp_path / "nowhere"), "-o", str(out)])
     assert rc == 2
     assert "nowhere: not a clip store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [45, 37])
+def test_calibration_set_not_a_multiple_of_the_batch(fp32: Path, tmp_path: Path, n: int) -> None:
+    """ORT's histogram collectors break on a short last batch; the reader avoids one."""
+    x = windows(tiny_meta(), n)
+    res = quantize_onnx(fp32, tmp_path / "m.int8.onnx", x, method="entropy",
+                        trt_cache=tmp_path / "m.calib", log=_quiet)
+    assert res.path.is_file() and res.quantized_nodes
