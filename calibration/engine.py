@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from calibration import trt_compat as tc
 from calibration.onnx_meta import load_onnx, read_meta
+from edge.atomic import atomic_write
 from edge.engine_header import EngineHeader, write_engine
 from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME
@@ -80,16 +80,7 @@ def _convert_fp16(model: Any, log: Log) -> Any:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str],

@@ -55,17 +55,7 @@ def write_meta(model: Any, meta: ModelMeta) -> None:
 
 def save_onnx_atomic(model: Any, path: str | os.PathLike[str]) -> Path:
     """Serialize ``model`` to ``path`` via a temporary file and rename."""
-    import tempfile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from edge.atomic import atomic_write
+
+    return atomic_write(path, model.SerializeToString())

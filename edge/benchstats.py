@@ -49,13 +49,14 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge.atomic import atomic_write
 
 BENCH_SCHEMA = 1
 STAGES = ("video_decode", "landmarks_pose", "landmarks_hands", "landmarks", "preprocess",
@@ -476,15 +477,7 @@ def plot_distributions(report: dict[str, Any], path: str | os.PathLike[str]) -> 
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], *,

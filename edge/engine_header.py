@@ -24,12 +24,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.atomic import atomic_write
 from edge.errors import SkelmtlError
 from edge.metadata import PRECISIONS, ModelMeta
 
@@ -118,19 +118,7 @@ def write_engine(path: str | os.PathLike[str], header: EngineHeader, engine: byt
     """Write header + engine to ``path`` atomically (temp file, fsync, rename)."""
     path = Path(path)
     data = encode_engine(header, engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, data, fsync=True)
 
 
 def _read_prefix(f: Any, source: str) -> tuple[dict[str, Any], int]:

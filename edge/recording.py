@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import atomic_open
 from edge.errors import SkelmtlError
 from edge.layout import MP75, NUM_JOINTS
 
@@ -60,18 +60,11 @@ def save_recording(path: str | os.PathLike[str], rec: Recording) -> Path:
     path = Path(path)
     meta = {"format": RECORDING_FORMAT, "layout": MP75.name, **rec.meta}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, frames=np.asarray(rec.frames, np.float32),
-                                mask=np.asarray(rec.mask, bool),
-                                timestamps_ms=np.asarray(rec.timestamps_ms, np.float64),
-                                meta=np.asarray(json.dumps(meta)))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; recordings are shared outputs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, frames=np.asarray(rec.frames, np.float32),
+                            mask=np.asarray(rec.mask, bool),
+                            timestamps_ms=np.asarray(rec.timestamps_ms, np.float64),
+                            meta=np.asarray(json.dumps(meta)))
     return path
 
 

@@ -13,13 +13,13 @@ A checkpoint is a ``torch.save`` dict (loaded with ``weights_only=True``: no pic
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from edge.atomic import atomic_path
 from edge.errors import SkelmtlError
 from edge.metadata import ModelMeta
 
@@ -58,15 +58,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, meta: 
             "meta": meta.with_(model_name=model_args.get("name", ""),
                                model_args=model_args).to_dict(),
             "state_dict": state, "config": config or {}, "extra": extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(blob, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

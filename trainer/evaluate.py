@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge.atomic import atomic_write
 from edge.clipstore import StoreError
 from trainer.checkpoint import load_checkpoint
 from trainer.config import DataConfig, SourceConfig, from_dict
@@ -126,11 +126,7 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) ->
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

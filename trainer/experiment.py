@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from edge.atomic import atomic_write
 from trainer.config import ConfigError, TrainConfig, from_dict
 
 
@@ -315,12 +315,7 @@ def _verdict(cell: dict[tuple[str, str, str], list[float]], variants: list[str],
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts are shared files
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from edge import __version__ as skelmtl_version
+from edge.atomic import atomic_write
 from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME, META_KEY, ModelMeta
 
@@ -178,16 +179,7 @@ def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str],
     if diff > VERIFY_ATOL:
         raise ExportError(f"ONNX Runtime disagrees with PyTorch by {diff:.2e} of the logit "
                           f"scale (> {VERIFY_ATOL})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmpname = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(onnx_model.SerializeToString())
-        os.chmod(tmpname, 0o644)  # mkstemp creates 0600; artefacts are shared files
-        os.replace(tmpname, out)
-    except BaseException:
-        Path(tmpname).unlink(missing_ok=True)
-        raise
+    atomic_write(out, onnx_model.SerializeToString())
     log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset {opset}, "
         f"{len(onnx_model.graph.node)} nodes)")
     return out

@@ -1,0 +1,63 @@
+"""Atomic file output: write beside the destination, then rename into place.
+
+A reader never sees a half-written artefact, and an interrupted write (a crash, Ctrl-C, a
+full disk) leaves the previous file untouched. Every stage that writes an artefact
+(checkpoints, ONNX models, engines, reports, recordings) goes through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False,
+                mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``.
+
+    For writers that want a file name (``torch.save``, ``np.savez``). The parent folder
+    is created. ``mode`` replaces mkstemp's 0600: artefacts are meant to be shared.
+
+    Raises:
+        Whatever the body raises; the temporary file is removed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, fsync: bool = False,
+                **kwargs: Any) -> Iterator[IO[Any]]:
+    """``open(path, mode)`` that only appears at ``path`` once the block succeeds."""
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_open writes whole files; mode {mode!r} is not 'w'/'wb'")
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+        f.flush()
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *,
+                 fsync: bool = False) -> Path:
+    """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically; returns ``path``."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_open(path, "wb", fsync=fsync) as f:
+        f.write(raw)
+    return Path(path)
