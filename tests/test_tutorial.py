@@ -379,3 +379,22 @@ def test_tutorial_runs(tmp_path: Path, shared_data: Path) -> None:
     for video in ("replay.mp4", "video.mp4"):
         assert (out / video).stat().st_size > 10_000, video
     assert (out / "bench" / "bench.json").is_file()
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/models.md", "docs/runtime.md",
+                                 "docs/calibration.md", "docs/benchmarks.md",
+                                 "docs/jetson.md"])
+def test_command_lines_in_other_docs_parse(doc: str) -> None:
+    """The README and the reference pages show commands too; they must parse as well."""
+    pytest.importorskip("torch")
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
+    # Only the bash blocks matter here; other fences (python, json, text) are not run.
+    fences = re.findall(r"```(?:bash|sh|console)[^\n]*\n(.*?)```", text, flags=re.S)
+    calls = skelmtl_invocations(parse_blocks("".join(f"```bash\n{f}```\n" for f in fences)))
+    for _, argv in calls:
+        if not argv or argv[0].startswith("-") or argv[0] not in COMMANDS or "--help" in argv:
+            continue
+        try:
+            _parser(argv[0]).parse_args(argv[1:])
+        except (argparse.ArgumentError, SystemExit) as e:
+            raise AssertionError(f"{doc}: 'skelmtl {' '.join(argv)}' does not parse: {e}") from None
