@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,38 @@ class _FirstFrames:
         self.end_reason = getattr(self.source, "end_reason", None)
 
 
+class Heartbeat:
+    """Touches a file while frames flow, for a container health check (docker/healthcheck.sh).
+
+    The file's modification time says when the last frame went through; it is touched at
+    most once per ``every`` seconds so that a 30 fps loop does not do 30 syscalls a second.
+
+    Args:
+        path: the file (created with its parent folder); ``None`` disables the heartbeat.
+        every: minimum seconds between two touches.
+        clock: a monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, every: float = 1.0,
+                 clock: Any = time.monotonic) -> None:
+        self.path = Path(path) if path else None
+        self.every = every
+        self.clock = clock
+        self.last = -float("inf")
+        self.touches = 0
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def beat(self) -> None:
+        if self.path is None:
+            return
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.path.touch()
+            self.last = now
+            self.touches += 1
+
+
 def main(args: argparse.Namespace) -> int:
     from edge.overlay import OverlayWriter
     from edge.publish import open_publishers
@@ -147,7 +181,9 @@ def main(args: argparse.Namespace) -> int:
         if args.max_frames > 0:
             frames = _FirstFrames(source, args.max_frames)
         try:
+            heartbeat = Heartbeat(os.environ.get("SKELMTL_HEARTBEAT") or None)
             for step in pipe.steps(frames, threaded=threaded, landmarker=landmarker):
+                heartbeat.beat()
                 if overlay is not None:
                     overlay.write(step)
                 for ev in step.events:
