@@ -1,4 +1,4 @@
-"""Atomic file output: write beside the destination, then rename into place.
+"""Atomic file output (write beside the destination, then rename into place), checksums.
 
 A reader never sees a half-written artefact, and an interrupted write (a crash, Ctrl-C, a
 full disk) leaves the previous file untouched. Every stage that writes an artefact
@@ -8,6 +8,7 @@ full disk) leaves the previous file untouched. Every stage that writes an artefa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -61,3 +62,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *,
     with atomic_open(path, "wb", fsync=fsync) as f:
         f.write(raw)
     return Path(path)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (model files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge.atomic import sha256_file
 from edge.errors import SkelmtlError
 
 ENGINE_SUFFIX = ".engine"
@@ -203,13 +204,7 @@ def detect_platform(env: Mapping[str, str] | None = None) -> Platform:
                     tensorrt=env.get("SKELMTL_TENSORRT_VERSION") or detect_tensorrt_version())
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the model's identity in the cache key
 
 
 def _slug(text: str, limit: int) -> str:

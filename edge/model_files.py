@@ -24,7 +24,6 @@ changing the model).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -37,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.atomic import sha256_file
 from edge.errors import SkelmtlError
 
 _BUCKET = "https://storage.googleapis.com/mediapipe-models"
@@ -95,15 +95,6 @@ def cache_dir() -> Path:
 def offline_requested() -> bool:
     """True when ``SKELMTL_OFFLINE`` is set to a true value (1, true, yes)."""
     return os.environ.get("SKELMTL_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _urlopen_download(url: str, dst: Path, timeout: float) -> None:

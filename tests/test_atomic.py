@@ -38,3 +38,14 @@ def test_append_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="writes whole files"):
         with atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
+    import hashlib
+
+    from edge.atomic import sha256_file
+
+    data = bytes(range(256)) * 9000  # > 1 MiB: more than one chunk
+    p = tmp_path / "m.bin"
+    p.write_bytes(data)
+    assert sha256_file(p) == hashlib.sha256(data).hexdigest()

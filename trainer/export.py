@@ -20,7 +20,6 @@ Soft-sharing models keep one trunk per task, so ``--per-task`` also writes
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import torch
 from torch import nn
 
 from edge import __version__ as skelmtl_version
-from edge.atomic import atomic_write
+from edge.atomic import atomic_write, sha256_file
 from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME, META_KEY, ModelMeta
 
@@ -208,12 +207,6 @@ def _verify(onnx_model: Any, wrapper: nn.Module, names: list[str], channels: int
                for g, w in zip(got, want))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *,
@@ -236,7 +229,7 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
 def _export_loaded(ck: Any, checkpoint: Path, out: Path, *, per_task: bool, opset: int,
                    simplify: bool, log: Log) -> list[Path]:
     producer: dict[str, Any] = {"checkpoint": checkpoint.name,
-                                "checkpoint_sha256": _sha256(checkpoint)}
+                                "checkpoint_sha256": sha256_file(checkpoint)}
     fp = ck.extra.get("fingerprint") or ck.extra.get("data_fingerprint")
     if fp:
         producer["data_fingerprint"] = fp
