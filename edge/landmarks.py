@@ -312,22 +312,26 @@ class Landmarker:
                                   f"{image.shape} {image.dtype}")
         if t is None:
             t = self._count / 30.0
+        # LiteRT warns once about memory alignment and ROI projection on the first frame.
+        quiet: contextlib.AbstractContextManager[list[str]] = (
+            _native_stderr_captured() if self._count == 0 else contextlib.nullcontext([]))
         self._count += 1
         h, w = image.shape[:2]
         mp = self._mp
         t0 = time.perf_counter()
-        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        if self.mode == "video":
-            ts = max(int(round(t * 1000.0)), self._last_ts + 1)
-            self._last_ts = ts
-            pose_res = self._pose.detect_for_video(mp_image, ts)
-        else:
-            pose_res = self._pose.detect(mp_image)
-        t1 = time.perf_counter()
-        hand_res = None
-        if self._hand is not None:
-            hand_res = (self._hand.detect_for_video(mp_image, self._last_ts)
-                        if self.mode == "video" else self._hand.detect(mp_image))
+        with quiet:
+            mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+            if self.mode == "video":
+                ts = max(int(round(t * 1000.0)), self._last_ts + 1)
+                self._last_ts = ts
+                pose_res = self._pose.detect_for_video(mp_image, ts)
+            else:
+                pose_res = self._pose.detect(mp_image)
+            t1 = time.perf_counter()
+            hand_res = None
+            if self._hand is not None:
+                hand_res = (self._hand.detect_for_video(mp_image, self._last_ts)
+                            if self.mode == "video" else self._hand.detect(mp_image))
         t2 = time.perf_counter()
         frame = self._merge(pose_res, hand_res, float(t), (w, h), index)
         t3 = time.perf_counter()
@@ -387,7 +391,9 @@ class Landmarker:
             lm = getattr(self, name, None)
             if lm is not None:
                 try:
-                    lm.close()
+                    # LiteRT logs an INFO line per accelerator it destroys.
+                    with _native_stderr_captured():
+                        lm.close()
                 except Exception:  # noqa: BLE001, S110 - closing twice / at exit is harmless
                     pass
                 setattr(self, name, None)
