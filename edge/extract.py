@@ -323,8 +323,10 @@ def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers:
               progress: bool, report: Report) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), unit="video", desc="extract", disable=not progress or not todo,
-               file=sys.stderr)
+    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI), where
+    # its redraws would print the bar line again and again.
+    bar = tqdm(total=len(todo), unit="video", desc="extract",
+               disable=None if progress and todo else True, file=sys.stderr)
 
     def collect(result: tuple[str, str | None, dict[str, Any]]) -> None:
         cid, err, info = result
