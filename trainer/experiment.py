@@ -60,6 +60,7 @@ class ExperimentConfig:
     stl: also train the single-task baselines.
     base: the TrainConfig every run starts from (dict, or a YAML path).
     anchors: published numbers to print beside the table.
+    notes: sentences printed under the table (e.g. which run became the bundled model).
     """
 
     name: str
@@ -73,6 +74,7 @@ class ExperimentConfig:
     stl: bool = True
     base: dict[str, Any] = field(default_factory=dict)
     anchors: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
@@ -106,7 +108,8 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
         results=d.get("results", "docs/results.md"), seeds=tuple(d.get("seeds", (0, 1, 2))),
         stores=stores, composites=comps, sharing=tuple(d.get("sharing", ("hard", "soft", "learned"))),
         weighting=tuple(d.get("weighting", ("mean", "dwa", "uncertainty"))),
-        stl=bool(d.get("stl", True)), base=base, anchors=tuple(d.get("anchors", ())))
+        stl=bool(d.get("stl", True)), base=base, anchors=tuple(d.get("anchors", ())),
+        notes=tuple(str(n) for n in d.get("notes", ())))
     from_dict(exp.base, f"{path}:base")  # validate early
     return exp
 
@@ -282,6 +285,8 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str]) -> P
     lines += ["", f"Finished runs: {done} of {planned} planned "
               f"({len(exp.seeds)} seeds x {len(exp.composites)} composites x "
               f"{len(variants)} variants); '-' marks runs not finished yet."]
+    if exp.notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in exp.notes]
     if exp.anchors:
         lines += ["", "Published anchors on the same data:", ""]
         lines += [f"- {a['name']}: {a['value']} ({a.get('note', '')})" for a in exp.anchors]
