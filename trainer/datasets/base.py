@@ -123,3 +123,14 @@ def require_dir(src: Path, what: str) -> Path:
     if not src.is_dir():
         raise DatasetError(f"{src}: not a folder ({what})")
     return src
+
+
+def detector(find_root: Callable[[Path], Path]) -> Callable[[Path], bool]:
+    """Format autodetection from a reader's root finder: does ``find_root(src)`` succeed?"""
+    def detect(src: Path) -> bool:
+        try:
+            find_root(src)
+            return True
+        except DatasetError:
+            return False
+    return detect

@@ -39,7 +39,7 @@ import numpy as np
 
 from edge.clipstore import Clip
 from edge.layout import JHMDB15, KINECT_V1_MSR, KINECT_V2_NTU
-from trainer.datasets.base import DatasetError, ReadLog, ReadOptions, require_dir
+from trainer.datasets.base import DatasetError, ReadLog, ReadOptions, detector, require_dir
 from trainer.datasets.text import read_rows
 
 # ---------------------------------------------------------------------------- MSR Action3D
@@ -62,12 +62,7 @@ def msr_root(src: Path) -> Path:
     raise DatasetError(f"{src}: no a<action>_s<subject>_e<rep>_skeleton3D.txt files found")
 
 
-def detect_msr(src: Path) -> bool:
-    try:
-        msr_root(src)
-        return True
-    except DatasetError:
-        return False
+detect_msr = detector(msr_root)
 
 
 def read_msr_file(path: Path) -> np.ndarray:

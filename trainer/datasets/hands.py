@@ -30,7 +30,14 @@ import numpy as np
 
 from edge.clipstore import Clip
 from edge.layout import DHG22, FPHAB
-from trainer.datasets.base import DatasetError, ReadLog, ReadOptions, natural_key, require_dir
+from trainer.datasets.base import (
+    DatasetError,
+    ReadLog,
+    ReadOptions,
+    detector,
+    natural_key,
+    require_dir,
+)
 from trainer.datasets.text import read_rows
 
 # ---------------------------------------------------------------------------------- F-PHAB
@@ -48,12 +55,7 @@ def fphab_root(src: Path) -> Path:
                        "(expected F-PHAB's Hand_pose_annotation_v1 folder)")
 
 
-def detect_fphab(src: Path) -> bool:
-    try:
-        fphab_root(src)
-        return True
-    except DatasetError:
-        return False
+detect_fphab = detector(fphab_root)
 
 
 def read_fphab_file(path: Path) -> np.ndarray:
@@ -107,12 +109,7 @@ def dhg_root(src: Path) -> Path:
                        "skeletons_world.txt files found")
 
 
-def detect_dhg(src: Path) -> bool:
-    try:
-        dhg_root(src)
-        return True
-    except DatasetError:
-        return False
+detect_dhg = detector(dhg_root)
 
 
 def dhg_label(g: int, f: int, classes: str) -> str:
