@@ -188,8 +188,6 @@ def run_experiment(path: str | os.PathLike[str], *, seeds: list[int] | None = No
                    only: list[str] | None = None, progress: bool = False) -> Path:
     """Run (or continue) the experiment; returns the results table path."""
     from edge.clipstore import ClipStore
-    from trainer.evaluate import evaluate_checkpoint
-    from trainer.train import train
 
     exp = load_experiment(path)
     if seeds:
@@ -209,25 +207,80 @@ def run_experiment(path: str | os.PathLike[str], *, seeds: list[int] | None = No
         if only and not any(o in run.key for o in only):
             continue
         out = root / run.key
-        if (out / "result.json").is_file():
+        if (out / "result.json").is_file() or not claim_run(out):
             continue
-        cfg = run_config(exp, run, store_dir)
-        print(f"== {run.key}", flush=True)
-        t0 = time.perf_counter()
-        res = train(cfg, resume=True, progress=progress)
-        rep = evaluate_checkpoint(res.best, split=cfg.data.test_split, out_dir=out / "eval")
-        wall = time.perf_counter() - t0
-        rows = [{"composite": run.composite, "variant": run.variant, "seed": run.seed,
-                 "task": t, "top1": r["top1"], "n": r["n"], "wall_s": round(wall, 1),
-                 "best_val": res.best_val} for t, r in rep["tasks"].items()]
-        with open(results, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-        _atomic_write(out / "result.json", json.dumps(rows, indent=1))
-        write_table(exp, path)
-        print("   " + "  ".join(f"{r['task']}={r['top1']:.4f}" for r in rows)
-              + f"  ({wall:.0f} s)", flush=True)
+        try:
+            _run_one(exp, run, out, store_dir, results, path, progress)
+        finally:
+            (out / CLAIM).unlink(missing_ok=True)
     return write_table(exp, path)
+
+
+CLAIM = ".claimed"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def claim_run(out: Path) -> bool:
+    """Claim a run folder for this process; False if a live worker on this host holds it.
+
+    Several ``skelmtl experiment`` workers may share one runs folder (one per core): each
+    takes the next unclaimed run. The claim file is created with O_EXCL, so two workers
+    never train the same run; a claim whose process is gone (a killed session) is stale and
+    is taken over, and the run resumes from its ``last.pt``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    f = out / CLAIM
+    me = f"{os.uname().nodename} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = f.read_text().split()
+                stale = host == os.uname().nodename and not _pid_alive(int(pid))
+            except (OSError, ValueError):  # half-written or vanished: treat as stale
+                stale = True
+            if not stale:
+                return False
+            f.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        return True
+    return False
+
+
+def _run_one(exp: ExperimentConfig, run: Run, out: Path, store_dir: Path, results: Path,
+             path: str | os.PathLike[str], progress: bool) -> None:
+    """Train, evaluate on the test split and record one run (its result.json last)."""
+    from trainer.evaluate import evaluate_checkpoint
+    from trainer.train import train
+
+    cfg = run_config(exp, run, store_dir)
+    print(f"== {run.key}", flush=True)
+    t0 = time.perf_counter()
+    res = train(cfg, resume=True, progress=progress)
+    rep = evaluate_checkpoint(res.best, split=cfg.data.test_split, out_dir=out / "eval")
+    wall = time.perf_counter() - t0
+    rows = [{"composite": run.composite, "variant": run.variant, "seed": run.seed,
+             "task": t, "top1": r["top1"], "n": r["n"], "wall_s": round(wall, 1),
+             "best_val": res.best_val} for t, r in rep["tasks"].items()]
+    with open(results, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    _atomic_write(out / "result.json", json.dumps(rows, indent=1))
+    write_table(exp, path)
+    print("   " + "  ".join(f"{r['task']}={r['top1']:.4f}" for r in rows)
+          + f"  ({wall:.0f} s)", flush=True)
 
 
 def collect(exp: ExperimentConfig) -> list[dict[str, Any]]:
