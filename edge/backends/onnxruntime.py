@@ -76,6 +76,11 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: threads across operators (0 = ONNX Runtime's choice).
         graph_optimization: ``all``, ``extended``, ``basic`` or ``none``.
         trt_cache_dir: engine cache folder for the TensorRT execution provider.
+        fold_relu: on the CPU provider, fold a Q/DQ model's Relus into uint8 quantisation
+            (:mod:`edge.qdq`; the file is not changed). Ignored for other providers.
+
+    Attributes:
+        relus_folded: how many Relus the CPU rewrite folded (0: none, or not applied).
 
     Raises:
         BackendError: unreadable or corrupt file, unavailable provider, a graph whose inputs
@@ -88,7 +93,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "cpu",
                  intra_op_threads: int = 0, inter_op_threads: int = 0,
                  graph_optimization: str = "all", trt_cache_dir: str | None = None,
-                 **unknown: Any) -> None:
+                 fold_relu: bool = True, **unknown: Any) -> None:
         if unknown:
             raise BackendError(f"onnxruntime backend: unknown options {sorted(unknown)}")
         import onnxruntime as ort  # lazy: the runtime extra
@@ -115,8 +120,14 @@ class OnnxRuntimeBackend(Backend):
                 opts = {"trt_engine_cache_enable": True, "trt_engine_cache_path": trt_cache_dir,
                         "trt_int8_enable": True}
             provider_options.append(opts)
+        model: str | bytes = str(self.path)
+        self.relus_folded = 0
+        if fold_relu and chosen == ["CPUExecutionProvider"]:
+            from edge.qdq import fold_relu_for_cpu
+
+            model, self.relus_folded = fold_relu_for_cpu(self.path.read_bytes())
         try:
-            self._sess = ort.InferenceSession(str(self.path), sess_options=so, providers=chosen,
+            self._sess = ort.InferenceSession(model, sess_options=so, providers=chosen,
                                               provider_options=provider_options)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
