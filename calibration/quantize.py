@@ -221,6 +221,49 @@ def dedicate_quantizers(model: Any) -> int:
     return changed
 
 
+# quantize_static(calibration_cache_path=...) and save_tensors_data: ONNX Runtime 1.27.
+MIN_ORT_QUANTIZER = "1.27"
+
+
+def quantizer_missing() -> str | None:
+    """Why this onnxruntime cannot run :func:`quantize_onnx` (None when it can).
+
+    The ranges are computed here (TensorRT's entropy histogram) and handed to ONNX Runtime's
+    quantizer through its calibration cache, which arrived in onnxruntime 1.27. Older
+    runtimes (JetPack 5's Python 3.8 tops out at 1.16) can run and check INT8 models but
+    not make them: calibrate on a workstation, build engines on the device.
+    """
+    try:
+        import onnxruntime
+        from onnxruntime.quantization.calibrate import save_tensors_data  # noqa: F401
+    except ImportError:
+        try:
+            import onnxruntime
+        except ImportError:
+            return "skelmtl calibrate needs onnxruntime (pip install 'skelmtl[calib]')"
+        return (f"skelmtl calibrate needs onnxruntime >= {MIN_ORT_QUANTIZER} (its quantizer's "
+                f"calibration cache); this is {onnxruntime.__version__}: calibrate on a machine "
+                "with a newer onnxruntime (pip install 'skelmtl[calib]')")
+    return None
+
+
+def prune_opset_imports(model: Any) -> int:
+    """Drop opset imports of domains no node uses; returns how many were dropped.
+
+    ONNX Runtime's pre-processing declares every domain it knows (``ai.onnx.ml`` 5,
+    ``com.microsoft.nchwc``, ...). Older runtimes refuse a model that imports a domain
+    version newer than theirs even when no node uses it (onnxruntime 1.16, JetPack 5's
+    newest for Python 3.8: "ValidateOpsetForDomain").
+    """
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    dropped = len(model.opset_import) - len(keep)
+    if dropped:
+        del model.opset_import[:]
+        model.opset_import.extend(keep)
+    return dropped
+
+
 def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
                   calib: np.ndarray, *, method: str = "entropy",
                   keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
@@ -250,6 +293,10 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
             windows of the wrong shape, unknown node names, a quantizer failure.
     """
     from onnxruntime import __version__ as ort_version
+
+    missing = quantizer_missing()
+    if missing:
+        raise QuantizeError(missing)
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -304,6 +351,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
             raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
                                 f"({type(e).__name__}: {e})") from None
         qmodel = onnx.load(str(qdq))
+        prune_opset_imports(qmodel)
         dedicated = dedicate_quantizers(qmodel)
         if dedicated:
             log(f"kept {dedicated} per-consumer Q/DQ pairs apart (ONNX Runtime fuses "

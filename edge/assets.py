@@ -7,13 +7,12 @@ Layout (``edge/assets/``, installed as package data)::
     model/model_card.md       training command, data and licences, accuracy FP32 / INT8
     clips/*.landmarks.npz     real landmark clips from test splits, true label in their meta
 
-Located through :mod:`importlib.resources`, so it works from a source checkout, an
-editable install or a wheel. Nothing here loads a model.
+Located next to this module, so it works from a source checkout, an editable install or a
+wheel. Nothing here loads a model.
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from edge.errors import SkelmtlError
@@ -28,7 +27,9 @@ class AssetMissing(SkelmtlError, FileNotFoundError):
 
 def assets_dir() -> Path:
     """``edge/assets`` of this installation (it may not exist in a bare checkout)."""
-    return Path(str(resources.files("edge").joinpath("assets")))
+    # Next to this module: importlib.resources.files() is Python 3.9+ (JetPack 5 has 3.8),
+    # and the package is always installed as files (setuptools, not zipped).
+    return Path(__file__).resolve().parent / "assets"
 
 
 def bundled_model(precision: str = "int8") -> Path:

@@ -80,7 +80,7 @@ class Segment:
 
 def concatenate(clips: list[Path]) -> tuple[list[Segment], Iterator[tuple[Any, ...]]]:
     """The clips as one stream of ``(joints, mask, t)`` frames, and their time segments."""
-    from edge.recording import load_recording
+    from edge.recording import load_recording, recording_stem
 
     recs = [load_recording(p) for p in clips]
     segments: list[Segment] = []
@@ -91,7 +91,7 @@ def concatenate(clips: list[Path]) -> tuple[list[Segment], Iterator[tuple[Any, .
             continue
         fps = float(rec.meta.get("fps") or 30.0)
         t = (rec.timestamps_ms - rec.timestamps_ms[0]) / 1000.0 + offset
-        segments.append(Segment(path.name.removesuffix(".landmarks.npz"), float(t[0]),
+        segments.append(Segment(recording_stem(path.name), float(t[0]),
                                 float(t[-1]) + 1.0 / fps, rec.meta.get("label"),
                                 rec.meta.get("task")))
         plan.append((rec, t))

@@ -258,9 +258,7 @@ def shipped_model() -> Path:
     Raises:
         EngineCacheError: the package was installed without it.
     """
-    from importlib.resources import files
-
-    path = Path(str(files("edge").joinpath(SHIPPED_MODEL)))
+    path = Path(__file__).resolve().parent / SHIPPED_MODEL
     if not path.is_file():
         raise EngineCacheError(f"{path}: the shipped model is missing from this install; "
                                "pass --model (or set SKELMTL_MODEL)")

@@ -30,7 +30,7 @@ from typing import Any
 from edge.clipstore import Clip, write_store
 from edge.errors import SkelmtlError
 from edge.recording import SUFFIX as RECORDING_SUFFIX
-from edge.recording import RecordingError, load_recording, save_recording
+from edge.recording import RecordingError, load_recording, recording_stem, save_recording
 from edge.sources import VIDEO_EXTENSIONS
 
 CACHE_VERSION = 1
@@ -131,7 +131,7 @@ def cache_name(path: Path, every: int, models: Sequence[str]) -> str:
     st = path.stat()
     key = "|".join([str(CACHE_VERSION), str(path.resolve()), str(st.st_size),
                     str(st.st_mtime_ns), str(every), *models])
-    stem = path.name.removesuffix(RECORDING_SUFFIX).rsplit(".", 1)[0][:40]
+    stem = recording_stem(path.name).rsplit(".", 1)[0][:40]
     return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}{RECORDING_SUFFIX}"
 
 

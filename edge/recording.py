@@ -31,6 +31,11 @@ RECORDING_FORMAT = 1
 SUFFIX = ".landmarks.npz"
 
 
+def recording_stem(name: str) -> str:
+    """``name`` without :data:`SUFFIX` (``str.removesuffix`` is Python 3.9+)."""
+    return name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+
+
 class RecordingError(SkelmtlError, ValueError):
     """A landmark recording that cannot be read; the message names the file."""
 

@@ -4,6 +4,7 @@ marked ``gpu``)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 import types
@@ -295,8 +296,8 @@ def make_fake_tensorrt(memory: FakeMemory, *, named: bool, version: str = "10.3.
         def get_tensor_mode(self, name: str) -> str:
             return TensorIOMode.INPUT if self._by_name(name)[1] else TensorIOMode.OUTPUT
 
-        def get_tensor_dtype(self, name: str) -> str:
-            return "float"
+        def get_tensor_dtype(self, name: str) -> enum.Enum:
+            return trt.DataType.FLOAT
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             return self._by_name(name)[2]
@@ -312,8 +313,8 @@ def make_fake_tensorrt(memory: FakeMemory, *, named: bool, version: str = "10.3.
         def binding_is_input(self, i: int) -> bool:
             return self.io[i][1]
 
-        def get_binding_dtype(self, i: int) -> str:
-            return "float"
+        def get_binding_dtype(self, i: int) -> enum.Enum:
+            return trt.DataType.FLOAT
 
         def get_binding_shape(self, i: int) -> tuple[int, ...]:
             return self.io[i][2]
@@ -376,7 +377,12 @@ def make_fake_tensorrt(memory: FakeMemory, *, named: bool, version: str = "10.3.
     trt.Logger = Logger  # type: ignore[attr-defined]
     trt.TensorIOMode = TensorIOMode  # type: ignore[attr-defined]
     trt.Runtime = Runtime  # type: ignore[attr-defined]
-    trt.nptype = lambda dt: np.float32  # type: ignore[attr-defined]
+    trt.DataType = enum.Enum("DataType", "FLOAT HALF INT8 INT32 BOOL")  # type: ignore[attr-defined]
+
+    def nptype(dt: enum.Enum) -> type:  # TensorRT 8.5's, under NumPy >= 1.24: never called
+        raise AttributeError("module 'numpy' has no attribute 'bool'")
+
+    trt.nptype = nptype  # type: ignore[attr-defined]
     return trt
 
 

@@ -19,7 +19,13 @@ from onnx import numpy_helper
 from calibration import trt_compat as tc
 from calibration.calibset import draw_calibration_set, load_split
 from calibration.onnx_meta import read_meta
-from calibration.quantize import QuantizeError, calibrate, quantize_onnx
+from calibration.quantize import (
+    QuantizeError,
+    calibrate,
+    prune_opset_imports,
+    quantize_onnx,
+    quantizer_missing,
+)
 from calibration.report import compare_models, format_report, head_accuracy
 from edge.clipstore import Clip, StoreError, write_store
 from edge.metadata import MetadataError
@@ -29,6 +35,11 @@ from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows
 
 def _quiet(msg: str) -> None:
     pass
+
+# Making Q/DQ models needs onnxruntime >= 1.27; with an older one (the oldest-dependency run
+# of docs/jetson.md) these tests skip and test_old_onnxruntime_is_refused_clearly runs.
+needs_quantizer = pytest.mark.skipif(quantizer_missing() is not None,
+                                     reason=str(quantizer_missing()))
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +111,7 @@ def _inits(m: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
 
 
+@needs_quantizer
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: str) -> None:
     meta = tiny_meta()
@@ -146,6 +158,7 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     assert cache.scales["input"] == pytest.approx(np.abs(x).max() / 127, rel=0.5)
 
 
+@needs_quantizer
 def test_every_conv_fuses_in_onnxruntime(tmp_path: Path) -> None:
     """A tensor with two consumers (block output -> next conv and residual conv) must not
     leave either consumer in float in ONNX Runtime (see dedicate_quantizers)."""
@@ -162,6 +175,7 @@ def test_every_conv_fuses_in_onnxruntime(tmp_path: Path) -> None:
     assert ops.count("QLinearConv") == 3 and "Conv" not in ops, ops
 
 
+@needs_quantizer
 def test_entropy_clips_outliers(fp32: Path, tmp_path: Path) -> None:
     """With 2048 histogram bins entropy calibration clips rare outliers that MinMax keeps
     (ONNX Runtime's default of 128 bins made the two identical)."""
@@ -177,6 +191,7 @@ def test_entropy_clips_outliers(fp32: Path, tmp_path: Path) -> None:
     assert scales["entropy"] < 0.15 * scales["minmax"]  # amax ~20 instead of 200
 
 
+@needs_quantizer
 def test_quantize_refuses(fp32: Path, tmp_path: Path) -> None:
     x = windows(tiny_meta(), 8)
     with pytest.raises(QuantizeError, match=r"calibration windows \(8, 7, 8, 74\) do not match"):
@@ -219,6 +234,7 @@ def test_head_accuracy_numbers() -> None:
     assert r["task_logits"]["top1_int8"] == 0.75 and r["task_logits"]["agreement"] == 0.75
 
 
+@needs_quantizer
 def test_report_on_test_split(fp32: Path, store: Path, tmp_path: Path) -> None:
     res, cal = calibrate(fp32, tmp_path / "m.int8.onnx", [store], size=24, log=_quiet)
     assert res.calibration_cache == tmp_path / "m.int8.calib"
@@ -238,6 +254,7 @@ def test_report_on_test_split(fp32: Path, store: Path, tmp_path: Path) -> None:
     assert "FP32 vs INT8 on 12 test windows" in format_report(rep)
 
 
+@needs_quantizer
 def test_cli(fp32: Path, store: Path, tmp_path: Path,
              capsys: pytest.CaptureFixture[str]) -> None:
     import json
@@ -258,6 +275,7 @@ def test_cli(fp32: Path, store: Path, tmp_path: Path,
     assert "nowhere: not a clip store" in capsys.readouterr().err
 
 
+@needs_quantizer
 @pytest.mark.parametrize("n", [45, 37])
 def test_calibration_set_not_a_multiple_of_the_batch(fp32: Path, tmp_path: Path, n: int) -> None:
     """ORT's histogram collectors break on a short last batch; the reader avoids one."""
@@ -265,3 +283,29 @@ def test_calibration_set_not_a_multiple_of_the_batch(fp32: Path, tmp_path: Path,
     res = quantize_onnx(fp32, tmp_path / "m.int8.onnx", x, method="entropy",
                         trt_cache=tmp_path / "m.calib", log=_quiet)
     assert res.path.is_file() and res.quantized_nodes
+
+
+def test_old_onnxruntime_is_refused_clearly(fp32: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import calibration.quantize as q
+
+    monkeypatch.setattr(q, "quantizer_missing", lambda: "skelmtl calibrate needs onnxruntime "
+                        ">= 1.27 (its quantizer's calibration cache); this is 1.16.3")
+    with pytest.raises(QuantizeError, match=r"needs onnxruntime >= 1\.27.*1\.16\.3"):
+        quantize_onnx(fp32, tmp_path / "q.onnx", windows(tiny_meta(), 4), log=_quiet)
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_unused_opset_imports_are_pruned() -> None:
+    """ORT's pre-processing declares every domain it knows; old runtimes refuse unknown ones."""
+    from onnx import helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [1])],
+                          [helper.make_tensor_value_info("y", 1, [1])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("ai.onnx.ml", 5),
+                                            helper.make_opsetid("com.microsoft.nchwc", 1)])
+    assert prune_opset_imports(m) == 2
+    assert [(o.domain, o.version) for o in m.opset_import] == [("", 17)]
+    assert prune_opset_imports(m) == 0

@@ -47,6 +47,10 @@ def _quiet(msg: str) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from calibration.quantize import quantizer_missing
+
+    if quantizer_missing():
+        pytest.skip(str(quantizer_missing()))
     d = tmp_path_factory.mktemp("models")
     meta = tiny_meta()
     fp32 = save(tiny_model(meta), d / "model.onnx")

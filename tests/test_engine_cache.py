@@ -370,11 +370,13 @@ def test_cache_around_the_real_build_engine(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from calibration.engine import build_engine
-    from calibration.quantize import quantize_onnx
+    from calibration.quantize import quantize_onnx, quantizer_missing
     from edge.engine_header import read_engine
     from tests.fake_tensorrt import make_tensorrt
     from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows
 
+    if quantizer_missing():
+        pytest.skip(str(quantizer_missing()))
     meta = tiny_meta()
     fp32 = save(tiny_model(meta), tmp_path / "model.onnx")
     int8 = tmp_path / "model.int8.onnx"

@@ -24,10 +24,17 @@ AUTO_BY_SUFFIX: dict[str, str] = {".onnx": "onnxruntime", ".engine": "tensorrt",
                                   ".plan": "tensorrt", ".pt": "torch", ".ckpt": "torch"}
 
 
+def _entry_points(group: str) -> list[Any]:
+    eps = entry_points()
+    if hasattr(eps, "select"):  # Python >= 3.10
+        return list(eps.select(group=group))
+    return list(eps.get(group, ()))  # Python 3.8/3.9 (JetPack 5): a dict of lists
+
+
 def available_backends() -> dict[str, str]:
     """Built-in backends plus those registered under the ``skelmtl.backends`` entry points."""
     found = dict(BACKENDS)
-    for ep in entry_points(group="skelmtl.backends"):
+    for ep in _entry_points("skelmtl.backends"):
         found.setdefault(ep.name, ep.value)
     return found
 

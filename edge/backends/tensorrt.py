@@ -217,6 +217,10 @@ def open_cuda(which: str | CudaMemory = "auto", device: int = 0) -> CudaMemory:
                        f"cuda-python (pip install cuda-python); none importable ({'; '.join(errors)})")
 
 
+_NP_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+              "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}
+
+
 @dataclass
 class _Tensor:
     name: str
@@ -289,6 +293,14 @@ class TensorRTBackend(Backend):
         self._mem.deactivate()
 
     # -- discovery -----------------------------------------------------------------------
+    def _np_dtype(self, dt: Any) -> np.dtype:
+        # Not trt.nptype(): TensorRT 8.5's (JetPack 5) maps BOOL to np.bool, which NumPy 1.24
+        # removed, so it raises for every tensor with today's NumPy. Map by the enum's name.
+        name = str(getattr(dt, "name", dt)).split(".")[-1].upper()
+        if name not in _NP_DTYPES:
+            raise BackendError(f"{self.path}: engine tensor type {name} has no NumPy type")
+        return np.dtype(_NP_DTYPES[name])
+
     def _describe(self) -> list[_Tensor]:
         trt, e = self._trt, self._engine
         out: list[_Tensor] = []
@@ -296,12 +308,12 @@ class TensorRTBackend(Backend):
             for i in range(e.num_io_tensors):
                 name = e.get_tensor_name(i)
                 is_in = e.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-                out.append(_Tensor(name, i, is_in, np.dtype(trt.nptype(e.get_tensor_dtype(name))),
+                out.append(_Tensor(name, i, is_in, self._np_dtype(e.get_tensor_dtype(name)),
                                    tuple(int(d) for d in e.get_tensor_shape(name))[1:]))
         else:
             for i in range(e.num_bindings):
                 out.append(_Tensor(e.get_binding_name(i), i, bool(e.binding_is_input(i)),
-                                   np.dtype(trt.nptype(e.get_binding_dtype(i))),
+                                   self._np_dtype(e.get_binding_dtype(i)),
                                    tuple(int(d) for d in e.get_binding_shape(i))[1:]))
         inputs = [t.name for t in out if t.is_input]
         if inputs != [INPUT_NAME]:
