@@ -414,6 +414,9 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
     ``trt_cache="auto"`` writes the legacy cache next to ``out`` as ``<stem>.calib``;
     None skips it.
     """
+    missing = quantizer_missing()  # before the minutes spent drawing the set
+    if missing:
+        raise QuantizeError(missing)
     model_path, out = Path(model_path), Path(out)
     meta = read_meta(load_onnx(model_path), model_path)
     cal = draw_calibration_set(data, meta, size=size, split=split, seed=seed)
