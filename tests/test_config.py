@@ -70,6 +70,13 @@ def test_experiment_verdict_names_every_loss() -> None:
             ("soft-mean", "c", "action"): [58.0, 59.0], ("stl", "c", "gesture"): [90.0]}
     text = "\n".join(_verdict(cell, ["stl", "hard-mean", "soft-mean"],
                               [("c", "action"), ("c", "gesture")]))
-    assert "c action: STL 61.0; best MTL hard-mean 64.0 (+3.0); MTL variants above STL: 1 of 2" in text
-    assert "MTL below STL: soft-mean on c action (-2.5)." in text
+    # +3.0 against a standard error of sqrt(2/2 + 2/2) = 1.41: clear; -2.5 against
+    # sqrt(2/2 + 0.5/2) = 1.12: clear as well.
+    assert ("c action: STL 61.0; best MTL hard-mean 64.0 (+3.0); MTL variants above STL: "
+            "1 of 2, clearly: hard-mean.") in text
+    assert "MTL below STL: soft-mean on c action (-2.5, clear)." in text
     assert "c gesture" not in text  # no MTL run finished there yet
+    noisy = {("stl", "c", "action"): [60.0, 66.0], ("hard-mean", "c", "action"): [62.0, 68.0],
+             ("soft-mean", "c", "action"): [70.0]}  # +2 within noise; one seed: never clear
+    text = "\n".join(_verdict(noisy, ["stl", "hard-mean", "soft-mean"], [("c", "action")]))
+    assert "MTL variants above STL: 2 of 2, none clearly." in text

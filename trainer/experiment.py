@@ -351,23 +351,45 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str]) -> P
     return out
 
 
+def _clear(a: list[float], b: list[float]) -> bool:
+    """Whether mean(b) - mean(a) exceeds two standard errors (Welch); needs 2+ seeds each."""
+    if len(a) < 2 or len(b) < 2:
+        return False
+    se = float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
+    d = abs(float(np.mean(b)) - float(np.mean(a)))
+    return d > 2 * se if se > 0 else d > 0
+
+
 def _verdict(cell: dict[tuple[str, str, str], list[float]], variants: list[str],
              cols: list[tuple[str, str]]) -> list[str]:
-    """Plain sentences: the best MTL variant per column against STL, and every loss."""
-    out = ["Where MTL wins and where it loses (means over the finished seeds; with one or "
-           "two seeds, differences of a few points are within seed noise):", ""]
+    """Plain sentences: the best MTL variant per column against STL, and every loss.
+
+    A difference is called *clear* when it exceeds two standard errors of the difference
+    of the two means (Welch, seeds as samples); with 2-3 seeds that is a rough screen, not
+    a significance test.
+    """
+    out = ["Where MTL wins and where it loses (means over the finished seeds). A difference "
+           "is marked *clear* when it exceeds two standard errors of the difference of the "
+           "means (Welch, seeds as samples, at least 2 seeds each); with 3 seeds that is a "
+           "rough screen, not a significance test:", ""]
     losses = []
     for c, t in cols:
         stl = cell.get(("stl", c, t), [])
-        mtl = {v: float(np.mean(cell[(v, c, t)])) for v in variants[1:] if cell.get((v, c, t))}
+        runs = {v: cell[(v, c, t)] for v in variants[1:] if cell.get((v, c, t))}
+        mtl = {v: float(np.mean(r)) for v, r in runs.items()}
         if not stl or not mtl:
             continue
         best = max(mtl, key=lambda v: mtl[v])
         base = float(np.mean(stl))
+        above = [v for v, m in mtl.items() if m > base]
+        clear = [v for v in above if _clear(stl, runs[v])]
         out.append(f"- {c} {t}: STL {base:.1f}; best MTL {best} {mtl[best]:.1f} "
                    f"({mtl[best] - base:+.1f}); MTL variants above STL: "
-                   f"{sum(m > base for m in mtl.values())} of {len(mtl)}.")
-        losses += [f"{v} on {c} {t} ({m - base:+.1f})" for v, m in mtl.items() if m < base]
+                   f"{len(above)} of {len(mtl)}"
+                   + (f", clearly: {', '.join(clear)}." if clear else ", none clearly."))
+        losses += [f"{v} on {c} {t} ({m - base:+.1f}"
+                   + (", clear)" if _clear(stl, runs[v]) else ")")
+                   for v, m in mtl.items() if m < base]
     out += ["", "MTL below STL: " + ("; ".join(losses) if losses else "none so far") + "."]
     return out
 
