@@ -11,7 +11,8 @@ Stages (each skipped with a recorded reason when its dependency is missing):
 * ``preprocess`` -- :func:`edge.preprocess.preprocess` of one window of real landmarks;
 * ``model`` -- every backend and precision asked for (PyTorch FP32, ONNX Runtime FP32 and
   INT8, TensorRT FP16 and INT8), at batch 1 and a larger batch, their repetitions
-  interleaved round-robin so that a slow spell on a shared machine hits all alike;
+  interleaved round-robin (within one batch size) so that a slow spell on a shared machine
+  hits all alike;
 * ``routing`` -- the task router deciding on one window's outputs;
 * ``end_to_end`` -- one video frame through decode, landmarks and the streaming pipeline;
   ``end_to_end_replay`` -- one recorded landmark frame through the streaming pipeline.
@@ -1253,7 +1254,15 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
             name = f"{which} b{batch}"
             calls[name] = functools.partial(b.infer, x)
             keys[name] = (which, batch)
-    times = interleaved_timing(calls, opts.warmup, opts.iters) if calls else {}
+    # Backends are interleaved within one batch size, batch sizes one after the other: a
+    # batch-1 call timed right after another backend's batch-32 call found its caches
+    # flushed by it and measured that, not itself (0.88 against 0.57 ms for FP32 at
+    # batch 1 on the 2-core VM, which pulled every INT8 / FP32 ratio toward 1).
+    times: dict[str, list[float]] = {}
+    for batch in opts.batches:
+        group = {n: c for n, c in calls.items() if keys[n][1] == batch}
+        if group:
+            times.update(interleaved_timing(group, opts.warmup, opts.iters))
     for name, t in times.items():
         which, batch = keys[name]
         kind, prec = which.split("-")
@@ -1367,7 +1376,11 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                     label = f"model onnxruntime {prec} w{window} b{batch}"
                     calls[label] = functools.partial(b.infer, x)
                     keys[label] = (prec, batch)
-            times = interleaved_timing(calls, opts.warmup, opts.iters)
+            times: dict[str, list[float]] = {}
+            for batch in opts.sweep_batches:  # one batch size at a time, as in the main rows
+                group = {k: c for k, c in calls.items() if keys[k][1] == batch}
+                if group:
+                    times.update(interleaved_timing(group, opts.warmup, opts.iters))
             for label, t in times.items():
                 prec, batch = keys[label]
                 rec.add(make_entry("model", label, t, backend="onnxruntime", precision=prec,
