@@ -344,7 +344,9 @@ def _bar(it: Any, show: bool, desc: str) -> Any:
         return it
     from tqdm import tqdm
 
-    return tqdm(it, desc=desc, leave=False, dynamic_ncols=True)
+    # disable=None: off when stderr is not a terminal (logs, CI), where every redraw would
+    # be written out again (as in edge/extract.py).
+    return tqdm(it, desc=desc, leave=False, dynamic_ncols=True, disable=None)
 
 
 def _tensorboard(path: Path) -> Any:
