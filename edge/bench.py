@@ -1258,11 +1258,16 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
     # batch-1 call timed right after another backend's batch-32 call found its caches
     # flushed by it and measured that, not itself (0.88 against 0.57 ms for FP32 at
     # batch 1 on the 2-core VM, which pulled every INT8 / FP32 ratio toward 1).
+    # PyTorch is timed in its own rotation: its calls leave its intra-op threads spinning
+    # and the caches full of its own buffers, which slowed the ONNX Runtime call after it
+    # (FP32 at batch 1: 1.34 ms with torch in the rotation, 0.64 ms without, on the VM).
     times: dict[str, list[float]] = {}
     for batch in opts.batches:
-        group = {n: c for n, c in calls.items() if keys[n][1] == batch}
-        if group:
-            times.update(interleaved_timing(group, opts.warmup, opts.iters))
+        for torch_group in (False, True):
+            group = {n: c for n, c in calls.items()
+                     if keys[n][1] == batch and keys[n][0].startswith("torch") == torch_group}
+            if group:
+                times.update(interleaved_timing(group, opts.warmup, opts.iters))
     for name, t in times.items():
         which, batch = keys[name]
         kind, prec = which.split("-")
