@@ -235,12 +235,11 @@ def quantizer_missing() -> str | None:
     """
     try:
         import onnxruntime
+    except ImportError:
+        return "skelmtl calibrate needs onnxruntime (pip install 'skelmtl[calib]')"
+    try:
         from onnxruntime.quantization.calibrate import save_tensors_data  # noqa: F401
     except ImportError:
-        try:
-            import onnxruntime
-        except ImportError:
-            return "skelmtl calibrate needs onnxruntime (pip install 'skelmtl[calib]')"
         return (f"skelmtl calibrate needs onnxruntime >= {MIN_ORT_QUANTIZER} (its quantizer's "
                 f"calibration cache); this is {onnxruntime.__version__}: calibrate on a machine "
                 "with a newer onnxruntime (pip install 'skelmtl[calib]')")

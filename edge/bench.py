@@ -1219,6 +1219,20 @@ def interleaved_timing(calls: dict[str, Callable[[], Any]], warmup: int,
     return times
 
 
+def interleaved_groups(calls: dict[str, Callable[[], Any]], group_of: Callable[[str], Any],
+                       warmup: int, iters: int) -> dict[str, list[float]]:
+    """:func:`interleaved_timing` for each group of calls in turn (``group_of(name)``).
+
+    Calls are only interleaved with calls of their own group: see the comment where the
+    model rows are grouped.
+    """
+    times: dict[str, list[float]] = {}
+    for g in dict.fromkeys(group_of(n) for n in calls):
+        times.update(interleaved_timing({n: c for n, c in calls.items() if group_of(n) == g},
+                                        warmup, iters))
+    return times
+
+
 def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
                   xs: list[np.ndarray], log: Callable[[str], None]) -> dict[str, Any]:
     """Open every backend, time them interleaved at each batch; returns agreement info."""
@@ -1261,13 +1275,8 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
     # PyTorch is timed in its own rotation: its calls leave its intra-op threads spinning
     # and the caches full of its own buffers, which slowed the ONNX Runtime call after it
     # (FP32 at batch 1: 1.34 ms with torch in the rotation, 0.64 ms without, on the VM).
-    times: dict[str, list[float]] = {}
-    for batch in opts.batches:
-        for torch_group in (False, True):
-            group = {n: c for n, c in calls.items()
-                     if keys[n][1] == batch and keys[n][0].startswith("torch") == torch_group}
-            if group:
-                times.update(interleaved_timing(group, opts.warmup, opts.iters))
+    times = interleaved_groups(calls, lambda n: (keys[n][1], keys[n][0].startswith("torch")),
+                               opts.warmup, opts.iters)
     for name, t in times.items():
         which, batch = keys[name]
         kind, prec = which.split("-")
@@ -1381,11 +1390,9 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                     label = f"model onnxruntime {prec} w{window} b{batch}"
                     calls[label] = functools.partial(b.infer, x)
                     keys[label] = (prec, batch)
-            times: dict[str, list[float]] = {}
-            for batch in opts.sweep_batches:  # one batch size at a time, as in the main rows
-                group = {k: c for k, c in calls.items() if keys[k][1] == batch}
-                if group:
-                    times.update(interleaved_timing(group, opts.warmup, opts.iters))
+            # One batch size at a time, as in the main rows.
+            batch_of = {k: v[1] for k, v in keys.items()}
+            times = interleaved_groups(calls, batch_of.__getitem__, opts.warmup, opts.iters)
             for label, t in times.items():
                 prec, batch = keys[label]
                 rec.add(make_entry("model", label, t, backend="onnxruntime", precision=prec,
