@@ -101,8 +101,8 @@ def _fold(model: Any, onnx: Any, numpy_helper: Any) -> int:
         if max(sv) - min(sv) > _SCALE_RTOL * max(sv):
             continue
         dqs = [d for q in qs for d in cons.get(q.output[0], [])]
-        if any(d.op_type != "DequantizeLinear" or q.output[0] in graph_outputs
-               for q in qs for d in cons.get(q.output[0], [])):
+        if any(q.output[0] in graph_outputs for q in qs) or any(
+                d.op_type != "DequantizeLinear" for d in dqs):
             continue
         # The Relu's input; skip a Q1 -> DQ1 pair in front of it (a second rounding).
         src = relu.input[0]
