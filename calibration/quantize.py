@@ -41,6 +41,9 @@ METHODS = ("minmax", "entropy", "percentile")
 # quantized Add into the convolution that feeds it; ONNX Runtime runs QLinearAdd). Relu
 # is left alone: with symmetric INT8 a Q cannot clip at zero, so quantizing it only adds
 # a Q/DQ pair.
+# "GlobalAveragePool" may be added: ONNX Runtime then pools in INT8, in the NHWC layout of
+# the convolutions before it, which saved about 1.5% of the bundled model's INT8 time at
+# batch 1 but agreed with FP32 on one train window fewer (docs/calibration.md).
 DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
 DEFAULT_CACHE_TRT = "8.5.2"  # JetPack 5.1.1 / 5.1.2
 Log = Callable[[str], None]
@@ -115,13 +118,28 @@ def _compute_nodes(model: Any, op_types: Sequence[str]) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in op_types]
 
 
+def output_layers(model: Any, op_types: Sequence[str]) -> list[str]:
+    """Compute nodes that write a graph output: the classifier heads (logits).
+
+    :func:`quantize_onnx` keeps them in float unless asked: in INT8 each tiny head
+    (64 x K multiply-accumulates) needs its own quantize and dequantize around it, which
+    cost ONNX Runtime more than the product, and the logits keep full precision.
+    """
+    outs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if n.op_type in op_types and set(n.output) & outs]
+
+
 def _dq_fed(model: Any) -> set[str]:
-    """Nodes whose second input (the weight of Conv/Gemm/MatMul) is dequantized: they run
-    in INT8. An activation input alone can come from a DQ shared with other consumers."""
+    """Nodes that run in INT8: those whose second input (the weight of Conv/Gemm/MatMul,
+    the other operand of a residual Add) is dequantized, and one-input operators
+    (GlobalAveragePool) between a DQ and a Q. An activation input alone can come from a DQ
+    shared with other consumers, so it does not count for the others."""
     dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    q_in = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
     return {n.name for n in model.graph.node
             if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-            and len(n.input) > 1 and n.input[1] in dq}
+            and ((len(n.input) > 1 and n.input[1] in dq)
+                 or (len(n.input) == 1 and n.input[0] in dq and n.output[0] in q_in))}
 
 
 def calibrate_ranges(model_path: Path, x: np.ndarray, method: str, batch: int,
@@ -266,7 +284,7 @@ def prune_opset_imports(model: Any) -> int:
 def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
                   calib: np.ndarray, *, method: str = "entropy",
                   keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
-                  percentile: float = 99.999, batch: int = 32,
+                  quantize_heads: bool = False, percentile: float = 99.999, batch: int = 32,
                   trt_cache: str | os.PathLike[str] | None = None,
                   trt_cache_version: str = DEFAULT_CACHE_TRT,
                   counts: dict[str, dict[str, int]] | None = None,
@@ -280,6 +298,8 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         method: ``minmax``, ``entropy`` or ``percentile``.
         keep_float: node names to leave in float.
         op_types: operator types to quantize.
+        quantize_heads: also quantize the layers that write the logits
+            (:func:`output_layers`); by default they stay float.
         percentile: the percentile for ``percentile`` calibration.
         batch: calibration batch size.
         trt_cache: also write the legacy TensorRT calibration cache there.
@@ -334,7 +354,9 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         import onnx
 
         pre_model = onnx.load(str(pre))
-        exclude = list(keep_float) + _constant_operand_adds(pre_model, op_types)
+        heads = [] if quantize_heads else [
+            n for n in output_layers(pre_model, op_types) if n not in keep_float]
+        exclude = list(keep_float) + heads + _constant_operand_adds(pre_model, op_types)
         log(f"calibrating on {len(calib)} windows with {method}")
         ranges = calibrate_ranges(pre, calib, method, batch, percentile)
         cache_json = Path(tmp) / "ranges.json"
@@ -360,7 +382,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     fed = _dq_fed(qmodel)
     quantized = [n for n in compute if n in fed]
     floats = [n for n in compute if n not in fed]
-    still = [k for k in keep_float if k in fed]
+    still = [k for k in list(keep_float) + heads if k in fed]
     if still:
         raise QuantizeError(f"nodes asked to stay float were quantized: {still}")
     if not quantized:
@@ -374,6 +396,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     cache_path = Path(trt_cache) if trt_cache else None
     calibration = {"method": method, "windows": int(len(calib)), "per_channel": True,
                    "symmetric": True, "op_types": list(op_types), "keep_float": list(keep_float),
+                   "float_heads": heads,
                    "onnxruntime": ort_version}
     if method == "percentile":
         calibration["percentile"] = percentile
@@ -405,7 +428,8 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
               data: Sequence[str | os.PathLike[str]], *, method: str = "entropy",
               size: int = 512, seed: int = 0, split: str = "train",
               keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
-              percentile: float = 99.999, trt_cache: str | os.PathLike[str] | None = "auto",
+              quantize_heads: bool = False, percentile: float = 99.999,
+              trt_cache: str | os.PathLike[str] | None = "auto",
               trt_cache_version: str = DEFAULT_CACHE_TRT, log: Log = _log
               ) -> tuple[QuantizeResult, WindowSet]:
     """Draw the calibration set from clip stores and quantize (the CLI's work).
@@ -423,7 +447,8 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
         + json.dumps(cal.counts(), sort_keys=True))
     cache = out.with_suffix(".calib") if trt_cache == "auto" else trt_cache
     res = quantize_onnx(model_path, out, cal.x, method=method, keep_float=keep_float,
-                        op_types=op_types, percentile=percentile, trt_cache=cache,
+                        op_types=op_types, quantize_heads=quantize_heads,
+                        percentile=percentile, trt_cache=cache,
                         trt_cache_version=trt_cache_version, counts=cal.counts(), log=log)
     return res, cal
 
@@ -444,6 +469,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node names to leave in float")
     parser.add_argument("--op-types", nargs="+", default=list(DEFAULT_OP_TYPES),
                         help="operator types to quantize")
+    parser.add_argument("--quantize-heads", action="store_true",
+                        help="also quantize the layers that write the logits (float by "
+                             "default: they are tiny, and INT8 costs more around them)")
     parser.add_argument("--trt-cache", default="auto",
                         help="legacy TensorRT calibration cache path ('auto': <out>.calib, "
                              "'none': skip)")
@@ -463,7 +491,8 @@ def main(args: argparse.Namespace) -> int:
     cache = None if str(args.trt_cache).lower() == "none" else args.trt_cache
     res, _ = calibrate(args.model, args.output, args.data, method=args.method, size=args.size,
                        seed=args.seed, split=args.split, keep_float=args.keep_float,
-                       op_types=args.op_types, percentile=args.percentile, trt_cache=cache,
+                       op_types=args.op_types, quantize_heads=args.quantize_heads,
+                       percentile=args.percentile, trt_cache=cache,
                        trt_cache_version=args.trt_cache_version)
     if args.report is not None:
         from calibration.report import compare_models, format_report, write_report
@@ -477,4 +506,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = ["QuantizeError", "QuantizeResult", "quantize_onnx", "calibrate",
-           "calibrate_ranges", "dedicate_quantizers", "ranges_to_scales", "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]
+           "calibrate_ranges", "dedicate_quantizers", "ranges_to_scales", "output_layers",
+           "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]

@@ -20,6 +20,7 @@ from calibration import trt_compat as tc
 from calibration.calibset import draw_calibration_set, load_split
 from calibration.onnx_meta import read_meta
 from calibration.quantize import (
+    DEFAULT_OP_TYPES,
     QuantizeError,
     calibrate,
     prune_opset_imports,
@@ -117,8 +118,8 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     meta = tiny_meta()
     x = windows(meta, 64)
     res = quantize_onnx(fp32, tmp_path / "m.int8.onnx", x, method=method,
-                        keep_float=["/task_logits/Gemm"], trt_cache=tmp_path / "m.calib",
-                        log=_quiet)
+                        keep_float=["/task_logits/Gemm"], quantize_heads=True,
+                        trt_cache=tmp_path / "m.calib", log=_quiet)
     m = onnx.load(str(res.path))
     onnx.checker.check_model(m, full_check=True)
     qmeta = read_meta(m, res.path)
@@ -159,6 +160,34 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
 
 
 @needs_quantizer
+@needs_quantizer
+def test_heads_stay_float_by_default(fp32: Path, tmp_path: Path) -> None:
+    meta = tiny_meta()
+    x = windows(meta, 64)
+    # the pool quantized too (not a default): a one-input operator counts as INT8
+    res = quantize_onnx(fp32, tmp_path / "m.int8.onnx", x, method="entropy", trt_cache=None,
+                        op_types=DEFAULT_OP_TYPES + ("GlobalAveragePool",), log=_quiet)
+    heads = ["/logits_action/Gemm", "/logits_gesture/Gemm", "/task_logits/Gemm"]
+    assert res.float_nodes == heads
+    assert sorted(res.quantized_nodes) == ["/conv1/Conv", "/conv2/Conv",
+                                           "/pool/GlobalAveragePool"]
+    m = onnx.load(str(res.path))
+    cal = read_meta(m, res.path).producer["calibration"]
+    assert cal["float_heads"] == heads and cal["keep_float"] == []
+    assert "GlobalAveragePool" in cal["op_types"]
+    inits = _inits(m)
+    for n in m.graph.node:
+        if n.name in heads:  # float weights, and no Q/DQ between the head and its output
+            assert inits[n.input[1]].dtype == np.float32
+            assert n.output[0] in {o.name for o in m.graph.output}
+    # the pooled features are quantized: ONNX Runtime runs the pool as an integer kernel
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(res.path), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert "QLinearGlobalAveragePool" in ops and "QGemm" not in ops, ops
+
+
 def test_every_conv_fuses_in_onnxruntime(tmp_path: Path) -> None:
     """A tensor with two consumers (block output -> next conv and residual conv) must not
     leave either consumer in float in ONNX Runtime (see dedicate_quantizers)."""

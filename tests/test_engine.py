@@ -55,9 +55,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     meta = tiny_meta()
     fp32 = save(tiny_model(meta), d / "model.onnx")
     int8 = d / "model.int8.onnx"
+    # The heads quantized too, so that every compute layer of the engine is INT8;
+    # "int8_float_heads" is what calibrate writes by default.
     quantize_onnx(fp32, int8, windows(meta, 48), method="minmax", trt_cache=d / "model.calib",
-                  trt_cache_version="8.5.2", log=_quiet)
-    return {"fp32": fp32, "int8": int8, "calib": d / "model.calib", "dir": d}
+                  trt_cache_version="8.5.2", quantize_heads=True, log=_quiet)
+    heads = d / "model.heads.int8.onnx"
+    quantize_onnx(fp32, heads, windows(meta, 48), method="minmax", trt_cache=None, log=_quiet)
+    return {"fp32": fp32, "int8": int8, "int8_float_heads": heads, "calib": d / "model.calib",
+            "dir": d}
 
 
 # --- engine header ------------------------------------------------------------------------
@@ -317,6 +322,18 @@ def test_build_int8_from_qdq(models: dict[str, Path], tmp_path: Path, version: s
     blob = engine_blob(engine)
     conv = {lay["name"]: lay["prec"] for lay in blob["layers"]}
     assert conv["/conv1/Conv"] == conv["/logits_action/Gemm"] == "Int8"
+
+
+@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0", "11.4.1"])
+def test_float_heads_build_in_float(models: dict[str, Path], tmp_path: Path,
+                                    version: str) -> None:
+    build_engine(models["int8_float_heads"], tmp_path / "m.engine", "int8",
+                 trt=make_tensorrt(version), gpu="g", log=_quiet)
+    _, engine = read_engine(tmp_path / "m.engine")
+    prec = {lay["name"]: lay["prec"] for lay in engine_blob(engine)["layers"]
+            if lay["type"] in ("Conv", "Gemm")}
+    assert prec == {"/conv1/Conv": "Int8", "/conv2/Conv": "Int8", "/logits_action/Gemm": "Float",
+                    "/logits_gesture/Gemm": "Float", "/task_logits/Gemm": "Float"}
 
 
 @pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0", "11.4.1"])
