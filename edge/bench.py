@@ -120,6 +120,9 @@ class BenchOptions:
         backends: subset of :data:`BACKEND_CHOICES`.
         warmup: untimed calls before each entry's timed ones.
         iters: timed calls per model/preprocess entry.
+        rounds: passes over the model rows, each with its share of ``iters``, so that a
+            model row's samples come from several moments of the run (see
+            :func:`interleaved_groups`).
         frames: video frames for the decode/landmark/end-to-end stages (after warm-up).
         batches: batch sizes of the model stage (1 and a larger one).
         sweep_windows: window lengths of the sweep; empty for no sweep.
@@ -140,6 +143,7 @@ class BenchOptions:
     backends: tuple[str, ...] = BACKEND_CHOICES
     warmup: int = 10
     iters: int = 100
+    rounds: int = 5
     frames: int = 90
     batches: tuple[int, ...] = (1, 32)
     sweep_windows: tuple[int, ...] = (16, 32, 64)
@@ -152,7 +156,7 @@ class BenchOptions:
     command: str = "skelmtl bench"
 
 
-QUICK = {"warmup": 2, "iters": 12, "frames": 12}
+QUICK = {"warmup": 2, "iters": 12, "frames": 12, "rounds": 2}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -194,6 +198,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls (default 10)")
     parser.add_argument("--iters", type=int, default=None,
                         help="timed calls per entry (default 100)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="passes over the model rows, each with its share of the "
+                             "iterations (default 5): on a shared machine whose speed "
+                             "changes for seconds at a time, one pass is one moment")
     parser.add_argument("--frames", type=int, default=None,
                         help="timed video frames for the MediaPipe stages (default 90)")
     parser.add_argument("--batches", type=_int_list, default=(1, 32),
@@ -241,7 +249,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     return BenchOptions(
         model=args.model, video=video, clips=list(args.clips or []), out=args.out,
         backends=tuple(args.backends), warmup=pick("warmup"), iters=pick("iters"),
-        frames=pick("frames"), batches=tuple(args.batches),
+        rounds=pick("rounds"), frames=pick("frames"), batches=tuple(args.batches),
         sweep_windows=() if args.no_sweep else tuple(args.sweep_windows),
         sweep_batches=tuple(args.sweep_batches), checkpoint=args.checkpoint,
         engine_cache=args.engine_cache, threads=max(0, int(args.threads)),
@@ -1220,17 +1228,40 @@ def interleaved_timing(calls: dict[str, Callable[[], Any]], warmup: int,
 
 
 def interleaved_groups(calls: dict[str, Callable[[], Any]], group_of: Callable[[str], Any],
-                       warmup: int, iters: int) -> dict[str, list[float]]:
-    """:func:`interleaved_timing` for each group of calls in turn (``group_of(name)``).
+                       warmup: int, iters: int, rounds: int = 1) -> dict[str, list[list[float]]]:
+    """:func:`interleaved_timing` for each group of calls in turn (``group_of(name)``),
+    in ``rounds`` passes over the groups that share the ``iters`` calls between them.
 
     Calls are only interleaved with calls of their own group: see the comment where the
-    model rows are grouped.
+    model rows are grouped. Interleaving cancels drift that is slow next to one turn of
+    the rotation; it cannot cancel a change that outlasts a whole row, and a batch-1 row
+    takes a fraction of a second. On the 2-core VM the speed changes for seconds at a
+    time, and INT8 more than FP32 (0.55 one second, 0.68 the next at batch 1), so one
+    pass measures one moment; several passes, spread over the model stage, measure the
+    machine. Each pass warms its calls up again (the other groups ran in between).
+
+    Returns:
+        ``name -> one list of latencies (ms) per round``.
     """
-    times: dict[str, list[float]] = {}
-    for g in dict.fromkeys(group_of(n) for n in calls):
-        times.update(interleaved_timing({n: c for n, c in calls.items() if group_of(n) == g},
-                                        warmup, iters))
+    groups = list(dict.fromkeys(group_of(n) for n in calls))
+    rounds = max(1, min(int(rounds), int(iters)))
+    times: dict[str, list[list[float]]] = {n: [] for n in calls}
+    for r in range(rounds):
+        share = iters // rounds + (1 if r < iters % rounds else 0)
+        for g in groups:
+            part = interleaved_timing({n: c for n, c in calls.items() if group_of(n) == g},
+                                      warmup, share)
+            for n, t in part.items():
+                times[n].append(t)
     return times
+
+
+def round_entry(entry: dict[str, Any], per_round: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Add ``rounds_p50_ms`` (each round's median) to an ``ok`` entry made from
+    ``per_round``'s samples (in place; returned for chaining)."""
+    if entry.get("status") == "ok" and len(per_round) > 1:
+        entry["rounds_p50_ms"] = [round(float(np.median(t)), 5) for t in per_round]
+    return entry
 
 
 def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
@@ -1276,13 +1307,14 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
     # and the caches full of its own buffers, which slowed the ONNX Runtime call after it
     # (FP32 at batch 1: 1.34 ms with torch in the rotation, 0.64 ms without, on the VM).
     times = interleaved_groups(calls, lambda n: (keys[n][1], keys[n][0].startswith("torch")),
-                               opts.warmup, opts.iters)
-    for name, t in times.items():
+                               opts.warmup, opts.iters, opts.rounds)
+    for name, per_round in times.items():
         which, batch = keys[name]
         kind, prec = which.split("-")
-        entries[(which, batch)] = make_entry(
-            "model", f"model {kind} {prec} b{batch}", t, backend=kind, precision=prec,
-            batch=batch, window=window, reason=caveats.get(which))
+        entries[(which, batch)] = round_entry(make_entry(
+            "model", f"model {kind} {prec} b{batch}", [v for t in per_round for v in t],
+            backend=kind, precision=prec, batch=batch, window=window,
+            reason=caveats.get(which)), per_round)
     for which in BACKEND_CHOICES:
         for batch in opts.batches:
             if (which, batch) in entries:
@@ -1392,11 +1424,13 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                     keys[label] = (prec, batch)
             # One batch size at a time, as in the main rows.
             batch_of = {k: v[1] for k, v in keys.items()}
-            times = interleaved_groups(calls, batch_of.__getitem__, opts.warmup, opts.iters)
-            for label, t in times.items():
+            times = interleaved_groups(calls, batch_of.__getitem__, opts.warmup, opts.iters,
+                                       opts.rounds)
+            for label, per_round in times.items():
                 prec, batch = keys[label]
-                rec.add(make_entry("model", label, t, backend="onnxruntime", precision=prec,
-                                   batch=batch, window=window), sweep=True)
+                rec.add(round_entry(make_entry(
+                    "model", label, [v for t in per_round for v in t], backend="onnxruntime",
+                    precision=prec, batch=batch, window=window), per_round), sweep=True)
             for b in opened:
                 with contextlib.suppress(Exception):
                     b.close()
@@ -1452,11 +1486,20 @@ def compute_ratios(stages: Sequence[dict[str, Any]], stride: int,
             i8 = find_entry(stages, "model", backend=kind, precision="int8", batch=b)
             if fp is None and i8 is None:
                 continue
-            out[f"int8_over_{'fp32' if fp is None or fp['precision'] == 'fp32' else 'fp16'}"
-                f"_{kind}_b{b}"] = {
+            note = "model latency p50, same backend and batch; < 1 means INT8 is faster"
+            r: dict[str, Any] = {
                 "value": ratio(p50(i8), p50(fp)),
-                "num": i8["label"] if i8 else "missing", "den": fp["label"] if fp else "missing",
-                "note": "model latency p50, same backend and batch; < 1 means INT8 is faster"}
+                "num": i8["label"] if i8 else "missing", "den": fp["label"] if fp else "missing"}
+            per = [(i8 or {}).get("rounds_p50_ms"), (fp or {}).get("rounds_p50_ms")]
+            rounds = ([round(a / d, 4) for a, d in zip(per[0], per[1]) if d > 0]
+                      if per[0] and per[1] and len(per[0]) == len(per[1]) else [])
+            if rounds:
+                r["rounds"] = rounds
+                note += (f"; each round's p50 ratio {min(rounds):.2f} to {max(rounds):.2f} "
+                         f"({len(rounds)} rounds)")
+            r["note"] = note
+            out[f"int8_over_{'fp32' if fp is None or fp['precision'] == 'fp32' else 'fp16'}"
+                f"_{kind}_b{b}"] = r
     t_front = find_entry(stages, "landmarks")
     model = (find_entry(stages, "model", backend="onnxruntime", precision="int8", batch=1)
              or find_entry(stages, "model", backend="onnxruntime", precision="fp32", batch=1)
@@ -1582,8 +1625,8 @@ def _run_stages(opts: BenchOptions, files: ModelFiles, rec: Recorder,
         "schema": BENCH_SCHEMA, "tool": "skelmtl bench", "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": opts.command,
-        "config": {"warmup": opts.warmup, "iters": opts.iters, "frames": opts.frames,
-                   "batches": list(opts.batches), "sweep_windows": list(opts.sweep_windows),
+        "config": {"warmup": opts.warmup, "iters": opts.iters, "rounds": opts.rounds,
+                   "frames": opts.frames, "batches": list(opts.batches), "sweep_windows": list(opts.sweep_windows),
                    "sweep_batches": list(opts.sweep_batches), "backends": list(opts.backends),
                    "video": str(video) if video else None,
                    "clips": [str(f) for f in clip_files], "landmark_source": lm.source,

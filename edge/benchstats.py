@@ -41,6 +41,9 @@ An entry::
     stats       summarize(...).to_dict() or None
     throughput_per_s   units per second or None
     samples_ms  the raw samples (after warm-up), for plots and re-analysis
+    rounds_p50_ms  optional (model rows timed in several rounds): each round's p50
+
+A ratio may also carry ``rounds``: the ratio of each round's p50s (INT8 / FP32 rows).
 """
 
 from __future__ import annotations

@@ -166,6 +166,39 @@ def test_round_robin_rotates_and_is_balanced() -> None:
     assert [r for r, _ in order] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
 
 
+def test_interleaved_groups_spreads_rounds() -> None:
+    from edge.bench import interleaved_groups
+
+    seq: list[str] = []
+    calls = {n: (lambda n=n: seq.append(n)) for n in ("f1", "i1", "f32")}
+    times = interleaved_groups(calls, lambda n: n[1:], warmup=1, iters=7, rounds=3)
+    # 7 calls shared 3 + 2 + 2 over the rounds; every round warms its group up again
+    assert {n: [len(t) for t in v] for n, v in times.items()} == \
+        {n: [3, 2, 2] for n in calls}
+    groups = [n[1:] for n in seq]
+    runs = [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g]
+    assert runs == ["1", "32", "1", "32", "1", "32"]
+    assert len(seq) == 3 * 7 + 3 * 3  # timed + one warm-up per call and round
+    # more rounds than iterations: one call per round
+    assert [len(t) for t in interleaved_groups(calls, lambda n: 0, 0, 2, 5)["f1"]] == [1, 1]
+
+
+def test_ratio_per_round() -> None:
+    from edge.bench import compute_ratios, round_entry
+
+    stages = [round_entry(make_entry("model", f"model onnxruntime {p} b1",
+                                     [v for t in r for v in t], backend="onnxruntime",
+                                     precision=p, batch=1), r)
+              for p, r in (("fp32", [[2.0, 2.0], [4.0, 4.0]]), ("int8", [[1.0, 1.0], [3.0, 3.0]]))]
+    assert stages[0]["rounds_p50_ms"] == [2.0, 4.0]
+    r = compute_ratios(stages, stride=4)["int8_over_fp32_onnxruntime_b1"]
+    assert r["value"] == pytest.approx(2.0 / 3.0)
+    assert r["rounds"] == [0.5, 0.75]
+    assert "0.50 to 0.75 (2 rounds)" in r["note"]
+    single = round_entry(make_entry("model", "m", [1.0], batch=1), [[1.0]])
+    assert "rounds_p50_ms" not in single
+
+
 def test_make_entry_ok_and_skipped() -> None:
     e = make_entry("model", "model onnxruntime fp32 b4", [1.0, 3.0], batch=4,
                    backend="onnxruntime", precision="fp32", window=32)
@@ -370,6 +403,10 @@ def test_quick_run_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert {("preprocess", 16, 1), ("preprocess", 32, 1)} <= sweep
     assert report["model"]["params"] == 1399
     assert report["ratios"]["int8_over_fp32_onnxruntime_b1"]["value"] is not None
+    # 3 iterations in at most 3 rounds (default 5): one sample per round
+    assert report["config"]["rounds"] == 5
+    assert len(got[("model", "onnxruntime", "int8", 1)]["rounds_p50_ms"]) == 3
+    assert len(report["ratios"]["int8_over_fp32_onnxruntime_b1"]["rounds"]) == 3
     printed = capsys.readouterr().out.splitlines()
     assert any(ln.split()[:5] == ["model", "onnxruntime", "int8", "32", "4"] for ln in printed)
 
