@@ -241,6 +241,54 @@ def dedicate_quantizers(model: Any) -> int:
 
 # quantize_static(calibration_cache_path=...) and save_tensors_data: ONNX Runtime 1.27.
 MIN_ORT_QUANTIZER = "1.27"
+QUANTIZERS = ("onnxruntime", "modelopt")
+MODELOPT_METHODS = {"entropy": "entropy", "minmax": "max"}  # ours -> ModelOpt's names
+
+
+def modelopt_quantize(pre: Path, qdq: Path, calib: np.ndarray, method: str,
+                      op_types: Sequence[str], exclude: Sequence[str], batch: int) -> str:
+    """Quantize with NVIDIA ModelOpt's ONNX post-training quantizer instead (its
+    ``modelopt.onnx.quantization.quantize``, INT8 mode, calibrated on the CPU).
+
+    ModelOpt places Q/DQ by TensorRT's rules and calibrates with its own ONNX Runtime
+    calibrator; it writes opset 19 at least (its minimum for INT8), so its models suit
+    TensorRT 10 and 11 (JetPack 6 and 7), not TensorRT 8.5. Float parts stay FP32
+    (``high_precision_dtype="fp32"``): ModelOpt's default would turn them to FP16.
+
+    Returns:
+        ModelOpt's version, for the metadata.
+
+    Raises:
+        QuantizeError: ModelOpt not installed, a method it lacks (percentile), its failure.
+    """
+    try:
+        import modelopt
+        from modelopt.onnx.quantization import quantize as mo_quantize
+    except ImportError as e:
+        raise QuantizeError(
+            "--quantizer modelopt needs NVIDIA ModelOpt's ONNX quantizer (pip install "
+            f"'nvidia-modelopt[onnx]', Python >= 3.10): {e}") from None
+    if method not in MODELOPT_METHODS:
+        raise QuantizeError(f"--quantizer modelopt calibrates with {sorted(MODELOPT_METHODS)}, "
+                            f"not {method!r}")
+    # ModelOpt feeds the calibration data in batches of the shape it is given: the largest
+    # batch up to ``batch`` that divides the set, so that no window is dropped.
+    n = len(calib)
+    b = next(k for k in range(min(batch, n), 0, -1) if n % k == 0)
+    shape = "x".join(str(d) for d in (b, *calib.shape[1:]))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            mo_quantize(str(pre), quantize_mode="int8", calibration_data={INPUT_NAME: calib},
+                        calibration_method=MODELOPT_METHODS[method], calibration_eps=["cpu"],
+                        calibration_shapes=f"{INPUT_NAME}:{shape}",
+                        op_types_to_quantize=list(op_types), nodes_to_exclude=list(exclude),
+                        output_path=str(qdq), high_precision_dtype="fp32",
+                        log_level="WARNING")
+    except Exception as e:  # ModelOpt raises plain exceptions for graph problems
+        raise QuantizeError(f"ModelOpt's quantizer failed ({type(e).__name__}: {e})") from None
+    if not qdq.is_file():
+        raise QuantizeError(f"ModelOpt's quantizer wrote no model to {qdq}")
+    return str(getattr(modelopt, "__version__", "unknown"))
 
 
 def quantizer_missing() -> str | None:
@@ -284,7 +332,8 @@ def prune_opset_imports(model: Any) -> int:
 def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
                   calib: np.ndarray, *, method: str = "entropy",
                   keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
-                  quantize_heads: bool = False, percentile: float = 99.999, batch: int = 32,
+                  quantize_heads: bool = False, quantizer: str = "onnxruntime",
+                  percentile: float = 99.999, batch: int = 32,
                   trt_cache: str | os.PathLike[str] | None = None,
                   trt_cache_version: str = DEFAULT_CACHE_TRT,
                   counts: dict[str, dict[str, int]] | None = None,
@@ -300,6 +349,8 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         op_types: operator types to quantize.
         quantize_heads: also quantize the layers that write the logits
             (:func:`output_layers`); by default they stay float.
+        quantizer: ``onnxruntime`` (ours: TensorRT's entropy histogram, ONNX Runtime's
+            Q/DQ placement) or ``modelopt`` (:func:`modelopt_quantize`).
         percentile: the percentile for ``percentile`` calibration.
         batch: calibration batch size.
         trt_cache: also write the legacy TensorRT calibration cache there.
@@ -313,11 +364,11 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     """
     from onnxruntime import __version__ as ort_version
 
-    missing = quantizer_missing()
+    if quantizer not in QUANTIZERS:
+        raise QuantizeError(f"unknown quantizer {quantizer!r}; use one of {QUANTIZERS}")
+    missing = quantizer_missing() if quantizer == "onnxruntime" else None
     if missing:
         raise QuantizeError(missing)
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_path, out = Path(model_path), Path(out)
@@ -357,20 +408,36 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         heads = [] if quantize_heads else [
             n for n in output_layers(pre_model, op_types) if n not in keep_float]
         exclude = list(keep_float) + heads + _constant_operand_adds(pre_model, op_types)
-        log(f"calibrating on {len(calib)} windows with {method}")
-        ranges = calibrate_ranges(pre, calib, method, batch, percentile)
-        cache_json = Path(tmp) / "ranges.json"
-        save_tensors_data(ranges, cache_json)
-        try:
-            quantize_static(str(pre), str(qdq), None, calibration_cache_path=str(cache_json),
-                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
-                            per_channel=True, reduce_range=False,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=exclude,
-                            calibrate_method=_method(method), extra_options=extra)
-        except Exception as e:  # ORT raises plain exceptions for graph problems
-            raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
-                                f"({type(e).__name__}: {e})") from None
+        ranges = None
+        tool = {"quantizer": quantizer}
+        if quantizer == "modelopt":
+            if trt_cache:
+                # The legacy cache holds every tensor's range; ModelOpt's model has only its
+                # quantized ones, so the cache comes from our own pass. It runs first:
+                # importing ModelOpt patches ONNX Runtime's calibrator for the process.
+                ranges = calibrate_ranges(pre, calib, method, batch, percentile)
+            log(f"quantizing with ModelOpt: {len(calib)} windows, {method}")
+            tool["modelopt"] = modelopt_quantize(pre, qdq, calib, method, op_types, exclude,
+                                                 batch)
+        else:
+            from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+            from onnxruntime.quantization.calibrate import save_tensors_data
+
+            log(f"calibrating on {len(calib)} windows with {method}")
+            ranges = calibrate_ranges(pre, calib, method, batch, percentile)
+            cache_json = Path(tmp) / "ranges.json"
+            save_tensors_data(ranges, cache_json)
+            try:
+                quantize_static(str(pre), str(qdq), None,
+                                calibration_cache_path=str(cache_json),
+                                quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+                                per_channel=True, reduce_range=False,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                nodes_to_exclude=exclude,
+                                calibrate_method=_method(method), extra_options=extra)
+            except Exception as e:  # ORT raises plain exceptions for graph problems
+                raise QuantizeError(f"{model_path}: ONNX Runtime's quantizer failed "
+                                    f"({type(e).__name__}: {e})") from None
         qmodel = onnx.load(str(qdq))
         prune_opset_imports(qmodel)
         dedicated = dedicate_quantizers(qmodel)
@@ -396,8 +463,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     cache_path = Path(trt_cache) if trt_cache else None
     calibration = {"method": method, "windows": int(len(calib)), "per_channel": True,
                    "symmetric": True, "op_types": list(op_types), "keep_float": list(keep_float),
-                   "float_heads": heads,
-                   "onnxruntime": ort_version}
+                   "float_heads": heads, "onnxruntime": ort_version, **tool}
     if method == "percentile":
         calibration["percentile"] = percentile
     if counts:
@@ -428,8 +494,8 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
               data: Sequence[str | os.PathLike[str]], *, method: str = "entropy",
               size: int = 512, seed: int = 0, split: str = "train",
               keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
-              quantize_heads: bool = False, percentile: float = 99.999,
-              trt_cache: str | os.PathLike[str] | None = "auto",
+              quantize_heads: bool = False, quantizer: str = "onnxruntime",
+              percentile: float = 99.999, trt_cache: str | os.PathLike[str] | None = "auto",
               trt_cache_version: str = DEFAULT_CACHE_TRT, log: Log = _log
               ) -> tuple[QuantizeResult, WindowSet]:
     """Draw the calibration set from clip stores and quantize (the CLI's work).
@@ -437,7 +503,8 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
     ``trt_cache="auto"`` writes the legacy cache next to ``out`` as ``<stem>.calib``;
     None skips it.
     """
-    missing = quantizer_missing()  # before the minutes spent drawing the set
+    # before the minutes spent drawing the set
+    missing = quantizer_missing() if quantizer == "onnxruntime" else None
     if missing:
         raise QuantizeError(missing)
     model_path, out = Path(model_path), Path(out)
@@ -448,7 +515,7 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
     cache = out.with_suffix(".calib") if trt_cache == "auto" else trt_cache
     res = quantize_onnx(model_path, out, cal.x, method=method, keep_float=keep_float,
                         op_types=op_types, quantize_heads=quantize_heads,
-                        percentile=percentile, trt_cache=cache,
+                        quantizer=quantizer, percentile=percentile, trt_cache=cache,
                         trt_cache_version=trt_cache_version, counts=cal.counts(), log=log)
     return res, cal
 
@@ -461,6 +528,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--data A --data B)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="Q/DQ model to write")
     parser.add_argument("--method", choices=METHODS, default="entropy")
+    parser.add_argument("--quantizer", choices=QUANTIZERS, default="onnxruntime",
+                        help="onnxruntime (default) or modelopt (NVIDIA ModelOpt's ONNX "
+                             "quantizer, if installed: entropy or minmax; writes opset 19, "
+                             "for TensorRT 10 / 11)")
     parser.add_argument("--size", type=int, default=512, help="calibration windows")
     parser.add_argument("--percentile", type=float, default=99.999)
     parser.add_argument("--seed", type=int, default=0)
@@ -492,7 +563,7 @@ def main(args: argparse.Namespace) -> int:
     res, _ = calibrate(args.model, args.output, args.data, method=args.method, size=args.size,
                        seed=args.seed, split=args.split, keep_float=args.keep_float,
                        op_types=args.op_types, quantize_heads=args.quantize_heads,
-                       percentile=args.percentile, trt_cache=cache,
+                       quantizer=args.quantizer, percentile=args.percentile, trt_cache=cache,
                        trt_cache_version=args.trt_cache_version)
     if args.report is not None:
         from calibration.report import compare_models, format_report, write_report
@@ -507,4 +578,5 @@ def main(args: argparse.Namespace) -> int:
 
 __all__ = ["QuantizeError", "QuantizeResult", "quantize_onnx", "calibrate",
            "calibrate_ranges", "dedicate_quantizers", "ranges_to_scales", "output_layers",
+           "modelopt_quantize", "QUANTIZERS",
            "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]

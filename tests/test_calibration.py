@@ -8,7 +8,9 @@ seconds; the measured bar on a trained model is in ``docs/calibration.md``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -160,6 +162,100 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
 
 
 @needs_quantizer
+def _stand_in_modelopt(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]],
+                       qdq_source: Path | None) -> None:
+    """A recording stand-in for ``modelopt.onnx.quantization.quantize`` (ModelOpt 0.47's
+    signature): it records its arguments and writes ``qdq_source`` as its output. It proves
+    our side (arguments, metadata, checks, errors), not what ModelOpt computes; the real
+    ModelOpt runs in ``test_modelopt_quantizer_for_real`` where it is installed."""
+    import types
+
+    def quantize(onnx_path: str, quantize_mode: str = "int8", **kw: Any) -> None:
+        calls.append({"onnx_path": onnx_path, "quantize_mode": quantize_mode, **kw})
+        if qdq_source is not None:
+            Path(kw["output_path"]).write_bytes(qdq_source.read_bytes())
+
+    top = types.ModuleType("modelopt")
+    top.__version__ = "0.47.0"  # type: ignore[attr-defined]
+    onnx_mod = types.ModuleType("modelopt.onnx")
+    qmod = types.ModuleType("modelopt.onnx.quantization")
+    qmod.quantize = quantize  # type: ignore[attr-defined]
+    for name, mod in (("modelopt", top), ("modelopt.onnx", onnx_mod),
+                      ("modelopt.onnx.quantization", qmod)):
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+@needs_quantizer
+def test_modelopt_quantizer_arguments_and_metadata(fp32: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    meta = tiny_meta()
+    x = windows(meta, 48)
+    ours = quantize_onnx(fp32, tmp_path / "ours.onnx", x, method="minmax", trt_cache=None,
+                         log=_quiet)
+    calls: list[dict[str, Any]] = []
+    _stand_in_modelopt(monkeypatch, calls, ours.path)
+    res = quantize_onnx(fp32, tmp_path / "mo.onnx", x, method="minmax", quantizer="modelopt",
+                        trt_cache=tmp_path / "mo.calib", log=_quiet)
+    (call,) = calls
+    assert call["quantize_mode"] == "int8" and call["calibration_method"] == "max"
+    assert call["calibration_eps"] == ["cpu"] and call["high_precision_dtype"] == "fp32"
+    # 48 windows in batches of 24, the largest size up to 32 that drops none
+    assert call["calibration_shapes"] == "input:24x7x8x75"
+    assert call["calibration_data"]["input"].shape == (48, 7, 8, 75)
+    assert call["op_types_to_quantize"] == list(DEFAULT_OP_TYPES)
+    assert sorted(call["nodes_to_exclude"]) == ["/logits_action/Gemm", "/logits_gesture/Gemm",
+                                                "/task_logits/Gemm"]
+    cal = read_meta(onnx.load(str(res.path)), res.path).producer["calibration"]
+    assert cal["quantizer"] == "modelopt" and cal["modelopt"] == "0.47.0"
+    assert res.quantized_nodes == ours.quantized_nodes
+    # the legacy TensorRT cache still comes from our own calibration pass
+    cache = tc.decode_calibration_cache((tmp_path / "mo.calib").read_bytes())
+    assert {"input", "c1", "r1", "r2", "f"} <= set(cache.scales)
+
+
+@needs_quantizer
+def test_modelopt_quantizer_errors(fp32: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    x = windows(tiny_meta(), 16)
+    monkeypatch.setitem(sys.modules, "modelopt", None)  # not installed
+    with pytest.raises(QuantizeError, match=r"pip install 'nvidia-modelopt\[onnx\]'"):
+        quantize_onnx(fp32, tmp_path / "a.onnx", x, quantizer="modelopt", trt_cache=None,
+                      log=_quiet)
+    calls: list[dict[str, Any]] = []
+    _stand_in_modelopt(monkeypatch, calls, None)
+    with pytest.raises(QuantizeError, match=r"calibrates with \['entropy', 'minmax'\], "
+                                            "not 'percentile'"):
+        quantize_onnx(fp32, tmp_path / "b.onnx", x, method="percentile", quantizer="modelopt",
+                      trt_cache=None, log=_quiet)
+    with pytest.raises(QuantizeError, match="ModelOpt's quantizer wrote no model"):
+        quantize_onnx(fp32, tmp_path / "c.onnx", x, quantizer="modelopt", trt_cache=None,
+                      log=_quiet)
+    assert not (tmp_path / "c.onnx").exists()
+    with pytest.raises(QuantizeError, match="unknown quantizer 'tflite'"):
+        quantize_onnx(fp32, tmp_path / "d.onnx", x, quantizer="tflite", log=_quiet)
+
+
+@needs_quantizer
+def test_modelopt_quantizer_for_real(fp32: Path, tmp_path: Path) -> None:
+    pytest.importorskip("modelopt.onnx.quantization",
+                        reason="NVIDIA ModelOpt is not installed (pip install "
+                               "'nvidia-modelopt[onnx]')")
+    meta = tiny_meta()
+    x = windows(meta, 64)
+    res = quantize_onnx(fp32, tmp_path / "mo.onnx", x, method="entropy", quantizer="modelopt",
+                        trt_cache=None, log=_quiet)
+    m = onnx.load(str(res.path))
+    assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 19
+    # ModelOpt decides with its own rules which convolutions to quantize (0.47 left the
+    # second one, which feeds only the pooling, in float); the heads stay float as asked
+    assert "/conv1/Conv" in res.quantized_nodes
+    assert not [n for n in res.quantized_nodes if n.endswith("/Gemm")]
+    s32 = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    s8 = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    for u, v in zip(s32.run(None, {"input": x}), s8.run(None, {"input": x})):
+        assert np.abs(u - v).max() < 0.25 * np.abs(u).max()
+
+
 @needs_quantizer
 def test_heads_stay_float_by_default(fp32: Path, tmp_path: Path) -> None:
     meta = tiny_meta()
