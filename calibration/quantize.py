@@ -245,15 +245,27 @@ QUANTIZERS = ("onnxruntime", "modelopt")
 MODELOPT_METHODS = {"entropy": "entropy", "minmax": "max"}  # ours -> ModelOpt's names
 
 
+def modelopt_missing() -> str | None:
+    """Why ``--quantizer modelopt`` cannot run here (None when it can), without importing
+    ModelOpt (importing it is slow, and running it patches ONNX Runtime)."""
+    import importlib.util
+
+    if importlib.util.find_spec("modelopt") is None:
+        return ("--quantizer modelopt needs NVIDIA ModelOpt's ONNX quantizer (pip install "
+                "'nvidia-modelopt[onnx]', Python >= 3.10; see docs/calibration.md)")
+    return None
+
+
 def modelopt_quantize(pre: Path, qdq: Path, calib: np.ndarray, method: str,
                       op_types: Sequence[str], exclude: Sequence[str], batch: int) -> str:
     """Quantize with NVIDIA ModelOpt's ONNX post-training quantizer instead (its
-    ``modelopt.onnx.quantization.quantize``, INT8 mode, calibrated on the CPU).
+    ``modelopt.onnx.quantization.quantize``, INT8 mode, calibrated on the CPU), in a child
+    process (:mod:`calibration.modelopt_child`: ModelOpt patches ONNX Runtime's
+    quantization modules for the process that runs it).
 
     ModelOpt places Q/DQ by TensorRT's rules and calibrates with its own ONNX Runtime
     calibrator; it writes opset 19 at least (its minimum for INT8), so its models suit
-    TensorRT 10 and 11 (JetPack 6 and 7), not TensorRT 8.5. Float parts stay FP32
-    (``high_precision_dtype="fp32"``): ModelOpt's default would turn them to FP16.
+    TensorRT 10 and 11 (JetPack 6 and 7), not TensorRT 8.5. Float parts stay FP32.
 
     Returns:
         ModelOpt's version, for the metadata.
@@ -261,34 +273,34 @@ def modelopt_quantize(pre: Path, qdq: Path, calib: np.ndarray, method: str,
     Raises:
         QuantizeError: ModelOpt not installed, a method it lacks (percentile), its failure.
     """
-    try:
-        import modelopt
-        from modelopt.onnx.quantization import quantize as mo_quantize
-    except ImportError as e:
-        raise QuantizeError(
-            "--quantizer modelopt needs NVIDIA ModelOpt's ONNX quantizer (pip install "
-            f"'nvidia-modelopt[onnx]', Python >= 3.10): {e}") from None
-    if method not in MODELOPT_METHODS:
-        raise QuantizeError(f"--quantizer modelopt calibrates with {sorted(MODELOPT_METHODS)}, "
-                            f"not {method!r}")
+    import subprocess
+
+    missing = quantizer_problem("modelopt", method)
+    if missing:
+        raise QuantizeError(missing)
     # ModelOpt feeds the calibration data in batches of the shape it is given: the largest
     # batch up to ``batch`` that divides the set, so that no window is dropped.
     n = len(calib)
     b = next(k for k in range(min(batch, n), 0, -1) if n % k == 0)
     shape = "x".join(str(d) for d in (b, *calib.shape[1:]))
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            mo_quantize(str(pre), quantize_mode="int8", calibration_data={INPUT_NAME: calib},
-                        calibration_method=MODELOPT_METHODS[method], calibration_eps=["cpu"],
-                        calibration_shapes=f"{INPUT_NAME}:{shape}",
-                        op_types_to_quantize=list(op_types), nodes_to_exclude=list(exclude),
-                        output_path=str(qdq), high_precision_dtype="fp32",
-                        log_level="WARNING")
-    except Exception as e:  # ModelOpt raises plain exceptions for graph problems
-        raise QuantizeError(f"ModelOpt's quantizer failed ({type(e).__name__}: {e})") from None
+    np.save(qdq.with_name("calib.npy"), np.ascontiguousarray(calib, np.float32))
+    job = {"model": str(pre), "output": str(qdq), "calib": str(qdq.with_name("calib.npy")),
+           "input": INPUT_NAME, "method": MODELOPT_METHODS[method],
+           "shapes": f"{INPUT_NAME}:{shape}", "op_types": list(op_types),
+           "exclude": list(exclude)}
+    job_path = qdq.with_name("modelopt_job.json")
+    job_path.write_text(json.dumps(job))
+    r = subprocess.run([sys.executable, "-m", "calibration.modelopt_child", str(job_path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = " | ".join(r.stderr.strip().splitlines()[-3:])
+        raise QuantizeError(f"ModelOpt's quantizer failed ({tail[-600:]})")
     if not qdq.is_file():
         raise QuantizeError(f"ModelOpt's quantizer wrote no model to {qdq}")
-    return str(getattr(modelopt, "__version__", "unknown"))
+    try:
+        return str(json.loads(r.stdout.strip().splitlines()[-1])["modelopt"])
+    except (ValueError, KeyError, IndexError):
+        return "unknown"
 
 
 def quantizer_missing() -> str | None:
@@ -310,6 +322,18 @@ def quantizer_missing() -> str | None:
                 f"calibration cache); this is {onnxruntime.__version__}: calibrate on a machine "
                 "with a newer onnxruntime (pip install 'skelmtl[calib]')")
     return None
+
+
+def quantizer_problem(quantizer: str, method: str) -> str | None:
+    """Why ``quantizer`` cannot run ``method`` here (None when it can)."""
+    if quantizer not in QUANTIZERS:
+        return f"unknown quantizer {quantizer!r}; use one of {QUANTIZERS}"
+    if quantizer == "modelopt":
+        if method not in MODELOPT_METHODS:
+            return (f"--quantizer modelopt calibrates with {sorted(MODELOPT_METHODS)}, "
+                    f"not {method!r}")
+        return modelopt_missing()
+    return quantizer_missing()
 
 
 def prune_opset_imports(model: Any) -> int:
@@ -364,9 +388,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     """
     from onnxruntime import __version__ as ort_version
 
-    if quantizer not in QUANTIZERS:
-        raise QuantizeError(f"unknown quantizer {quantizer!r}; use one of {QUANTIZERS}")
-    missing = quantizer_missing() if quantizer == "onnxruntime" else None
+    missing = quantizer_problem(quantizer, method)
     if missing:
         raise QuantizeError(missing)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -411,14 +433,13 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         ranges = None
         tool = {"quantizer": quantizer}
         if quantizer == "modelopt":
-            if trt_cache:
-                # The legacy cache holds every tensor's range; ModelOpt's model has only its
-                # quantized ones, so the cache comes from our own pass. It runs first:
-                # importing ModelOpt patches ONNX Runtime's calibrator for the process.
-                ranges = calibrate_ranges(pre, calib, method, batch, percentile)
             log(f"quantizing with ModelOpt: {len(calib)} windows, {method}")
             tool["modelopt"] = modelopt_quantize(pre, qdq, calib, method, op_types, exclude,
                                                  batch)
+            if trt_cache:
+                # The legacy cache holds every tensor's range; ModelOpt's model has only its
+                # quantized ones, so the cache comes from our own pass.
+                ranges = calibrate_ranges(pre, calib, method, batch, percentile)
         else:
             from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
             from onnxruntime.quantization.calibrate import save_tensors_data
@@ -503,8 +524,7 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
     ``trt_cache="auto"`` writes the legacy cache next to ``out`` as ``<stem>.calib``;
     None skips it.
     """
-    # before the minutes spent drawing the set
-    missing = quantizer_missing() if quantizer == "onnxruntime" else None
+    missing = quantizer_problem(quantizer, method)  # before the minutes spent drawing the set
     if missing:
         raise QuantizeError(missing)
     model_path, out = Path(model_path), Path(out)
@@ -578,5 +598,5 @@ def main(args: argparse.Namespace) -> int:
 
 __all__ = ["QuantizeError", "QuantizeResult", "quantize_onnx", "calibrate",
            "calibrate_ranges", "dedicate_quantizers", "ranges_to_scales", "output_layers",
-           "modelopt_quantize", "QUANTIZERS",
+           "modelopt_quantize", "modelopt_missing", "quantizer_problem", "QUANTIZERS",
            "METHODS", "DEFAULT_OP_TYPES", "OnnxModelError"]

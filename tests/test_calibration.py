@@ -8,9 +8,9 @@ seconds; the measured bar on a trained model is in ``docs/calibration.md``.
 
 from __future__ import annotations
 
-import sys
+import json
+import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -161,28 +161,45 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     assert cache.scales["input"] == pytest.approx(np.abs(x).max() / 127, rel=0.5)
 
 
-@needs_quantizer
-def _stand_in_modelopt(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]],
-                       qdq_source: Path | None) -> None:
-    """A recording stand-in for ``modelopt.onnx.quantization.quantize`` (ModelOpt 0.47's
-    signature): it records its arguments and writes ``qdq_source`` as its output. It proves
-    our side (arguments, metadata, checks, errors), not what ModelOpt computes; the real
-    ModelOpt runs in ``test_modelopt_quantizer_for_real`` where it is installed."""
-    import types
+_FAKE_MODELOPT = """
+__version__ = "0.47.0"
+"""
+_FAKE_QUANTIZE = """
+import json, os, shutil
 
-    def quantize(onnx_path: str, quantize_mode: str = "int8", **kw: Any) -> None:
-        calls.append({"onnx_path": onnx_path, "quantize_mode": quantize_mode, **kw})
-        if qdq_source is not None:
-            Path(kw["output_path"]).write_bytes(qdq_source.read_bytes())
+def quantize(onnx_path, quantize_mode="int8", **kw):
+    # records its arguments (the data as a shape) and writes the prepared model as output
+    kw["calibration_data"] = {k: list(v.shape) for k, v in kw["calibration_data"].items()}
+    with open(os.environ["FAKE_MODELOPT_CALLS"], "a") as f:
+        f.write(json.dumps({"onnx_path": onnx_path, "quantize_mode": quantize_mode, **kw}) + "\\n")
+    if os.environ.get("FAKE_MODELOPT_SOURCE"):
+        shutil.copyfile(os.environ["FAKE_MODELOPT_SOURCE"], kw["output_path"])
+    if os.environ.get("FAKE_MODELOPT_FAIL"):
+        raise RuntimeError(os.environ["FAKE_MODELOPT_FAIL"])
+"""
 
-    top = types.ModuleType("modelopt")
-    top.__version__ = "0.47.0"  # type: ignore[attr-defined]
-    onnx_mod = types.ModuleType("modelopt.onnx")
-    qmod = types.ModuleType("modelopt.onnx.quantization")
-    qmod.quantize = quantize  # type: ignore[attr-defined]
-    for name, mod in (("modelopt", top), ("modelopt.onnx", onnx_mod),
-                      ("modelopt.onnx.quantization", qmod)):
-        monkeypatch.setitem(sys.modules, name, mod)
+
+def _stand_in_modelopt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                       qdq_source: Path | None) -> Path:
+    """A recording stand-in package ``modelopt`` (``modelopt.onnx.quantization.quantize``
+    with ModelOpt 0.47's signature), importable by this process and the child process
+    that calibrate starts. It records its arguments and writes ``qdq_source`` as its
+    output. It proves our side (arguments, child process, metadata, checks, errors), not
+    what ModelOpt computes; ``test_modelopt_quantizer_for_real`` runs the real one where
+    it is installed. Returns the file the calls are recorded in (JSON lines)."""
+    root = tmp_path / "fake_modelopt"
+    pkg = root / "modelopt" / "onnx" / "quantization"
+    pkg.mkdir(parents=True)
+    (root / "modelopt" / "__init__.py").write_text(_FAKE_MODELOPT)
+    (root / "modelopt" / "onnx" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text(_FAKE_QUANTIZE)
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.syspath_prepend(str(root))
+    repo = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), repo]))
+    monkeypatch.setenv("FAKE_MODELOPT_CALLS", str(calls))
+    monkeypatch.setenv("FAKE_MODELOPT_SOURCE", str(qdq_source) if qdq_source else "")
+    return calls
 
 
 @needs_quantizer
@@ -192,16 +209,15 @@ def test_modelopt_quantizer_arguments_and_metadata(fp32: Path, tmp_path: Path,
     x = windows(meta, 48)
     ours = quantize_onnx(fp32, tmp_path / "ours.onnx", x, method="minmax", trt_cache=None,
                          log=_quiet)
-    calls: list[dict[str, Any]] = []
-    _stand_in_modelopt(monkeypatch, calls, ours.path)
+    calls = _stand_in_modelopt(monkeypatch, tmp_path, ours.path)
     res = quantize_onnx(fp32, tmp_path / "mo.onnx", x, method="minmax", quantizer="modelopt",
                         trt_cache=tmp_path / "mo.calib", log=_quiet)
-    (call,) = calls
+    (call,) = [json.loads(line) for line in calls.read_text().splitlines()]
     assert call["quantize_mode"] == "int8" and call["calibration_method"] == "max"
     assert call["calibration_eps"] == ["cpu"] and call["high_precision_dtype"] == "fp32"
     # 48 windows in batches of 24, the largest size up to 32 that drops none
     assert call["calibration_shapes"] == "input:24x7x8x75"
-    assert call["calibration_data"]["input"].shape == (48, 7, 8, 75)
+    assert call["calibration_data"] == {"input": [48, 7, 8, 75]}
     assert call["op_types_to_quantize"] == list(DEFAULT_OP_TYPES)
     assert sorted(call["nodes_to_exclude"]) == ["/logits_action/Gemm", "/logits_gesture/Gemm",
                                                 "/task_logits/Gemm"]
@@ -216,18 +232,26 @@ def test_modelopt_quantizer_arguments_and_metadata(fp32: Path, tmp_path: Path,
 @needs_quantizer
 def test_modelopt_quantizer_errors(fp32: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
     x = windows(tiny_meta(), 16)
-    monkeypatch.setitem(sys.modules, "modelopt", None)  # not installed
-    with pytest.raises(QuantizeError, match=r"pip install 'nvidia-modelopt\[onnx\]'"):
-        quantize_onnx(fp32, tmp_path / "a.onnx", x, quantizer="modelopt", trt_cache=None,
-                      log=_quiet)
-    calls: list[dict[str, Any]] = []
-    _stand_in_modelopt(monkeypatch, calls, None)
+    real_find_spec = importlib.util.find_spec
+    with monkeypatch.context() as m:  # not installed
+        m.setattr(importlib.util, "find_spec",
+                  lambda name, *a: None if name == "modelopt" else real_find_spec(name, *a))
+        with pytest.raises(QuantizeError, match=r"pip install 'nvidia-modelopt\[onnx\]'"):
+            quantize_onnx(fp32, tmp_path / "a.onnx", x, quantizer="modelopt", trt_cache=None,
+                          log=_quiet)
+    _stand_in_modelopt(monkeypatch, tmp_path, None)
     with pytest.raises(QuantizeError, match=r"calibrates with \['entropy', 'minmax'\], "
                                             "not 'percentile'"):
         quantize_onnx(fp32, tmp_path / "b.onnx", x, method="percentile", quantizer="modelopt",
                       trt_cache=None, log=_quiet)
     with pytest.raises(QuantizeError, match="ModelOpt's quantizer wrote no model"):
+        quantize_onnx(fp32, tmp_path / "c.onnx", x, quantizer="modelopt", trt_cache=None,
+                      log=_quiet)
+    monkeypatch.setenv("FAKE_MODELOPT_FAIL", "graph has a cycle")
+    with pytest.raises(QuantizeError, match="ModelOpt's quantizer failed .*graph has a cycle"):
         quantize_onnx(fp32, tmp_path / "c.onnx", x, quantizer="modelopt", trt_cache=None,
                       log=_quiet)
     assert not (tmp_path / "c.onnx").exists()
@@ -254,6 +278,9 @@ def test_modelopt_quantizer_for_real(fp32: Path, tmp_path: Path) -> None:
     s8 = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     for u, v in zip(s32.run(None, {"input": x}), s8.run(None, {"input": x})):
         assert np.abs(u - v).max() < 0.25 * np.abs(u).max()
+    # ModelOpt ran in a child process: this process's quantizer is still ONNX Runtime's own
+    again = quantize_onnx(fp32, tmp_path / "ort.onnx", x, trt_cache=None, log=_quiet)
+    assert sorted(again.quantized_nodes) == ["/conv1/Conv", "/conv2/Conv"]
 
 
 @needs_quantizer
@@ -284,6 +311,7 @@ def test_heads_stay_float_by_default(fp32: Path, tmp_path: Path) -> None:
     assert "QLinearGlobalAveragePool" in ops and "QGemm" not in ops, ops
 
 
+@needs_quantizer
 def test_every_conv_fuses_in_onnxruntime(tmp_path: Path) -> None:
     """A tensor with two consumers (block output -> next conv and residual conv) must not
     leave either consumer in float in ONNX Runtime (see dedicate_quantizers)."""
