@@ -1256,10 +1256,12 @@ def interleaved_groups(calls: dict[str, Callable[[], Any]], group_of: Callable[[
     return times
 
 
-def round_entry(entry: dict[str, Any], per_round: Sequence[Sequence[float]]) -> dict[str, Any]:
-    """Add ``rounds_p50_ms`` (each round's median) to an ``ok`` entry made from
-    ``per_round``'s samples (in place; returned for chaining)."""
-    if entry.get("status") == "ok" and len(per_round) > 1:
+def round_entry(stage: str, label: str, per_round: Sequence[Sequence[float]],
+                **kw: Any) -> dict[str, Any]:
+    """:func:`make_entry` from the samples of every round, plus ``rounds_p50_ms`` (each
+    round's median) when there were several rounds."""
+    entry = make_entry(stage, label, [v for t in per_round for v in t], **kw)
+    if entry["status"] == "ok" and len(per_round) > 1:
         entry["rounds_p50_ms"] = [round(float(np.median(t)), 5) for t in per_round]
     return entry
 
@@ -1311,10 +1313,9 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
     for name, per_round in times.items():
         which, batch = keys[name]
         kind, prec = which.split("-")
-        entries[(which, batch)] = round_entry(make_entry(
-            "model", f"model {kind} {prec} b{batch}", [v for t in per_round for v in t],
-            backend=kind, precision=prec, batch=batch, window=window,
-            reason=caveats.get(which)), per_round)
+        entries[(which, batch)] = round_entry(
+            "model", f"model {kind} {prec} b{batch}", per_round, backend=kind,
+            precision=prec, batch=batch, window=window, reason=caveats.get(which))
     for which in BACKEND_CHOICES:
         for batch in opts.batches:
             if (which, batch) in entries:
@@ -1428,9 +1429,8 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                                        opts.rounds)
             for label, per_round in times.items():
                 prec, batch = keys[label]
-                rec.add(round_entry(make_entry(
-                    "model", label, [v for t in per_round for v in t], backend="onnxruntime",
-                    precision=prec, batch=batch, window=window), per_round), sweep=True)
+                rec.add(round_entry("model", label, per_round, backend="onnxruntime",
+                                    precision=prec, batch=batch, window=window), sweep=True)
             for b in opened:
                 with contextlib.suppress(Exception):
                     b.close()

@@ -186,16 +186,16 @@ def test_interleaved_groups_spreads_rounds() -> None:
 def test_ratio_per_round() -> None:
     from edge.bench import compute_ratios, round_entry
 
-    stages = [round_entry(make_entry("model", f"model onnxruntime {p} b1",
-                                     [v for t in r for v in t], backend="onnxruntime",
-                                     precision=p, batch=1), r)
+    stages = [round_entry("model", f"model onnxruntime {p} b1", r, backend="onnxruntime",
+                          precision=p, batch=1)
               for p, r in (("fp32", [[2.0, 2.0], [4.0, 4.0]]), ("int8", [[1.0, 1.0], [3.0, 3.0]]))]
     assert stages[0]["rounds_p50_ms"] == [2.0, 4.0]
+    assert stages[0]["samples_ms"] == [2.0, 2.0, 4.0, 4.0]
     r = compute_ratios(stages, stride=4)["int8_over_fp32_onnxruntime_b1"]
     assert r["value"] == pytest.approx(2.0 / 3.0)
     assert r["rounds"] == [0.5, 0.75]
     assert "0.50 to 0.75 (2 rounds)" in r["note"]
-    single = round_entry(make_entry("model", "m", [1.0], batch=1), [[1.0]])
+    single = round_entry("model", "m", [[1.0]], batch=1)
     assert "rounds_p50_ms" not in single
 
 
