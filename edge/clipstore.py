@@ -18,6 +18,7 @@ half-written store.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from edge.errors import SkelmtlError
 from edge.layout import MP75, NUM_JOINTS
 
 STORE_FORMAT = 1
+
+logger = logging.getLogger(__name__)
 
 
 class StoreError(SkelmtlError, ValueError):
@@ -91,17 +94,144 @@ def validate_clip(clip: Clip, where: str = "") -> None:
         raise StoreError(f"{pre}clip needs a label and a task")
 
 
-def _atomic_dir(dst: Path, overwrite: bool) -> Path:
-    if dst.exists() and not overwrite:
-        raise StoreError(f"{dst}: already exists (pass overwrite=True / --overwrite)")
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder this package wrote as a clip store.
+
+    Recognised by its ``meta.json``: a JSON object whose ``format`` is
+    :data:`STORE_FORMAT` and whose ``layout`` is mp75. Anything else (a user's folder, a
+    file, an unreadable meta.json) is not one, so ``--overwrite`` leaves it alone.
+    """
+    meta = Path(path) / "meta.json"
+    try:
+        d = json.loads(meta.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(d, dict) and d.get("format") == STORE_FORMAT and d.get("layout") == MP75.name
+
+
+def _resolved(p: str | os.PathLike[str]) -> Path:
+    try:
+        return Path(p).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare the path as given
+        return Path(os.path.abspath(p))
+
+
+def check_destination(dst: str | os.PathLike[str], overwrite: bool,
+                      inputs: Iterable[str | os.PathLike[str]] = (), *,
+                      flag: str = "--overwrite",
+                      error: type[SkelmtlError] = StoreError) -> None:
+    """Refuse a store destination that would lose something the user has.
+
+    Called before any work starts (a conversion can take an hour) and again by
+    :func:`write_store` just before it replaces anything.
+
+    Args:
+        dst: the store folder to write.
+        overwrite: whether the caller asked to replace an existing store.
+        inputs: the files and folders the store is made from; ``dst`` may be neither one
+            of them nor a folder above one (replacing it would delete the input).
+        flag: how the caller spells "overwrite" in messages.
+        error: the exception class to raise (the caller's own, e.g. ``ExtractError``).
+
+    Raises:
+        StoreError (or ``error``): ``dst`` is or contains an input; exists and ``overwrite`` is off; or
+            exists and is not a clip store (``--overwrite`` only replaces what this package
+            wrote).
+    """
+    dst = Path(dst)
+    rd = _resolved(dst)
+    for inp in inputs:
+        ri = _resolved(inp)
+        if ri == rd or rd in ri.parents:
+            what = "is" if ri == rd else "contains"
+            raise error(f"{dst}: the output {what} the input {inp}; choose an output "
+                             f"outside the input")
+    if not (dst.exists() or dst.is_symlink()):
+        return
+    if not overwrite:
+        raise error(f"{dst}: already exists (pass {flag} to replace it)")
+    if dst.is_symlink() or not dst.is_dir():
+        raise error(f"{dst}: not a clip store ({flag} only replaces a clip store "
+                         f"written by skelmtl)")
+    if not is_store(dst):
+        raise error(f"{dst}: not a clip store (no meta.json of store format "
+                         f"{STORE_FORMAT}); {flag} only replaces a clip store written by "
+                         f"skelmtl")
+
+
+_TMP_TAG = ".tmp-"
+_OLD_TAG = ".old-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def _owner_pid(name: str, tag: str) -> int | None:
+    """The writer's pid in ``.<store>.tmp-<pid>-<random>`` / ``.<store>.old-<pid>``."""
+    head = name.rsplit(tag, 1)[1].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def clean_stale(dst: str | os.PathLike[str]) -> list[Path]:
+    """Remove what a killed writer of ``dst`` left beside it; restore a store it had moved.
+
+    A writer builds ``.<store>.tmp-<pid>-*`` and, when it replaces a store, parks the old
+    one as ``.<store>.old-<pid>`` for a moment. Once that pid is no longer running, its
+    temporary folder is garbage; a parked old store goes back into place when nothing
+    took its place (the writer was killed between the two renames), else it is garbage.
+
+    Returns:
+        The paths removed.
+    """
+    dst = Path(dst)
+    removed: list[Path] = []
+    try:
+        siblings = list(dst.parent.iterdir()) if dst.parent.is_dir() else []
+    except OSError:
+        return removed
+    for p in siblings:
+        for tag in (_TMP_TAG, _OLD_TAG):
+            if not p.name.startswith(f".{dst.name}{tag}") or p.is_symlink() or not p.is_dir():
+                continue
+            pid = _owner_pid(p.name, tag)
+            if pid is None or _pid_alive(pid):
+                continue  # not ours to judge: another naming, or a writer still at work
+            if tag == _OLD_TAG and not dst.exists() and is_store(p):
+                os.replace(p, dst)
+                logger.warning("%s: restored the store a killed writer had moved to %s",
+                               dst, p.name)
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+            logger.info("%s: removed %s, left by a killed writer (pid %d)", dst, p.name, pid)
+    return removed
+
+
+def _atomic_dir(dst: Path, overwrite: bool, inputs: Iterable[str | os.PathLike[str]]) -> Path:
+    check_destination(dst, overwrite, inputs)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    clean_stale(dst)
+    # The pid in the name lets the next writer tell a dead run's folder from a live one's.
+    return Path(tempfile.mkdtemp(prefix=f".{dst.name}{_TMP_TAG}{os.getpid()}-",
+                                 dir=dst.parent))
 
 
-def _commit_dir(tmp: Path, dst: Path) -> None:
+def _commit_dir(tmp: Path, dst: Path, overwrite: bool,
+                inputs: Iterable[str | os.PathLike[str]]) -> None:
+    # Checked again: the destination may have appeared (or changed) during a long write.
+    check_destination(dst, overwrite, inputs)
     old = None
     if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        old = dst.with_name(f".{dst.name}{_OLD_TAG}{os.getpid()}")
         os.replace(dst, old)
     # mkdtemp makes 0700 directories; a store is meant to be shared like any output.
     os.chmod(tmp, 0o755)
@@ -110,8 +240,26 @@ def _commit_dir(tmp: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _os_error(dst: Path, e: OSError) -> StoreError:
+    """A one-line StoreError for an OSError met while writing ``dst`` (full disk, ...)."""
+    import errno
+
+    if e.errno == errno.ENOSPC:
+        why = "no space left on device"
+    elif e.errno == errno.EDQUOT:
+        why = "disk quota exceeded"
+    else:
+        why = e.strerror or str(e) or type(e).__name__
+    name = str(e.filename) if e.filename else ""
+    if name and _resolved(dst.parent) not in _resolved(name).parents:
+        # Not one of the store's files: the clips' source failed while being read.
+        return StoreError(f"{name}: cannot read: {why}")
+    return StoreError(f"{dst}: cannot write the store: {why}")
+
+
 def write_store(clips: Iterable[Clip], dst: str | os.PathLike[str], *,
-                overwrite: bool = False, info: dict[str, Any] | None = None) -> Path:
+                overwrite: bool = False, info: dict[str, Any] | None = None,
+                inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """Write clips to a new store at ``dst``, atomically.
 
     Frames are streamed to disk clip by clip, so the input need not fit in memory.
@@ -119,17 +267,24 @@ def write_store(clips: Iterable[Clip], dst: str | os.PathLike[str], *,
     Args:
         clips: the clips; all must share the coordinate count C.
         dst: destination directory.
-        overwrite: replace an existing store (only once the new one is complete).
+        overwrite: replace an existing clip store (only once the new one is complete);
+            anything else at ``dst`` is refused (see :func:`check_destination`).
         info: free-form provenance (source path, reader, protocol) kept in meta.json.
+        inputs: the paths the clips come from; ``dst`` may not be or contain one.
 
     Returns:
         The destination path.
 
     Raises:
-        StoreError: on a malformed clip (naming it), mixed dims, or an existing ``dst``.
+        StoreError: on a malformed clip (naming it), mixed dims, a ``dst`` that may not be
+            replaced, or a write that failed (full disk, no permission).
     """
     dst = Path(dst)
-    tmp = _atomic_dir(dst, overwrite)
+    inputs = list(inputs)
+    try:
+        tmp = _atomic_dir(dst, overwrite, inputs)
+    except OSError as e:
+        raise _os_error(dst, e) from None
     try:
         fr = open(tmp / "frames.raw", "wb")
         mk = open(tmp / "mask.raw", "wb")
@@ -170,7 +325,10 @@ def write_store(clips: Iterable[Clip], dst: str | os.PathLike[str], *,
                 "tasks": {t: tasks[t] for t in task_names}, "num_clips": len(labels),
                 "num_frames": total, "info": info or {}, "clips": strings}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        _commit_dir(tmp, dst)
+        _commit_dir(tmp, dst, overwrite, inputs)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _os_error(dst, e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -188,6 +346,88 @@ def _raw_to_npy(raw: Path, npy: Path, dtype: Any, shape: tuple[int, ...]) -> Non
     raw.unlink()
 
 
+_STRING_COLUMNS = ("clip_id", "subject", "split", "source", "dataset", "fps")
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    """``meta.json`` of a store, checked key by key; StoreError naming the file otherwise."""
+    try:
+        raw = meta_path.read_bytes()
+    except OSError as e:
+        raise StoreError(f"{meta_path}: cannot read ({e.strerror or e})") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise StoreError(f"{meta_path}: not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:
+        raise StoreError(f"{meta_path}: corrupt JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != STORE_FORMAT:
+        raise StoreError(f"{meta_path.parent}: store format {meta.get('format')!r}, this "
+                         f"package reads {STORE_FORMAT}")
+    if meta.get("layout") != MP75.name:
+        raise StoreError(f"{meta_path.parent}: layout {meta.get('layout')!r}, expected 'mp75'")
+    missing = [k for k in ("dims", "tasks", "num_clips", "clips") if k not in meta]
+    if missing:
+        raise StoreError(f"{meta_path}: missing key(s) {missing}")
+    n = meta["num_clips"]
+    if type(n) is not int or n < 0:
+        raise StoreError(f"{meta_path}: num_clips must be a non-negative integer, got {n!r}")
+    if type(meta["dims"]) is not int or meta["dims"] not in (2, 3):
+        raise StoreError(f"{meta_path}: dims must be 2 or 3, got {meta['dims']!r}")
+    tasks = meta["tasks"]
+    if (not isinstance(tasks, dict) or not tasks
+            or not all(isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+                       for v in tasks.values())):
+        raise StoreError(f"{meta_path}: tasks must map each task to a non-empty list of "
+                         f"label names")
+    clips = meta["clips"]
+    if not isinstance(clips, dict):
+        raise StoreError(f"{meta_path}: clips must be an object of per-clip lists")
+    for k in _STRING_COLUMNS:
+        col = clips.get(k)
+        if not isinstance(col, list) or len(col) != n:
+            raise StoreError(f"{meta_path}: clips.{k} must be a list of {n} entries")
+    if not isinstance(meta.get("info", {}), dict):
+        raise StoreError(f"{meta_path}: info must be an object")
+    return meta
+
+
+def _check_arrays(path: Path, meta: dict[str, Any], frames: np.ndarray, masks: np.ndarray,
+                  offsets: np.ndarray, label_idx: np.ndarray, task_idx: np.ndarray) -> None:
+    """Shapes, dtypes and index ranges of a store's arrays against its meta.json."""
+    n = int(meta["num_clips"])
+    dims = int(meta["dims"])
+    if frames.ndim != 3 or frames.shape[1:] != (NUM_JOINTS, dims) or frames.dtype.kind != "f":
+        raise StoreError(f"{path}: frames.npy must be float (T, {NUM_JOINTS}, {dims}), got "
+                         f"{frames.dtype} {frames.shape}")
+    if masks.shape != frames.shape[:2] or masks.dtype != np.bool_:
+        raise StoreError(f"{path}: mask.npy must be bool {frames.shape[:2]}, got "
+                         f"{masks.dtype} {masks.shape}")
+    for name, a in (("offsets", offsets), ("label", label_idx), ("task", task_idx)):
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise StoreError(f"{path}: {name}.npy must be a 1-D integer array, got "
+                             f"{a.dtype} {a.shape}")
+    if (len(offsets) != n + 1 or int(offsets[-1]) != len(frames)
+            or len(label_idx) != n or len(task_idx) != n):
+        raise StoreError(f"{path}: arrays disagree with meta.json (truncated store?)")
+    if int(offsets[0]) != 0 or (np.diff(offsets) <= 0).any():
+        raise StoreError(f"{path}: offsets.npy must start at 0 and increase (every clip "
+                         f"has frames)")
+    if n == 0:
+        return
+    n_tasks = len(meta["tasks"])
+    if int(task_idx.min()) < 0 or int(task_idx.max()) >= n_tasks:
+        raise StoreError(f"{path}: task.npy has indices outside 0..{n_tasks - 1}")
+    sizes = np.asarray([len(v) for v in meta["tasks"].values()])
+    bad = np.flatnonzero((label_idx < 0) | (label_idx >= sizes[task_idx.astype(np.int64)]))
+    if len(bad):
+        i = int(bad[0])
+        raise StoreError(f"{path}: label.npy index {int(label_idx[i])} of clip {i} is "
+                         f"outside its task's {int(sizes[int(task_idx[i])])} labels")
+
+
 class ClipStore(Sequence[Clip]):
     """Read access to a store written by :func:`write_store`.
 
@@ -200,28 +440,19 @@ class ClipStore(Sequence[Clip]):
         meta_path = self.path / "meta.json"
         if not meta_path.is_file():
             raise StoreError(f"{self.path}: not a clip store (no meta.json)")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise StoreError(f"{meta_path}: corrupt JSON ({e})") from None
-        if self.meta.get("format") != STORE_FORMAT:
-            raise StoreError(f"{self.path}: store format {self.meta.get('format')}, this "
-                             f"package reads {STORE_FORMAT}")
-        if self.meta.get("layout") != MP75.name:
-            raise StoreError(f"{self.path}: layout {self.meta.get('layout')!r}, expected 'mp75'")
+        self.meta: dict[str, Any] = _read_meta(meta_path)
         mode: Literal["r"] | None = "r" if mmap else None
         try:
-            self.frames = np.load(self.path / "frames.npy", mmap_mode=mode)
-            self.masks = np.load(self.path / "mask.npy", mmap_mode=mode)
-            self.offsets = np.load(self.path / "offsets.npy")
-            self.label_idx = np.load(self.path / "label.npy")
-            self.task_idx = np.load(self.path / "task.npy")
-        except (OSError, ValueError) as e:
+            self.frames = np.load(self.path / "frames.npy", mmap_mode=mode,
+                                  allow_pickle=False)
+            self.masks = np.load(self.path / "mask.npy", mmap_mode=mode, allow_pickle=False)
+            self.offsets = np.load(self.path / "offsets.npy", allow_pickle=False)
+            self.label_idx = np.load(self.path / "label.npy", allow_pickle=False)
+            self.task_idx = np.load(self.path / "task.npy", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
             raise StoreError(f"{self.path}: unreadable array ({e})") from None
-        n = int(self.meta["num_clips"])
-        if (len(self.offsets) != n + 1 or int(self.offsets[-1]) != len(self.frames)
-                or len(self.masks) != len(self.frames) or len(self.label_idx) != n):
-            raise StoreError(f"{self.path}: arrays disagree with meta.json (truncated store?)")
+        _check_arrays(self.path, self.meta, self.frames, self.masks, self.offsets,
+                      self.label_idx, self.task_idx)
         self.tasks: dict[str, list[str]] = self.meta["tasks"]
         self.task_names: list[str] = list(self.tasks)
         self._strings: dict[str, list[Any]] = self.meta["clips"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.clipstore import Clip, write_store
+from edge.clipstore import Clip, check_destination, write_store
 from edge.errors import SkelmtlError
 from edge.recording import SUFFIX as RECORDING_SUFFIX
 from edge.recording import RecordingError, load_recording, recording_stem, save_recording
@@ -267,11 +267,13 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise ExtractError(f"{output}: already exists (pass --overwrite)")
     if every < 1 or workers < 1:
         raise ExtractError("--every and --workers must be at least 1")
+    # Before any video is read: never replace an input, a folder holding one, or anything
+    # that is not a clip store.
+    check_destination(output, overwrite, inputs, error=ExtractError)
     wd = Path(work_dir) if work_dir else output.parent / f".{output.name}.work"
+    _check_work_dir(wd, inputs)
     jobs_all = plan(inputs, label_from, wd, every, ())
     if not jobs_all:
         raise ExtractError(f"no videos found in {', '.join(map(str, inputs))} "
@@ -309,7 +311,7 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
         log(f"warning {cid}: {note}")
     if not clips:
         raise ExtractError(f"no clip extracted from {len(jobs_all)} inputs; see the reasons above")
-    report.store = write_store(clips, output, overwrite=overwrite, info={
+    report.store = write_store(clips, output, overwrite=overwrite, inputs=inputs, info={
         "producer": "skelmtl extract", "inputs": [str(i) for i in inputs], "task": task,
         "label_from": label_from, "every": every,
         "models": [Path(m).name for m in models if m], "failed": report.failed})
@@ -317,6 +319,24 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
     log(f"wrote {output}: {len(clips)} clips, {sum(len(c) for c in clips)} frames, "
         f"labels {labels}; {len(report.failed)} inputs skipped; landmark cache in {wd}")
     return report
+
+
+def _check_work_dir(wd: Path, inputs: Sequence[str | os.PathLike[str]]) -> None:
+    """The work folder holds only cache files; it may not be, or be inside, an input folder.
+
+    Cache files are named by a hash, so they would not replace a video, but a later
+    ``extract`` of the same folder would take them for inputs.
+    """
+    from edge.clipstore import _resolved
+
+    if wd.exists() and not wd.is_dir():
+        raise ExtractError(f"{wd}: the work folder is a file")
+    rw = _resolved(wd)
+    for inp in inputs:
+        ri = _resolved(inp)
+        if ri == rw or (ri.is_dir() and ri in rw.parents) or rw in ri.parents:
+            raise ExtractError(f"{wd}: the work folder may not be, hold or lie inside the "
+                               f"input {inp}")
 
 
 def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers: int,

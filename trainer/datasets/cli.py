@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.clipstore import Clip, ClipStore, write_store
+from edge.clipstore import Clip, ClipStore, check_destination, write_store
 from edge.layout import MP75
 from trainer.datasets import (
     READERS,
@@ -86,14 +86,16 @@ def _convert(args: argparse.Namespace) -> int:
     opts = ReadOptions(task=args.task, split_protocol=args.split_protocol, seed=args.seed,
                        test_fraction=args.test_fraction, classes=args.classes)
     log = ReadLog()
-    if dst.exists() and not args.overwrite:
-        raise DatasetError(f"{dst}: already exists (pass --overwrite to replace it)")
+    # Before the (long) read: never replace the source, a folder holding it, or anything
+    # that is not a clip store.
+    check_destination(dst, args.overwrite, [src], error=DatasetError)
     spec = READERS[fmt]
     clips = read_dataset(src, fmt, opts, log)
     info = {"reader": fmt, "src": str(src), "task": opts.task or spec.task,
             "split_protocol": opts.split_protocol or spec.protocols[0], "seed": opts.seed,
             "test_fraction": opts.test_fraction, "classes": opts.classes}
-    write_store(_logged(clips, log, info), dst, overwrite=args.overwrite, info=info)
+    write_store(_logged(clips, log, info), dst, overwrite=args.overwrite, info=info,
+                inputs=[src])
     store = ClipStore(dst)
     summary = summarize(store)
     summary["skipped"] = [{"file": f, "reason": r} for f, r in log.skipped]
