@@ -1,29 +1,59 @@
-"""Experiment runner: run claims let several workers share one runs folder."""
+"""Experiment runner: stores by path, where the table goes, its counts, and run claims."""
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from trainer.experiment import CLAIM, claim_run
+import pytest
+import yaml
+
+from trainer.config import ConfigError
+from trainer.experiment import (
+    CLAIM,
+    TAKEOVER,
+    _take_over,
+    claim_run,
+    ensure_stores,
+    load_experiment,
+    release_run,
+    run_experiment,
+)
+
+from .synth import make_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dead_pid() -> int:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(dead.stdout)
 
 
 def test_claim_is_exclusive_while_its_worker_lives(tmp_path: Path) -> None:
     run = tmp_path / "comp" / "hard-mean" / "seed0"
-    assert claim_run(run)
-    assert (run / CLAIM).read_text() == f"{os.uname().nodename} {os.getpid()}"
-    assert not claim_run(run)  # held by a live process (this one)
+    claim = claim_run(run)
+    assert claim is not None
+    host, pid, _nonce = (run / CLAIM).read_text().split()
+    assert (host, int(pid)) == (os.uname().nodename, os.getpid())
+    assert claim_run(run) is None  # held by a live process (this one)
+    release_run(run, claim)
+    assert not (run / CLAIM).exists()
+    assert claim_run(run) is not None
 
 
 def test_stale_claim_of_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
     run = tmp_path / "r"
     run.mkdir()
-    (run / CLAIM).write_text(f"{os.uname().nodename} {int(dead.stdout)}")
-    assert claim_run(run)
-    assert (run / CLAIM).read_text().endswith(f" {os.getpid()}")
+    (run / CLAIM).write_text(f"{os.uname().nodename} {_dead_pid()}")
+    claim = claim_run(run)
+    assert claim is not None and (run / CLAIM).read_text() == claim
+    release_run(run, claim)
+    assert sorted(p.name for p in run.iterdir()) == []
 
 
 def test_claim_from_another_host_is_respected_and_garbage_is_stale(tmp_path: Path) -> None:
@@ -32,5 +62,122 @@ def test_claim_from_another_host_is_respected_and_garbage_is_stale(tmp_path: Pat
     junk.mkdir()
     (other / CLAIM).write_text("some-other-host 1")
     (junk / CLAIM).write_text("")
-    assert not claim_run(other)
-    assert claim_run(junk)
+    assert claim_run(other) is None
+    assert claim_run(junk) is not None
+
+
+def test_two_takers_of_one_stale_claim_exactly_one_wins(tmp_path: Path) -> None:
+    # Both workers read the same stale claim before either acts: the interleaving that
+    # let read-unlink-create give the run to both.
+    run = tmp_path / "r"
+    run.mkdir()
+    stale = f"{os.uname().nodename} {_dead_pid()} x"
+    (run / CLAIM).write_text(stale)
+    wins = [_take_over(run, stale, "host 1 a"), _take_over(run, stale, "host 2 b")]
+    assert wins == [True, False]
+    assert (run / CLAIM).read_text() == "host 1 a"
+    # After the winner released it and someone claimed anew, a late taker of the old
+    # stale claim must not replace the new claim.
+    release_run(run, "host 1 a")
+    assert not list(run.glob(TAKEOVER + "*"))
+    (run / CLAIM).write_text("host 3 c")
+    assert _take_over(run, stale, "host 4 d") is False
+    assert (run / CLAIM).read_text() == "host 3 c"
+
+
+def _racer(run: str, barrier: multiprocessing.synchronize.Barrier, q: multiprocessing.Queue
+           ) -> None:
+    barrier.wait()
+    q.put(claim_run(Path(run)) is not None)
+
+
+def test_concurrent_workers_on_one_stale_claim(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(5):
+        run = tmp_path / f"r{trial}"
+        run.mkdir()
+        (run / CLAIM).write_text(f"{os.uname().nodename} {_dead_pid()}")
+        barrier, q = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_racer, args=(str(run), barrier, q)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        wins = [q.get(timeout=10) for _ in procs]
+        assert sum(wins) == 1, (trial, wins)
+
+
+# ------------------------------------------------------------------- stores and the table
+def _experiment(tmp_path: Path, stores: dict, **extra: object) -> Path:
+    cfg = {"name": "mine", "runs": str(tmp_path / "runs"), "seeds": [0], "stores": stores,
+           "composites": {"c": {"sources": [{"store": "s"}]}},
+           "sharing": ["hard"], "weighting": ["mean"], "stl": True,
+           "base": {"threads": 1, "preprocess": {"window": 8, "dims": 3},
+                    "model": {"name": "stgcn_tiny",
+                              "overrides": {"blocks": [[8, 1]]}},
+                    "optim": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0}}}
+    cfg.update(extra)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_results_default_to_the_runs_folder(tmp_path: Path) -> None:
+    exp = load_experiment(_experiment(tmp_path, {"s": {"path": "x"}}))
+    assert exp.results == str(tmp_path / "runs" / "results.md")
+    named = load_experiment(_experiment(tmp_path, {"s": "x"}, results="out/table.md"))
+    assert named.results == "out/table.md" and named.stores["s"].path == "x"
+
+
+def test_python_api_store_is_used_as_is_and_the_table_counts_every_training(
+        tmp_path: Path) -> None:
+    store = make_store(tmp_path / "api.store", n_per_class=4, t=10)
+    before = (store / "meta.json").read_text()
+    cfg = _experiment(tmp_path, {"s": {"path": str(store)}})
+    table = run_experiment(cfg)
+    assert table == tmp_path / "runs" / "results.md"
+    assert not (tmp_path / "runs" / "stores").exists()  # nothing converted
+    assert (store / "meta.json").read_text() == before
+    text = table.read_text()
+    # STL trains one network per task (action, gesture) plus one MTL network: 3 runs.
+    assert "Finished runs: 3 of 3 planned (1 seeds x (2 STL + 1 MTL) trainings" in text
+    rows = [json.loads(x) for x in (tmp_path / "runs" / "results.jsonl").read_text()
+            .splitlines()]
+    assert sorted((r["variant"], r["task"]) for r in rows) == [
+        ("hard-mean", "action"), ("hard-mean", "gesture"), ("stl", "action"),
+        ("stl", "gesture")]
+    # The claims are gone once the runs are done.
+    assert not list((tmp_path / "runs").rglob(CLAIM))
+
+
+def test_src_that_is_a_store_is_not_converted(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "api.store", n_per_class=2, t=8)
+    exp = load_experiment(_experiment(tmp_path, {"s": {"src": str(store)}}))
+    assert ensure_stores(exp, tmp_path / "runs" / "stores") == {"s": store}
+    assert not (tmp_path / "runs" / "stores").exists()
+
+
+def test_bad_stores_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"store 's': give exactly one of 'path'"):
+        load_experiment(_experiment(tmp_path, {"s": {"path": "a", "src": "b"}}))
+    with pytest.raises(ConfigError, match=r"store 's': unknown keys \['formt'\]"):
+        load_experiment(_experiment(tmp_path, {"s": {"src": "b", "formt": "x"}}))
+    exp = load_experiment(_experiment(tmp_path, {"s": {"path": str(tmp_path)}}))
+    with pytest.raises(ConfigError, match=r"is not a clip store"):
+        ensure_stores(exp, tmp_path / "runs" / "stores")
+    (tmp_path / "empty").mkdir()
+    cfg = _experiment(tmp_path, {"s": {"src": str(tmp_path / "empty"), "format": "mp_folder"}})
+    p = subprocess.run([sys.executable, "-m", "edge.cli", "experiment", str(cfg)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and "CalledProcessError" not in p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"skelmtl experiment: error: {cfg}: store 's': cannot convert "
+                           f"{tmp_path / 'empty'}: ")
+    assert "no <class>/<sequence>/<frame>.npy files found" in last
+    bad_opt = _experiment(tmp_path, {"s": {"src": str(tmp_path / "empty"),
+                                           "options": ["--no-such-flag"]}})
+    exp = load_experiment(bad_opt)
+    with pytest.raises(ConfigError, match=r"cannot convert .*unrecognized arguments: "
+                                          r"--no-such-flag"):
+        ensure_stores(exp, tmp_path / "runs" / "stores", bad_opt)

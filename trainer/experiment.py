@@ -3,7 +3,13 @@
 The result the project stands on: single-task (STL) baselines against multi-task (MTL)
 variants (hard / soft cross-stitch / learned sharing x mean / DWA / uncertainty loss
 weighting) on composite sets, several seeds each. Test accuracy per task goes to
-``results.jsonl`` and the table in ``docs/results.md`` (mean +- std over seeds).
+``<runs>/results.jsonl`` and a markdown table (mean +- std over seeds) at the config's
+``results:`` path, by default ``<runs>/results.md``.
+
+Stores come by path (``stores: {name: {path: my.store}}``, or a bare path): a clip store
+built with ``skelmtl data convert`` or the Python API (``edge.clipstore.write_store``) is
+used as is. A ``src:`` that is a published dataset is converted once into
+``<runs>/stores/<name>`` (``skelmtl data convert SRC DST --format F OPTIONS...``).
 
 Resumable: a finished run (``result.json`` in its folder) is skipped, an interrupted one
 continues from its ``last.pt``; the table is rewritten after every run, so a session that
@@ -15,10 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
-import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +34,30 @@ import numpy as np
 import yaml
 
 from edge.atomic import atomic_write
+from edge.clipstore import ClipStore
+from edge.errors import SkelmtlError
 from trainer.config import ConfigError, TrainConfig, from_dict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """A clip store built from a published dataset with ``skelmtl data convert``."""
+    """Where a store of the experiment comes from.
 
-    src: str
+    Attributes:
+        src: a published dataset, converted with ``skelmtl data convert`` into
+            ``<runs>/stores/<name>``; a ``src`` that already is a clip store is used as is.
+        format: the reader (``--format``); empty = autodetect.
+        options: more ``data convert`` options, e.g. ``[--split-protocol, "1"]``.
+        path: a clip store already built (by ``data convert`` or the Python API), used
+            as is and never converted; excludes ``src``.
+    """
+
+    src: str = ""
     format: str = ""
     options: tuple[str, ...] = ()
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,9 +73,11 @@ class ExperimentConfig:
     """Attributes:
     name: experiment name.
     runs: folder for the runs and results.jsonl.
-    results: the markdown table written after each run.
+    results: the markdown table written after each run (default ``<runs>/results.md``;
+        never the project's docs unless the config names that path).
     seeds: seeds per variant.
-    stores: name -> StoreSpec; built into ``<runs>/stores/<name>`` when missing.
+    stores: name -> StoreSpec: a store by ``path``, or a dataset ``src`` converted into
+        ``<runs>/stores/<name>`` when missing.
     composites: name -> CompositeSpec.
     sharing: MTL sharing modes; weighting: loss weightings (their product is run).
     stl: also train the single-task baselines.
@@ -65,7 +88,7 @@ class ExperimentConfig:
 
     name: str
     runs: str
-    results: str = "docs/results.md"
+    results: str = ""
     seeds: tuple[int, ...] = (0, 1, 2)
     stores: dict[str, StoreSpec] = field(default_factory=dict)
     composites: dict[str, CompositeSpec] = field(default_factory=dict)
@@ -89,8 +112,7 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; allowed {sorted(names)}")
     try:
-        stores = {k: StoreSpec(v["src"], v.get("format", ""), tuple(v.get("options", ())))
-                  for k, v in d.get("stores", {}).items()}
+        stores = {k: _store_spec(k, v, path) for k, v in (d.get("stores") or {}).items()}
         comps = {k: CompositeSpec(tuple(v["sources"]), dict(v.get("overrides", {})))
                  for k, v in d.get("composites", {}).items()}
     except (KeyError, TypeError, AttributeError) as e:
@@ -103,15 +125,41 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
         for s in c.sources:
             if s.get("store") not in stores:
                 raise ConfigError(f"{path}: composite source {s} names no store in 'stores'")
+    runs = str(d.get("runs", f"runs/experiments/{path.stem}"))
     exp = ExperimentConfig(
-        name=d.get("name", path.stem), runs=d.get("runs", f"runs/experiments/{path.stem}"),
-        results=d.get("results", "docs/results.md"), seeds=tuple(d.get("seeds", (0, 1, 2))),
+        name=d.get("name", path.stem), runs=runs,
+        results=str(d.get("results") or Path(runs) / "results.md"), seeds=tuple(d.get("seeds", (0, 1, 2))),
         stores=stores, composites=comps, sharing=tuple(d.get("sharing", ("hard", "soft", "learned"))),
         weighting=tuple(d.get("weighting", ("mean", "dwa", "uncertainty"))),
         stl=bool(d.get("stl", True)), base=base, anchors=tuple(d.get("anchors", ())),
         notes=tuple(str(n) for n in d.get("notes", ())))
     from_dict(exp.base, f"{path}:base")  # validate early
     return exp
+
+
+def _store_spec(name: str, v: Any, config: Path) -> StoreSpec:
+    """One ``stores:`` entry: a bare path, ``{path: ...}`` or ``{src: ..., format, options}``."""
+    if isinstance(v, str):
+        return StoreSpec(path=v)
+    if not isinstance(v, dict):
+        raise ConfigError(f"{config}: store {name!r}: expected a path or a mapping with "
+                          f"'path' or 'src', got {v!r}")
+    unknown = set(v) - {f.name for f in dataclasses.fields(StoreSpec)}
+    if unknown:
+        raise ConfigError(f"{config}: store {name!r}: unknown keys {sorted(unknown)}; "
+                          "allowed: path, or src with format and options")
+    if bool(v.get("path")) == bool(v.get("src")):
+        raise ConfigError(f"{config}: store {name!r}: give exactly one of 'path' (a clip "
+                          "store) and 'src' (a dataset to convert)")
+    if v.get("path") and (v.get("format") or v.get("options")):
+        raise ConfigError(f"{config}: store {name!r}: 'format' and 'options' convert a "
+                          "'src'; a 'path' store is used as it is")
+    options = v.get("options") or ()
+    if isinstance(options, str) or not all(isinstance(o, (str, int, float)) for o in options):
+        raise ConfigError(f"{config}: store {name!r}: options must be a list of strings, "
+                          f"got {options!r}")
+    return StoreSpec(src=str(v.get("src") or ""), format=str(v.get("format") or ""),
+                     options=tuple(str(o) for o in options), path=str(v.get("path") or ""))
 
 
 @dataclass(frozen=True)
@@ -140,12 +188,13 @@ def plan(exp: ExperimentConfig, tasks_of: dict[str, list[str]]) -> list[Run]:
     return runs
 
 
-def run_config(exp: ExperimentConfig, run: Run, store_dir: Path) -> TrainConfig:
+def run_config(exp: ExperimentConfig, run: Run, stores: dict[str, Path]) -> TrainConfig:
+    """The training config of ``run``; ``stores`` maps store names to their folders."""
     comp = exp.composites[run.composite]
     sources = []
     for s in comp.sources:
         s = dict(s)
-        s["store"] = str(store_dir / s["store"])
+        s["store"] = str(stores[s["store"]])
         sources.append(s)
     d = json.loads(json.dumps(exp.base))
     d.setdefault("data", {})["sources"] = sources
@@ -170,53 +219,124 @@ def run_config(exp: ExperimentConfig, run: Run, store_dir: Path) -> TrainConfig:
     return from_dict(d, f"{exp.name}:{run.key}")
 
 
-def ensure_stores(exp: ExperimentConfig, store_dir: Path) -> None:
-    """Convert each published dataset once with ``skelmtl data convert``."""
+def is_store(path: Path) -> bool:
+    """Whether ``path`` is a clip store (a folder with a store ``meta.json``)."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "format" in meta and "clips" in meta
+
+
+def ensure_stores(exp: ExperimentConfig, store_dir: Path,
+                  config: str | os.PathLike[str] = "experiment", *,
+                  convert: bool = True) -> dict[str, Path]:
+    """The folder of every store, converting each dataset ``src`` once.
+
+    Args:
+        exp: the experiment.
+        store_dir: where converted stores go (``<runs>/stores``).
+        config: the config path, for messages.
+        convert: convert what is missing (False: raise ConfigError instead).
+
+    Returns:
+        Store name -> clip store folder.
+
+    Raises:
+        ConfigError: a ``path`` that is no clip store; a conversion that fails (the
+            converter's one-line message, after the config and store name).
+    """
+    out: dict[str, Path] = {}
     for name, spec in exp.stores.items():
-        dst = store_dir / name
-        if (dst / "meta.json").is_file():
+        if spec.path:
+            p = Path(spec.path)
+            if not is_store(p):
+                raise ConfigError(f"{config}: store {name!r}: {p} is not a clip store (no "
+                                  "store meta.json); build it with 'skelmtl data convert' or "
+                                  "edge.clipstore.write_store, or give the dataset as 'src'")
+            out[name] = p
             continue
-        cmd = [sys.executable, "-m", "edge.cli", "data", "convert", spec.src, str(dst)]
-        if spec.format:
-            cmd += ["--format", spec.format]
-        cmd += list(spec.options)
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        src = Path(spec.src)
+        if is_store(src):
+            # A store built already (e.g. with the Python API) is data, not a dataset to
+            # convert: converting it again would fail or duplicate it.
+            log.info("store %s: %s is a clip store, used as is", name, src)
+            out[name] = src
+            continue
+        dst = store_dir / name
+        if not is_store(dst):
+            if not convert:
+                raise ConfigError(f"{config}: store {name!r} is not converted yet ({dst})")
+            convert_store(name, spec, dst, config)
+        out[name] = dst
+    return out
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An argument parser that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> Any:
+        raise ConfigError(message)
+
+
+def convert_store(name: str, spec: StoreSpec, dst: Path,
+                  config: str | os.PathLike[str] = "experiment") -> None:
+    """``skelmtl data convert SRC DST --format F OPTIONS...``, in this process."""
+    from trainer.datasets import cli as data_cli
+
+    argv = ["convert", spec.src, str(dst)] + (["--format", spec.format] if spec.format else [])
+    argv += list(spec.options)
+    log.info("store %s: skelmtl data %s", name, " ".join(argv))
+    parser = _ArgumentParser(prog="skelmtl data")
+    data_cli.add_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        data_cli.main(args)
+    except SkelmtlError as e:
+        raise ConfigError(f"{config}: store {name!r}: cannot convert {spec.src}: {e}") from None
+
+
+def tasks_of_composites(exp: ExperimentConfig, stores: dict[str, Path]) -> dict[str, list[str]]:
+    """Composite name -> the sorted task names of its sources (after renames)."""
+    out = {}
+    for cname, comp in exp.composites.items():
+        ts: set[str] = set()
+        for s in comp.sources:
+            st = ClipStore(stores[s["store"]])
+            ts |= {s.get("task") or t for t in st.task_names}
+        out[cname] = sorted(ts)
+    return out
 
 
 def run_experiment(path: str | os.PathLike[str], *, seeds: list[int] | None = None,
                    only: list[str] | None = None, progress: bool = False) -> Path:
     """Run (or continue) the experiment; returns the results table path."""
-    from edge.clipstore import ClipStore
-
     exp = load_experiment(path)
     if seeds:
         exp = dataclasses.replace(exp, seeds=tuple(seeds))
     root = Path(exp.runs)
-    store_dir = root / "stores"
-    ensure_stores(exp, store_dir)
-    tasks_of = {}
-    for cname, comp in exp.composites.items():
-        ts: set[str] = set()
-        for s in comp.sources:
-            st = ClipStore(store_dir / s["store"])
-            ts |= {s.get("task") or t for t in st.task_names}
-        tasks_of[cname] = sorted(ts)
+    stores = ensure_stores(exp, root / "stores", path)
+    tasks_of = tasks_of_composites(exp, stores)
     results = root / "results.jsonl"
     for run in plan(exp, tasks_of):
         if only and not any(o in run.key for o in only):
             continue
         out = root / run.key
-        if (out / "result.json").is_file() or not claim_run(out):
+        if (out / "result.json").is_file():
+            continue
+        claim = claim_run(out)
+        if claim is None:
             continue
         try:
-            _run_one(exp, run, out, store_dir, results, path, progress)
+            _run_one(exp, run, out, stores, results, path, progress, tasks_of)
         finally:
-            (out / CLAIM).unlink(missing_ok=True)
-    return write_table(exp, path)
+            release_run(out, claim)
+    return write_table(exp, path, tasks_of)
 
 
 CLAIM = ".claimed"
+TAKEOVER = ".takeover."
 
 
 def _pid_alive(pid: int) -> bool:
@@ -229,44 +349,109 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def claim_run(out: Path) -> bool:
-    """Claim a run folder for this process; False if a live worker on this host holds it.
+def _new_claim() -> str:
+    # The nonce makes every claim distinct, so a stale claim's takeover marker (named by
+    # the claim's text) can never match a later claim of a reused pid.
+    return f"{os.uname().nodename} {os.getpid()} {uuid.uuid4().hex}"
+
+
+def _stale(text: str) -> bool:
+    """Whether a claim's text names a worker that is gone (or is not a claim at all)."""
+    parts = text.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return True  # claims appear whole (link of a written file): garbage is stale
+    return parts[0] == os.uname().nodename and not _pid_alive(int(parts[1]))
+
+
+def _create(f: Path, text: str) -> bool:
+    """Create ``f`` holding ``text`` unless it exists; atomic, and never seen half-written."""
+    tmp = f.with_name(f"{f.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    try:
+        os.link(tmp, f)  # fails with EEXIST when f exists: exactly one creator wins
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+
+
+def _take_over(out: Path, seen: str, me: str) -> bool:
+    """Replace the stale claim ``seen`` of ``out`` with ``me``; True for exactly one caller.
+
+    Every worker that judged the same claim stale races to create one marker named by a
+    hash of that claim's text (O_EXCL via link): one wins. The winner checks that the claim
+    is still ``seen`` (it can only have changed if the claim was released and made anew,
+    which makes it a different claim) and renames its own claim over it.
+    """
+    import hashlib
+
+    f = out / CLAIM
+    marker = out / (TAKEOVER + hashlib.sha1(seen.encode()).hexdigest()[:16])
+    if not _create(marker, me):
+        return False
+    try:
+        now = f.read_text()
+    except FileNotFoundError:
+        now = None
+    if now != seen:
+        marker.unlink()
+        return False
+    tmp = f.with_name(f"{f.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(me)
+    os.replace(tmp, f)
+    return True
+
+
+def claim_run(out: Path) -> str | None:
+    """Claim a run folder for this process; None if a live worker on this host holds it.
 
     Several ``skelmtl experiment`` workers may share one runs folder (one per core): each
-    takes the next unclaimed run. The claim file is created with O_EXCL, so two workers
-    never train the same run; a claim whose process is gone (a killed session) is stale and
-    is taken over, and the run resumes from its ``last.pt``.
+    takes the next unclaimed run. A claim is created whole by a hard link, which fails when
+    one exists, so two workers never train the same run; a claim whose process is gone (a
+    killed session) is stale and is taken over by exactly one worker (:func:`_take_over`),
+    and the run resumes from its ``last.pt``.
+
+    Returns:
+        The claim's text (pass it to :func:`release_run`), or None.
     """
     out.mkdir(parents=True, exist_ok=True)
     f = out / CLAIM
-    me = f"{os.uname().nodename} {os.getpid()}"
-    for _ in range(2):
+    me = _new_claim()
+    for _ in range(3):
+        if _create(f, me):
+            return me
         try:
-            fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                host, pid = f.read_text().split()
-                stale = host == os.uname().nodename and not _pid_alive(int(pid))
-            except (OSError, ValueError):  # half-written or vanished: treat as stale
-                stale = True
-            if not stale:
-                return False
-            f.unlink(missing_ok=True)
+            seen = f.read_text()
+        except FileNotFoundError:  # released meanwhile: try to create it again
             continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(me)
-        return True
-    return False
+        if not _stale(seen):
+            return None
+        return me if _take_over(out, seen, me) else None
+    return None
 
 
-def _run_one(exp: ExperimentConfig, run: Run, out: Path, store_dir: Path, results: Path,
-             path: str | os.PathLike[str], progress: bool) -> None:
+def release_run(out: Path, claim: str) -> None:
+    """Remove this worker's claim of ``out`` and the takeover markers (claims are unique)."""
+    f = out / CLAIM
+    try:
+        if f.read_text() == claim:
+            f.unlink()
+    except FileNotFoundError:
+        pass
+    for m in out.glob(TAKEOVER + "*"):
+        m.unlink(missing_ok=True)
+
+
+def _run_one(exp: ExperimentConfig, run: Run, out: Path, stores: dict[str, Path],
+             results: Path, path: str | os.PathLike[str], progress: bool,
+             tasks_of: dict[str, list[str]]) -> None:
     """Train, evaluate on the test split and record one run (its result.json last)."""
     from trainer.evaluate import evaluate_checkpoint
     from trainer.train import train
 
-    cfg = run_config(exp, run, store_dir)
-    print(f"== {run.key}", flush=True)
+    cfg = run_config(exp, run, stores)
+    log.info("== %s", run.key)
     t0 = time.perf_counter()
     res = train(cfg, resume=True, progress=progress)
     rep = evaluate_checkpoint(res.best, split=cfg.data.test_split, out_dir=out / "eval")
@@ -278,9 +463,8 @@ def _run_one(exp: ExperimentConfig, run: Run, out: Path, store_dir: Path, result
         for r in rows:
             f.write(json.dumps(r) + "\n")
     _atomic_write(out / "result.json", json.dumps(rows, indent=1))
-    write_table(exp, path)
-    print("   " + "  ".join(f"{r['task']}={r['top1']:.4f}" for r in rows)
-          + f"  ({wall:.0f} s)", flush=True)
+    write_table(exp, path, tasks_of)
+    log.info("   %s  (%.0f s)", "  ".join(f"{r['task']}={r['top1']:.4f}" for r in rows), wall)
 
 
 def collect(exp: ExperimentConfig) -> list[dict[str, Any]]:
@@ -291,8 +475,22 @@ def collect(exp: ExperimentConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str]) -> Path:
-    """Write the markdown results table (mean +- std of test top-1 over seeds)."""
+def run_key(row: dict[str, Any]) -> str:
+    """The :attr:`Run.key` a result row belongs to (an STL run per task)."""
+    v = f"stl-{row['task']}" if row["variant"] == "stl" else row["variant"]
+    return f"{row['composite']}/{v}/seed{row['seed']}"
+
+
+def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str],
+                tasks_of: dict[str, list[str]] | None = None) -> Path:
+    """Write the markdown results table (mean +- std of test top-1 over seeds).
+
+    Args:
+        exp: the experiment.
+        config_path: its YAML (named in the table).
+        tasks_of: composite -> task names, for the planned number of runs (STL trains one
+            network per task); None = the tasks of the finished rows.
+    """
     rows = collect(exp)
     cols = [(c, t) for c in exp.composites for t in
             sorted({r["task"] for r in rows if r["composite"] == c})]
@@ -333,11 +531,17 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str]) -> P
                 diffs.append(f"{np.mean(a) - np.mean(b):+.1f}" if a and b else "-")
             lines.append(f"| {v} | " + " | ".join(diffs) + " |")
         lines += [""] + _verdict(cell, variants, cols)
-    planned = len(exp.seeds) * len(exp.composites) * len(variants)
-    done = len({(r["composite"], r["variant"], r["seed"]) for r in rows})
-    lines += ["", f"Finished runs: {done} of {planned} planned "
-              f"({len(exp.seeds)} seeds x {len(exp.composites)} composites x "
-              f"{len(variants)} variants); '-' marks runs not finished yet."]
+    if tasks_of is None:
+        tasks_of = {c: sorted({r["task"] for r in rows if r["composite"] == c})
+                    for c in exp.composites}
+    planned = {r.key for r in plan(exp, tasks_of)}
+    done = {run_key(r) for r in rows}
+    n_mtl = len(variants) - int(exp.stl)
+    per_comp = " + ".join(f"{len(tasks_of[c])} STL + {n_mtl} MTL" if exp.stl
+                          else f"{n_mtl} MTL" for c in exp.composites)
+    lines += ["", f"Finished runs: {len(done & planned)} of {len(planned)} planned "
+              f"({len(exp.seeds)} seeds x ({per_comp}) trainings; one STL training per "
+              "task); '-' marks runs not finished yet."]
     if exp.notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in exp.notes]
     if exp.anchors:
@@ -407,10 +611,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not logging.getLogger().handlers:  # progress lines on stderr, as the other commands
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.table_only:
-        out = write_table(load_experiment(args.config), args.config)
+        exp = load_experiment(args.config)
+        try:
+            tasks_of: dict[str, list[str]] | None = tasks_of_composites(
+                exp, ensure_stores(exp, Path(exp.runs) / "stores", args.config, convert=False))
+        except SkelmtlError:  # stores not built yet: count the tasks of finished runs
+            tasks_of = None
+        out = write_table(exp, args.config, tasks_of)
     else:
         out = run_experiment(args.config, seeds=args.seeds, only=args.only,
                              progress=args.progress)
-    print(f"results: {out}")
+    sys.stdout.write(f"results: {out}\n")
     return 0
