@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from calibration import trt_compat as tc
-from calibration.onnx_meta import load_onnx, read_meta
+from calibration.onnx_meta import load_onnx, read_meta, save_onnx_atomic
+from edge import __version__
 from edge.atomic import atomic_write
 from edge.engine_header import EngineHeader, write_engine
 from edge.errors import SkelmtlError
@@ -88,6 +89,10 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
                  max_batch: int = 8, timing_cache: str | os.PathLike[str] | None = None,
                  calib_cache: str | os.PathLike[str] | None = None,
                  workspace_mb: int = DEFAULT_WORKSPACE_MB, gpu: str | None = None,
+                 weights: str = "auto", matmul: str = "auto", qdq_placement: str = "tensorrt",
+                 typing: str = "auto", float_islands: str = "fp16",
+                 save_prepared: str | os.PathLike[str] | None = None,
+                 allow_precision_mismatch: bool = False,
                  trt: Any = None, log: Log = _log) -> EngineHeader:
     """Build ``model_path`` into an engine file at ``out``.
 
@@ -96,10 +101,21 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         out: the engine file to write (header + engine, atomically).
         precision: ``int8``, ``fp16`` or ``fp32``.
         min_batch, opt_batch, max_batch: the optimisation profile of the batch axis.
-        timing_cache: TensorRT timing cache file, read if present and written back.
+        timing_cache: TensorRT timing cache file, read if present and written back; a
+            corrupt one is replaced by an empty one, never fatal.
         calib_cache: legacy calibration cache (TensorRT 8.x/10.x, float model only).
         workspace_mb: builder workspace limit.
         gpu: GPU description for the header (default: detected).
+        weights, matmul, qdq_placement: how the Q/DQ model is prepared for this TensorRT
+            (:class:`calibration.trt_prepare.PrepareOptions`; ``auto`` follows NVIDIA's
+            documentation for the version).
+        typing: ``auto``, ``strong`` or ``weak`` network typing
+            (:func:`calibration.trt_compat.use_strong_typing`).
+        float_islands: precision TensorRT may use for the layers of a weakly typed INT8
+            build that are not quantized: ``fp16`` (NVIDIA's advice) or ``fp32``.
+        save_prepared: also write the prepared ONNX here, for inspection.
+        allow_precision_mismatch: write the engine even when its layer precisions do not
+            match ``precision`` (logged, and recorded in the header).
         trt: the ``tensorrt`` module (default: imported; tests pass a stand-in).
         log: progress and diagnostics.
 
@@ -108,31 +124,42 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
 
     Raises:
         SkelmtlError: bad model or metadata, unsupported TensorRT or operator, parser
-            errors, no fast INT8/FP16, a failed build, or an engine whose layer
-            precisions do not match ``precision``.
+            errors, a prepared model that breaks this version's rules, no fast INT8/FP16,
+            a failed build, or an engine whose layer precisions do not match ``precision``.
     """
+    from calibration import trt_prepare as tp
+
     if precision not in ("int8", "fp16", "fp32"):
         raise tc.TensorRTError(f"unknown precision {precision!r}; use int8, fp16 or fp32")
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise tc.TensorRTError(f"need 1 <= min-batch <= opt-batch <= max-batch, got "
                                f"{min_batch}, {opt_batch}, {max_batch}")
+    if workspace_mb < 1:
+        raise tc.TensorRTError(f"--workspace-mb must be at least 1, got {workspace_mb}")
     model_path, out = Path(model_path), Path(out)
     trt = trt if trt is not None else import_tensorrt()
     version = str(trt.__version__)
     profile = tc.profile_for(version)
-    log(f"TensorRT {version} (rules of TensorRT {profile.family}, JetPack {profile.jetpack}); "
-        f"{'strongly typed network' if profile.strongly_typed else 'precision by builder flags'}")
+    options = tp.PrepareOptions(weights, matmul, qdq_placement).resolve(profile)
 
     model = load_onnx(model_path)
     meta = read_meta(model, model_path)
-    folded = tc.fold_int32_dequantize(model)
-    if folded:
-        log(f"folded {folded} int32 bias dequantizations into float biases (TensorRT "
-            "dequantizes 8-bit types only)")
+    prepared = tp.prepare_for_tensorrt(model, profile, options)
+    for line in prepared.lines():
+        log(line)
+    has_qdq = bool(tc.qdq_nodes(model))
+    strong = tc.use_strong_typing(profile, precision, has_qdq, typing)
+    log(f"TensorRT {version} (rules of TensorRT {profile.family}, JetPack {profile.jetpack}); "
+        f"{'strongly typed network' if strong else 'precision by builder flags'}")
     uses_fp16 = any(t.data_type == 10 for t in model.graph.initializer)
-    if precision == "fp16" and profile.strongly_typed and not uses_fp16:
+    if precision == "fp16" and strong and not uses_fp16:
         model = _convert_fp16(model, log)
+    if save_prepared is not None:
+        save_onnx_atomic(model, save_prepared)
+        log(f"prepared ONNX written to {save_prepared}")
     issues = tc.check_onnx(model, profile, precision, calibration_cache=calib_cache is not None)
+    if has_qdq:
+        issues += [tc.Issue("error", m) for m in tp.prepared_problems(model, profile, options)]
     for i in issues:
         if i.severity != "error":
             log(str(i))
@@ -141,7 +168,7 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     log(tc.check_platform(trt, builder, profile, precision))
-    network = builder.create_network(tc.network_flags(trt, profile))
+    network = builder.create_network(tc.network_flags(trt, profile, strong))
     parser = trt.OnnxParser(network, logger)
     data = model.SerializeToString()
     if not parser.parse(data, str(model_path)):
@@ -166,7 +193,11 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     # DETAILED verbosity puts per-layer data types in the engine, which the precision
     # check below needs.
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    flags = tc.configure_precision(trt, config, profile, precision)
+    flags = tc.configure_precision(trt, config, profile, precision, strong=strong,
+                                   float_islands=float_islands)
+    if "FP16" in flags and precision == "int8":
+        log("INT8 with the FP16 flag: layers left float (heads, float MatMuls) may run in "
+            "FP16; --float-islands fp32 keeps them FP32")
 
     shape = tuple(inputs[0].shape)
     if any(int(d) < 0 for d in shape[1:]):
@@ -178,7 +209,7 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     config.add_optimization_profile(opt_profile)
     log(f"optimisation profile: batch {min_batch}/{opt_batch}/{max_batch} x {rest}")
 
-    calibration = "qdq" if tc.qdq_nodes(model) else None
+    calibration = "qdq" if has_qdq else None
     if calib_cache is not None:
         cache = tc.check_calibration_cache(Path(calib_cache), profile)
         tc.attach_calibrator(trt, config, profile, tc.make_cache_calibrator(trt, profile, cache),
@@ -188,12 +219,16 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
 
     tc_path = Path(timing_cache) if timing_cache else None
     if tc_path is not None:
-        blob = tc_path.read_bytes() if tc_path.is_file() else b""
-        cache_obj = config.create_timing_cache(blob)
+        try:
+            blob = tc_path.read_bytes() if tc_path.is_file() else b""
+        except OSError as e:
+            log(f"timing cache {tc_path} is unreadable ({e.strerror}); starting from an empty one")
+            blob = b""
+        cache_obj = tc.open_timing_cache(config, blob, str(tc_path), log)
         if not config.set_timing_cache(cache_obj, False):
             log(f"timing cache {tc_path} was made by another TensorRT or GPU; starting a "
                 "fresh one")
-            config.set_timing_cache(config.create_timing_cache(b""), False)
+            config.set_timing_cache(tc.open_timing_cache(config, b"", str(tc_path), log), False)
         elif blob:
             log(f"reusing timing cache {tc_path}")
 
@@ -215,11 +250,22 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         raise tc.TensorRTError(f"{model_path}: the engine TensorRT just built does not "
                                "deserialise")
     layers = tc.inspect_engine(trt, engine, profile)
-    problems = tc.precision_problems(layers, precision, tc.quantized_compute_nodes(model))
+    for lay in layers:
+        log(f"layer {lay.name!r} ({lay.layer_type or '?'}): "
+            f"{'/'.join(sorted(lay.dtypes)) or 'no types'}")
+    matmul_int8 = options.matmul == "int8" and profile.int8_matmul
+    problems = tc.precision_problems(layers, precision,
+                                     tp.quantized_compute_nodes(model, matmul_int8),
+                                     tc.compute_node_names(model))
+    check = "passed"
     if problems:
-        raise tc.TensorRTError(f"{model_path}: the {precision} engine does not compute in "
-                               f"{precision} (refusing to write it):\n  - "
-                               + "\n  - ".join(problems))
+        text = (f"{model_path}: the {precision} engine does not compute in {precision}:\n  - "
+                + "\n  - ".join(problems))
+        if not allow_precision_mismatch:
+            raise tc.TensorRTError(text + "\n(refusing to write it; "
+                                   "--allow-precision-mismatch writes it anyway)")
+        log("warning: " + text + "\n(writing it anyway: --allow-precision-mismatch)")
+        check = "overridden: " + "; ".join(problems)
     counts: dict[str, int] = {}
     for lay in layers:
         for d in lay.dtypes:
@@ -232,8 +278,12 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         tensorrt=version, gpu=gpu or detect_gpu_name(), engine_size=len(engine_bytes),
         engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
         build={"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
-               "strongly_typed": profile.strongly_typed, "builder_flags": flags,
+               "workspace_mb": workspace_mb, "strongly_typed": strong,
+               "builder_flags": flags, "float_islands": float_islands if "FP16" in flags
+               and precision == "int8" else None,
                "trt_family": profile.family, "calibration": calibration,
+               "prepared": prepared.summary(), "precision_check": check,
+               "skelmtl": __version__,
                "source_onnx": model_path.name,
                "source_sha256": _sha256(model_path),
                "built_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
@@ -266,6 +316,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB)
     parser.add_argument("--gpu", default=None, help="GPU description for the header "
                         "(default: detected)")
+    prep = parser.add_argument_group(
+        "TensorRT preparation (defaults follow NVIDIA's documentation per version; only a "
+        "build on the device can tell whether another choice is faster or more accurate)")
+    prep.add_argument("--weights", choices=("auto", "qdq", "int8"), default="auto",
+                      help="quantized weights as float -> Q -> DQ (auto on 8.x) or int8 "
+                           "initializers -> DQ (auto from 10)")
+    prep.add_argument("--matmul", choices=("auto", "int8", "float"), default="auto",
+                      help="MatMul in float (auto on 8.x: no INT8 MatMul there) or INT8")
+    prep.add_argument("--qdq-placement", choices=("tensorrt", "as-calibrated"),
+                      default="tensorrt", help="drop output Q/DQ in front of activations "
+                      "and duplicate quantizers (tensorrt) or keep calibrate's placement")
+    prep.add_argument("--typing", choices=("auto", "strong", "weak"), default="auto",
+                      help="strongly typed network: auto = always on 11.x, for Q/DQ INT8 "
+                           "from 10.12")
+    prep.add_argument("--float-islands", choices=("fp16", "fp32"), default="fp16",
+                      help="weakly typed INT8 builds: precision allowed for layers that are "
+                           "not quantized (the FP16 flag)")
+    prep.add_argument("--save-prepared", type=Path, default=None,
+                      help="write the ONNX handed to TensorRT here, for inspection")
+    prep.add_argument("--allow-precision-mismatch", action="store_true",
+                      help="write the engine even if its layers do not run in --precision "
+                           "(recorded in the engine header)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -273,6 +345,9 @@ def main(args: argparse.Namespace) -> int:
     build_engine(args.model, args.output, args.precision, min_batch=args.min_batch,
                  opt_batch=args.opt_batch, max_batch=args.max_batch,
                  timing_cache=args.timing_cache, calib_cache=args.calib_cache,
-                 workspace_mb=args.workspace_mb, gpu=args.gpu)
+                 workspace_mb=args.workspace_mb, gpu=args.gpu, weights=args.weights,
+                 matmul=args.matmul, qdq_placement=args.qdq_placement, typing=args.typing,
+                 float_islands=args.float_islands, save_prepared=args.save_prepared,
+                 allow_precision_mismatch=args.allow_precision_mismatch)
     print(args.output)
     return 0

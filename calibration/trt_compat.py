@@ -7,22 +7,34 @@ for the API calls that differ. The versions we support, and what differs:
 ============  =========  ==========================================================
 TensorRT      JetPack    differences that matter to us
 ============  =========  ==========================================================
-8.5.x, 8.6.x  5.1.x      networks need ``EXPLICIT_BATCH``; precision by builder flags
-                         (``INT8``, ``FP16``); Q/DQ models build with the ``INT8``
+8.5.x         5.1.x      networks need ``EXPLICIT_BATCH``; precision by builder flags
+8.6.x         6.0 (DP)   (``INT8``, ``FP16``); Q/DQ models build with the ``INT8``
                          flag; the legacy ``IInt8EntropyCalibrator2`` reads a
                          calibration cache (implicit quantization); ONNX opset <= 17;
                          8.5 has no ``LayerNormalization``; ``Einsum`` without
-                         ellipsis, diagonals or broadcasting.
-10.x          6.x, 7.0   explicit batch always (flag deprecated, not needed);
-                         precision flags still exist; calibrators deprecated since
-                         10.1; ``platform_has_fast_int8`` deprecated since 10.5.
-11.x          7.x        strongly typed networks only: ``BuilderFlag.FP16/INT8``,
-                         ``OBEY_PRECISION_CONSTRAINTS``, calibrators,
+                         ellipsis, diagonals or broadcasting; weights are quantized by
+                         the parser from float constants (float -> Q -> DQ), and
+                         MatMul has no INT8 (onnx-tensorrt 8.5 ``operators.md``:
+                         "MatMul | FP32, FP16").
+10.x          6.1, 6.2   explicit batch always (flag deprecated, not needed);
+              (10.3);    precision flags still exist; calibrators deprecated since
+              7.0        10.1; ``platform_has_fast_int8`` deprecated since 10.5;
+              (10.13+)   int8 weight initializers behind ``DequantizeLinear`` are
+                         documented ("Quantized Weights"); MatMul lists INT8;
+                         from 10.12 NVIDIA recommends strongly typed networks for
+                         Q/DQ models ("Use explicit quantization with Strong
+                         Typing. Precision-control build flags are not required and
+                         should not be specified").
+11.x          7.2.2+     strongly typed networks only: ``BuilderFlag.FP16/INT8``,
+              (11.4.1+)  ``OBEY_PRECISION_CONSTRAINTS``, calibrators,
                          ``int8_calibrator`` and ``platform_has_fast_int8/fp16`` are
                          removed; INT8 only from Q/DQ, FP16 only from an FP16-typed
                          ONNX model; the engine inspector's JSON changed
                          (``Bindings`` -> ``I/O Tensors``; ``Format/Datatype`` split).
 ============  =========  ==========================================================
+
+TensorRT 8.6 ships with JetPack 6.0 (developer preview), not JetPack 5.1 (which has 8.5.2);
+TensorRT 11 reaches Jetson only as 11.4.1 and later on JetPack 7.2.2 and later.
 
 Sources: NVIDIA's TensorRT Python API reference per release and the "Migrating from
 TensorRT 10.x to 11.x" guide (Python API reference, IEngineInspector JSON output,
@@ -122,6 +134,13 @@ class TrtProfile:
         einsum_restricted: ``Einsum`` without ellipsis, diagonals or broadcasting.
         inspector_io_key: the engine inspector's key for I/O tensors
             (``"Bindings"`` until 10.x, ``"I/O Tensors"`` from 11).
+        quantized_weights: int8 weight initializers may feed ``DequantizeLinear``
+            (documented from 10.0; 8.x wants float weights -> Q -> DQ).
+        int8_matmul: the parser lists INT8 for ``MatMul`` (not in 8.5/8.6).
+        strongly_typed_available: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` exists
+            (10.0 and later).
+        strongly_typed_recommended: NVIDIA recommends strongly typed Q/DQ builds (10.12
+            and later; mandatory from 11).
     """
 
     version: tuple[int, int, int]
@@ -137,6 +156,10 @@ class TrtProfile:
     unsupported_ops: frozenset[str] = field(default_factory=frozenset)
     einsum_restricted: bool = False
     inspector_io_key: str = "Bindings"
+    quantized_weights: bool = False
+    int8_matmul: bool = False
+    strongly_typed_available: bool = False
+    strongly_typed_recommended: bool = False
 
     @property
     def version_str(self) -> str:
@@ -152,7 +175,8 @@ def profile_for(version: str) -> TrtProfile:
     v = parse_version(version)
     major, minor, _ = v
     if (major, minor) in ((8, 5), (8, 6)):
-        return TrtProfile(version=v, family=f"8.{minor}", jetpack="5.1", explicit_batch_flag=True,
+        return TrtProfile(version=v, family=f"8.{minor}", jetpack="5.1" if minor == 5 else "6.0",
+                          explicit_batch_flag=True,
                           strongly_typed=False, precision_flags=True, capability_query=True,
                           legacy_calibrator=True, legacy_calibrator_deprecated=False,
                           max_opset=17,
@@ -164,15 +188,19 @@ def profile_for(version: str) -> TrtProfile:
                           capability_query=True, legacy_calibrator=True,
                           legacy_calibrator_deprecated=minor >= 1,
                           # TensorRT 10.0 documents opsets up to 20; later 10.x may accept more.
-                          max_opset=20, unsupported_ops=_NEVER)
+                          max_opset=20, unsupported_ops=_NEVER, quantized_weights=True,
+                          int8_matmul=True, strongly_typed_available=True,
+                          strongly_typed_recommended=minor >= 12)
     if major >= 11:
-        return TrtProfile(version=v, family="11", jetpack="7", explicit_batch_flag=False,
+        return TrtProfile(version=v, family="11", jetpack="7.2.2", explicit_batch_flag=False,
                           strongly_typed=True, precision_flags=False, capability_query=False,
                           legacy_calibrator=False, legacy_calibrator_deprecated=False,
-                          max_opset=25, unsupported_ops=_NEVER, inspector_io_key="I/O Tensors")
+                          max_opset=25, unsupported_ops=_NEVER, inspector_io_key="I/O Tensors",
+                          quantized_weights=True, int8_matmul=True,
+                          strongly_typed_available=True, strongly_typed_recommended=True)
     raise UnsupportedTensorRT(
-        f"TensorRT {version} is not supported: use 8.5/8.6 (JetPack 5.1), 10.x (JetPack 6) "
-        "or 11.x (JetPack 7)")
+        f"TensorRT {version} is not supported: use 8.5 (JetPack 5.1), 8.6 (JetPack 6.0 DP), "
+        "10.x (JetPack 6.1+/7) or 11.4.1+ (JetPack 7.2.2+)")
 
 
 # --- ONNX checks before the parser sees the model ------------------------------------------
@@ -383,12 +411,43 @@ def _bshape(ndim: int, axis: int, size: int) -> tuple[int, ...]:
 
 # --- builder calls that differ -------------------------------------------------------------
 
-def network_flags(trt: Any, profile: TrtProfile) -> int:
-    """The ``create_network`` flags for this version."""
+def use_strong_typing(profile: TrtProfile, precision: str, has_qdq: bool,
+                      typing: str = "auto") -> bool:
+    """Whether to create the network ``STRONGLY_TYPED``.
+
+    ``auto``: always on 11.x (the only mode); for Q/DQ INT8 builds on 10.12 and later,
+    where NVIDIA's "Explicit Quantization" page says to use explicit quantization with
+    strong typing and no precision flags; otherwise weak typing (8.x has no strong typing).
+    ``strong`` / ``weak`` force it where the version allows.
+
+    Raises:
+        TensorRTError: ``strong`` on 8.x, ``weak`` on 11.x, or an unknown mode.
+    """
+    if typing not in ("auto", "strong", "weak"):
+        raise TensorRTError(f"unknown typing {typing!r}; use auto, strong or weak")
+    if profile.strongly_typed:
+        if typing == "weak":
+            raise TensorRTError(f"TensorRT {profile.version_str} builds strongly typed "
+                                "networks only; drop --typing weak")
+        return True
+    if typing == "strong":
+        if not profile.strongly_typed_available:
+            raise TensorRTError(f"TensorRT {profile.version_str} has no strongly typed "
+                                "networks (10.0 and later); use --typing auto or weak")
+        return True
+    if typing == "weak":
+        return False
+    return profile.strongly_typed_recommended and precision == "int8" and has_qdq
+
+
+def network_flags(trt: Any, profile: TrtProfile, strong: bool | None = None) -> int:
+    """The ``create_network`` flags for this version (``strong`` defaults to the profile's
+    mandatory strong typing)."""
+    strong = profile.strongly_typed if strong is None else strong
     flags = 0
     if profile.explicit_batch_flag:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if profile.strongly_typed:
+    if strong:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return flags
 
@@ -415,22 +474,38 @@ def check_platform(trt: Any, builder: Any, profile: TrtProfile, precision: str) 
     return f"{attr} is True"
 
 
-def configure_precision(trt: Any, config: Any, profile: TrtProfile, precision: str) -> list[str]:
+def configure_precision(trt: Any, config: Any, profile: TrtProfile, precision: str, *,
+                        strong: bool | None = None, float_islands: str = "fp16") -> list[str]:
     """Set the builder flags for ``precision``; returns the flags set (for the header).
 
-    Strongly typed networks (TensorRT 11) take no precision flags at all. For ``fp32`` the
-    TF32 flag is cleared where it exists: TF32 matmuls are a precision reduction.
+    Strongly typed networks take no precision flags at all (TensorRT rejects them). For
+    ``fp32`` the TF32 flag is cleared where it exists: TF32 matmuls are a precision
+    reduction. For ``int8`` on a weakly typed network the ``FP16`` flag is set too unless
+    ``float_islands="fp32"``: without it every layer TensorRT does not run in INT8 (the
+    float heads, the float MatMuls of 8.x) runs in FP32. trtexec says the same when only
+    INT8 is asked for ("FP32 and INT8 precisions have been specified - more performance
+    might be enabled by additionally specifying --fp16 or --best", NVIDIA/TensorRT#2664).
+
+    Raises:
+        TensorRTError: an unknown ``float_islands``.
     """
+    if float_islands not in ("fp16", "fp32"):
+        raise TensorRTError(f"unknown float islands precision {float_islands!r}; use fp16 "
+                            "or fp32")
+    strong = profile.strongly_typed if strong is None else strong
     flags: list[str] = []
     if precision == "fp32":
         if hasattr(trt.BuilderFlag, "TF32"):
             config.clear_flag(trt.BuilderFlag.TF32)
         return flags
-    if not profile.precision_flags:
+    if strong or not profile.precision_flags:
         return flags
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         flags.append("INT8")
+        if float_islands == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+            flags.append("FP16")
     elif precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
         flags.append("FP16")
@@ -564,14 +639,55 @@ def inspect_engine(trt: Any, engine: Any, profile: TrtProfile) -> list[LayerInfo
     return parse_inspector_json(text, profile)
 
 
+_NAME_SPLIT = re.compile(r"\s*(?:\+|\|\|)\s*")
+_NAME_WRAP = re.compile(r"^(?:PWN|ForeignNode|Myelin)?\s*[\[(]?|[\])]$")
+_QDQ_SUFFIXES = ("_quantize_scale_node", "_dequantize_scale_node")
+
+
+def layer_tokens(name: str) -> set[str]:
+    """The ONNX node names a TensorRT layer name is made of.
+
+    TensorRT names a fused layer by joining its parts with ``" + "`` (e.g.
+    ``layer3.5.conv1.weight + QuantizeLinear_342_quantize_scale_node + Conv_344 + Relu_346``
+    in NVIDIA/TensorRT#1293), wraps pointwise fusions as ``PWN(a, b)``, and names the
+    layers it makes from Q/DQ nodes ``<node>_quantize_scale_node``. Matching whole tokens,
+    not substrings, keeps ``/conv1/Conv`` from matching ``/conv1/Conv_1``.
+    """
+    out = set()
+    for part in _NAME_SPLIT.split(name.replace(",", " + ")):
+        part = part.strip()
+        while True:
+            stripped = _NAME_WRAP.sub("", part).strip()
+            if stripped == part:
+                break
+            part = stripped
+        for suffix in _QDQ_SUFFIXES:
+            if part.endswith(suffix):
+                part = part[: -len(suffix)]
+        if part:
+            out.add(part)
+    return out
+
+
 def precision_problems(layers: list[LayerInfo], precision: str,
-                       quantized_nodes: Iterable[str] = ()) -> list[str]:
+                       quantized_nodes: Iterable[str] = (),
+                       compute_nodes: Iterable[str] | None = None) -> list[str]:
     """Where the engine does not compute in the precision asked for.
 
-    * ``int8``: some layer must run in INT8, and every quantized ONNX compute node whose
-      name appears in a layer's name must sit in a layer with INT8 I/O.
+    * ``int8``: some *computing* layer (one made of an ONNX compute node, not only of
+      Q/DQ nodes or reformats) must have INT8 I/O, and every quantized ONNX compute node
+      found among a layer's name tokens (:func:`layer_tokens`) must sit in a layer with
+      INT8 I/O. A node found in no layer name is not a problem: TensorRT may have fused
+      it under another name.
     * ``fp16``: some layer must run in FP16.
     * ``fp32``: no layer may run in FP16 or INT8.
+
+    Args:
+        layers: from :func:`inspect_engine`.
+        precision: what was asked for.
+        quantized_nodes: the ONNX nodes that must run INT8.
+        compute_nodes: the names of the model's non-Q/DQ nodes (default: any layer
+            counts as computing, the old and weaker rule).
 
     Returns:
         One message per problem; empty when the engine matches.
@@ -582,10 +698,14 @@ def precision_problems(layers: list[LayerInfo], precision: str,
                 "ProfilingVerbosity.DETAILED); cannot verify the precision"]
     problems = []
     if precision == "int8":
-        if not any("int8" in lay.dtypes for lay in typed):
-            problems.append("no layer of the engine runs in INT8")
+        compute = set(compute_nodes) if compute_nodes is not None else None
+        computing = [lay for lay in typed
+                     if compute is None or layer_tokens(lay.name) & compute]
+        if not any("int8" in lay.dtypes for lay in computing):
+            problems.append("no computing layer of the engine runs in INT8 (only quantize/"
+                            "dequantize or reformat layers, if any)")
         for node in quantized_nodes:
-            holders = [lay for lay in typed if node and node in lay.name]
+            holders = [lay for lay in typed if node and node in layer_tokens(lay.name)]
             if holders and not any("int8" in lay.dtypes for lay in holders):
                 problems.append(f"quantized node {node!r} runs in "
                                 f"{'/'.join(sorted(holders[0].dtypes))}, not INT8 "
@@ -599,6 +719,43 @@ def precision_problems(layers: list[LayerInfo], precision: str,
         if low:
             problems.append(f"layers run below FP32: {low[:5]}")
     return problems
+
+
+def compute_node_names(model: Any) -> list[str]:
+    """Names of the model's nodes that compute (not Q/DQ, not Constant)."""
+    return [n.name or n.output[0] for n in model.graph.node
+            if n.op_type not in _QDQ + ("Constant",)]
+
+
+def open_timing_cache(config: Any, blob: bytes, source: str, log: Any) -> Any:
+    """``config.create_timing_cache(blob)`` that never aborts the build.
+
+    A corrupt or truncated blob makes the real bindings return ``None`` (the C++
+    ``IBuilderConfig::createTimingCache`` returns a null pointer and logs an error; pybind11
+    turns it into ``None``), and ``set_timing_cache(None, ...)`` then raises. Some
+    versions raise instead. Either way the build starts from an empty cache and says so.
+
+    Returns:
+        An ``ITimingCache``.
+
+    Raises:
+        TensorRTError: not even an empty timing cache can be created.
+    """
+    cache = None
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except Exception as e:  # noqa: BLE001 - pybind11 raises RuntimeError/TypeError alike
+            log(f"timing cache {source} is unreadable ({e}); starting from an empty one")
+        else:
+            if cache is None:
+                log(f"timing cache {source} is corrupt (TensorRT could not read it); "
+                    "starting from an empty one")
+    if cache is None:
+        cache = config.create_timing_cache(b"")
+    if cache is None:
+        raise TensorRTError("TensorRT cannot create an empty timing cache")
+    return cache
 
 
 # --- the legacy calibration cache (TensorRT's text format) ---------------------------------
@@ -692,4 +849,5 @@ __all__ = [
     "parse_inspector_json", "inspect_engine", "precision_problems", "qdq_nodes",
     "quantized_compute_nodes", "encode_calibration_cache", "decode_calibration_cache",
     "check_calibration_cache", "CACHE_ALGORITHM", "fold_int32_dequantize",
+    "use_strong_typing", "layer_tokens", "compute_node_names", "open_timing_cache",
 ]

@@ -140,10 +140,10 @@ def test_platform_check(trt: str, gpu: str | None, message: str | None) -> None:
 
 @pytest.mark.parametrize("version, family, jetpack, strong, flags, calib, number", [
     ("8.5.2.2", "8.5", "5.1", False, True, True, 8502),
-    ("8.6.2", "8.6", "5.1", False, True, True, 8602),
+    ("8.6.2", "8.6", "6.0", False, True, True, 8602),  # JetPack 6.0 DP, not 5.1
     ("10.3.0", "10", "6", False, True, True, 100300),
     ("10.13.3", "10", "7", False, True, True, 101303),
-    ("11.4.1", "11", "7", True, False, False, 110401),
+    ("11.4.1", "11", "7.2.2", True, False, False, 110401),
 ])
 def test_profiles(version: str, family: str, jetpack: str, strong: bool, flags: bool,
                   calib: bool, number: int) -> None:
@@ -305,7 +305,8 @@ def test_build_int8_from_qdq(models: dict[str, Path], tmp_path: Path, version: s
     if profile.strongly_typed:
         assert net_flags == 1 << 1 and set_flags == []
     else:
-        assert set_flags == ["INT8"]
+        # FP16 too: the float islands may run FP16 (--float-islands fp32 keeps them FP32)
+        assert set_flags == ["INT8", "FP16"]
         assert net_flags == (1 if version.startswith("8") else 0)
     assert ("IOptimizationProfile.set_shape", ("input", (1, 7, 8, 75), (4, 7, 8, 75),
                                                 (16, 7, 8, 75))) in calls
@@ -320,20 +321,30 @@ def test_build_int8_from_qdq(models: dict[str, Path], tmp_path: Path, version: s
     assert header.build["strongly_typed"] == profile.strongly_typed
     assert header.meta.producer["tensorrt"] == version
     blob = engine_blob(engine)
-    conv = {lay["name"]: lay["prec"] for lay in blob["layers"]}
+    conv = {lay["onnx"]: lay["prec"] for lay in blob["layers"] if "onnx" in lay}
     assert conv["/conv1/Conv"] == conv["/logits_action/Gemm"] == "Int8"
+    # TensorRT's names: weight + its quantizer + the node + the fused ReLU
+    names = [lay["name"] for lay in blob["layers"]]
+    assert any(n.endswith(" + /conv1/Conv + /relu1/Relu") for n in names)
+    assert "input_QuantizeLinear_quantize_scale_node" in names
 
 
-@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0", "11.4.1"])
+@pytest.mark.parametrize("version, islands, head", [
+    ("8.5.2.2", "fp16", "Half"), ("8.5.2.2", "fp32", "Float"), ("10.3.0", "fp16", "Half"),
+    ("10.3.0", "fp32", "Float"), ("11.4.1", "fp16", "Float"),  # strongly typed: ONNX types
+])
 def test_float_heads_build_in_float(models: dict[str, Path], tmp_path: Path,
-                                    version: str) -> None:
-    build_engine(models["int8_float_heads"], tmp_path / "m.engine", "int8",
-                 trt=make_tensorrt(version), gpu="g", log=_quiet)
+                                    version: str, islands: str, head: str) -> None:
+    h = build_engine(models["int8_float_heads"], tmp_path / "m.engine", "int8",
+                     float_islands=islands, trt=make_tensorrt(version), gpu="g", log=_quiet)
     _, engine = read_engine(tmp_path / "m.engine")
-    prec = {lay["name"]: lay["prec"] for lay in engine_blob(engine)["layers"]
+    prec = {lay["onnx"]: lay["prec"] for lay in engine_blob(engine)["layers"]
             if lay["type"] in ("Conv", "Gemm")}
-    assert prec == {"/conv1/Conv": "Int8", "/conv2/Conv": "Int8", "/logits_action/Gemm": "Float",
-                    "/logits_gesture/Gemm": "Float", "/task_logits/Gemm": "Float"}
+    assert prec == {"/conv1/Conv": "Int8", "/conv2/Conv": "Int8", "/logits_action/Gemm": head,
+                    "/logits_gesture/Gemm": head, "/task_logits/Gemm": head}
+    assert h.build["float_islands"] == (islands if head != "Float" or version[0] != "1"
+                                        and islands == "fp16" else None) or \
+        version.startswith("11")
 
 
 @pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0", "11.4.1"])
@@ -342,11 +353,33 @@ def test_timing_cache_reused(models: dict[str, Path], tmp_path: Path, version: s
     for _ in range(2):
         build_engine(models["int8"], tmp_path / "m.engine", "int8", timing_cache=cache,
                      trt=make_tensorrt(version), gpu="g", log=_quiet)
-    assert json.loads(cache.read_bytes()[6:])["entries"] == 2 * 9
+    n = len(engine_blob(read_engine(tmp_path / "m.engine")[1])["layers"])
+    assert n >= 9 and json.loads(cache.read_bytes()[6:])["entries"] == 2 * n
     # a cache from another TensorRT is replaced, not trusted
     build_engine(models["int8"], tmp_path / "m.engine", "int8", timing_cache=cache,
                  trt=make_tensorrt("10.4.0"), gpu="g", log=_quiet)
-    assert json.loads(cache.read_bytes()[6:]) == {"version": "10.4.0", "entries": 9}
+    n = len(engine_blob(read_engine(tmp_path / "m.engine")[1])["layers"])
+    assert json.loads(cache.read_bytes()[6:]) == {"version": "10.4.0", "entries": n}
+
+
+@pytest.mark.parametrize("blob", [b"garbage", b"FAKETC{not json", b""])
+def test_corrupt_timing_cache_starts_empty(models: dict[str, Path], tmp_path: Path,
+                                           blob: bytes) -> None:
+    # The real create_timing_cache returns None for a corrupt blob and set_timing_cache(None)
+    # raises (issue 14, item 8): the build must go on from an empty cache.
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(blob)
+    lines: list[str] = []
+    trt = make_tensorrt("10.3.0")
+    assert trt.Builder(trt.Logger()).create_builder_config().create_timing_cache(b"garbage") \
+        is None
+    build_engine(models["int8"], tmp_path / "m.engine", "int8", timing_cache=cache, trt=trt,
+                 gpu="g", log=lines.append)
+    n = len(engine_blob(read_engine(tmp_path / "m.engine")[1])["layers"])
+    assert json.loads(cache.read_bytes()[6:]) == {"version": "10.3.0", "entries": n}
+    if blob:
+        assert f"timing cache {cache} is corrupt (TensorRT could not read it); starting " \
+            "from an empty one" in lines
 
 
 @pytest.mark.parametrize("version, flags", [("8.6.2", ["FP16"]), ("10.3.0", ["FP16"]),
@@ -389,7 +422,7 @@ def test_legacy_calibrator_from_cache(models: dict[str, Path], tmp_path: Path,
     assert ("IInt8Calibrator.__init__", ("CacheCalibrator",)) in trt.calls
     assert h.build["calibration"] == "legacy-cache:model.calib"
     _, engine = read_engine(tmp_path / "m.engine")
-    precs = {lay["name"]: lay["prec"] for lay in engine_blob(engine)["layers"]}
+    precs = {lay["onnx"]: lay["prec"] for lay in engine_blob(engine)["layers"] if "onnx" in lay}
     assert precs["/conv1/Conv"] == "Int8"
 
 
@@ -413,10 +446,20 @@ def test_layer_precision_mismatch_fails(models: dict[str, Path], tmp_path: Path,
                                         version: str) -> None:
     # TensorRT 11 cannot be asked about fast INT8: only the built engine tells.
     trt = make_tensorrt(version, int8_kernels=False)
-    with pytest.raises(tc.TensorRTError, match="(?s)does not compute in int8.*no layer of the "
-                                               "engine runs in INT8.*'/conv1/Conv' runs in fp32"):
+    # The standalone quantize layers still output INT8: the old check ("some layer runs
+    # INT8") passed on them; computing layers are what counts.
+    low = "fp16" if version.startswith("10") else "fp32"  # FP16 float islands on 10.x
+    with pytest.raises(tc.TensorRTError, match="(?s)does not compute in int8.*no computing "
+                                               "layer of the engine runs in INT8.*"
+                                               f"'/conv1/Conv' runs in {low}, not INT8"):
         build_engine(models["int8"], tmp_path / "m.engine", "int8", trt=trt, gpu="g", log=_quiet)
     assert not (tmp_path / "m.engine").exists()
+    # the override writes it, and says so in the header
+    lines: list[str] = []
+    h = build_engine(models["int8"], tmp_path / "m.engine", "int8", trt=trt, gpu="g",
+                     allow_precision_mismatch=True, log=lines.append)
+    assert h.build["precision_check"].startswith("overridden: no computing layer")
+    assert any(ln.startswith("warning: ") and "--allow-precision-mismatch" in ln for ln in lines)
 
 
 def test_fp16_without_fast_fp16(models: dict[str, Path], tmp_path: Path) -> None:

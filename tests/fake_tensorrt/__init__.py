@@ -26,7 +26,30 @@ What the stand-in checks, like the real module would:
       ``I/O Tensors`` from 11.x), and only with ``ProfilingVerbosity.DETAILED``;
     * a serialized engine deserialises only in the same version;
     * timing caches are version-tagged and ``set_timing_cache`` refuses a foreign one
-      unless told to ignore the mismatch.
+      unless told to ignore the mismatch; a corrupt blob makes ``create_timing_cache``
+      return ``None`` (the C++ ``createTimingCache`` returns null and logs an error, which
+      pybind11 hands back as ``None``) and ``set_timing_cache(None, ...)`` raises
+      ``TypeError``, as the bindings do for a null ``ITimingCache`` (issue 14, item 8);
+    * on 8.x the parser refuses an integer initializer feeding ``DequantizeLinear``
+      (TensorRT 8.x quantizes weights itself from float constants, onnx-tensorrt 8.5
+      ``operators.md`` "QuantizeLinear | FP32, FP16"; NVIDIA/TensorRT#2163 shows 8.4
+      failing on int8 weights); the message text is ours, the refusal is theirs;
+    * on 8.x MatMul never runs in INT8, even Q/DQ-fed (onnx-tensorrt 8.5
+      ``operators.md``: "MatMul | FP32, FP16"): it runs FP16 with the FP16 flag, else FP32;
+    * a weakly typed network with Q/DQ nodes builds only with the ``INT8`` flag
+      (8.x/10.x: explicit quantization is enabled by that flag, TensorRT developer guide
+      "Explicit Quantization"), and a strongly typed network refuses the ``INT8`` /
+      ``FP16`` flags ("Precision-control build flags ... should not be specified"; the
+      builder reports an error and returns no engine);
+    * layers are named the way TensorRT names them (NVIDIA/TensorRT#1293's trtexec
+      profile): a Q/DQ-fed Conv/Gemm/MatMul is fused with its weight, the weight's
+      quantizer and a following ReLU as ``"w + Q_quantize_scale_node + Conv + Relu"``;
+      an activation quantizer is a standalone ``"<Q>_quantize_scale_node"`` layer
+      (type ``Scale``) with FP32 input and INT8 output.
+
+Each enum lists the members of that release's Python API reference (``BuilderFlag``,
+``NetworkDefinitionCreationFlag``, ``MemoryPoolType``, ``ProfilingVerbosity``,
+``DataType``).
 
 What it cannot prove: that the real TensorRT accepts our Q/DQ placement, which tactics
 it picks, the real layer fusion and naming, numerical results, argument types the
@@ -145,9 +168,10 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
 
     class ILayer:
         def __init__(self, name: str, op: str, inputs: list[str], quantized: bool,
-                     half: bool) -> None:
+                     half: bool, qlayer: bool = False, onnx_name: str = "") -> None:
             self.name, self.type, self.inputs = name, op, inputs
-            self.quantized, self.half = quantized, half
+            self.quantized, self.half, self.qlayer = quantized, half, qlayer
+            self.onnx_name = onnx_name or name
 
     class INetworkDefinition:
         def __init__(self, flags: int) -> None:
@@ -252,6 +276,14 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                 elif n.op_type in unsupported:
                     self._errors.append(ParserError(
                         f"No importer registered for op: {n.op_type}", i, n.name, n.op_type))
+            if fam == "8":
+                for i, n in enumerate(g.node):
+                    if n.op_type == "DequantizeLinear" and elem.get(n.input[0]) in (2, 3) \
+                            and n.input[0] in inits:
+                        self._errors.append(ParserError(
+                            f"DequantizeLinear {n.name}: input {n.input[0]} is an integer "
+                            "initializer; TensorRT " + version + " needs float weights "
+                            "quantized by a QuantizeLinear node", i, n.name, n.op_type))
             if self._errors:
                 return False
             for vi in g.input:
@@ -264,16 +296,40 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                 dims = tuple(d.dim_value if d.HasField("dim_value") else -1
                              for d in vi.type.tensor_type.shape.dim)
                 net._outputs.append(ITensor(vi.name, dims, _elem_dtype(vi.type.tensor_type.elem_type)))
+            producer = {o: n for n in g.node for o in n.output}
+            readers: dict[str, list[Any]] = {}
+            for n in g.node:
+                for i in n.input:
+                    readers.setdefault(i, []).append(n)
             dq_out = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
             net.has_qdq = bool(dq_out)
+            fused_relu: set[str] = set()
             for n in g.node:
+                if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
+                    net._layers.append(ILayer(f"{n.name}_quantize_scale_node", "Scale",
+                                              list(n.input), False, False, qlayer=True))
                 if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
+                    continue
+                if n.name in fused_relu:
                     continue
                 quant = n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 \
                     and n.input[1] in dq_out
                 half = any(elem.get(i) == 10 for i in n.input if i)
-                net._layers.append(ILayer(n.name or n.output[0], n.op_type, list(n.input),
-                                          quant, half))
+                parts = [n.name or n.output[0]]
+                if quant:
+                    dq = producer[n.input[1]]
+                    wq = producer.get(dq.input[0])
+                    if wq is not None and wq.op_type == "QuantizeLinear":
+                        parts = [wq.input[0], f"{wq.name}_quantize_scale_node", *parts]
+                    else:
+                        parts = [dq.input[0], *parts]
+                nxt = readers.get(n.output[0], [])
+                if n.op_type in ("Conv", "Gemm", "MatMul", "Add") and len(nxt) == 1 \
+                        and nxt[0].op_type == "Relu":
+                    parts.append(nxt[0].name)
+                    fused_relu.add(nxt[0].name)
+                net._layers.append(ILayer(" + ".join(parts), n.op_type, list(n.input),
+                                          quant, half, onnx_name=n.name))
             return True
 
     m.OnnxParser = OnnxParser
@@ -331,17 +387,23 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
-        def create_timing_cache(self, serialized: bytes) -> ITimingCache:
+        def create_timing_cache(self, serialized: bytes) -> ITimingCache | None:
             rec("IBuilderConfig.create_timing_cache", len(serialized))
             data = bytes(serialized)
             if not data:
                 return ITimingCache(0, version)
-            if not data.startswith(b"FAKETC"):
-                raise RuntimeError("invalid timing cache")
-            d = json.loads(data[6:])
-            return ITimingCache(int(d["entries"]), str(d["version"]))
+            try:
+                if not data.startswith(b"FAKETC"):
+                    raise ValueError("bad magic")
+                d = json.loads(data[6:])
+                return ITimingCache(int(d["entries"]), str(d["version"]))
+            except (ValueError, KeyError, TypeError):
+                return None  # the C++ API returns nullptr; pybind11 gives None
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+            if cache is None:
+                raise TypeError("set_timing_cache(): incompatible function arguments "
+                                "(cache is None)")
             rec("IBuilderConfig.set_timing_cache", cache.entries, ignore_mismatch)
             if cache.version != version and not ignore_mismatch:
                 return False
@@ -428,6 +490,16 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
         def build_serialized_network(self, network: INetworkDefinition,
                                      config: IBuilderConfig) -> HostMemory | None:
             rec("Builder.build_serialized_network", sorted(config.flags))
+            strong = network.strongly_typed
+            if strong and config.flags & {"INT8", "FP16", "BF16", "FP8", "INT4"}:
+                self.logger.log(1, "Error Code 3: API Usage Error (precision flags "
+                                   f"{sorted(config.flags & {'INT8', 'FP16'})} are not "
+                                   "allowed for a strongly typed network)")
+                return None
+            if network.has_qdq and not strong and "INT8" not in config.flags:
+                self.logger.log(1, "Error Code 4: Internal Error (the network has Q/DQ "
+                                   "layers but the INT8 builder flag is not set)")
+                return None
             dyn = [t for t in network._inputs if -1 in t.shape]
             prof = config.profiles[0].shapes if config.profiles else {}
             for t in dyn:
@@ -435,7 +507,6 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                     self.logger.log(1, f"Network has dynamic input {t.name} but no "
                                        "optimization profile covers it")
                     return None
-            strong = network.strongly_typed
             cal = getattr(config, "_calibrator", None)
             scales = None
             if "INT8" in config.flags and cal is not None and not network.has_qdq:
@@ -446,7 +517,14 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                     return None
             layers = []
             for lay in network._layers:
-                if lay.quantized and (strong or "INT8" in config.flags) and int8_kernels:
+                in_prec = None
+                if lay.qlayer:
+                    layers.append({"name": lay.name, "type": lay.type, "prec": "Int8",
+                                   "in_prec": "Float"})
+                    continue
+                if lay.quantized and lay.type == "MatMul" and fam == "8":
+                    prec = "Half" if "FP16" in config.flags and fast_fp16 else "Float"
+                elif lay.quantized and (strong or "INT8" in config.flags) and int8_kernels:
                     prec = "Int8"
                 elif scales is not None and lay.inputs and lay.inputs[0] in scales \
                         and int8_kernels and lay.type in ("Conv", "Gemm", "MatMul"):
@@ -455,7 +533,9 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                     prec = "Half"
                 else:
                     prec = "Float"
-                layers.append({"name": lay.name, "type": lay.type, "prec": prec})
+                layers.append({"name": lay.name, "type": lay.type, "prec": prec,
+                               "onnx": lay.onnx_name, **({"in_prec": in_prec} if in_prec
+                                                          else {})})
             if config.timing_cache is not None:
                 config.timing_cache.entries += len(layers)
             blob = {"version": version, "strongly_typed": strong, "flags": sorted(config.flags),
@@ -480,14 +560,18 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
             if b["verbosity"] != int(m.ProfilingVerbosity.DETAILED):
                 return json.dumps({"Layers": [lay["name"] for lay in b["layers"]]})
             layers = []
-            for lay in b["layers"]:
+            def io_of(prec: str) -> dict[str, str]:
                 if fam == "11":
-                    io = {"Format": "Row major linear format (kLINEAR)", "DataType": lay["prec"]}
-                else:
-                    word = {"Int8": "Int8", "Half": "FP16", "Float": "FP32"}[lay["prec"]]
-                    io = {"Format/Datatype": f"Row major linear {word} format"}
+                    return {"Format": "Row major linear format (kLINEAR)", "DataType": prec}
+                word = {"Int8": "Int8", "Half": "FP16", "Float": "FP32"}[prec]
+                return {"Format/Datatype": f"Row major linear {word} format"}
+
+            for lay in b["layers"]:
+                out_io = io_of(lay["prec"])
+                in_io = io_of(lay.get("in_prec", lay["prec"]))
                 layers.append({"Name": lay["name"], "LayerType": lay["type"],
-                               "Inputs": [dict(io, Name="in")], "Outputs": [dict(io, Name="out")]})
+                               "Inputs": [dict(in_io, Name="in")],
+                               "Outputs": [dict(out_io, Name="out")]})
             names = [t[0] for t in b["inputs"] + b["outputs"]]
             if fam == "11":
                 return json.dumps({"Layers": layers, "I/O Tensors": [
