@@ -566,3 +566,104 @@ def test_convert_refuses_existing_then_overwrites(tmp_path: Path,
     rc, out, _ = run_cli(["data", "convert", str(r), str(dst), "--overwrite", "--task", "sign"],
                          capsys)
     assert rc == 0 and ClipStore(dst).task_names == ["sign"]
+
+
+# ------------------------------------------------------ splits by sequence, subject, list
+def _mp_sessions(root: Path) -> Path:
+    """Three classes recorded by four people, two takes each: <class>/<who>_<take>/."""
+    for cls in ("wave", "stop", "point"):
+        for who in ("ann", "bob", "cy", "dee"):
+            for take in (0, 1):
+                d = root / cls / f"{who}_{take}"
+                d.mkdir(parents=True)
+                for t in range(2):
+                    np.save(d / f"{t}.npy", np.full(258, 0.5))
+    return root
+
+
+def test_mp_folder_splits_by_subject_and_by_sequence(tmp_path: Path) -> None:
+    root = _mp_sessions(tmp_path / "mp")
+    clips = list(read_dataset(root, "mp_folder", ReadOptions(split_protocol="subject",
+                                                             test_fraction=0.25)))
+    assert len(clips) == 24
+    assert {c.subject for c in clips} == {"ann", "bob", "cy", "dee"}
+    by_subject: dict[str, set[str]] = {}
+    for c in clips:
+        by_subject.setdefault(c.subject, set()).add(c.split)
+    # Every person is on one side only; one of four people is the test set.
+    assert all(len(v) == 1 for v in by_subject.values())
+    assert sorted(s for v in by_subject.values() for s in v) == ["test", "train", "train",
+                                                                 "train"]
+    assert Counter(c.split for c in clips) == {"train": 18, "test": 6}
+    seq = list(read_dataset(root, "mp_folder", ReadOptions(split_protocol="sequence",
+                                                           test_fraction=0.25)))
+    by_seq: dict[str, set[str]] = {}
+    for c in seq:
+        by_seq.setdefault(c.clip_id.split("/")[1], set()).add(c.split)
+    assert len(by_seq) == 8 and all(len(v) == 1 for v in by_seq.values())
+    assert Counter(c.split for c in seq) == {"train": 18, "test": 6}  # 2 of 8 names
+    other = list(read_dataset(root, "mp_folder", ReadOptions(split_protocol="sequence",
+                                                             test_fraction=0.25, seed=3)))
+    assert [c.split for c in other] != [c.split for c in seq]
+
+
+def test_mp_folder_subject_needs_a_prefix(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"a/0: the sequence name has no '<subject>_'.*"
+                                           r"list:FILE"):
+        list(read_dataset(_mp_folder(tmp_path / "mp"), "mp_folder",
+                          ReadOptions(split_protocol="subject")))
+
+
+def test_split_list_file_for_any_reader(tmp_path: Path) -> None:
+    root = _mp_sessions(tmp_path / "mp")
+    lst = tmp_path / "splits.txt"
+    lst.write_text("# who goes where\nann test\nbob, val\nwave/cy_0 test  # one take\n"
+                   "* train\n")
+    clips = {c.clip_id: c.split for c in read_dataset(
+        root, "mp_folder", ReadOptions(split_protocol=f"list:{lst}"))}
+    assert clips["wave/cy_0"] == "test" and clips["point/cy_0"] == "train"
+    assert {clips[f"{c}/ann_{k}"] for c in ("wave", "stop", "point") for k in (0, 1)} == {"test"}
+    assert {clips[f"{c}/bob_{k}"] for c in ("wave", "stop", "point") for k in (0, 1)} == {"val"}
+    assert Counter(clips.values()) == {"train": 11, "test": 7, "val": 6}
+    # Sequence names of the NTU fixture are its file stems; subjects P001..P003.
+    lst.write_text("P001 test\nS002C002P003R002A050 train\nP009 test\n")
+    log = ReadLog()
+    ntu = {c.subject: c.split for c in read_dataset(
+        FIXTURES / "ntu", "ntu", ReadOptions(split_protocol=f"list:{lst}"), log)}
+    assert ntu == {"P001": "test", "P003": "train"}  # the official xsub split is the reverse
+    assert log.notes[-1] == f"split: list {lst}; 1 entries matched no clip (e.g. ['P009'])"
+
+
+def test_split_list_errors_name_file_and_line(tmp_path: Path) -> None:
+    root = _mp_sessions(tmp_path / "mp")
+    lst = tmp_path / "s.txt"
+    for text, msg in [("ann tset\n", r"s\.txt:1: unknown split 'tset'"),
+                      ("ann test\nann train\n", r"s\.txt:2: 'ann' listed as 'test' and 'train'"),
+                      ("ann\n", r"s\.txt:1: expected 'ID SPLIT'"),
+                      ("# nothing\n", r"s\.txt: the split list names no clips"),
+                      ("ann test\n", r"s\.txt: names neither clip 'point/bob_0'")]:
+        lst.write_text(text)
+        with pytest.raises(DatasetError, match=msg):
+            list(read_dataset(root, "mp_folder", ReadOptions(split_protocol=f"list:{lst}")))
+    with pytest.raises(DatasetError, match=r"missing\.txt: cannot read the split list"):
+        list(read_dataset(root, "mp_folder",
+                          ReadOptions(split_protocol=f"list:{tmp_path / 'missing.txt'}")))
+
+
+def test_readers_with_subjects_split_by_them(tmp_path: Path) -> None:
+    clips = list(read_dataset(FIXTURES / "ntu", "ntu", ReadOptions(split_protocol="subject",
+                                                                   test_fraction=0.5)))
+    assert sorted(c.subject for c in clips) == ["P001", "P003"]
+    assert Counter(c.split for c in clips) == {"train": 1, "test": 1}
+    with pytest.raises(DatasetError, match="'jhmdb' has no split protocol 'subject'"):
+        read_dataset(tmp_path, "jhmdb", ReadOptions(split_protocol="subject"))
+
+
+def test_failed_autodetect_names_the_readers_and_the_python_path(tmp_path: Path) -> None:
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "x.csv").write_text("1,2\n")
+    with pytest.raises(DatasetError) as e:
+        detect_format(tmp_path / "odd")
+    msg = str(e.value)
+    assert "\n" not in msg and "mp_folder" in msg and "ntu" in msg
+    assert "edge.clipstore.write_store" in msg and "SourceLayout.to_mp75" in msg

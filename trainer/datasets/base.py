@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +28,12 @@ class ReadOptions:
 
     Attributes:
         task: task name to store (None = the reader's default, e.g. ``"action"``).
-        split_protocol: one of the reader's ``protocols`` (None = its first, the default).
+        split_protocol: one of the reader's ``protocols`` (None = its first, the default),
+            or ``list:FILE`` for any reader: the splits a list file gives
+            (:func:`read_split_list`).
         seed: seed of hash-based splits (datasets without an official split).
-        test_fraction: share of each class put in ``test`` by hash-based splits.
+        test_fraction: share of each class put in ``test`` by hash-based splits (of the
+            subjects or sequences for the ``subject`` and ``sequence`` protocols).
         classes: label granularity where a dataset has two (SHREC'17 / DHG: ``"14"`` or
             ``"28"``); None = the reader's default.
     """
@@ -86,13 +89,97 @@ class ReaderSpec:
     classes: tuple[str, ...] = ()
 
 
+LIST_PREFIX = "list:"
+SPLIT_NAMES = ("train", "val", "test")
+
+
 def protocol_of(spec: ReaderSpec, opts: ReadOptions) -> str:
-    """The split protocol to use, checked against the reader's list."""
+    """The split protocol to use, checked against the reader's list (``list:FILE`` always)."""
     p = spec.protocols[0] if opts.split_protocol is None else str(opts.split_protocol)
+    if p.startswith(LIST_PREFIX):
+        if not p[len(LIST_PREFIX):]:
+            raise DatasetError("split protocol 'list:' needs a file: list:FILE")
+        return p
     if p not in spec.protocols:
         raise DatasetError(f"format {spec.name!r} has no split protocol {p!r}; "
-                           f"choose from {list(spec.protocols)}")
+                           f"choose from {list(spec.protocols) + ['list:FILE']}")
     return p
+
+
+def read_split_list(path: str | Path) -> dict[str, str]:
+    """A split list file: id -> ``train`` | ``val`` | ``test``.
+
+    One entry a line, ``ID SPLIT`` (whitespace or a comma between), ``#`` starts a comment.
+    An ID is a clip id (``<class>/<sequence>`` for folder readers), a sequence name (the
+    clip id's last part) or a subject id; ``* SPLIT`` sets the split of clips the list
+    does not name (without it, an unnamed clip is an error).
+
+    Raises:
+        DatasetError: unreadable file, a malformed line, an unknown split, an ID listed
+            twice with different splits (each names the file and line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read the split list ({e})") from None
+    out: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].replace(",", " ").strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise DatasetError(f"{path}:{n}: expected 'ID SPLIT', got {raw.strip()!r}")
+        key, split = parts[0], parts[1].lower()
+        if split not in SPLIT_NAMES:
+            raise DatasetError(f"{path}:{n}: unknown split {parts[1]!r}; use one of "
+                               f"{list(SPLIT_NAMES)}")
+        if out.get(key, split) != split:
+            raise DatasetError(f"{path}:{n}: {key!r} listed as {out[key]!r} and {split!r}")
+        out[key] = split
+    if not out:
+        raise DatasetError(f"{path}: the split list names no clips")
+    return out
+
+
+def apply_split_list(clips: Iterable[Clip], path: str | Path, log: ReadLog) -> Iterator[Clip]:
+    """Clips with the split :func:`read_split_list` gives them (by clip id, sequence name,
+    then subject); raises DatasetError naming the list and the first clip it misses."""
+    import dataclasses
+
+    table = read_split_list(path)
+    used: set[str] = set()
+    default = table.get("*")
+    for c in clips:
+        for key in (c.clip_id, c.clip_id.rsplit("/", 1)[-1], c.subject):
+            if key and key in table:
+                used.add(key)
+                yield dataclasses.replace(c, split=table[key])
+                break
+        else:
+            if default is None:
+                raise DatasetError(f"{path}: names neither clip {c.clip_id!r}, its sequence "
+                                   f"nor its subject {c.subject!r} (add it, or a '* SPLIT' "
+                                   "line for the rest)")
+            yield dataclasses.replace(c, split=default)
+    unused = sorted(set(table) - used - {"*"})
+    log.notes.append(f"split: list {path}" + (f"; {len(unused)} entries matched no clip "
+                                              f"(e.g. {unused[:3]})" if unused else ""))
+
+
+def group_split(ids: Iterable[str], seed: int, test_fraction: float) -> dict[str, str]:
+    """Whole groups (subjects, sequences) to ``train`` / ``test``: id -> split.
+
+    Ids are ordered by ``sha1(f"{seed}:{id}")`` and the first ``round(test_fraction * n)``
+    go to test; with two or more ids and a fraction above zero, at least one goes to each
+    side, so neither split is empty.
+    """
+    order = sorted(set(ids), key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+    n_test = int(round(test_fraction * len(order)))
+    if len(order) >= 2 and test_fraction > 0:
+        n_test = min(max(n_test, 1), len(order) - 1)
+    return {k: "test" if i < n_test else "train" for i, k in enumerate(order)}
 
 
 def hash_split(groups: dict[str, list[str]], seed: int, test_fraction: float) -> dict[str, str]:

@@ -16,6 +16,13 @@ ordered by ``sha1("<seed>:<class>/<sequence>")`` and the first 20 % (``--test-fr
 go to ``test``, the rest to ``train``: deterministic, stratified, independent of the file
 system's order, and changed only by ``--seed``. The trainer carves its validation split
 out of ``train``.
+
+``mp_folder`` also splits whole recordings, so that no person or session is in both:
+``sequence`` keeps every class's sequence of one name (``<class>/7`` for all classes) on
+one side, the names ordered by ``sha1("<seed>:<name>")``; ``subject`` does the same by the
+subject, the part of the sequence name before its first ``_`` or ``-`` (``alice_03`` ->
+``alice``). The subject so named is stored with each clip whatever the protocol. ``list:FILE`` (every reader) takes the
+splits from a list file (:func:`trainer.datasets.base.read_split_list`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from trainer.datasets.base import (
     DatasetError,
     ReadLog,
     ReadOptions,
+    group_split,
     hash_split,
     natural_key,
     require_dir,
@@ -103,17 +111,44 @@ def read_mp_folder(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]
             seqs[cdir.name] = found
     if not seqs:
         raise DatasetError(f"{root}: no sequences with .npy frames")
-    split = hash_split({c: [f"{c}/{s.name}" for s in ss] for c, ss in seqs.items()},
-                       opts.seed, opts.test_fraction)
-    log.notes.append(f"split: per class, sha1('{opts.seed}:<class>/<sequence>') order, "
-                     f"first {opts.test_fraction:g} -> test")
+    protocol = opts.split_protocol or "hash"
+    # The subject prefix of <subject>_<n> folder names, where there is one: the store
+    # records it and list files can name it; the "subject" protocol requires it.
+    subject = {f"{c}/{s.name}": _subject_of(s, required=protocol == "subject")
+               for c, ss in seqs.items() for s in ss}
+    if protocol in ("sequence", "subject"):
+        key = {cid: subject[cid] if protocol == "subject" else cid.split("/", 1)[1]
+               for cid in subject}
+        by_key = group_split(key.values(), opts.seed, opts.test_fraction)
+        split = {cid: by_key[k] for cid, k in key.items()}
+        log.notes.append(f"split {protocol}: whole {protocol}s, sha1('{opts.seed}:<{protocol}>')"
+                         f" order, first {opts.test_fraction:g} -> test; test: "
+                         f"{sorted(k for k, v in by_key.items() if v == 'test')[:20]}")
+    else:  # "hash", or "list:FILE" (read_dataset replaces these splits)
+        split = hash_split({c: [f"{c}/{s.name}" for s in ss] for c, ss in seqs.items()},
+                           opts.seed, opts.test_fraction)
+        log.notes.append(f"split: per class, sha1('{opts.seed}:<class>/<sequence>') order, "
+                         f"first {opts.test_fraction:g} -> test")
     for cls, ss in seqs.items():
         for s in ss:
             frames, mask = holistic_to_mp75(read_sequence_folder(s))
             cid = f"{cls}/{s.name}"
             yield Clip(frames=frames, mask=mask, label=cls, task=task, split=split[cid],
-                       source=HOLISTIC, clip_id=cid, dataset=root.parent.name
-                       if root.name == "data" else root.name)
+                       subject=subject[cid], source=HOLISTIC, clip_id=cid,
+                       dataset=root.parent.name if root.name == "data" else root.name)
+
+
+def _subject_of(seq: Path, required: bool) -> str:
+    """The subject in a sequence folder's name: the part before its first ``_`` or ``-``
+    ("" when there is none, or DatasetError when ``required``)."""
+    head = seq.name.replace("-", "_").split("_", 1)
+    if len(head) < 2 or not head[0]:
+        if not required:
+            return ""
+        raise DatasetError(f"{seq}: the sequence name has no '<subject>_' or '<subject>-' "
+                           "prefix for split protocol 'subject'; name the folders so, or "
+                           "give the splits in a file: --split-protocol list:FILE")
+    return head[0]
 
 
 # ---------------------------------------------------------------------------------- asl16
