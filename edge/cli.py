@@ -2,6 +2,11 @@
 
 Usage: skelmtl data info STORE
 
+Exit status: 0 on success; 2 for bad input (a :class:`edge.errors.SkelmtlError`, or a file
+that cannot be read or written), printed as one line without a traceback; 130 after
+SIGINT (Ctrl-C) and 143 after SIGTERM (``docker stop``, systemd), ``128 + signal`` as
+shells do; 141 when the reader of the output went away (``skelmtl ... | head``), quietly.
+
 Subcommands are listed in :data:`COMMANDS` as ``name -> (module, help)``; the module is
 imported only when its subcommand runs, so ``skelmtl --help`` never imports torch,
 onnxruntime or mediapipe. Each module provides ``add_arguments(parser)`` and
@@ -11,12 +16,22 @@ onnxruntime or mediapipe. Each module provides ``add_arguments(parser)`` and
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 from edge import __version__
-from edge.errors import SkelmtlError
+from edge.errors import Interrupted, SkelmtlError, signal_name
+
+# Signals that stop a command the way Ctrl-C does (SIGINT keeps Python's own handler).
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("trainer.datasets.cli", "convert published datasets to a clip store; summarise one"),
@@ -69,14 +84,88 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      if module.__doc__ else None)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    if not logging.getLogger().handlers:
+        # New code logs through the logging module; a command shows its warnings.
+        logging.basicConfig(level=logging.WARNING, format=f"skelmtl {name}: %(message)s")
+    previous = install_stop_handlers()
     try:
         return int(module.main(args) or 0)
     except SkelmtlError as e:
-        print(f"skelmtl {name}: error: {e}", file=sys.stderr)
+        print(f"skelmtl {name}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"skelmtl {name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"skelmtl {name}: interrupted ({signal_name(signum)})", file=sys.stderr)
+        return 128 + int(signum)
+    except BrokenPipeError:
+        return _broken_pipe()
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            return _broken_pipe()
+        print(f"skelmtl {name}: error: {_one_line(os_error_message(e))}", file=sys.stderr)
+        return 2
+    finally:
+        restore_handlers(previous)
+        _flush_stdout()
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def install_stop_handlers() -> dict[int, object]:
+    """Make SIGTERM/SIGHUP raise :class:`edge.errors.Interrupted`; returns the old handlers.
+
+    Without a handler, SIGTERM kills Python at once (no ``finally``, no end events, temp
+    files left), and as PID 1 in a container it is ignored altogether.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, object] = {}
+    for sig in STOP_SIGNALS:
+        previous[sig] = signal.signal(sig, _raise_interrupted)
+    return previous
+
+
+def restore_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def os_error_message(e: OSError) -> str:
+    """``FILE: reason`` for an OSError (a full disk, a read-only or missing folder, ...)."""
+    why = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+           errno.EROFS: "read-only file system"}.get(e.errno or 0) or e.strerror or str(e)
+    name = e.filename if e.filename is not None else ""
+    return f"{os.fsdecode(name)}: {why}" if name != "" else why
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split()) if "\n" in msg else msg
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _broken_pipe()
+    except (OSError, ValueError):
+        pass
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as command-line tools do.
+
+    Python would print a traceback when it flushes stdout at exit; pointing stdout at
+    /dev/null first avoids it (the recipe of the ``signal`` module's documentation).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _install_hint(missing: str) -> str:

@@ -368,16 +368,69 @@ def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers:
 
             # spawn: MediaPipe's threads do not survive fork, and each worker needs its own
             # landmarkers anyway.
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                     mp_context=mp.get_context("spawn")) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                       mp_context=mp.get_context("spawn"),
+                                       initializer=_worker_init, initargs=(os.getpid(),))
+            try:
                 futures = {pool.submit(_work, j, models[0], models[1], every): j for j in todo}
                 for fut in as_completed(futures):
                     try:
                         collect(fut.result())
                     except Exception as e:  # noqa: BLE001 - a worker that died (e.g. OOM)
                         collect((futures[fut].clip_id, f"worker failed: {e}", {}))
+            except BaseException:
+                # Ctrl-C / SIGTERM: a video can take minutes; do not wait for the workers.
+                _kill_pool(pool)
+                raise
+            pool.shutdown(wait=True)
     finally:
         bar.close()
+
+
+def _worker_init(parent: int) -> None:
+    """Runs first in each worker: it must never outlive the ``extract`` that started it.
+
+    The parent handles Ctrl-C and SIGTERM (and stops its workers); a worker ignores
+    SIGINT, which the terminal sends to the whole process group. On Linux the kernel
+    sends the worker SIGKILL when the parent dies (PR_SET_PDEATHSIG), even by SIGKILL;
+    elsewhere a watchdog thread notices the new parent process id.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="skelmtl-parent-watch", daemon=True).start()
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers now (SIGTERM, then SIGKILL)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=1.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=1.0)
 
 
 def _clips(jobs: Iterable[Job], report: Report, task: str, splits: dict[str, str],

@@ -33,6 +33,11 @@ and torch backends lock around inference.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,7 +49,7 @@ import numpy as np
 
 from edge.backends import load_backend
 from edge.backends.base import Backend
-from edge.errors import SkelmtlError
+from edge.errors import SkelmtlError, signal_name
 from edge.events import Event
 from edge.metadata import TASK_OUTPUT, MetadataError, ModelMeta, logits_name
 from edge.preprocess import preprocess
@@ -68,6 +73,11 @@ STAGES = ("landmarks", "preprocess", "model", "route")
 # Files tried, in order, when ``from_model`` is given a folder (the bundled model's layout).
 MODEL_FILES = ("model.int8.onnx", "model.onnx", "model.int8.engine", "model.engine")
 _ROUTER_OPTIONS = ("hand_task", "body_task", "min_hand_fraction", "motion_ratio", "task_alpha")
+# Coordinates beyond this are no landmark (MediaPipe gives image-normalised values, datasets
+# metres or pixels): such a joint counts as missing rather than being scaled into a window.
+MAX_ABS_COORD = 1e4
+
+logger = logging.getLogger(__name__)
 
 
 class PipelineError(SkelmtlError, ValueError):
@@ -220,6 +230,13 @@ def check_graphs(graphs: Sequence[Backend]) -> ModelMeta:
     if not graphs:
         raise PipelineError("no graph given")
     first = graphs[0].meta
+    for task, labels in first.labels.items():
+        # A null or empty label would give begin/end events that read_jsonl rejects.
+        bad = [x for x in labels if not isinstance(x, str) or not x]
+        if bad or len(set(labels)) != len(labels):
+            why = f"labels {bad!r} are not names" if bad else "a label appears twice"
+            raise MetadataError(f"{graphs[0].path}: task {task!r}: {why} (labels: "
+                                f"{list(labels)!r})")
     seen: dict[str, Path] = {}
     for g in graphs:
         m = g.meta
@@ -290,6 +307,12 @@ class Pipeline:
         self.last_result: WindowResult | None = None
         self.finished = False
         self.owns_graphs = False  # from_model opened them: close() closes them
+        self.invalid_joints = 0  # present joints dropped: non-finite or beyond MAX_ABS_COORD
+        self.invalid_times = 0  # frames whose time was not a finite number
+        self._last_t: float | None = None
+        self._stop = threading.Event()
+        self._stop_reason: str | None = None
+        self._reader_stop: threading.Event | None = None
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -356,14 +379,14 @@ class Pipeline:
         if joints.shape[1] < self.meta.preprocess.dims:
             raise FrameError(f"the model uses {self.meta.preprocess.dims}D joints, the frame "
                              f"has {joints.shape[1]} coordinates")
+        joints, mask, t = self._sanitize(joints, mask, t)
         index = self.frames
         self.frames += 1
         if dropped is not None:
             self.dropped = dropped
         events = self._drop_event(t, index)
         before = self.presence.state
-        events += self.presence.update(mask & np.isfinite(joints).all(axis=1), t, index,
-                                       self.dropped)
+        events += self.presence.update(mask, t, index, self.dropped)
         if self.presence.state == "no_person" and before != "no_person":
             events += self._close_all("no_person", t, index)
         self.buffer.push(joints, mask, t)
@@ -373,6 +396,46 @@ class Pipeline:
             else:
                 events += self._run_window(t, index)
         return events
+
+    def _sanitize(self, joints: np.ndarray, mask: np.ndarray, t: float
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Joints that are no landmark become missing; a time that is no number is replaced.
+
+        A joint with a non-finite coordinate or one beyond :data:`MAX_ABS_COORD` is masked
+        (and zeroed, as the clip store does): one joint at 3e38 would otherwise dominate the
+        window's scale and give a confident event. Such present joints are counted in
+        :attr:`invalid_joints`. A NaN or infinite ``t`` takes the last good time (0 at the
+        start), counted in :attr:`invalid_times`, so that events keep a number for ``t``.
+        """
+        ok = np.isfinite(joints).all(axis=1) & (np.abs(joints) <= MAX_ABS_COORD).all(axis=1)
+        if not ok.all():
+            self.invalid_joints += int((mask & ~ok).sum())
+            mask = mask & ok
+            joints = np.where(ok[:, None], joints, np.float32(0.0))
+        if not math.isfinite(t):
+            self.invalid_times += 1
+            t = self._last_t if self._last_t is not None else 0.0
+        self._last_t = t
+        return joints, mask, t
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask :meth:`steps` / :meth:`run` to end the stream after the current frame.
+
+        Safe from a signal handler or another thread: it only sets a flag. The stream then
+        ends as a finished one does (open labels closed with ``end_of_stream``, then a
+        ``stream`` event with state ``ended`` and this ``reason``). See
+        :func:`stop_on_signals` for SIGTERM and SIGINT.
+        """
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+        reader = self._reader_stop
+        if reader is not None:
+            reader.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
 
     def _drop_event(self, t: float, index: int, force: bool = False) -> list[Event]:
         if self.dropped <= self._reported_dropped:
@@ -478,6 +541,10 @@ class Pipeline:
         self._reported_dropped, self._last_drop_t, self._routed = 0, None, None
         self.last_result = None
         self.finished = False
+        self.invalid_joints = self.invalid_times = 0
+        self._last_t = None
+        self._stop = threading.Event()
+        self._stop_reason = None
 
     # -- sources --------------------------------------------------------------------------
     def steps(self, source: Iterable[Any], *, threaded: bool | None = None,
@@ -506,12 +573,17 @@ class Pipeline:
         lm = landmarker
         stop = None
         if threaded:
-            items, queue, stop = threaded_reader(source, queue_size or self.config.queue_size)
+            # Pipeline.stop() sets this too, which ends a wait for a frame that is late.
+            stop = self._reader_stop = threading.Event()
+            if self._stop.is_set():
+                stop.set()
+            items, queue, stop = threaded_reader(source, queue_size or self.config.queue_size,
+                                                 stop=stop)
         else:
             items, queue = iter(source), None
         failure: str | None = None
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
                     item = next(items)
                 except StopIteration:
@@ -536,11 +608,14 @@ class Pipeline:
         finally:
             if stop is not None:
                 stop.set()
+            self._reader_stop = None
             if own_lm and lm is not None:
                 lm.close()
         reason = getattr(source, "end_reason", None)
         if failure is not None:
             state, reason = "failed", failure
+        elif self._stop_reason is not None:
+            state, reason = "ended", self._stop_reason
         elif getattr(source, "ended_early", False):
             state = "lost"
         else:
@@ -580,6 +655,7 @@ class Pipeline:
         """Counters and per-stage latencies (for the demo, ``skelmtl run`` and the benchmark)."""
         return {"frames": self.frames, "windows": self.windows,
                 "skipped_windows": self.skipped_windows, "dropped": self.dropped,
+                "invalid_joints": self.invalid_joints, "invalid_times": self.invalid_times,
                 "task": self.task, "graphs": [str(g.path) for g in self.graphs],
                 "backend": self.graphs[0].name, "precision": self.graphs[0].precision,
                 "latency_ms": self.latency.to_dict()}
@@ -597,5 +673,44 @@ class Pipeline:
         self.close()
 
 
-__all__ = ["MODEL_FILES", "STAGES", "Latency", "Pipeline", "PipelineError", "Step",
-           "WindowResult", "check_graphs", "resolve_model_paths"]
+@contextlib.contextmanager
+def stop_on_signals(pipe: Pipeline, signals: Sequence[int] | None = None
+                    ) -> Iterator[dict[str, int | None]]:
+    """Within the block, SIGTERM and SIGINT stop ``pipe`` cleanly instead of killing it.
+
+    The first signal calls :meth:`Pipeline.stop` (reason ``"stopped by SIGTERM"``), so the
+    stream ends with its ``end`` and ``stream`` events and the caller finishes its files; a
+    second one raises :class:`KeyboardInterrupt` for a hard stop. Yields a dict whose
+    ``"signal"`` is the number of the signal received (None when none). Only in the main
+    thread (Python delivers signals there); elsewhere it does nothing.
+
+    Usage::
+
+        with Pipeline.from_model(m) as pipe, stop_on_signals(pipe) as got:
+            for event in pipe.run(open_source(src)):
+                publish(event)
+        sys.exit(128 + got["signal"] if got["signal"] else 0)
+    """
+    got: dict[str, int | None] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    sigs = list(signals) if signals is not None else [signal.SIGINT, signal.SIGTERM]
+
+    def handler(signum: int, frame: Any) -> None:
+        if got["signal"] is not None:
+            raise KeyboardInterrupt(signal_name(signum))
+        got["signal"] = signum
+        logger.warning("%s: ending the stream", signal_name(signum))
+        pipe.stop(f"stopped by {signal_name(signum)}")
+
+    previous = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield got
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+__all__ = ["MAX_ABS_COORD", "MODEL_FILES", "STAGES", "Latency", "Pipeline", "PipelineError",
+           "Step", "WindowResult", "check_graphs", "resolve_model_paths", "stop_on_signals"]

@@ -81,6 +81,10 @@ class PublishError(SkelmtlError):
     """A publisher spec that cannot be opened, or an event that cannot be sent."""
 
 
+class PipeClosed(PublishError):
+    """The reader of a pipe went away (``skelmtl run --publish - | head``): not a failure."""
+
+
 def event_to_dict(event: Any) -> dict[str, Any]:
     """A JSON-able dict from a mapping or an object with ``to_dict()``.
 
@@ -239,7 +243,7 @@ class JsonLinesPublisher(Publisher):
             self._stream.write(text + "\n")
             self._stream.flush()
         except BrokenPipeError:
-            raise PublishError(f"{self.spec}: the reader closed the pipe") from None
+            raise PipeClosed(f"{self.spec}: the reader closed the pipe") from None
         except OSError as e:
             raise PublishError(f"{self.spec}: write failed: {e.strerror}") from None
         return True
@@ -392,8 +396,14 @@ class FanoutPublisher(Publisher):
         self.publishers = list(publishers)
 
     def _send(self, event: dict[str, Any], text: str) -> bool:
+        closed: PipeClosed | None = None
         for p in self.publishers:
-            p.publish(event)
+            try:
+                p.publish(event)
+            except PipeClosed as e:  # the others still get the event (the file, ZeroMQ)
+                closed = closed or e
+        if closed is not None:
+            raise closed
         return True
 
     def _close(self) -> None:
@@ -532,6 +542,7 @@ def _flag(spec: str, options: dict[str, str], name: str) -> bool:
     raise PublishError(f"{spec!r}: option {name}={raw!r} must be 0 or 1")
 
 
-__all__ = ["PUBLISHERS", "FanoutPublisher", "JsonLinesPublisher", "PublishError", "Publisher",
+__all__ = ["PUBLISHERS", "FanoutPublisher", "JsonLinesPublisher", "PipeClosed", "PublishError",
+           "Publisher",
            "UdpPublisher", "ZmqPublisher", "encode_event", "event_to_dict", "event_topic",
            "open_publisher", "open_publishers"]

@@ -11,7 +11,10 @@ JSON lines; see :mod:`edge.publish`). Per-stage latencies are printed at the end
 written with ``--stats``.
 
 Exit status: 0 when the source ended (also when it stopped early: the last event says
-so), 1 when reading it failed mid-stream, 2 for a bad model, source or option.
+so), 1 when reading it failed mid-stream, 2 for a bad model, source or option, 143 after
+SIGTERM and 130 after SIGINT (the stream is ended cleanly first: ``end`` and ``stream``
+events, the overlay and JSON lines finished), 141 when the reader of standard output went
+away (``skelmtl run ... | head``; the stream is ended the same way).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.errors import SkelmtlError
+from edge.atomic import atomic_write
+from edge.errors import SkelmtlError, signal_name
+
+EXIT_BROKEN_PIPE = 128 + 13  # as edge.cli: the reader of stdout went away
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -155,16 +161,56 @@ class Heartbeat:
             self.touches += 1
 
 
+def check_output(path: Path | None, flag: str) -> None:
+    """Refuse an output file that cannot be written, before the run rather than after it.
+
+    Raises:
+        SkelmtlError: the path is a folder, its folder does not exist or is not writable.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise SkelmtlError(f"{path}: is a folder; {flag} takes a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise SkelmtlError(f"{path}: folder {parent} does not exist ({flag})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SkelmtlError(f"{path}: folder {parent} is not writable ({flag})")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SkelmtlError(f"{path}: file is not writable ({flag})")
+
+
+def _print_event(ev: Any) -> bool:
+    """Print one event; False when the reader of stdout went away (``| head``)."""
+    try:
+        print(ev, flush=True)
+    except BrokenPipeError:
+        return False
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
+    """Run ``skelmtl run``; see the module docstring for the exit status.
+
+    SIGTERM and SIGINT end the stream as the end of the source does (open labels closed,
+    the ``stream`` event published, the overlay and JSON lines finished, ``--stats``
+    written), then the command exits with ``128 + signal`` (143, 130). A second signal
+    stops at once.
+    """
     from edge.overlay import OverlayWriter
-    from edge.publish import open_publishers
+    from edge.pipeline import MAX_ABS_COORD, stop_on_signals
+    from edge.publish import PipeClosed, open_publishers
     from edge.sources import open_source
 
+    for path, flag in ((args.jsonl, "--jsonl"), (args.overlay, "--overlay"),
+                       (args.stats, "--stats")):
+        check_output(path, flag)
     pipe = open_pipeline(args)
     specs = ([str(args.jsonl)] if args.jsonl else []) + list(args.publish)
     if args.jsonl and not str(args.jsonl).endswith((".jsonl", ".ndjson")):
         specs[0] = f"file://{args.jsonl.resolve()}"
-    with pipe:
+    stdout_gone = False
+    with pipe, stop_on_signals(pipe) as got:
         source = open_source(args.source)
         publisher = open_publishers(specs) if specs else None
         overlay = (OverlayWriter(args.overlay, fps=source.fps or 30.0, labels=pipe.meta.labels)
@@ -188,9 +234,17 @@ def main(args: argparse.Namespace) -> int:
                     overlay.write(step)
                 for ev in step.events:
                     if publisher is not None:
-                        publisher.publish(ev)
-                    if not args.quiet:
-                        print(ev, flush=True)
+                        try:
+                            publisher.publish(ev)
+                        except PipeClosed:
+                            stdout_gone = True
+                    if not args.quiet and not stdout_gone and not _print_event(ev):
+                        stdout_gone = True
+                    if stdout_gone and not pipe.stop_requested:
+                        # `skelmtl run ... | head`: the reader has what it wanted; end
+                        # the stream (files finished) and exit quietly.
+                        _stdout_to_devnull()
+                        pipe.stop("standard output closed")
                     if ev.kind == "stream":
                         last_state = ev.state or "ended"
                         if ev.state != "ended" and ev.reason:
@@ -213,10 +267,32 @@ def main(args: argparse.Namespace) -> int:
         print(f"frames {stats['frames']}, windows {stats['windows']} (skipped "
               f"{stats['skipped_windows']} without a person), dropped {stats['dropped']}; "
               f"{stats['backend']} {stats['precision']}", file=sys.stderr)
+        if stats["invalid_joints"] or stats["invalid_times"]:
+            print(f"invalid input: {stats['invalid_joints']} joint(s) non-finite or beyond "
+                  f"|{MAX_ABS_COORD:g}| counted as missing, {stats['invalid_times']} frame "
+                  f"time(s) not a number", file=sys.stderr)
         print(pipe.latency.table(), file=sys.stderr)
         if args.stats:
-            args.stats.write_text(json.dumps(stats, indent=2) + "\n")
+            try:
+                atomic_write(args.stats, json.dumps(stats, indent=2) + "\n")
+            except OSError as e:
+                raise SkelmtlError(f"{args.stats}: cannot write --stats: "
+                                   f"{e.strerror or e}") from None
+    if got["signal"] is not None:
+        print(f"skelmtl run: stopped by {signal_name(got['signal'])}", file=sys.stderr)
+        return 128 + got["signal"]
+    if stdout_gone:
+        return EXIT_BROKEN_PIPE
     return 1 if last_state == "failed" else 0
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -129,13 +129,36 @@ def as_frame(item: Any) -> tuple[np.ndarray, np.ndarray, float]:
     else:
         raise FrameError(f"a frame is an object with t/joints/mask or a tuple (joints, mask, "
                          f"t); got {type(item).__name__}")
-    joints = np.asarray(joints, dtype=np.float32)
-    mask = np.asarray(mask, dtype=bool)
+    joints, mask = _numeric(joints, "joints"), _numeric(mask, "mask")
+    joints = joints.astype(np.float32, copy=False)
+    mask = mask.astype(bool, copy=False)
     if joints.ndim != 2 or joints.shape[0] != NUM_JOINTS:
         raise FrameError(f"frame joints must be ({NUM_JOINTS}, C), got {joints.shape}")
     if mask.shape != (NUM_JOINTS,):
         raise FrameError(f"frame mask must be ({NUM_JOINTS},), got {mask.shape}")
-    return joints, mask, float(t)
+    if isinstance(t, (str, bytes, complex)) or isinstance(t, np.generic) and \
+            np.asarray(t).dtype.kind not in "biuf":
+        raise FrameError(f"frame time t must be a real number, got {type(t).__name__} {t!r}")
+    try:
+        return joints, mask, float(t)
+    except (TypeError, ValueError):
+        raise FrameError(f"frame time t must be a real number, got {type(t).__name__} "
+                         f"{t!r}") from None
+
+
+def _numeric(value: Any, what: str) -> np.ndarray:
+    """``value`` as a real-valued array; FrameError for text, complex or object arrays.
+
+    numpy would turn ``"0.5"`` strings into numbers and drop imaginary parts with only a
+    warning: both would hide a bug in the caller's landmark source.
+    """
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise FrameError(f"frame {what} is not an array ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise FrameError(f"frame {what} must be real numbers, got dtype {a.dtype}")
+    return a
 
 
 class RingBuffer:
@@ -444,9 +467,18 @@ class LatestQueue(Generic[T]):
             return len(self._q)
 
 
-def threaded_reader(source: Iterable[T], maxsize: int) -> tuple[Iterator[T], LatestQueue[T],
-                                                                 threading.Event]:
+def threaded_reader(source: Iterable[T], maxsize: int, stop: threading.Event | None = None,
+                    poll_s: float = 0.1) -> tuple[Iterator[T], LatestQueue[T],
+                                                  threading.Event]:
     """Read ``source`` in a daemon thread into a :class:`LatestQueue`.
+
+    Args:
+        source: the frames.
+        maxsize: queue length (newest frames win).
+        stop: an event that ends both the reader and ``items`` when set (a new one when
+            None); ``items`` notices it within ``poll_s`` even while no frame arrives (a
+            camera that stalls must not delay a stop).
+        poll_s: how often a waiting ``items`` looks at ``stop``.
 
     Returns:
         ``(items, queue, stop)``: iterate ``items`` in the consumer thread (it ends when the
@@ -454,7 +486,7 @@ def threaded_reader(source: Iterable[T], maxsize: int) -> tuple[Iterator[T], Lat
         count, set ``stop`` to make the reader stop early.
     """
     q: LatestQueue[T] = LatestQueue(maxsize)
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
 
     def read() -> None:
         try:
@@ -472,11 +504,14 @@ def threaded_reader(source: Iterable[T], maxsize: int) -> tuple[Iterator[T], Lat
 
     def items() -> Iterator[T]:
         try:
-            while True:
+            while not stop.is_set():
                 try:
-                    yield q.get()
+                    item = q.get(timeout=poll_s)
+                except TimeoutError:
+                    continue
                 except Closed:
                     return
+                yield item
         finally:
             stop.set()
 
