@@ -17,7 +17,7 @@ from typing import Any
 
 from edge.errors import SkelmtlError
 from edge.layout import MP75
-from edge.preprocess import PREPROCESS_VERSION, PreprocessConfig
+from edge.preprocess import PREPROCESS_VERSION, READABLE_VERSIONS, PreprocessConfig
 
 META_KEY = "skelmtl"
 META_SCHEMA = 1
@@ -118,9 +118,10 @@ class ModelMeta:
         if pre.get("layout") != MP75.name:
             raise MetadataError(f"{source}: layout {pre.get('layout')!r} does not match "
                                 f"this package's {MP75.name!r}")
-        if pre.get("version") != PREPROCESS_VERSION:
+        if pre.get("version") not in READABLE_VERSIONS:
             raise MetadataError(f"{source}: preprocessing version {pre.get('version')} does "
-                                f"not match this package's {PREPROCESS_VERSION}")
+                                f"not match this package's {PREPROCESS_VERSION} (reads "
+                                f"{list(READABLE_VERSIONS)})")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise MetadataError(f"{source}: unknown metadata keys {sorted(unknown)}")

@@ -17,6 +17,14 @@ Steps, in order:
        (joint minus its parent in the layout's tree), and optionally the presence mask as
        one more channel. Masked joints are exactly zero in every stream.
 
+Before step 1, a model that names its ``joints`` (version 2) has every other joint masked,
+so that centre, scale and every stream come from the joints it was trained on: a model
+trained on JHMDB's 13 body joints sees those 13 from MediaPipe's 75 too, not hands and
+feet it never saw ("train as you deploy").
+
+Versions: 1 had no ``joints``; 2 added it. A version-1 config is read as ``joints = ()``
+(all joints), which computes exactly what version 1 computed.
+
 Shapes:
     frames ``(T, V, C)``, mask ``(T, V)`` -> ``(C', window, V)`` float32, with
     ``C' = dims * len(streams) + with_mask``.
@@ -39,7 +47,9 @@ from edge.layout import (
     Layout,
 )
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
+# Versions whose configs this package still computes exactly (see the module docstring).
+READABLE_VERSIONS = (1, 2)
 STREAMS = ("joint", "motion", "bone")
 _EPS = 1e-6
 
@@ -54,6 +64,8 @@ class PreprocessConfig:
         streams: subset of ``("joint", "motion", "bone")``, in that order.
         with_mask: append the presence mask as one more channel.
         layout: the skeleton layout id.
+        joints: the layout joints the model uses, sorted (empty = all); the others are
+            masked before anything else happens. Recorded from the training data.
     """
 
     window: int = 32
@@ -61,6 +73,7 @@ class PreprocessConfig:
     streams: tuple[str, ...] = ("joint", "motion", "bone")
     with_mask: bool = True
     layout: str = "mp75"
+    joints: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.window < 2:
@@ -74,6 +87,11 @@ class PreprocessConfig:
         object.__setattr__(self, "streams", tuple(s for s in STREAMS if s in self.streams))
         if self.layout != MP75.name:
             raise ValueError(f"unsupported layout {self.layout!r}; this version knows 'mp75'")
+        joints = tuple(sorted({int(j) for j in self.joints}))
+        if joints and (joints[0] < 0 or joints[-1] >= MP75.num_joints or len(joints) < 2):
+            raise ValueError(f"joints must be at least 2 distinct indices in "
+                             f"[0, {MP75.num_joints}), got {list(self.joints)}")
+        object.__setattr__(self, "joints", joints)
 
     @property
     def channels(self) -> int:
@@ -83,23 +101,28 @@ class PreprocessConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["streams"] = list(self.streams)
+        d["joints"] = list(self.joints)
         d["version"] = PREPROCESS_VERSION
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        """Inverse of :meth:`to_dict`; refuses another preprocessing version."""
+        """Inverse of :meth:`to_dict`; refuses a version this package cannot compute."""
         d = dict(d)
         version = d.pop("version", PREPROCESS_VERSION)
-        if version != PREPROCESS_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"preprocessing version {version} does not match this "
-                             f"package's version {PREPROCESS_VERSION}")
+                             f"package's versions {list(READABLE_VERSIONS)}")
+        if version == 1 and "joints" in d:
+            raise ValueError("preprocessing version 1 has no 'joints'")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown preprocessing keys {sorted(unknown)}")
         if "streams" in d:
             d["streams"] = tuple(d["streams"])
+        if "joints" in d:
+            d["joints"] = tuple(d["joints"])
         return cls(**d)
 
 
@@ -171,6 +194,10 @@ def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> n
         raise ValueError(f"mask shape {mask.shape} does not match frames {frames.shape[:2]}")
     x = frames[..., : cfg.dims].astype(np.float32)
     m = mask & np.isfinite(x).all(-1)
+    if cfg.joints:
+        keep = np.zeros(v, dtype=bool)
+        keep[list(cfg.joints)] = True
+        m = m & keep
     x = np.where(m[..., None], x, 0.0)
 
     centre, scale = _centre_scale(x, m, layout)

@@ -78,7 +78,7 @@ def test_fixed_batch_one_graph_runs_window_by_window(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("change,match", [
     (lambda d: d["preprocess"].update(version=99),
-     "preprocessing version 99 does not match this package's 1"),
+     "preprocessing version 99 does not match this package's 2"),
     (lambda d: d["preprocess"].update(layout="coco17"), "layout 'coco17' does not match"),
     (lambda d: d.update(schema=7), "metadata schema 7"),
     (lambda d: d.update(surprise=1), r"unknown metadata keys \['surprise'\]"),

@@ -24,6 +24,17 @@ def test_defaults_round_trip() -> None:
     ({"optim": {"epochs": "many"}}, "<t>.optim.epochs: expected int"),
     ({"preprocess": {"dims": 4}}, "dims must be 2 or 3"),
     ({"data": {"sources": [{"weight": 1.0}]}}, "missing 1 required positional argument: 'store'"),
+    # choices are checked when the config loads, not at the first epoch
+    ({"model": {"name": "resnet"}}, "<t>.model: unknown model 'resnet'; registered: ['jcd_base'"),
+    ({"model": {"sharing": "partial"}}, "<t>.model: sharing must be one of ['hard', 'soft', 'learned']"),
+    ({"model": {"name": "jcd_small", "sharing": "soft"}}, "shares its trunk hard only"),
+    ({"loss": {"weighting": "gradnorm"}}, "<t>.loss: weighting must be one of ['mean', 'dwa'"),
+    ({"optim": {"optimizer": "sgd"}}, "<t>.optim: optimizer must be one of ['adam', 'adamw']"),
+    ({"optim": {"schedule": "step"}}, "<t>.optim: schedule must be one of ['plateau', 'cosine']"),
+    ({"optim": {"patience": -1}}, "<t>.optim: patience must be >= 0, got -1"),
+    ({"optim": {"epochs": 0}}, "<t>.optim: epochs must be >= 1, got 0"),
+    ({"device": "tpu"}, "<t>: device must be one of ['auto', 'cpu', 'cuda'], got 'tpu'"),
+    ({"preprocess": {"joints": [3, 99]}}, "joints must be at least 2 distinct indices"),
 ])
 def test_bad_configs_name_the_key(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -31,7 +42,8 @@ def test_bad_configs_name_the_key(data: dict, message: str) -> None:
 
 
 def test_dotted_overrides() -> None:
-    cfg = TrainConfig().replace(**{"model.sharing": "soft", "optim.epochs": 3})
+    cfg = TrainConfig().replace(**{"model.name": "stgcn_tiny", "model.sharing": "soft",
+                                   "optim.epochs": 3})
     assert (cfg.model.sharing, cfg.optim.epochs) == ("soft", 3)
 
 

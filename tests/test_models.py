@@ -1,4 +1,4 @@
-"""Model registry: every registered network x sharing mode x task count, rebuild from
+"""Model registry: every registered ST-GCN network x sharing mode x task count, rebuild from
 model_args, task subsets, FLOP counting, learned-sharing schedule, and ONNX agreement."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from edge.layout import MP75
 from trainer.models import (
+    JCD_MODELS,
     MODELS,
     count_flops,
     count_macs,
@@ -39,7 +40,7 @@ def _model(name: str, sharing: str, n_tasks: int, **kw: object) -> torch.nn.Modu
 
 
 def test_registry_names_and_errors() -> None:
-    assert list_models() == sorted(MODELS)
+    assert list_models() == sorted([*MODELS, *JCD_MODELS])
     assert {"stgcn_tiny", "stgcn_small", "stgcn_base"} <= set(list_models())
     with pytest.raises(KeyError, match="unknown model 'nope'.*stgcn_tiny"):
         create_model("nope", in_channels=C, tasks={"a": 2})
@@ -55,7 +56,7 @@ def test_registry_names_and_errors() -> None:
 
 @pytest.mark.parametrize("n_tasks", [1, 2, 3])
 @pytest.mark.parametrize("sharing", SHARING)
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(MODELS))  # the jcd family: tests/test_jcd.py
 def test_structure_outputs_and_gradients(name: str, sharing: str, n_tasks: int) -> None:
     """Output names and shapes per head, no NaN, and a gradient for every parameter."""
     model = _model(name, sharing, n_tasks, dropout=0.1)
@@ -83,7 +84,7 @@ def test_structure_outputs_and_gradients(name: str, sharing: str, n_tasks: int) 
 
 
 @pytest.mark.parametrize("sharing", SHARING)
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(MODELS))  # the jcd family: tests/test_jcd.py
 def test_rebuild_from_model_args(name: str, sharing: str) -> None:
     model = _model(name, sharing, 2, dropout=0.2)
     model.train()
@@ -264,7 +265,7 @@ def test_batch_norm_statistics_restart_each_epoch() -> None:
 
 
 @pytest.mark.parametrize("sharing", SHARING)
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(MODELS))  # the jcd family: tests/test_jcd.py
 def test_onnx_export_matches_torch(name: str, sharing: str) -> None:
     """opset 17, dynamic batch, plain ops only; ONNX Runtime agrees with torch to 1e-4."""
     ort = pytest.importorskip("onnxruntime")

@@ -29,8 +29,11 @@ def _cfg(store: Path, out: Path, **kw: object) -> TrainConfig:
     d: dict = {"name": "t", "seed": 0, "out": str(out), "threads": 1,
                "data": {"sources": [{"store": str(store)}], "val_fraction": 0.2},
                "preprocess": {"window": 16, "dims": 3},
-               "model": {"name": "stgcn_tiny"},
-               "optim": {"epochs": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1}}
+               "model": {"name": "stgcn_tiny", "dropout": 0.0},
+               # the recipe these loop tests were written for: fixed epochs, cosine
+               "optim": {"epochs": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1,
+                         "optimizer": "adamw", "schedule": "cosine", "patience": 0,
+                         "weight_decay": 1e-4}}
     cfg = from_dict(d)
     return cfg.replace(**kw) if kw else cfg
 
@@ -190,9 +193,69 @@ def test_bad_data_and_label_mismatch_name_the_problem(store: Path, tmp_path: Pat
         evaluate_checkpoint(tmp_path / "r" / "best.pt", data=[str(renamed)], split="test")
 
 
-def test_fresh_run_in_a_used_folder_starts_a_fresh_history(store: Path, tmp_path: Path) -> None:
+def test_used_folder_is_refused_unless_resumed_or_overwritten(store: Path, tmp_path: Path) -> None:
+    from edge.errors import SkelmtlError
+
     cfg = _cfg(store, tmp_path / "again", **{"optim.epochs": 1})
-    for _ in range(2):
+    train(cfg, progress=False, log=lambda s: None)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir() if p.is_file()}
+    with pytest.raises(SkelmtlError, match=r"again: already holds a run \(last.pt, best.pt, "
+                       r"history.jsonl\); pass --resume to continue it or --overwrite"):
         train(cfg, progress=False, log=lambda s: None)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir() if p.is_file()}
+    assert after == before  # nothing touched
+    train(cfg, overwrite=True, progress=False, log=lambda s: None)
     lines = (tmp_path / "again" / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [0]
+
+
+def test_stopping_rule_and_still_improving_mark(store: Path, tmp_path: Path) -> None:
+    from trainer.train import _patience_exhausted, still_improving
+
+    hist = [{"score": s} for s in (0.1, 0.5, 0.4, 0.4, 0.45)]
+    assert _patience_exhausted(hist, 3) and not _patience_exhausted(hist, 4)
+    assert not _patience_exhausted(hist, 0)
+    assert still_improving([{"score": s} for s in (0.1, 0.2, 0.3)], 4)
+    assert not still_improving(hist, 8)  # best at epoch 2 of 5, tail of 2
+    # A real run with patience 2 on a set it cannot improve on stops early and says so.
+    cfg = _cfg(store, tmp_path / "stop", **{"optim.epochs": 30, "optim.patience": 2,
+                                             "optim.lr": 1e-9, "optim.schedule": "plateau"})
+    res = train(cfg, progress=False, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "stop" / "history.jsonl").read_text().splitlines()]
+    assert len(rows) < 30 and rows[-1]["stopped"] == "no better validation score for 2 epochs"
+    best = int(np.argmax([r["score"] for r in rows]))
+    assert len(rows) - 1 - best == 2 and res.epochs_run == len(rows)
+    # Reaching the maximum while the best epoch is recent marks the history.
+    res = train(_cfg(store, tmp_path / "short", **{"optim.epochs": 2, "optim.patience": 40}),
+                progress=False, log=lambda s: None)
+    last = json.loads((tmp_path / "short" / "history.jsonl").read_text().splitlines()[-1])
+    assert last.get("still_improving") is True
+
+
+def test_too_few_clips_for_a_step_fail_and_batch_shrinks(store: Path, tmp_path: Path) -> None:
+    from edge.errors import SkelmtlError
+
+    # batch 64 > the ~36 training clips: the batch shrinks to the epoch, steps are taken
+    res = train(_cfg(store, tmp_path / "big", **{"optim.epochs": 1, "optim.batch_size": 64}),
+                progress=False, log=lambda s: None)
+    assert res.best.is_file() and len(res.history) == 1
+    with pytest.raises(SkelmtlError, match="too few for one optimiser step"):
+        train(_cfg(store, tmp_path / "one", **{"optim.epochs": 1, "data.epoch_size": 1}),
+              progress=False, log=lambda s: None)
+    assert not (tmp_path / "one" / "best.pt").exists()
+
+
+def test_jcd_run_records_the_data_joints(store: Path, tmp_path: Path) -> None:
+    cfg = _cfg(store, tmp_path / "jcd", **{"model.name": "jcd_tiny", "optim.epochs": 1,
+                                            "preprocess.streams": ["joint"],
+                                            "augment.mirror": 0.0})
+    res = train(cfg, progress=False, log=lambda s: None)
+    ck = load_checkpoint(res.best)
+    from edge.clipstore import ClipStore
+
+    present = np.zeros(75, bool)
+    for c in ClipStore(store):
+        present |= np.asarray(c.mask).any(0)
+    joints = ck.meta.preprocess.joints
+    assert joints and set(joints) <= set(np.flatnonzero(present).tolist())
+    assert ck.model.model_args["joints"] == list(joints)

@@ -1,17 +1,17 @@
 """Training configuration: frozen dataclasses loaded from YAML that reject unknown keys.
 
-Example (configs/tiny_mtl_3d.yaml)::
+Example::
 
-    name: tiny_mtl_3d
+    name: my_mtl_3d
     seed: 0
     data:
       sources:
         - {store: runs/stores/msr_action3d}
         - {store: runs/stores/fpha, weight: 1.0}
     preprocess: {window: 32, dims: 3}
-    model: {name: stgcn_tiny, sharing: hard}
-    loss: {weighting: dwa}
-    optim: {epochs: 40, batch_size: 32}
+    model: {name: jcd_small}
+    loss: {weighting: mean}
+    optim: {epochs: 300, patience: 40}
 
 Paths in ``data.sources[].store`` are relative to the working directory.
 """
@@ -34,6 +34,14 @@ from edge.preprocess import PreprocessConfig
 
 class ConfigError(SkelmtlError, ValueError):
     """A config file that does not parse or does not fit the schema; names file and key."""
+
+
+# Choices, checked when a config is loaded (not at the first epoch).
+SHARING_MODES = ("hard", "soft", "learned")
+WEIGHTINGS = ("mean", "dwa", "uncertainty")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("plateau", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -74,11 +82,32 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "stgcn_tiny"
+    """Attributes:
+    name: a registered model (``trainer.models.list_models()``).
+    sharing: ``hard`` | ``soft`` | ``learned`` (the ``jcd`` family: ``hard`` only).
+    task_head: add the task head when there are several tasks.
+    dropout: dropout before (stgcn) or inside (jcd) the task heads.
+    overrides: registry arguments (width, depth, ...) of that model.
+    """
+
+    name: str = "jcd_small"
     sharing: str = "hard"
     task_head: bool = True
-    dropout: float = 0.0
+    dropout: float = 0.5
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sharing not in SHARING_MODES:
+            raise ValueError(f"sharing must be one of {list(SHARING_MODES)}, got {self.sharing!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        from trainer.models import list_models  # torch; configs are read where torch is
+
+        if self.name not in list_models():
+            raise ValueError(f"unknown model {self.name!r}; registered: {list_models()}")
+        if self.name.startswith("jcd_") and self.sharing != "hard":
+            raise ValueError(f"model {self.name!r} shares its trunk hard only (sharing 'hard'), "
+                             f"got {self.sharing!r}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,13 @@ class LossConfig:
     weighting: str = "mean"
     task_head_weight: float = 0.1
     label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, "
+                             f"got {self.weighting!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass(frozen=True)
@@ -122,18 +158,46 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """Attributes:
+    epochs: the most epochs a run takes (the stopping rule usually ends it sooner).
+    patience: stop when the validation score has not improved for this many epochs
+        (0: always run ``epochs``). A run that reaches ``epochs`` while its best epoch is
+        among the last ``patience // 4`` logs a warning and marks the history
+        (``still_improving``): it has not reached its plateau.
     batch_size: samples per optimiser step over all processes.
+    optimizer: ``adamw`` | ``adam``.
+    schedule: ``plateau`` (halve the rate after ``lr_patience`` epochs without a lower
+        training loss, down to ``min_lr``) | ``cosine`` (warm-up, then cosine decay over
+        ``epochs``).
     accumulate: split each step into this many micro-batches (gradient accumulation;
         same result as that many DDP processes, with less memory).
     """
 
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 2
+    epochs: int = 300
+    patience: int = 40
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "plateau"
+    lr_patience: int = 5
+    min_lr: float = 5e-6
+    warmup_epochs: int = 0
     grad_clip: float = 5.0
     accumulate: int = 1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size", "accumulate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("patience", "lr_patience", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0, min_lr and weight_decay >= 0")
 
 
 @dataclass(frozen=True)
@@ -165,6 +229,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
 
     @property
     def out_dir(self) -> Path:

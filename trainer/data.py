@@ -125,6 +125,20 @@ class Composite:
             out[k].sort()
         return out
 
+    def joints_by_task(self, indices: Sequence[int], min_share: float = 0.01
+                       ) -> dict[str, tuple[int, ...]]:
+        """Per task, the mp75 joints present in at least ``min_share`` of the frames of the
+        clips ``indices`` (what a model trained on them has seen)."""
+        seen: dict[int, np.ndarray] = {}
+        frames: dict[int, int] = {}
+        for i in indices:
+            r = self.refs[i]
+            m = np.asarray(self.stores[r.source][r.index].mask)
+            seen[r.task] = seen.get(r.task, 0) + m.sum(0)
+            frames[r.task] = frames.get(r.task, 0) + len(m)
+        return {self.tasks[t]: tuple(int(j) for j in np.flatnonzero(seen[t] >= min_share * frames[t]))
+                for t in sorted(seen)}
+
     def clip(self, i: int) -> tuple[np.ndarray, np.ndarray, ClipRef]:
         r = self.refs[i]
         c = self.stores[r.source][r.index]

@@ -33,8 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge.metadata import TASK_OUTPUT, logits_name
-
-WEIGHTINGS = ("mean", "dwa", "uncertainty")
+from trainer.config import WEIGHTINGS  # one list of choices, checked when a config loads
 
 
 class Weighting(nn.Module):

@@ -1,4 +1,4 @@
-"""Usage: skelmtl train --config configs/tiny_mtl_3d.yaml [--resume] [--set optim.epochs=5]
+"""Usage: skelmtl train --config configs/bundled.yaml [--resume | --overwrite] [--set optim.epochs=5]
 
 Trains one model (multi-task, or single-task when the config names one task) on a
 composite of clip stores. On CPU, on CUDA with mixed precision, and across processes with
@@ -7,13 +7,24 @@ gloo on CPU, NCCL on CUDA).
 
 Writes to the run folder: ``last.pt`` (every epoch, for resuming), ``best.pt`` (best
 validation accuracy averaged over tasks), ``history.jsonl`` (one line per epoch),
-``config.yaml`` (the resolved config) and TensorBoard scalars under ``tb/``.
+``config.yaml`` (the resolved config) and TensorBoard scalars under ``tb/``. A folder that
+already holds a run is continued with ``--resume`` or started over with ``--overwrite``;
+without either, training refuses it rather than replace a checkpoint.
+
+A run stops at ``optim.epochs`` or earlier, when the validation score has not improved for
+``optim.patience`` epochs; a run that ends while still improving says so in the log and
+in its last history line (``still_improving``).
+
+``preprocess.joints`` left empty is filled in from the training clips: the mp75 joints
+that any task's data has (closed under the mirror map when mirroring is on). The model
+then sees exactly those joints at run time too (edge.preprocess masks the rest).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
@@ -32,10 +43,14 @@ import yaml
 from torch.utils.data import DataLoader
 
 from edge import __version__
+from edge.layout import MP75
 from edge.metadata import ModelMeta
 from trainer.checkpoint import read_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.data import Augmenter, ClipDataset, Composite, CompositeSampler, collate
+
+logger = logging.getLogger(__name__)
+RUN_FILES = ("last.pt", "best.pt", "history.jsonl")
 
 
 @dataclass
@@ -92,13 +107,114 @@ def setup_env(cfg: TrainConfig) -> Env:
 
 def build_model(cfg: TrainConfig, tasks: tuple[str, ...], labels: dict[str, tuple[str, ...]]
                 ) -> torch.nn.Module:
-    from trainer.models import create_model
+    from trainer.models import create_model, is_jcd
 
     m = cfg.model
-    return create_model(m.name, in_channels=cfg.preprocess.channels,
-                        tasks={t: len(labels[t]) for t in tasks}, sharing=m.sharing,
-                        task_head=m.task_head and len(tasks) > 1, dropout=m.dropout,
-                        **m.overrides)
+    extra: dict[str, Any] = {}
+    if is_jcd(m.name):  # the jcd family reads the joint stream and mask itself
+        pre = cfg.preprocess
+        if pre.streams[0] != "joint":
+            raise ConfigError(f"model {m.name!r} needs the 'joint' stream in preprocess.streams")
+        extra = {"dims": pre.dims, "with_mask": pre.with_mask, "joints": list(pre.joints)}
+    try:
+        return create_model(m.name, in_channels=cfg.preprocess.channels,
+                            tasks={t: len(labels[t]) for t in tasks}, sharing=m.sharing,
+                            task_head=m.task_head and len(tasks) > 1, dropout=m.dropout,
+                            **extra, **m.overrides)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def data_joints(cfg: TrainConfig, comp: Composite, indices: list[int]) -> tuple[int, ...]:
+    """The joints the model will use: ``preprocess.joints`` if set, else every joint any
+    task's training clips have, closed under the mirror map when mirroring is on."""
+    if cfg.preprocess.joints:
+        return cfg.preprocess.joints
+    joints = {j for js in comp.joints_by_task(indices).values() for j in js}
+    if cfg.augment.mirror > 0:
+        joints |= {MP75.mirror[j] for j in joints}
+    return tuple(sorted(joints))
+
+
+def still_improving(history: list[dict[str, Any]], patience: int) -> bool:
+    """Whether the best score came in the last ``max(1, patience // 4)`` epochs (or the
+    last tenth of a run without a stopping rule): the run had not reached its plateau."""
+    if not history:
+        return False
+    scores = [h["score"] for h in history]
+    best = int(np.argmax(scores))
+    tail = max(1, patience // 4) if patience else max(1, len(scores) // 10)
+    return best >= len(scores) - tail
+
+
+class _Plateau:
+    """Halve the learning rate after ``patience`` epochs without a lower training loss,
+    never below ``min_lr`` (DD-Net's recipe; it reads the training loss, which is smooth,
+    where the validation score of a few dozen clips is not)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, patience: int, min_lr: float,
+                 factor: float = 0.5) -> None:
+        self.opt, self.patience, self.min_lr, self.factor = opt, patience, min_lr, factor
+        self.best, self.bad = float("inf"), 0
+
+    def step_epoch(self, loss: float) -> None:
+        if loss < self.best * (1 - 1e-4):
+            self.best, self.bad = loss, 0
+            return
+        self.bad += 1
+        if self.bad > self.patience:
+            for g in self.opt.param_groups:
+                g["lr"] = max(self.min_lr, g["lr"] * self.factor)
+            self.bad = 0
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.opt.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad": self.bad,
+                "lr": [g["lr"] for g in self.opt.param_groups]}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.best, self.bad = d["best"], d["bad"]
+        for g, lr in zip(self.opt.param_groups, d["lr"]):
+            g["lr"] = lr
+
+
+class _Cosine:
+    """Per-step warm-up + cosine (:func:`lr_lambda`) behind the same interface."""
+
+    def __init__(self, opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> None:
+        self.sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
+
+    def step(self) -> None:
+        self.sched.step()
+
+    def step_epoch(self, loss: float) -> None:
+        return None
+
+    def get_last_lr(self) -> list[float]:
+        return list(self.sched.get_last_lr())
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.sched.state_dict())
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.sched.load_state_dict(d)
+
+
+def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a fresh run over another run's files unless told to.
+
+    Raises:
+        ConfigError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` was given,
+            or ``out`` is a file.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: the run folder is a file")
+    used = [n for n in RUN_FILES if (out / n).exists()]
+    if used and not (resume or overwrite):
+        raise ConfigError(f"{out}: already holds a run ({', '.join(used)}); pass --resume "
+                          f"to continue it or --overwrite to start over, or choose --out")
 
 
 def lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -158,12 +274,18 @@ def accuracy_per_task(res: dict[str, np.ndarray], tasks: tuple[str, ...]) -> dic
     return acc
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> RunResult:
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, log: Callable[[str], None] = logger.info) -> RunResult:
     """Train one model as ``cfg`` says; returns where the best checkpoint is.
 
     With ``resume``, continues from ``<out>/last.pt`` when it exists (the optimiser,
     scheduler, loss weighting and epoch counter included); a finished run is not redone.
+    With ``overwrite``, a folder holding another run is started over (its files are
+    replaced as the new run writes them). Without either, such a folder is refused.
+
+    Raises:
+        ConfigError: bad config, unusable data, a used run folder, or a run that could
+            not take a single optimiser step.
     """
     from trainer.losses import create_weighting, masked_task_losses
 
@@ -171,11 +293,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     env = setup_env(cfg)
     seed_everything(cfg.seed)
     out = cfg.out_dir
+    check_run_folder(out, resume=resume, overwrite=overwrite)
     comp = Composite(cfg.data, cfg.tasks)
     tasks, labels = comp.tasks, comp.labels
     split = comp.splits(cfg.seed)
     if not split["train"]:
         raise ConfigError(f"no training clips (split {cfg.data.train_split!r}) in the sources")
+    joints = data_joints(cfg, comp, split["train"])
+    if joints != cfg.preprocess.joints:
+        cfg = cfg.replace(**{"preprocess.joints": list(joints)})
     augment = Augmenter(cfg.augment, labels, tasks)
     train_ds = ClipDataset(comp, split["train"], cfg.preprocess, augment, seed=cfg.seed)
     val_ds = ClipDataset(comp, split["val"], cfg.preprocess)
@@ -186,6 +312,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     if per_rank < accum or cfg.optim.batch_size % env.world:
         raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} must split evenly over "
                           f"{env.world} processes and {accum} accumulation steps")
+    # A batch larger than the epoch would drop every sample (drop_last) and train nothing;
+    # shrink it to the epoch rather than write an untrained best.pt.
+    per_rank = min(per_rank, len(sampler))
+    if per_rank < 2:
+        raise ConfigError(f"{len(split['train'])} training clip(s) per process: too few for "
+                          f"one optimiser step with batch normalisation (need at least 2)")
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
                         drop_last=True)
 
@@ -197,9 +329,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
             find_unused_parameters=True)
     params = list(model.parameters()) + list(weighting.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    opt_cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     steps = max(1, len(loader))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps))
+    sched: _Plateau | _Cosine = (_Plateau(opt, cfg.optim.lr_patience, cfg.optim.min_lr)
+                                 if cfg.optim.schedule == "plateau" else _Cosine(opt, cfg, steps))
     scaler = torch.amp.GradScaler("cuda", enabled=env.amp)
 
     meta = ModelMeta(preprocess=cfg.preprocess, tasks=tasks, labels=labels, stride=cfg.stride,
@@ -232,15 +366,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             log(f"resuming {out} at epoch {start}/{cfg.optim.epochs}")
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
-        if start == 0:  # a fresh run in a used folder starts a fresh history
+        if start == 0:  # --overwrite (checked above): the new run's history starts empty
             (out / "history.jsonl").unlink(missing_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         log(f"{cfg.name}: tasks {list(tasks)}, {len(split['train'])} train / "
-            f"{len(split['val'])} val clips, {sum(p.numel() for p in model.parameters())} "
-            f"parameters, device {env.device}, world {env.world}")
+            f"{len(split['val'])} val clips, {len(joints)} joints, "
+            f"{sum(p.numel() for p in model.parameters())} parameters, device {env.device}, "
+            f"world {env.world}, mixed precision {'on' if env.amp else 'off'}")
     writer = _tensorboard(out / "tb") if env.main else None
+    stopped = _patience_exhausted(history, cfg.optim.patience)
+    n_steps = 0
 
     for epoch in range(start, cfg.optim.epochs):
+        if stopped:
+            break
         model.train()
         getattr(model, "on_epoch_start", lambda e, n: None)(epoch, cfg.optim.epochs)
         sampler.set_epoch(epoch)
@@ -285,18 +424,35 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             scaler.step(opt)
             scaler.update()
-            sched.step()
+            n_steps += 1
+            if isinstance(sched, _Cosine):
+                sched.step()
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(total):.3f}")
         if env.world > 1:
             sums, counts = _all_sum(sums, counts, tasks)
         epoch_losses = {k: sums[k] / counts[k] for k in sums if counts[k]}
+        if not n_steps:
+            raise ConfigError(f"{out}: epoch {epoch + 1} took no optimiser step "
+                              f"({len(split['train'])} training clips, batch {per_rank})")
         weighting.update_epoch(epoch_losses)
+        sched.step_epoch(float(np.mean(list(epoch_losses.values()))) if epoch_losses else 0.0)
         val = accuracy_per_task(predict(model, val_ds, tasks, env.device), tasks) if len(val_ds) else {}
         score = float(np.mean([val[k] for k in tasks if k in val])) if val else -float(epoch)
-        row = {"epoch": epoch, "loss": epoch_losses, "val": val, "score": score,
-               "weights": weighting.weights(), "lr": sched.get_last_lr()[0]}
+        row: dict[str, Any] = {"epoch": epoch, "loss": epoch_losses, "val": val, "score": score,
+                               "weights": weighting.weights(), "lr": sched.get_last_lr()[0]}
         history.append(row)
+        stopped = _patience_exhausted(history, cfg.optim.patience)
+        if epoch + 1 == cfg.optim.epochs and not stopped \
+                and still_improving(history, cfg.optim.patience):
+            row["still_improving"] = True
+            if env.main:
+                logger.warning("%s: the last epochs were still improving the validation score "
+                               "(best at epoch %d of %d); raise optim.epochs to reach the "
+                               "plateau", out, int(np.argmax([h["score"] for h in history])) + 1,
+                               len(history))
+        if stopped:
+            row["stopped"] = f"no better validation score for {cfg.optim.patience} epochs"
         if env.main:
             if writer is not None:
                 for k, v in epoch_losses.items():
@@ -325,9 +481,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         writer.close()
     if env.main and not (out / "best.pt").exists() and last.exists():
         raise ConfigError(f"{out}: run finished without a best checkpoint")
+    if env.main and stopped and history:
+        log(f"stopped at epoch {len(history)}: no better validation score for "
+            f"{cfg.optim.patience} epochs (best {best_val:.4f})")
     return RunResult(out_dir=out, best=out / "best.pt", best_val=best_val,
-                     epochs_run=cfg.optim.epochs - start, history=history,
+                     epochs_run=len(history) - start, history=history,
                      wall_s=time.perf_counter() - t0)
+
+
+def _patience_exhausted(history: list[dict[str, Any]], patience: int) -> bool:
+    """The stopping rule: ``patience`` epochs since the best validation score."""
+    if not patience or not history:
+        return False
+    scores = [h["score"] for h in history]
+    return len(scores) - 1 - int(np.argmax(scores)) >= patience
 
 
 def _all_sum(sums: dict[str, float], counts: dict[str, int], tasks: tuple[str, ...]
@@ -360,6 +527,8 @@ def _tensorboard(path: Path) -> Any:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML training config")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a folder that already holds a run")
     p.add_argument("--out", help="output folder (default runs/<name>)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. optim.epochs=5 model.sharing=soft")
@@ -376,12 +545,27 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], path: str) -> TrainConfig:
+    """``cfg`` with ``--set`` changes; an unknown key names the flag and the config file."""
+    try:
+        return cfg.replace(**overrides)
+    except (ConfigError, KeyError, TypeError) as e:
+        bad = ", ".join(f"{k}={overrides[k]!r}" for k in overrides)
+        msg = str(e).replace("<replace>", path) if isinstance(e, ConfigError) else \
+            f"no such key {e}"
+        raise ConfigError(f"--set {bad}: {msg}") from None
+
+
 def main(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if args.out:
         overrides["out"] = args.out
-    cfg = load_config(args.config, **overrides)
-    res = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    logger.setLevel(logging.INFO)  # the command shows its progress lines
+    cfg = apply_overrides(load_config(args.config), overrides, str(args.config))
+    res = train(cfg, resume=args.resume, overwrite=args.overwrite,
+                progress=not args.no_progress, log=logger.info)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"best validation accuracy {res.best_val:.4f}; checkpoint {res.best}")
     if dist.is_initialized():

@@ -1,4 +1,9 @@
-"""Model registry: graph-temporal (ST-GCN style) multi-task networks over the mp75 graph.
+"""Model registry: the multi-task networks, by name.
+
+Two families: ``stgcn_*`` (graph-temporal convolutions over the mp75 graph,
+:mod:`trainer.models.net`) and ``jcd_*`` (joint distances and two-scale motion through a
+temporal CNN, :mod:`trainer.models.jcd`; the project's default since it is the more
+accurate at edge cost, docs/accuracy.md).
 
 Usage::
 
@@ -10,12 +15,14 @@ Usage::
     same = create_model(**model.model_args)   # rebuilds the identical architecture
     count_flops(model, (1, 10, 32, 75))       # FLOPs (2 x multiply-accumulates) per window
 
-Registered backbones differ in width and depth only (see :data:`MODELS`); the sharing
-mode, tasks and input width are arguments. ``docs/sharing.md`` explains the sharing modes.
+Registered backbones of a family differ in width and depth only (:data:`MODELS`,
+:data:`JCD_MODELS`); the sharing mode, tasks and input width are arguments.
+``docs/sharing.md`` explains the sharing modes (the ``jcd`` family shares hard only).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +31,7 @@ import torch
 from torch import nn
 
 from trainer.models.blocks import GraphMatmul
+from trainer.models.jcd import MultiTaskJCD
 from trainer.models.net import SHARING, MultiTaskSTGCN
 
 
@@ -61,6 +69,32 @@ MODELS: dict[str, BackboneSpec] = {
                                temporal_kernel=9, partitions="spatial"),
 }
 
+
+
+@dataclass(frozen=True)
+class JCDSpec:
+    """Width knob of a registered ``jcd`` network (:class:`MultiTaskJCD`).
+
+    Attributes:
+        filters: embedding width f; the trunk is 2f, 4f, 8f wide.
+        head_width: hidden width of each task head.
+        feature_dropout: channel dropout in the embeddings and the trunk.
+    """
+
+    filters: int
+    head_width: int = 128
+    feature_dropout: float = 0.1
+
+
+JCD_MODELS: dict[str, JCDSpec] = {
+    "jcd_tiny": JCDSpec(filters=16),
+    "jcd_small": JCDSpec(filters=32),
+    "jcd_base": JCDSpec(filters=64),
+}
+# What a jcd network needs to know about its input (the trainer passes these from the
+# preprocessing config; they are stored in model_args like every other argument).
+_JCD_INPUT_ARGS = {"dims": 2, "joints": (), "with_mask": True}
+
 # Sharing-specific arguments of MultiTaskSTGCN and their defaults (stored in model_args).
 _SOFT_ARGS = {"stitch_init": 0.9}
 _LEARNED_ARGS = {"share_cost": 0.01, "tau_start": 2.0, "tau_end": 0.2, "search_frac": 0.7,
@@ -69,12 +103,17 @@ _LEARNED_ARGS = {"share_cost": 0.01, "tau_start": 2.0, "tau_end": 0.2, "search_f
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(MODELS)
+    return sorted([*MODELS, *JCD_MODELS])
+
+
+def is_jcd(name: str) -> bool:
+    """Whether ``name`` is a model of the ``jcd`` family (it takes dims/joints/with_mask)."""
+    return name in JCD_MODELS
 
 
 def create_model(name: str, *, in_channels: int, tasks: dict[str, int], num_joints: int = 75,
                  sharing: str = "hard", task_head: bool = True, dropout: float = 0.0,
-                 **overrides: Any) -> MultiTaskSTGCN:
+                 **overrides: Any) -> nn.Module:
     """Build a registered network.
 
     Args:
@@ -96,6 +135,9 @@ def create_model(name: str, *, in_channels: int, tasks: dict[str, int], num_join
     Raises:
         KeyError: unknown model name. ValueError: bad sharing, override or task set.
     """
+    if name in JCD_MODELS:
+        return _create_jcd(name, in_channels=in_channels, tasks=tasks, num_joints=num_joints,
+                           sharing=sharing, task_head=task_head, dropout=dropout, **overrides)
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
     if sharing not in SHARING:
@@ -125,6 +167,26 @@ def create_model(name: str, *, in_channels: int, tasks: dict[str, int], num_join
     return model
 
 
+def _create_jcd(name: str, *, in_channels: int, tasks: dict[str, int], num_joints: int,
+                sharing: str, task_head: bool, dropout: float, **overrides: Any) -> MultiTaskJCD:
+    if sharing != "hard":
+        raise ValueError(f"model {name!r} shares its trunk hard only (sharing 'hard'), "
+                         f"got {sharing!r}")
+    spec: dict[str, Any] = {**asdict(JCD_MODELS[name]), **_JCD_INPUT_ARGS}
+    unknown = sorted(set(overrides) - set(spec))
+    if unknown:
+        raise ValueError(f"unknown model overrides {unknown}; allowed: {sorted(spec)}")
+    spec.update(overrides)
+    spec["joints"] = sorted(int(j) for j in spec["joints"])
+    tasks = {str(t): int(k) for t, k in tasks.items()}
+    model = MultiTaskJCD(tasks=tasks, in_channels=int(in_channels), num_joints=int(num_joints),
+                         task_head=task_head, dropout=float(dropout), **spec)
+    model.model_args = {"name": name, "in_channels": int(in_channels), "tasks": tasks,
+                        "num_joints": int(num_joints), "sharing": sharing,
+                        "task_head": model.has_task_head, "dropout": float(dropout), **spec}
+    return model
+
+
 def count_macs(model: nn.Module, input_shape: Sequence[int],
                tasks: Sequence[str] | None = None) -> int:
     """Multiply-accumulates of one forward pass (eval mode) on a zero input.
@@ -134,10 +196,9 @@ def count_macs(model: nn.Module, input_shape: Sequence[int],
     """
     total = 0
 
-    def conv(m: nn.Conv2d, _: Any, out: torch.Tensor) -> None:
+    def conv(m: nn.Conv2d | nn.Conv1d, _: Any, out: torch.Tensor) -> None:
         nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+        total += out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
 
     def linear(m: nn.Linear, _: Any, out: torch.Tensor) -> None:
         nonlocal total
@@ -149,7 +210,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int],
 
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.Conv1d)):
             hooks.append(m.register_forward_hook(conv))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear))
@@ -181,5 +242,6 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "SHARING", "BackboneSpec", "MultiTaskSTGCN", "count_flops", "count_macs",
-           "count_params", "create_model", "list_models"]
+__all__ = ["JCD_MODELS", "MODELS", "SHARING", "BackboneSpec", "JCDSpec", "MultiTaskJCD",
+           "MultiTaskSTGCN", "count_flops", "count_macs", "count_params", "create_model",
+           "is_jcd", "list_models"]

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from edge.metadata import TASK_OUTPUT, logits_name
+from trainer.config import SHARING_MODES
 from trainer.models.blocks import DataNorm, STBlock, global_pool
 from trainer.models.graph import partitioned_adjacency
 
-SHARING = ("hard", "soft", "learned")
+SHARING = SHARING_MODES  # one list of choices, checked when a config loads
 
 
 class MultiTaskSTGCN(nn.Module):

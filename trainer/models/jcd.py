@@ -1,0 +1,193 @@
+"""Distance-and-motion networks (the ``jcd_*`` family): small, fast, and accurate on the
+sparse skeletons our datasets fill.
+
+Why this family exists (docs/accuracy.md has the evidence): the ST-GCN family convolves
+over the 75-joint mp75 graph while JHMDB, MSR Action3D and F-PHAB fill 13 to 21 of its
+joints, and it sees positions relative to the shoulders only. A network that reads the
+pairwise distances between the joints a task really has (translation and rotation
+invariant) and their motion at two time scales, then convolves over time only, learns
+from a few hundred clips what the graph network does not; the recipe is the one DD-Net
+(Yang et al. 2019, arXiv:1907.09658) describes, written here for the mp75 input contract
+and for several task heads on one trunk.
+
+Input: the preprocessed window ``x (N, C', T, V)`` of :func:`edge.preprocess.preprocess`,
+whose first ``dims`` channels are the ``joint`` stream and, with ``with_mask``, whose last
+channel is the presence mask. Everything below is computed inside the graph from those
+channels, so ONNX Runtime, TensorRT and PyTorch see the same features; the ops are
+Gather, Sub, Mul, ReduceSum, Sqrt, Pad, Conv, MaxPool, Gemm (TensorRT 8.5's parser takes
+all of them).
+
+Features, for the ``joints`` J the model uses (recorded from the training data):
+    * ``jcd`` ``(N, J(J-1)/2, T)``: Euclidean distance of every joint pair, zero where
+      either joint is missing;
+    * ``slow`` ``(N, J*D, T)``: ``x[t+1] - x[t]`` (zero where either frame misses it,
+      zero-padded at the end);
+    * ``fast`` ``(N, J*D, T/2)``: ``x[t+2] - x[t]`` every second frame.
+Each is embedded by 1-D convolutions over time (kernel 1, 3, 1), the three are joined at
+T/2 frames and a temporal trunk (two stages that halve time, one that does not) ends in a
+global max pool. Every task has its own two-layer head; the task head reads the pooled
+trunk. Only hard sharing exists for this family: its trunk is small enough that a second
+one is the single-task baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge.metadata import TASK_OUTPUT, logits_name
+
+
+def _conv(cin: int, cout: int, k: int) -> nn.Sequential:
+    """Conv1d ('same' padding) + BatchNorm + ReLU; ReLU (not DD-Net's LeakyReLU) because
+    Conv+ReLU fuses into one INT8 kernel in ONNX Runtime and TensorRT."""
+    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2, bias=False),
+                         nn.BatchNorm1d(cout), nn.ReLU(inplace=True))
+
+
+def _embed(cin: int, f: int, drop: float) -> nn.Sequential:
+    """Per-frame embedding ``(N, cin, T) -> (N, f, T)``: kernels 1, 3, 1."""
+    return nn.Sequential(_conv(cin, 2 * f, 1), nn.Dropout1d(drop),
+                         _conv(2 * f, f, 3), nn.Dropout1d(drop),
+                         _conv(f, f, 1), nn.Dropout1d(drop))
+
+
+class MultiTaskJCD(nn.Module):
+    """Joint-distance + two-scale-motion temporal CNN with one head per task.
+
+    Args:
+        tasks: task name -> number of classes, in head order.
+        in_channels: C' of the input windows.
+        dims: D, the coordinates of the joint stream (its first ``dims`` channels).
+        joints: the mp75 joints used (sorted; empty = all ``num_joints``).
+        with_mask: whether the last input channel is the presence mask.
+        num_joints: V of the input.
+        filters: f, the embedding width; the trunk is 2f, 4f, 8f wide.
+        head_width: width of the two hidden layers of each task head.
+        task_head: add the task head (more than one task only).
+        dropout: dropout of the head's hidden layers.
+        feature_dropout: channel dropout inside the embeddings and the trunk.
+    """
+
+    def __init__(self, *, tasks: dict[str, int], in_channels: int, dims: int,
+                 joints: Sequence[int] = (), with_mask: bool = True, num_joints: int = 75,
+                 filters: int = 32, head_width: int = 128, task_head: bool = True,
+                 dropout: float = 0.5, feature_dropout: float = 0.1) -> None:
+        super().__init__()
+        if not tasks:
+            raise ValueError("a model needs at least one task")
+        joints = sorted(int(j) for j in joints) or list(range(num_joints))
+        if len(set(joints)) != len(joints) or joints[0] < 0 or joints[-1] >= num_joints \
+                or len(joints) < 2:
+            raise ValueError(f"joints must be >= 2 distinct indices in [0, {num_joints})")
+        if dims < 1 or in_channels < dims + int(with_mask):
+            raise ValueError(f"in_channels {in_channels} cannot hold {dims} joint channels"
+                             + (" and the mask" if with_mask else ""))
+        self.task_names = tuple(tasks)
+        self.dims, self.with_mask = int(dims), bool(with_mask)
+        j = len(joints)
+        iu = torch.triu_indices(j, j, 1)
+        # Constant index tensors: exported as Gather initializers, not recomputed.
+        self.register_buffer("joint_idx", torch.tensor(joints, dtype=torch.long), persistent=False)
+        self.register_buffer("pair_a", iu[0].clone(), persistent=False)
+        self.register_buffer("pair_b", iu[1].clone(), persistent=False)
+        f, fd = int(filters), float(feature_dropout)
+        self.emb_jcd = _embed(int(iu.shape[1]), f, fd)
+        self.emb_slow = _embed(j * self.dims, f, fd)
+        self.emb_fast = _embed(j * self.dims, f, fd)
+        self.trunk = nn.Sequential(
+            _conv(3 * f, 2 * f, 3), _conv(2 * f, 2 * f, 3), nn.MaxPool1d(2), nn.Dropout1d(fd),
+            _conv(2 * f, 4 * f, 3), _conv(4 * f, 4 * f, 3), nn.MaxPool1d(2), nn.Dropout1d(fd),
+            _conv(4 * f, 8 * f, 3), _conv(8 * f, 8 * f, 3), nn.Dropout1d(fd))
+        width = 8 * f
+
+        def head(k: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(width, head_width), nn.BatchNorm1d(head_width), nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(head_width, head_width), nn.BatchNorm1d(head_width),
+                nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(head_width, int(k)))
+        self.heads = nn.ModuleList(head(k) for k in tasks.values())
+        self.task_head = nn.Linear(width, len(tasks)) if task_head and len(tasks) > 1 else None
+        self.has_task_head = self.task_head is not None
+        self.model_args: dict[str, Any] = {}  # filled in by create_model
+
+    # The trainer's hooks (the ST-GCN family uses them for learned sharing).
+    def regularization(self) -> torch.Tensor:
+        return torch.zeros((), device=self.joint_idx.device)
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        return None
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x (N, C', T, V)`` -> jcd ``(N, P, T)``, slow ``(N, J*D, T)``, fast ``(N, J*D, T/2)``."""
+        n, _, t, _ = x.shape
+        pos = x[:, : self.dims].index_select(3, self.joint_idx)          # (N, D, T, J)
+        if self.with_mask:
+            m = x[:, -1:].index_select(3, self.joint_idx)                 # (N, 1, T, J)
+        else:
+            m = torch.ones_like(pos[:, :1])
+        diff = pos.index_select(3, self.pair_a) - pos.index_select(3, self.pair_b)
+        both = m.index_select(3, self.pair_a) * m.index_select(3, self.pair_b)
+        # +1e-6 keeps the gradient of sqrt finite where two joints coincide (or are masked).
+        jcd = torch.sqrt((diff * diff).sum(1, keepdim=True) + 1e-6) * both  # (N, 1, T, P)
+        jcd = jcd.squeeze(1).transpose(1, 2)                               # (N, P, T)
+        flat = pos.permute(0, 1, 3, 2).reshape(n, -1, t)                   # (N, D*J, T)
+        mflat = m.permute(0, 1, 3, 2).reshape(n, -1, t).repeat(1, self.dims, 1)
+        slow = (flat[:, :, 1:] - flat[:, :, :-1]) * (mflat[:, :, 1:] * mflat[:, :, :-1])
+        slow = F.pad(slow, (0, 1))
+        fast = (flat[:, :, 2::2] - flat[:, :, :-2:2]) * (mflat[:, :, 2::2] * mflat[:, :, :-2:2])
+        fast = F.pad(fast, (0, t // 2 - fast.shape[2]))
+        return jcd, slow, fast
+
+    def forward(self, x: torch.Tensor, tasks: Sequence[str] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Logits of the requested heads (see ``MultiTaskSTGCN.forward``).
+
+        Args:
+            x: ``(N, C', T, V)`` preprocessed windows, T even and >= 4.
+            tasks: None = every head and the task head; else task names, plus
+                ``"task_logits"`` for the task head.
+
+        Returns:
+            ``logits_<task>`` ``(N, K_task)`` in task order, then ``task_logits``
+            ``(N, n_tasks)`` when requested and present.
+        """
+        want, want_task = self._requested(tasks)
+        if not torch.jit.is_tracing() and (x.shape[2] % 2 or x.shape[2] < 4):
+            raise ValueError(f"{type(self).__name__} needs an even window of >= 4 frames, "
+                             f"got {x.shape[2]}")
+        jcd, slow, fast = self.features(x)
+        h = torch.cat([F.max_pool1d(self.emb_jcd(jcd), 2),
+                       F.max_pool1d(self.emb_slow(slow), 2),
+                       self.emb_fast(fast)], dim=1)                        # (N, 3f, T/2)
+        pooled = self.trunk(h).amax(dim=2)                                 # (N, 8f)
+        out = {logits_name(self.task_names[k]): self.heads[k](pooled) for k in want}
+        if want_task and self.task_head is not None:
+            out[TASK_OUTPUT] = self.task_head(pooled)
+        return out
+
+    def _requested(self, tasks: Sequence[str] | None) -> tuple[list[int], bool]:
+        if tasks is None:
+            return list(range(len(self.task_names))), self.task_head is not None
+        if isinstance(tasks, str):
+            tasks = [tasks]
+        unknown = [t for t in tasks if t not in self.task_names and t != TASK_OUTPUT]
+        if unknown:
+            raise KeyError(f"unknown tasks {unknown}; this model has {list(self.task_names)}"
+                           + (f" and {TASK_OUTPUT!r}" if self.task_head is not None else ""))
+        if TASK_OUTPUT in tasks and self.task_head is None:
+            raise KeyError(f"this model has no task head ({TASK_OUTPUT!r})")
+        return [k for k, t in enumerate(self.task_names) if t in tasks], TASK_OUTPUT in tasks
+
+    def subset(self, tasks: Sequence[str]) -> nn.Module:
+        """A module computing only ``tasks`` (for one graph per task at export)."""
+        from trainer.models.net import TaskSubset
+
+        self._requested(tasks)
+        return TaskSubset(self, tasks)  # type: ignore[arg-type]
