@@ -57,6 +57,23 @@ from edge.recording import Recording, save_recording
 
 Mode = Literal["video", "image"]
 
+# The coordinate frame of a frame's joints, so that nothing downstream (the overlay) has
+# to guess it from the values: MediaPipe's x, y normalised to the image ("image"; joints
+# it guesses outside the picture lie outside [0, 1]), pixels of the analysed image
+# ("pixels"), or metres in a camera frame, x right, y down, z away ("metres", e.g. Kinect).
+COORDS_IMAGE = "image"
+COORDS_PIXELS = "pixels"
+COORDS_METRES = "metres"
+COORDS = (COORDS_IMAGE, COORDS_PIXELS, COORDS_METRES)
+
+
+def check_coords(coords: object, source: str = "landmarks") -> str:
+    """``coords`` if it names a coordinate frame of :data:`COORDS`; else LandmarkerError."""
+    if coords not in COORDS:
+        raise LandmarkerError(f"{source}: unknown coordinate frame {coords!r}; use one of "
+                              f"{list(COORDS)}")
+    return str(coords)
+
 
 class LandmarkerError(SkelmtlError, RuntimeError):
     """MediaPipe missing, a model that does not load, or input it cannot take."""
@@ -76,6 +93,8 @@ class LandmarkFrame:
             hand joints, 0 where masked.
         index: frame number in its source (-1 unknown).
         hands_swapped: hands whose MediaPipe label was overridden by the pose check.
+        coords: the coordinate frame of ``joints`` (:data:`COORDS`): ``image`` (MediaPipe,
+            normalised to the image), ``pixels`` (of ``image_size``) or ``metres``.
     """
 
     t: float
@@ -85,6 +104,7 @@ class LandmarkFrame:
     visibility: np.ndarray = field(default_factory=lambda: np.zeros(NUM_JOINTS, np.float32))
     index: int = -1
     hands_swapped: int = 0
+    coords: str = COORDS_IMAGE
 
     @classmethod
     def empty(cls, t: float, image_size: tuple[int, int] = (0, 0), index: int = -1
@@ -429,23 +449,33 @@ def stack_frames(frames: Sequence[LandmarkFrame]) -> tuple[np.ndarray, np.ndarra
 
 def to_recording(frames: Sequence[LandmarkFrame], meta: dict[str, Any] | None = None
                  ) -> Recording:
-    """A :class:`edge.recording.Recording` of the frames (image size kept in meta)."""
+    """A :class:`edge.recording.Recording` of the frames (image size and coordinate frame
+    kept in meta)."""
     joints, mask, ts = stack_frames(frames)
     meta = dict(meta or {})
     if frames and "image_size" not in meta:
         meta["image_size"] = list(frames[0].image_size)
+    if frames and "coords" not in meta:
+        meta["coords"] = frames[0].coords
     return Recording(frames=joints, mask=mask, timestamps_ms=ts, meta=meta)
+
+
+def recording_coords(rec: Recording, source: str = "recording") -> str:
+    """The coordinate frame a recording's meta names (``coords``); MediaPipe's ``image``
+    when it names none (what ``extract`` and ``demo --make-clips`` record)."""
+    return check_coords(rec.meta.get("coords", COORDS_IMAGE), source)
 
 
 def from_recording(rec: Recording, t_offset: float = 0.0) -> Iterator[LandmarkFrame]:
     """The frames of a recording, ``t`` in seconds shifted by ``t_offset``."""
     size = rec.meta.get("image_size") or (0, 0)
     size_t = (int(size[0]), int(size[1]))
+    coords = recording_coords(rec)
     for i in range(len(rec)):
         m = rec.mask[i]
         yield LandmarkFrame(t=float(rec.timestamps_ms[i]) / 1000.0 + t_offset,
                             joints=np.where(m[:, None], rec.frames[i], 0.0).astype(np.float32),
-                            mask=m.copy(), image_size=size_t, index=i)
+                            mask=m.copy(), image_size=size_t, index=i, coords=coords)
 
 
 class RecordingWriter:

@@ -4,9 +4,16 @@ Usage: skelmtl run --model M --source clip.mp4 --overlay out.mp4
 
 A picture a person can check: for each frame the mp75 skeleton (body white, the
 subject's left hand blue, right hand orange) is drawn on the source image (enlarged to
-480 pixels high when smaller), or on a grey canvas when the source is a landmark replay; a panel shows the presence state, the
-routed task (and why it was chosen), the smoothed top-3 labels of the last window with
-bars, the active label after hysteresis, and the drop count.
+480 pixels high when smaller), or on a grey canvas when the source is a landmark replay;
+a panel shows the presence state, the routed task (and why it was chosen), the smoothed
+top-3 labels of the last window with bars, the active label after hysteresis, and the
+drop count.
+
+Joints are drawn where they are, in the coordinate frame the frame says it has
+(``LandmarkFrame.coords``), never guessed from the values: normalised image coordinates
+scale by the picture (joints MediaPipe places below the picture stay below it), pixels
+scale from the analysed image's size, and metres are projected through a nominal camera
+at the origin (:func:`to_pixels`).
 
 Frames are RGB internally (as the sources give them); the writer converts to BGR for
 OpenCV and writes the file atomically (temporary name, then rename on close).
@@ -21,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import SkelmtlError
+from edge.landmarks import COORDS_IMAGE, COORDS_PIXELS, check_coords
 from edge.layout import MP75, N_HAND, N_POSE
 
 DEFAULT_SIZE = (640, 480)
@@ -31,6 +39,11 @@ _RIGHT = (255, 150, 40)
 _ACTIVE = (60, 220, 90)
 _DIM = (170, 170, 170)
 _PANEL_W = 300
+# Metric joints are drawn through a pinhole camera at the origin looking along +z with
+# this horizontal field of view (the Kinect v1/v2 depth cameras see 57-70 degrees);
+# without depth, orthographically with this many metres across the picture's height.
+METRES_FOV_DEG = 60.0
+METRES_VIEW_HEIGHT = 2.5
 
 
 class OverlayError(SkelmtlError, OSError):
@@ -44,35 +57,60 @@ def _colour(i: int, j: int) -> tuple[int, int, int]:
     return _LEFT if k < N_POSE + N_HAND else _RIGHT
 
 
-def to_pixels(joints: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(75, 2)`` pixel positions for ``(75, C)`` joints on an image of ``size`` (w, h).
+def to_pixels(joints: np.ndarray, mask: np.ndarray, size: tuple[int, int],
+              coords: str = COORDS_IMAGE, image_size: tuple[int, int] = (0, 0)
+              ) -> np.ndarray:
+    """``(75, 2)`` pixel positions of ``(75, C)`` joints on a picture of ``size`` (w, h).
 
-    Joints in MediaPipe's normalised image coordinates (the usual case) scale by the image
-    size; anything else (metres, pixels of another image) is fitted into the frame.
+    Args:
+        joints: the joints, in the coordinate frame ``coords``.
+        mask: ``(75,)`` presence.
+        size: the picture drawn on, (width, height) in pixels.
+        coords: ``image`` (normalised to the image: scaled by ``size``, joints outside
+            [0, 1] land outside the picture), ``pixels`` (of ``image_size``, rescaled to
+            ``size``; taken as they are when ``image_size`` is unknown) or ``metres``
+            (camera frame, x right, y down, z away: projected through a pinhole camera of
+            :data:`METRES_FOV_DEG` at the origin; without depth, orthographic with
+            :data:`METRES_VIEW_HEIGHT` metres across the height, the origin in the centre).
+        image_size: the analysed image's (width, height) for ``pixels``.
+
+    Raises:
+        edge.landmarks.LandmarkerError: an unknown coordinate frame.
     """
+    coords = check_coords(coords, "overlay")
     w, h = size
-    xy = np.asarray(joints, np.float64)[:, :2]
-    m = np.asarray(mask, bool) & np.isfinite(xy).all(axis=1)
-    if not m.any():
-        return np.zeros((len(xy), 2))
-    pts = xy[m]
-    inside = ((pts >= 0) & (pts <= 1)).all(axis=1).mean()
-    # MediaPipe places joints it guesses outside the image (legs below the frame) beyond
-    # [0, 1]: still normalised when most joints are inside and none is far out.
-    if pts.min() >= -1.0 and pts.max() <= 2.0 and inside >= 0.5:
+    j = np.asarray(joints, np.float64)
+    xy = j[:, :2]
+    if coords == COORDS_IMAGE:
         return xy * (w, h)
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    scale = 0.8 * min(w / max(hi[0] - lo[0], 1e-9), h / max(hi[1] - lo[1], 1e-9))
-    return (xy - (lo + hi) / 2) * scale + (w / 2, h / 2)
+    if coords == COORDS_PIXELS:
+        iw, ih = image_size
+        return xy * (w / iw, h / ih) if iw > 0 and ih > 0 else xy.copy()
+    # What remains is COORDS_METRES (check_coords refused anything else).
+    m = np.asarray(mask, bool) & np.isfinite(j).all(axis=1)
+    z = j[:, 2] if j.shape[1] >= 3 else np.zeros(len(j))
+    if m.any() and (z[m] > 0.1).all():
+        f = (w / 2) / np.tan(np.radians(METRES_FOV_DEG) / 2)
+        zz = np.where(z > 0.1, z, 1.0)
+        return xy * f / zz[:, None] + (w / 2, h / 2)
+    return xy * (h / METRES_VIEW_HEIGHT) + (w / 2, h / 2)
 
 
-def draw_skeleton(image: np.ndarray, joints: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Draw the mp75 skeleton on an ``(H, W, 3)`` uint8 RGB image (in place; returned)."""
+def draw_skeleton(image: np.ndarray, joints: np.ndarray, mask: np.ndarray,
+                  coords: str = COORDS_IMAGE, image_size: tuple[int, int] = (0, 0)
+                  ) -> np.ndarray:
+    """Draw the mp75 skeleton on an ``(H, W, 3)`` uint8 RGB image (in place; returned).
+
+    ``coords`` and ``image_size`` say where the joints are (see :func:`to_pixels`); parts
+    outside the picture are clipped by the drawing, not moved into it.
+    """
     import cv2
 
     h, w = image.shape[:2]
-    px = to_pixels(joints, mask, (w, h))
-    m = np.asarray(mask, bool) & np.isfinite(px).all(axis=1)
+    px = to_pixels(joints, mask, (w, h), coords, image_size)
+    # Far-off joints (a bad detection) would overflow OpenCV's int coordinates.
+    m = (np.asarray(mask, bool) & np.isfinite(px).all(axis=1)
+         & (np.abs(px) < 1e6).all(axis=1))
     thick = max(1, round(min(w, h) / 240))
     for i, j in MP75.edges:
         if m[i] and m[j]:
@@ -143,7 +181,10 @@ def render(step: Any, labels: dict[str, tuple[str, ...]],
         w, h = frame_size if frame_size[0] > 0 and frame_size[1] > 0 else size
         img = np.full((int(h), int(w), 3), 48, np.uint8)
     if step.frame is not None:
-        draw_skeleton(img, np.asarray(step.frame.joints), np.asarray(step.frame.mask))
+        frame = step.frame
+        size = tuple(getattr(frame, "image_size", (0, 0)) or (0, 0))
+        draw_skeleton(img, np.asarray(frame.joints), np.asarray(frame.mask),
+                      getattr(frame, "coords", COORDS_IMAGE), (int(size[0]), int(size[1])))
     return draw_panel(img, step, labels)
 
 

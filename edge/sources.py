@@ -16,6 +16,12 @@ any other file                           :class:`CaptureSource` on a video file
 
 Iterating a source yields :class:`VideoFrame` (RGB images), or
 :class:`edge.landmarks.LandmarkFrame` for a replay (``source.landmarks`` is True).
+Every source says which coordinate frame its landmarks come in (``source.coords``, one
+of :data:`edge.landmarks.COORDS`): ``image`` for images (MediaPipe normalises to them),
+the recording's own for a replay, so the overlay never guesses it from the values.
+
+A clip store (a folder with the store's ``meta.json``) is training data, not a source:
+``open_source`` says so and what to use instead.
 
 Bad input does not crash the loop: a video that stops before its declared length, or a
 camera or stream that stops delivering frames, simply ends the iteration and sets
@@ -43,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import SkelmtlError
-from edge.landmarks import LandmarkFrame, from_recording
+from edge.landmarks import COORDS_IMAGE, LandmarkFrame, from_recording, recording_coords
 from edge.recording import SUFFIX as RECORDING_SUFFIX
 from edge.recording import load_recording
 
@@ -91,11 +97,14 @@ class Source:
         end_reason: why iteration stopped (None while running).
         skipped: frames or files that could not be decoded and were skipped.
         last_decode_ms / decode_ms_total: decoding time of the last frame / all frames.
+        coords: the coordinate frame of this source's landmarks
+            (:data:`edge.landmarks.COORDS`); ``image`` for sources of images.
     """
 
     kind = "source"
     live = False
     landmarks = False
+    coords = COORDS_IMAGE
 
     def __init__(self, name: str, fps: float = 0.0) -> None:
         self.name = name
@@ -308,6 +317,8 @@ class ReplaySource(Source):
         name = str(self.paths[0]) if len(self.paths) == 1 else f"{len(self.paths)} recordings"
         super().__init__(name, fps)
         self.current: Path | None = None
+        # The first recording's frame until one is read; each frame carries its own.
+        self.coords = recording_coords(load_recording(self.paths[0]), str(self.paths[0]))
 
     def __iter__(self) -> Iterator[LandmarkFrame]:
         offset = 0.0
@@ -316,6 +327,7 @@ class ReplaySource(Source):
             t0 = time.perf_counter()
             rec = load_recording(path)
             self.current = path
+            self.coords = recording_coords(rec, str(path))
             self.decode_ms_total += (time.perf_counter() - t0) * 1e3
             if not self.fps and rec.meta.get("fps"):
                 self.fps = float(rec.meta["fps"])
@@ -328,11 +340,16 @@ class ReplaySource(Source):
                 last = f.t
                 self.frames_read += 1
                 yield LandmarkFrame(t=f.t, joints=f.joints, mask=f.mask,
-                                    image_size=f.image_size, index=index)
+                                    image_size=f.image_size, index=index, coords=f.coords)
                 index += 1
             step = 1.0 / self.fps if self.fps else 1.0 / 30.0
             offset = last + step
         self.end_reason = f"{self.name}: replayed {self.frames_read} frames"
+
+
+def _is_clip_store(path: Path) -> bool:
+    """Whether ``path`` looks like a clip store (its ``meta.json`` and ``frames.npy``)."""
+    return (path / "meta.json").is_file() and (path / "frames.npy").is_file()
 
 
 def _natural_key(p: Path) -> list[Any]:
@@ -385,6 +402,11 @@ def open_source(spec: str | int | os.PathLike[str], *, fps: float | None = None,
     path = Path(text).expanduser()
     if text.endswith(RECORDING_SUFFIX):
         return ReplaySource([path], fps or 0.0)
+    if path.is_dir() and _is_clip_store(path):
+        raise SourceError(f"{path}: a clip store (training data), not a source; score a model "
+                          f"on it with 'skelmtl eval MODEL --data {path}', or stream "
+                          "landmark recordings (*.landmarks.npz, from 'skelmtl extract "
+                          "--save-landmarks'), a video, images or a camera")
     if path.is_dir():
         recs = sorted(path.glob(f"*{RECORDING_SUFFIX}"), key=_natural_key)
         if recs:

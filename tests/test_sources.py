@@ -319,3 +319,48 @@ def test_camera_device_path_is_a_camera() -> None:
     src = open_source("/dev/video7", capture_factory=lambda *a: seen.append(a) or FakeCapture(
         [bgr(0)]))
     assert seen == [("/dev/video7",)] and src.kind == "camera"
+
+
+def test_sources_carry_their_coordinate_frame(tmp_path: Path) -> None:
+    from edge.landmarks import COORDS_IMAGE, COORDS_METRES, LandmarkerError
+
+    with RecordingWriter(tmp_path / "mp.landmarks.npz", {"fps": 10.0}) as w:
+        w.add(_frame(0.0, 1.0))
+    kinect = tmp_path / "kinect"
+    kinect.mkdir()
+    with RecordingWriter(kinect / "k.landmarks.npz", {"fps": 30.0, "coords": "metres"}) as w:
+        w.add(LandmarkFrame(t=0.0, joints=np.full((NUM_JOINTS, 3), 2.0, np.float32),
+                            mask=np.ones(NUM_JOINTS, bool), coords=COORDS_METRES))
+    mp = open_source(tmp_path / "mp.landmarks.npz")
+    assert mp.coords == COORDS_IMAGE and next(iter(mp)).coords == COORDS_IMAGE
+    k = open_source(kinect)
+    assert k.coords == COORDS_METRES and [f.coords for f in k] == [COORDS_METRES]
+    # A frame's own coords are what a recording of it records.
+    lf = LandmarkFrame(t=0.0, joints=np.zeros((NUM_JOINTS, 3), np.float32),
+                       mask=np.zeros(NUM_JOINTS, bool), coords="pixels")
+    with RecordingWriter(tmp_path / "px.landmarks.npz") as w:
+        w.add(lf)
+    assert [f.coords for f in open_source(tmp_path / "px.landmarks.npz")] == ["pixels"]
+    with RecordingWriter(tmp_path / "bad.landmarks.npz", {"coords": "feet"}) as w:
+        w.add(lf)
+    with pytest.raises(LandmarkerError, match=r"bad\.landmarks\.npz: unknown coordinate "
+                                              r"frame 'feet'"):
+        open_source(tmp_path / "bad.landmarks.npz")
+
+
+def test_image_folder_landmarks_are_normalised_to_the_image(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    assert open_source(tmp_path).coords == "image"
+
+
+def test_a_clip_store_is_not_a_source(tmp_path: Path) -> None:
+    from .synth import make_store
+
+    store = make_store(tmp_path / "my.store", n_per_class=1, t=4)
+    with pytest.raises(SourceError) as e:
+        open_source(store)
+    assert str(e.value) == (
+        f"{store}: a clip store (training data), not a source; score a model on it with "
+        f"'skelmtl eval MODEL --data {store}', or stream landmark recordings "
+        "(*.landmarks.npz, from 'skelmtl extract --save-landmarks'), a video, images or a "
+        "camera")
