@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.train", "train a model from a YAML config"),
     "eval": ("trainer.evaluate", "evaluate a checkpoint on a clip store"),
     "experiment": ("trainer.experiment", "run the MTL-vs-STL experiment (resumable)"),
+    "accuracy": ("trainer.accuracy", "the accuracy table: our models vs the peer (resumable)"),
     "export": ("trainer.export", "checkpoint -> ONNX with metadata"),
     "calibrate": ("calibration.quantize", "ONNX -> INT8 Q/DQ ONNX from real clips"),
     "build-engine": ("calibration.engine", "Q/DQ ONNX -> TensorRT engine (on the Jetson)"),

@@ -81,6 +81,8 @@ class Layout:
         parts: name -> (start, stop) joint range, e.g. ``"left_hand": (33, 54)``.
         center: joints whose midpoint is the body centre (the shoulders: they are present
             in every body source and in upper-body camera shots, unlike the hips).
+        hips: the two hip joints; with the centre they give the torso length that the
+            preprocessing's ``torso`` scale uses when a body turns sideways.
     """
 
     name: str
@@ -90,6 +92,7 @@ class Layout:
     mirror: tuple[int, ...]
     parts: dict[str, tuple[int, int]] = field(hash=False)
     center: tuple[int, ...]
+    hips: tuple[int, ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -163,6 +166,7 @@ def _build_mp75() -> Layout:
         parts={"body": (0, N_POSE), "left_hand": (LEFT_HAND0, RIGHT_HAND0),
                "right_hand": (RIGHT_HAND0, NUM_JOINTS)},
         center=(L_SHOULDER, R_SHOULDER),
+        hips=(L_HIP, R_HIP),
     )
 
 

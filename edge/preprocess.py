@@ -8,9 +8,14 @@ Steps, in order:
     1. keep the first ``dims`` coordinates; non-finite joints become masked;
     2. centre: the mean shoulder midpoint over the frames where both shoulders are present;
        hand-only clips (no body in any frame) use the mean wrist of the present hand(s);
-    3. scale: divide by the median shoulder width (bodies) or median palm size, wrist to
-       middle-finger MCP (hand-only clips), so clips from metres, millimetres, pixels and
-       normalised image coordinates meet on one scale;
+    3. scale: divide by the body's size (``scale``: ``torso``, the median over frames of
+       the larger of the shoulder width and 0.6 x the shoulder-to-hip distance where the hips
+       are seen; or ``shoulders``, the median shoulder width, version 1's only choice) or
+       by the median palm size, wrist to middle-finger MCP (hand-only clips), so clips from
+       metres, millimetres, pixels and normalised image coordinates meet on one scale.
+       ``torso`` exists because a person seen from the side has almost no shoulder width:
+       on JHMDB 5% of clips had a shoulder width under a ninth of their joints' spread, and
+       ``shoulders`` blew them up several times over;
     4. resample in time to ``window`` frames (linear between two observed frames, the
        observed one where only one is, masked where neither is);
     5. streams: ``joint`` (positions), ``motion`` (next frame minus this one), ``bone``
@@ -22,8 +27,9 @@ so that centre, scale and every stream come from the joints it was trained on: a
 trained on JHMDB's 13 body joints sees those 13 from MediaPipe's 75 too, not hands and
 feet it never saw ("train as you deploy").
 
-Versions: 1 had no ``joints``; 2 added it. A version-1 config is read as ``joints = ()``
-(all joints), which computes exactly what version 1 computed.
+Versions: 1 had neither ``joints`` nor ``scale``; 2 added both. A version-1 config is read
+as ``joints = ()`` (all joints) and ``scale = "shoulders"``, which computes exactly what
+version 1 computed.
 
 Shapes:
     frames ``(T, V, C)``, mask ``(T, V)`` -> ``(C', window, V)`` float32, with
@@ -51,6 +57,10 @@ PREPROCESS_VERSION = 2
 # Versions whose configs this package still computes exactly (see the module docstring).
 READABLE_VERSIONS = (1, 2)
 STREAMS = ("joint", "motion", "bone")
+SCALES = ("torso", "shoulders")
+# A torso is about 1.8 shoulder widths long (JHMDB, frontal views); 0.6 x its length stands
+# in for the shoulder width when the person turns sideways.
+_TORSO_TO_WIDTH = 0.6
 _EPS = 1e-6
 
 
@@ -66,6 +76,7 @@ class PreprocessConfig:
         layout: the skeleton layout id.
         joints: the layout joints the model uses, sorted (empty = all); the others are
             masked before anything else happens. Recorded from the training data.
+        scale: how a body's size is measured (``torso`` | ``shoulders``; see step 3).
     """
 
     window: int = 32
@@ -74,6 +85,7 @@ class PreprocessConfig:
     with_mask: bool = True
     layout: str = "mp75"
     joints: tuple[int, ...] = ()
+    scale: str = "torso"
 
     def __post_init__(self) -> None:
         if self.window < 2:
@@ -92,6 +104,8 @@ class PreprocessConfig:
             raise ValueError(f"joints must be at least 2 distinct indices in "
                              f"[0, {MP75.num_joints}), got {list(self.joints)}")
         object.__setattr__(self, "joints", joints)
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
 
     @property
     def channels(self) -> int:
@@ -113,8 +127,10 @@ class PreprocessConfig:
         if version not in READABLE_VERSIONS:
             raise ValueError(f"preprocessing version {version} does not match this "
                              f"package's versions {list(READABLE_VERSIONS)}")
-        if version == 1 and "joints" in d:
-            raise ValueError("preprocessing version 1 has no 'joints'")
+        if version == 1:
+            if {"joints", "scale"} & set(d):
+                raise ValueError("preprocessing version 1 has no 'joints' or 'scale'")
+            d["scale"] = "shoulders"  # what version 1 computed
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -126,14 +142,21 @@ class PreprocessConfig:
         return cls(**d)
 
 
-def _centre_scale(x: np.ndarray, m: np.ndarray, layout: Layout) -> tuple[np.ndarray, float]:
+def _centre_scale(x: np.ndarray, m: np.ndarray, layout: Layout, how: str = "torso"
+                  ) -> tuple[np.ndarray, float]:
     """Centre ``(C,)`` and scale for a clip ``x (T, V, C)`` with mask ``m (T, V)``."""
     ls, rs = layout.center
     body = m[:, ls] & m[:, rs]
     if body.any():
-        centre = 0.5 * (x[body, ls] + x[body, rs]).mean(axis=0)
-        scale = float(np.median(np.linalg.norm(x[body, ls] - x[body, rs], axis=-1)))
-        return centre, scale
+        mid = 0.5 * (x[:, ls] + x[:, rs])
+        centre = mid[body].mean(axis=0)
+        size = np.linalg.norm(x[:, ls] - x[:, rs], axis=-1)
+        if how == "torso":
+            lh, rh = layout.hips
+            hips = body & m[:, lh] & m[:, rh]
+            torso = np.linalg.norm(mid - 0.5 * (x[:, lh] + x[:, rh]), axis=-1)
+            size = np.where(hips, np.maximum(size, _TORSO_TO_WIDTH * torso), size)
+        return centre, float(np.median(size[body]))
     wrists, palms = [], []
     for h0 in (LEFT_HAND0, RIGHT_HAND0):
         ok = m[:, h0 + HAND_WRIST] & m[:, h0 + HAND_MIDDLE_MCP]
@@ -200,7 +223,7 @@ def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> n
         m = m & keep
     x = np.where(m[..., None], x, 0.0)
 
-    centre, scale = _centre_scale(x, m, layout)
+    centre, scale = _centre_scale(x, m, layout, cfg.scale)
     if not np.isfinite(scale) or scale < _EPS:
         scale = 1.0
     x = np.where(m[..., None], (x - centre) / scale, 0.0).astype(np.float32)

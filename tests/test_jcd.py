@@ -170,10 +170,10 @@ def test_preprocess_joints_round_trip_and_version_1_reads_as_all_joints() -> Non
     d = cfg.to_dict()
     assert d["joints"] == [11, 12] and d["version"] == PREPROCESS_VERSION == 2
     assert PreprocessConfig.from_dict(d) == cfg
-    old = {k: v for k, v in PreprocessConfig().to_dict().items() if k != "joints"}
+    old = {k: v for k, v in PreprocessConfig().to_dict().items() if k not in ("joints", "scale")}
     old["version"] = 1
-    assert PreprocessConfig.from_dict(old) == PreprocessConfig()
-    with pytest.raises(ValueError, match="version 1 has no 'joints'"):
+    assert PreprocessConfig.from_dict(old) == PreprocessConfig(scale="shoulders")
+    with pytest.raises(ValueError, match="version 1 has no 'joints' or 'scale'"):
         PreprocessConfig.from_dict({**old, "joints": [1, 2]})
     with pytest.raises(ValueError, match="joints must be at least 2 distinct indices"):
         PreprocessConfig(joints=(3, 80))
@@ -187,3 +187,35 @@ def test_bundled_model_metadata_still_loads() -> None:
     proto = onnx.load(str(bundled_model("fp32")))
     meta = ModelMeta.from_json({p.key: p.value for p in proto.metadata_props}["skelmtl"])
     assert meta.preprocess.layout == "mp75"
+
+
+def _body_clip(shoulder_dx: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ten frames of a body with shoulders ``shoulder_dx`` apart and a 1.8-long torso."""
+    x = np.zeros((10, V, 2), np.float32)
+    x[:, 11], x[:, 12] = (-shoulder_dx / 2, 0.0), (shoulder_dx / 2, 0.0)
+    x[:, 23], x[:, 24] = (-0.3, 1.8), (0.3, 1.8)
+    x[:, 0] = (0.0, -0.5)
+    m = np.zeros((10, V), bool)
+    m[:, [0, 11, 12, 23, 24]] = True
+    return x, m
+
+
+def test_torso_scale_keeps_a_side_view_on_the_scale_of_a_front_view() -> None:
+    """Shoulder width 1.0 (front) vs 0.05 (side): the torso scale divides both by about
+    the same size; the version-1 shoulder scale blew the side view up 20 times."""
+    torso = PreprocessConfig(window=4, dims=2, streams=("joint",), with_mask=False)
+    shoulders = PreprocessConfig(window=4, dims=2, streams=("joint",), with_mask=False,
+                                 scale="shoulders")
+    front, side = _body_clip(1.0), _body_clip(0.05)
+    nose = lambda cfg, clip: float(preprocess(*clip, cfg)[1, 0, 0])  # noqa: E731
+    # torso: max(width, 0.6 x 1.8 = 1.08) -> the nose at -0.5 / 1.08 in both views
+    assert nose(torso, front) == pytest.approx(-0.5 / 1.08, rel=1e-5)
+    assert nose(torso, side) == pytest.approx(-0.5 / 1.08, rel=1e-5)
+    assert nose(shoulders, front) == pytest.approx(-0.5, rel=1e-5)
+    assert nose(shoulders, side) == pytest.approx(-10.0, rel=1e-5)
+    # without hips the torso scale is the shoulder width (upper-body camera shots)
+    x, m = front
+    m[:, [23, 24]] = False
+    assert float(preprocess(x, m, torso)[1, 0, 0]) == pytest.approx(-0.5, rel=1e-5)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        PreprocessConfig(scale="height")
