@@ -11,7 +11,23 @@ from the shipped Q/DQ model and keeps it in a mounted volume. The cache key is m
 * the L4T release from ``/etc/nv_tegra_release`` (``36.4.0``; ``unknown`` when absent; the
   container should see the host's file: ``-v /etc/nv_tegra_release:/etc/nv_tegra_release:ro``);
 * the TensorRT version (``tensorrt.__version__``);
-* the precision and the SHA-256 of the model file (a new package version ships a new model).
+* the precision and the SHA-256 of the model file (a new package version ships a new model);
+* the build recipe (:class:`BuildRecipe`): batch profile, workspace, the build-engine
+  options that change what is built, and this package's version, so that changed build
+  defaults never silently reuse an engine built with the old ones.
+
+A cached engine is reused only when it still reads back: its header and SHA-256 verify
+(:func:`edge.engine_header.read_engine`), it was built by this TensorRT version (build
+number included), in this precision, with this recipe and from this model. A corrupt,
+truncated or foreign file under the key is removed and rebuilt, so one bad file never
+makes every restart fail.
+
+Trust: an engine file is native code (TensorRT's "Security Considerations": deserializing
+an untrusted engine is running untrusted code). The cache folder is created owner-only
+(0700), and an engine that is group- or world-writable, or owned by another user, is
+refused with a message rather than loaded or silently replaced
+(:func:`edge.engine_header.check_engine_trust`). Whoever can write the cache volume as
+this user can still replace the engine: that is the boundary (see docs/jetson.md).
 
 Layout of the cache folder (:func:`default_cache_dir`; ``/cache/engines`` in the container,
 whose volume ``/cache`` also keeps the MediaPipe model files of :mod:`edge.model_files`)::
@@ -45,7 +61,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge import __version__
 from edge.atomic import sha256_file
+from edge.engine_header import (
+    EngineHeaderError,
+    check_engine_trust,
+    read_engine,
+    tensorrt_version_parts,
+)
 from edge.errors import SkelmtlError
 
 ENGINE_SUFFIX = ".engine"
@@ -79,6 +102,45 @@ class Platform:
     gpu: str
     l4t: str
     tensorrt: str
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How an engine is built, beyond the platform and the model: part of the cache key.
+
+    Attributes:
+        precision: ``int8``, ``fp16`` or ``fp32``.
+        min_batch, opt_batch, max_batch: the optimisation profile of the batch axis.
+        workspace_mb: the builder's workspace limit.
+        options: further ``skelmtl build-engine`` options, as ``(option, value)`` pairs
+            (``("--weights", "qdq")``, ``("--typing", "strong")``, ...).
+        skelmtl: the package version whose build-engine (and its defaults) built it.
+    """
+
+    precision: str = DEFAULT_PRECISION
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 8
+    workspace_mb: int = 1024
+    options: tuple[tuple[str, str], ...] = ()
+    skelmtl: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EngineCacheError(f"unknown precision {self.precision!r}; use one of "
+                                   f"{PRECISIONS}")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise EngineCacheError(f"need 1 <= min batch <= opt batch <= max batch, got "
+                                   f"{self.min_batch}, {self.opt_batch}, {self.max_batch}")
+
+    def args(self) -> list[str]:
+        """The ``skelmtl build-engine`` arguments that reproduce this recipe (precision
+        excluded: the builder is given it separately)."""
+        out = ["--min-batch", str(self.min_batch), "--opt-batch", str(self.opt_batch),
+               "--max-batch", str(self.max_batch), "--workspace-mb", str(self.workspace_mb)]
+        for opt, value in self.options:
+            out += [opt] if value == "" else [opt, value]
+        return out
 
 
 @dataclass(frozen=True)
@@ -212,19 +274,25 @@ def _slug(text: str, limit: int) -> str:
     return s[:limit].rstrip("-.") or "x"
 
 
-def engine_key(platform: Platform, model_sha256: str, precision: str) -> str:
+def engine_key(platform: Platform, model_sha256: str, precision: str,
+               recipe: BuildRecipe | None = None) -> str:
     """A file-name-safe key, readable at the front and exact at the end.
 
     The readable part (GPU, L4T, TensorRT, precision, model hash prefix) is for people
-    listing the cache; the trailing digest covers every field in full, so two platforms
-    whose names slug alike still get different keys.
+    listing the cache; the trailing digest covers every field in full, the build recipe
+    included (batch profile, workspace, build options, package version), so two
+    platforms whose names slug alike, or two recipes, still get different keys.
 
     Raises:
-        EngineCacheError: unknown precision.
+        EngineCacheError: unknown precision, or a recipe of another precision.
     """
     if precision not in PRECISIONS:
         raise EngineCacheError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
-    fields = {**asdict(platform), "model_sha256": model_sha256, "precision": precision}
+    recipe = recipe or BuildRecipe(precision)
+    if recipe.precision != precision:
+        raise EngineCacheError(f"build recipe is for {recipe.precision}, not {precision}")
+    fields = {**asdict(platform), "model_sha256": model_sha256, "precision": precision,
+              "recipe": asdict(recipe)}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
     gpu = _slug(platform.gpu.split("|")[0], 32)
     return (f"{gpu}_l4t{_slug(platform.l4t, 16)}_trt{_slug(platform.tensorrt, 16)}_"
@@ -265,8 +333,12 @@ def shipped_model() -> Path:
     return path
 
 
-def command_builder(cmd: Sequence[str] = DEFAULT_BUILD_CMD) -> Builder:
-    """A builder that runs ``CMD MODEL --precision P -o OUT [--timing-cache T]``.
+def command_builder(cmd: Sequence[str] = DEFAULT_BUILD_CMD,
+                    recipe: BuildRecipe | None = None) -> Builder:
+    """A builder that runs ``CMD MODEL --precision P -o OUT [RECIPE] [--timing-cache T]``.
+
+    ``RECIPE`` is :meth:`BuildRecipe.args` when a recipe is given (the batch profile,
+    workspace and build options the cache key was made with).
 
     ``--timing-cache`` is passed only when ``CMD --help`` lists it, so the cache works with
     a build command that has no timing cache (it then just rebuilds slower). The command's
@@ -275,6 +347,8 @@ def command_builder(cmd: Sequence[str] = DEFAULT_BUILD_CMD) -> Builder:
     """
     def build(model: Path, out: Path, precision: str, timing_cache: Path) -> None:
         argv = [*cmd, str(model), "--precision", precision, "-o", str(out)]
+        if recipe is not None:
+            argv += recipe.args()
         if _lists_option(cmd, TIMING_CACHE_OPTION):
             argv += [TIMING_CACHE_OPTION, str(timing_cache)]
         try:
@@ -325,54 +399,131 @@ def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def secure_cache_dir(cache_dir: Path, log: Callable[[str], None] = _log) -> None:
+    """Create ``cache_dir`` (and ``timing/``) owner-only, or check an existing one.
+
+    A folder of this user that is group- or world-writable is tightened to 0700 (and
+    said so); a folder owned by another user is refused, since its owner could replace
+    any engine in it.
+
+    Raises:
+        EngineCacheError: the folder cannot be created, is someone else's, or is not
+            writable by this user.
+    """
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (cache_dir / "timing").mkdir(exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise EngineCacheError(f"{cache_dir}: cannot create the engine cache: {e.strerror}; "
+                               "mount a volume writable by the container user") from None
+    if os.name == "posix":
+        import stat
+
+        me = os.getuid()
+        for d in (cache_dir, cache_dir / "timing"):
+            st = d.stat()
+            if st.st_uid not in (me, 0) or (st.st_uid == 0 and me != 0
+                                            and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+                raise EngineCacheError(
+                    f"{d}: the engine cache folder is owned by uid {st.st_uid}, not by this "
+                    f"user (uid {me}), who could replace the engines in it (native code); "
+                    "use a folder of this user (chown it, or mount a fresh volume)")
+            if st.st_uid == me and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(d, 0o700)
+                log(f"{d}: tightened to owner-only (was "
+                    f"{stat.S_IMODE(st.st_mode):04o}): engines are native code")
+    if not os.access(cache_dir, os.W_OK):
+        raise EngineCacheError(f"{cache_dir}: the engine cache is not writable by uid "
+                               f"{os.getuid()}; mount a volume writable by that user")
+
+
+def engine_problem(path: Path, platform: Platform, recipe: BuildRecipe,
+                   model_sha256: str) -> str | None:
+    """Why the engine at ``path`` must not be reused, or None when it may.
+
+    Reads the whole file: the header, the engine's size and SHA-256, the TensorRT
+    version (every component, build number included), the precision, the batch
+    profile and workspace of the recipe, and the source model's hash.
+    """
+    try:
+        header, _ = read_engine(path)
+    except EngineHeaderError as e:
+        return str(e)
+    except OSError as e:
+        return f"{path}: cannot read: {e.strerror}"
+    if tensorrt_version_parts(header.tensorrt) != tensorrt_version_parts(platform.tensorrt):
+        return f"{path}: built by TensorRT {header.tensorrt}, this is {platform.tensorrt}"
+    if header.precision != recipe.precision:
+        return f"{path}: a {header.precision} engine, {recipe.precision} was asked for"
+    b = header.build
+    want = {"min_batch": recipe.min_batch, "opt_batch": recipe.opt_batch,
+            "max_batch": recipe.max_batch, "workspace_mb": recipe.workspace_mb}
+    for k, v in want.items():
+        if k in b and b[k] != v:
+            return f"{path}: built with {k} {b[k]}, the recipe says {v}"
+    src = b.get("source_sha256")
+    if src and src != model_sha256:
+        return f"{path}: built from another model (sha256 {str(src)[:12]}...)"
+    return None
+
+
 def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISION,
                   platform: Platform | None = None, builder: Builder | None = None,
-                  log: Callable[[str], None] = _log) -> CachedEngine:
+                  log: Callable[[str], None] = _log,
+                  recipe: BuildRecipe | None = None) -> CachedEngine:
     """Return the cached engine for ``model`` on this platform, building it if absent.
 
-    The build writes to a temporary name in the cache folder, which is fsynced and renamed
-    into place only when the builder succeeded and produced a non-empty file, so a power
-    cut or a crash mid-build never leaves a half engine under the final name. A file lock
-    per key makes concurrent starts build once; partial files left by a crashed build are
-    removed under that lock.
+    An engine under the key is reused only if :func:`engine_problem` finds nothing
+    wrong with it; otherwise it is removed and rebuilt (and the reason logged). One that
+    is group/world-writable or owned by another user is refused
+    (:func:`edge.engine_header.check_engine_trust`). The build writes to a temporary
+    name in the cache folder, which is checked the same way, fsynced and renamed into
+    place only when it is a valid engine, so a power cut or a crash mid-build never
+    leaves a half engine under the final name. A file lock per key makes concurrent
+    starts build once; partial files left by a crashed build are removed under that lock.
 
     Args:
         model: the ONNX model (Q/DQ for INT8).
-        cache_dir: the mounted cache folder (created if missing).
+        cache_dir: the mounted cache folder (created owner-only if missing).
         precision: ``int8``, ``fp16`` or ``fp32``.
         platform: defaults to :func:`detect_platform`.
-        builder: defaults to :func:`command_builder` (``skelmtl build-engine``).
+        builder: defaults to :func:`command_builder` (``skelmtl build-engine``) with
+            ``recipe``; a custom builder must build what ``recipe`` says.
         log: where progress lines go (stderr by default).
+        recipe: the build recipe (default: build-engine's defaults for ``precision``).
 
     Raises:
-        EngineCacheError: missing model, unwritable cache, failed or empty build.
+        EngineCacheError: missing model, unwritable or foreign cache, an untrusted
+            engine file, a failed build or one that wrote no valid engine.
     """
     model = Path(model)
     cache_dir = Path(cache_dir)
     if not model.is_file():
         raise EngineCacheError(f"{model}: model file not found")
+    recipe = recipe or BuildRecipe(precision)
     platform = platform or detect_platform()
-    key = engine_key(platform, file_sha256(model), precision)
+    model_sha = file_sha256(model)
+    key = engine_key(platform, model_sha, precision, recipe)
     final = cache_dir / f"{key}{ENGINE_SUFFIX}"
-    if _usable(final):
-        log(f"reusing {final}")
-        return CachedEngine(final, key, built=False)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        (cache_dir / "timing").mkdir(exist_ok=True)
-    except OSError as e:
-        raise EngineCacheError(f"{cache_dir}: cannot create the engine cache: {e.strerror}; "
-                               "mount a volume writable by the container user") from None
-    if not os.access(cache_dir, os.W_OK):
-        raise EngineCacheError(f"{cache_dir}: the engine cache is not writable by uid "
-                               f"{os.getuid()}; mount a volume writable by that user")
+    secure_cache_dir(cache_dir, log)
     import fcntl  # POSIX only; the engine cache runs on Linux (Jetson)
+
+    def reusable() -> bool:
+        if not final.exists():
+            return False
+        _trusted(final)
+        why = engine_problem(final, platform, recipe, model_sha)
+        if why is None:
+            return True
+        log(f"not reusing the cached engine: {why}; rebuilding it")
+        final.unlink(missing_ok=True)
+        return False
 
     with open(cache_dir / f"{key}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if _usable(final):  # another process built it while we waited
-                log(f"reusing {final} (built by another process)")
+            if reusable():
+                log(f"reusing {final}")
                 return CachedEngine(final, key, built=False)
             for stale in cache_dir.glob(f"{key}.partial-*{ENGINE_SUFFIX}"):
                 stale.unlink(missing_ok=True)
@@ -380,11 +531,16 @@ def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISI
             log(f"building {final.name} from {model} ({precision}); this takes minutes "
                 "on a Jetson, once")
             try:
-                (builder or command_builder())(model, tmp, precision,
-                                              timing_cache_path(cache_dir, platform))
+                (builder or command_builder(DEFAULT_BUILD_CMD, recipe))(
+                    model, tmp, precision, timing_cache_path(cache_dir, platform))
                 if not _usable(tmp):
                     raise EngineCacheError(f"the engine builder reported success but wrote "
                                            f"no engine at {tmp}")
+                why = engine_problem(tmp, platform, recipe, model_sha)
+                if why is not None:
+                    raise EngineCacheError(f"the engine builder wrote an engine that cannot "
+                                           f"be used: {why}")
+                os.chmod(tmp, 0o600)
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, final)
@@ -394,12 +550,20 @@ def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISI
                 raise
             _write_json_atomic(cache_dir / f"{key}.json", {
                 **asdict(platform), "precision": precision, "model": str(model),
-                "model_sha256": file_sha256(model), "engine": final.name,
+                "model_sha256": model_sha, "engine": final.name,
+                "recipe": asdict(recipe),
                 "built_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             log(f"built {final}")
             return CachedEngine(final, key, built=True)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _trusted(path: Path) -> None:
+    try:
+        check_engine_trust(path)
+    except EngineHeaderError as e:
+        raise EngineCacheError(str(e)) from None
 
 
 def _usable(path: Path) -> bool:
@@ -424,8 +588,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS,
                         default=os.environ.get("SKELMTL_PRECISION", DEFAULT_PRECISION))
     parser.add_argument("--build-cmd", default=os.environ.get("SKELMTL_BUILD_CMD"),
-                        help="engine build command, given MODEL --precision P -o OUT "
-                             "(default: 'skelmtl build-engine')")
+                        help="engine build command, given MODEL --precision P -o OUT and "
+                             "the recipe's options (default: 'skelmtl build-engine')")
+    recipe = parser.add_argument_group("build recipe (part of the cache key)")
+    recipe.add_argument("--min-batch", type=int, default=1)
+    recipe.add_argument("--opt-batch", type=int, default=1)
+    recipe.add_argument("--max-batch", type=int, default=8)
+    recipe.add_argument("--workspace-mb", type=int, default=1024)
+    recipe.add_argument("--build-option", action="append", default=[], metavar="OPT=VALUE",
+                        help="a further build-engine option, e.g. --build-option "
+                             "--matmul=float (repeatable; default from $SKELMTL_BUILD_OPTIONS, "
+                             "space-separated)")
+
+
+def recipe_from_args(args: argparse.Namespace,
+                     env: Mapping[str, str] | None = None) -> BuildRecipe:
+    """The :class:`BuildRecipe` of the command line (and ``SKELMTL_BUILD_OPTIONS``).
+
+    Raises:
+        EngineCacheError: an option not written ``--name=value`` or ``--flag``.
+    """
+    env = os.environ if env is None else env
+    items = list(args.build_option) or shlex.split(env.get("SKELMTL_BUILD_OPTIONS", ""))
+    options = []
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name.startswith("--") or len(name) < 3:
+            raise EngineCacheError(f"build option {item!r}: write it as --name=value or --flag")
+        options.append((name, value))
+    return BuildRecipe(args.precision, args.min_batch, args.opt_batch, args.max_batch,
+                       args.workspace_mb, tuple(options))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -435,13 +627,14 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(platform), indent=2))
         return 0
     model = Path(args.model) if args.model else shipped_model()
+    recipe = recipe_from_args(args)
     if args.action == "key":
-        print(engine_key(platform, file_sha256(model), args.precision))
+        print(engine_key(platform, file_sha256(model), args.precision, recipe))
         return 0
     cmd = shlex.split(args.build_cmd) if args.build_cmd else list(DEFAULT_BUILD_CMD)
     result = ensure_engine(model, args.cache or default_cache_dir(), args.precision,
-                           platform=platform,
-                           builder=command_builder(cmd))
+                           platform=platform, builder=command_builder(cmd, recipe),
+                           recipe=recipe)
     print(result.path)
     return 0
 

@@ -191,27 +191,32 @@ def read_engine(path: str | os.PathLike[str], *, verify: bool = True) -> tuple[E
     return header, engine
 
 
-def _version3(v: str) -> tuple[int, ...]:
+def tensorrt_version_parts(v: str) -> tuple[int, ...]:
+    """Every numeric component of a TensorRT version, padded to four: ``"8.5.2.2"`` ->
+    ``(8, 5, 2, 2)``, ``"10.3.0"`` -> ``(10, 3, 0, 0)``."""
     parts = []
-    for p in str(v).split(".")[:3]:
+    for p in str(v).split("."):
         digits = "".join(ch for ch in p if ch.isdigit())
         parts.append(int(digits) if digits else 0)
-    return tuple(parts + [0] * (3 - len(parts)))
+    return tuple(parts + [0] * (4 - len(parts)))
 
 
 def check_engine_platform(header: EngineHeader, *, tensorrt: str, gpu: str | None = None,
                           source: str = "engine") -> None:
     """Refuse an engine built by another TensorRT version or on another GPU.
 
-    TensorRT engines are tied to the exact TensorRT release (major.minor.patch) and to
-    the GPU model; loading one elsewhere fails deep inside TensorRT or, worse, works
-    with wrong tactics. The GPU check compares the part before ``|`` (the CUDA device
+    TensorRT engines are tied to the exact TensorRT release including its build number
+    (NVIDIA's developer guide: "Serialized engines are not portable across platforms or
+    TensorRT versions"; ``8.5.2.2`` and ``8.5.2.3`` are different versions to the
+    deserialiser) and to the GPU model; loading one elsewhere fails deep inside TensorRT
+    or, worse, works with wrong tactics. Every numeric component is compared (missing
+    ones count as 0). The GPU check compares the part before ``|`` (the CUDA device
     description) and is skipped when either side is unknown.
 
     Raises:
         EngineHeaderError: naming both versions or both GPUs and how to fix it.
     """
-    if _version3(header.tensorrt) != _version3(tensorrt):
+    if tensorrt_version_parts(header.tensorrt) != tensorrt_version_parts(tensorrt):
         raise EngineHeaderError(
             f"{source}: built by TensorRT {header.tensorrt}, this is TensorRT {tensorrt}; "
             "engines only load in the TensorRT version that built them: rebuild it here "
@@ -228,5 +233,56 @@ def check_engine_platform(header: EngineHeader, *, tensorrt: str, gpu: str | Non
             "to the GPU model: rebuild it here with 'skelmtl build-engine'")
 
 
+def check_engine_trust(path: str | os.PathLike[str], *, uid: int | None = None) -> None:
+    """Refuse an engine file that someone other than this user could have written.
+
+    An engine file is executable code: TensorRT's "Security Considerations" page
+    (docs.nvidia.com/deeplearning/tensorrt/latest/reference/security.html, "Engine
+    Deserialization and the Trust Boundary") says deserializing an engine from an
+    untrusted source is equivalent to running untrusted native code, and the SHA-256 in the
+    header detects corruption, not tampering (whoever writes the file writes the hash).
+    So the file must be owned by this user (or root) and not writable by group or others,
+    and its folder must not let others replace it (owned by this user or root, and not
+    group/world-writable unless sticky, like ``/tmp``). POSIX only; elsewhere a no-op.
+
+    Raises:
+        EngineHeaderError: naming the file, the owner or mode, and how to fix it.
+    """
+    if os.name != "posix":
+        return
+    import stat
+
+    path = Path(path)
+    me = os.getuid() if uid is None else uid
+    trusted = {me, 0}
+    try:
+        st = path.stat()
+        dst = path.resolve().parent.stat()
+    except FileNotFoundError:
+        raise EngineHeaderError(f"{path}: no such engine file") from None
+    except OSError as e:
+        raise EngineHeaderError(f"{path}: cannot stat the engine file: {e.strerror}") from None
+    if st.st_uid not in trusted:
+        raise EngineHeaderError(
+            f"{path}: engine file is owned by uid {st.st_uid}, not by this user (uid {me}); "
+            "an engine is native code: refusing to load it (rebuild it here with 'skelmtl "
+            "build-engine', or chown it after checking where it came from)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise EngineHeaderError(
+            f"{path}: engine file is writable by group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); an engine is native code: refusing to load "
+            "it (chmod go-w it after checking where it came from, or rebuild it)")
+    if dst.st_uid not in trusted:
+        raise EngineHeaderError(
+            f"{path}: the folder holding the engine is owned by uid {dst.st_uid}, who could "
+            "replace the engine; refusing to load it (keep engines in a folder of this user)")
+    if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dst.st_mode & stat.S_ISVTX:
+        raise EngineHeaderError(
+            f"{path}: the folder holding the engine is writable by group or others (mode "
+            f"{stat.S_IMODE(dst.st_mode):04o}), who could replace the engine; refusing to "
+            "load it (chmod go-w the folder)")
+
+
 __all__ = ["MAGIC", "HEADER_FORMAT", "EngineHeader", "EngineHeaderError", "encode_engine",
-           "write_engine", "read_engine", "read_engine_header", "check_engine_platform"]
+           "write_engine", "read_engine", "read_engine_header", "check_engine_platform",
+           "check_engine_trust", "tensorrt_version_parts"]

@@ -121,7 +121,10 @@ def test_header_precision_must_match_meta() -> None:
 
 
 @pytest.mark.parametrize("trt, gpu, message", [
-    ("10.3.0.30", "Orin sm_87 16SM", None),
+    ("10.3.0", "Orin sm_87 16SM", None),
+    ("10.3.0.0", "Orin sm_87 16SM | NVIDIA Jetson AGX Orin 64GB", None),
+    # the build number counts: TensorRT refuses a plan from another build
+    ("10.3.0.30", None, "built by TensorRT 10.3.0, this is TensorRT 10.3.0.30"),
     ("10.3.1", None, "built by TensorRT 10.3.0, this is TensorRT 10.3.1"),
     ("8.6.2", None, "built by TensorRT 10.3.0"),
     ("10.3.0", "NVIDIA H100 sm_90", "built on GPU 'Orin sm_87 16SM', this GPU is"),
@@ -134,6 +137,55 @@ def test_platform_check(trt: str, gpu: str | None, message: str | None) -> None:
     else:
         with pytest.raises(EngineHeaderError, match=message):
             check_engine_platform(h, tensorrt=trt, gpu=gpu)
+
+
+def _runtime_stand_in(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    import sys
+    import types
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+
+
+@pytest.mark.parametrize("version, gpu, message", [
+    ("10.3.0", "NVIDIA H100 80GB sm_90 132SM", "built on GPU 'Orin sm_87 16SM', this GPU is "
+                                                "'NVIDIA H100 80GB sm_90 132SM'"),
+    ("10.3.0.30", "Orin sm_87 16SM", "built by TensorRT 10.3.0, this is TensorRT 10.3.0.30"),
+])
+def test_backend_checks_gpu_and_full_version_before_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, gpu: str,
+        message: str) -> None:
+    from edge.backends.tensorrt import TensorRTBackend
+
+    _runtime_stand_in(monkeypatch, version)
+    path = write_engine(tmp_path / "m.engine", _header(gpu="Orin sm_87 16SM"), b"plan")
+    with pytest.raises(EngineHeaderError, match=message):
+        TensorRTBackend(path, gpu=gpu)
+    # the GPU comes from SKELMTL_GPU (or pycuda / nvidia-smi) when not given
+    monkeypatch.setenv("SKELMTL_GPU", gpu)
+    with pytest.raises(EngineHeaderError, match=message):
+        TensorRTBackend(path)
+
+
+def test_backend_refuses_an_engine_others_can_write(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.backends.tensorrt import TensorRTBackend
+
+    _runtime_stand_in(monkeypatch, "10.3.0")
+    path = write_engine(tmp_path / "m.engine", _header(), b"plan")
+    path.chmod(0o664)
+    with pytest.raises(EngineHeaderError, match=r"m.engine: engine file is writable by group "
+                                                r"or others \(mode 0664\)"):
+        TensorRTBackend(path, gpu="Orin sm_87 16SM")
+    path.chmod(0o644)
+    tmp_path.chmod(0o777)
+    try:
+        with pytest.raises(EngineHeaderError, match="folder holding the engine is writable by "
+                                                    "group or others"):
+            TensorRTBackend(path, gpu="Orin sm_87 16SM")
+    finally:
+        tmp_path.chmod(0o700)
 
 
 # --- version dispatch ------------------------------------------------------------------------

@@ -22,19 +22,38 @@ from pathlib import Path
 import pytest
 
 from edge import engine_cache as ec
-from edge.engine_cache import CachedEngine, EngineCacheError, Platform
+from edge.engine_cache import BuildRecipe, CachedEngine, EngineCacheError, Platform
+from edge.engine_header import EngineHeader, encode_engine, read_engine
+from edge.metadata import ModelMeta
+from edge.preprocess import PreprocessConfig
 
 ORIN = Platform(gpu="Orin sm_87 16SM | NVIDIA Jetson AGX Orin Developer Kit", l4t="36.4.0",
                 tensorrt="10.3.0")
 SHA = "ab" * 32
 
 
-class FakeBuilder:
-    """Records calls; writes ``payload`` to the output (or fails, or writes nothing)."""
+ENGINE = b"engine-bytes"
 
-    def __init__(self, payload: bytes = b"engine-bytes", fail: bool = False) -> None:
+
+def engine_file(model: Path, precision: str = "int8", tensorrt: str = "10.3.0",
+                engine: bytes = ENGINE, **build: object) -> bytes:
+    """What ``skelmtl build-engine`` writes: header (for ``model``) + engine bytes."""
+    meta = ModelMeta(preprocess=PreprocessConfig(window=8), tasks=("action",),
+                     labels={"action": ("a", "b")}, precision=precision)
+    recipe = {"min_batch": 1, "opt_batch": 1, "max_batch": 8, "workspace_mb": 1024,
+              "source_sha256": ec.file_sha256(model), **build}
+    return encode_engine(EngineHeader(meta=meta, precision=precision, tensorrt=tensorrt,
+                                      gpu=ORIN.gpu, build=recipe), engine)
+
+
+class FakeBuilder:
+    """Records calls; writes a valid engine file for the model (or ``payload``, or fails)."""
+
+    def __init__(self, payload: bytes | None = None, fail: bool = False,
+                 tensorrt: str = "10.3.0") -> None:
         self.payload = payload
         self.fail = fail
+        self.tensorrt = tensorrt
         self.calls: list[tuple[Path, Path, str, Path]] = []
 
     def __call__(self, model: Path, out: Path, precision: str, timing: Path) -> None:
@@ -42,8 +61,14 @@ class FakeBuilder:
         if self.fail:
             out.write_bytes(b"half an engine")
             raise EngineCacheError("engine build failed (exit 1): fake")
-        if self.payload:
-            out.write_bytes(self.payload)
+        data = self.payload if self.payload is not None else engine_file(
+            model, precision, self.tensorrt)
+        if data:
+            out.write_bytes(data)
+
+
+def _engine_bytes(path: Path) -> bytes:
+    return read_engine(path)[1]
 
 
 @pytest.fixture
@@ -96,8 +121,8 @@ def test_default_cache_dir(env: dict[str, str], expected: str) -> None:
 
 def test_engine_key_reference_value() -> None:
     # A change of this format invalidates every cache in the field: make it on purpose.
-    key = ec.engine_key(ORIN, SHA, "int8")
-    assert key == "orin-sm-87-16sm_l4t36.4.0_trt10.3.0_int8_abababababab_ee64dcb8c8"
+    key = ec.engine_key(ORIN, SHA, "int8", BuildRecipe("int8", skelmtl="0.1.0"))
+    assert key == "orin-sm-87-16sm_l4t36.4.0_trt10.3.0_int8_abababababab_480c7eb1a2"
     assert re.fullmatch(r"[a-z0-9._-]+_[0-9a-f]{10}", key)
 
 
@@ -116,6 +141,29 @@ def test_engine_key_changes_with_the_platform(change: dict[str, str]) -> None:
 def test_engine_key_changes_with_model_and_precision() -> None:
     keys = {ec.engine_key(ORIN, sha, p) for sha in (SHA, "cd" * 32) for p in ec.PRECISIONS}
     assert len(keys) == 2 * len(ec.PRECISIONS)
+
+
+@pytest.mark.parametrize("change", [
+    {"min_batch": 2, "opt_batch": 2}, {"opt_batch": 4}, {"max_batch": 16},
+    {"workspace_mb": 2048}, {"options": (("--matmul", "float"),)},
+    {"options": (("--typing", "strong"),)}, {"skelmtl": "0.2.0"},
+])
+def test_engine_key_changes_with_the_build_recipe(change: dict[str, object]) -> None:
+    # changed build defaults (or a new skelmtl) must not reuse the old engines
+    base = BuildRecipe("int8")
+    assert ec.engine_key(ORIN, SHA, "int8", replace(base, **change)) != \
+        ec.engine_key(ORIN, SHA, "int8", base)
+    assert ec.engine_key(ORIN, SHA, "int8") == ec.engine_key(ORIN, SHA, "int8", base)
+
+
+def test_recipe_arguments_and_checks() -> None:
+    r = BuildRecipe("int8", 1, 2, 4, 512, (("--matmul", "float"), ("--allow-x", "")))
+    assert r.args() == ["--min-batch", "1", "--opt-batch", "2", "--max-batch", "4",
+                        "--workspace-mb", "512", "--matmul", "float", "--allow-x"]
+    with pytest.raises(EngineCacheError, match="need 1 <= min batch <= opt batch <= max"):
+        BuildRecipe("int8", 4, 2, 8)
+    with pytest.raises(EngineCacheError, match="build recipe is for fp16, not int8"):
+        ec.engine_key(ORIN, SHA, "int8", BuildRecipe("fp16"))
 
 
 def test_engine_key_refuses_unknown_precision() -> None:
@@ -137,7 +185,7 @@ def test_first_call_builds_then_reuses(tmp_path: Path, model: Path) -> None:
                              log=lambda _: None)
     key = ec.engine_key(ORIN, ec.file_sha256(model), "int8")
     assert first == CachedEngine(cache / f"{key}.engine", key, built=True)
-    assert first.path.read_bytes() == b"engine-bytes"
+    assert _engine_bytes(first.path) == ENGINE
     (m, out, precision, timing), = builder.calls
     assert (m, precision) == (model, "int8")
     assert out.parent == cache and out.name.startswith(f"{key}.partial-")
@@ -156,6 +204,10 @@ def test_first_call_builds_then_reuses(tmp_path: Path, model: Path) -> None:
     assert second == CachedEngine(first.path, key, built=False)
     assert len(builder.calls) == 1
     assert logs == [f"reusing {first.path}"]
+    # the cache folder is owner-only: engines are native code
+    assert (cache.stat().st_mode & 0o777, (cache / "timing").stat().st_mode & 0o777) == \
+        (0o700, 0o700)
+    assert first.path.stat().st_mode & 0o077 == 0
 
 
 def test_new_model_or_platform_builds_beside_the_old_engine(tmp_path: Path,
@@ -164,7 +216,7 @@ def test_new_model_or_platform_builds_beside_the_old_engine(tmp_path: Path,
     builder = FakeBuilder()
     a = ec.ensure_engine(model, cache, platform=ORIN, builder=builder, log=lambda _: None)
     b = ec.ensure_engine(model, cache, platform=replace(ORIN, tensorrt="10.3.1"),
-                         builder=builder, log=lambda _: None)
+                         builder=FakeBuilder(tensorrt="10.3.1"), log=lambda _: None)
     model.write_bytes(b"the next release's model")
     c = ec.ensure_engine(model, cache, platform=ORIN, builder=builder, log=lambda _: None)
     assert (a.built, b.built, c.built) == (True, True, True)
@@ -181,7 +233,7 @@ def test_failed_build_leaves_nothing_under_the_final_name(tmp_path: Path,
     # The next start tries again (and succeeds).
     again = ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder(),
                              log=lambda _: None)
-    assert again.built and again.path.read_bytes() == b"engine-bytes"
+    assert again.built and _engine_bytes(again.path) == ENGINE
 
 
 def test_empty_build_output_is_an_error(tmp_path: Path, model: Path) -> None:
@@ -197,8 +249,77 @@ def test_stale_partial_and_empty_engine_are_replaced(tmp_path: Path, model: Path
     (tmp_path / f"{key}.engine").write_bytes(b"")  # not usable: rebuilt
     got = ec.ensure_engine(model, tmp_path, platform=ORIN, builder=FakeBuilder(),
                            log=lambda _: None)
-    assert got.built and got.path.read_bytes() == b"engine-bytes"
+    assert got.built and _engine_bytes(got.path) == ENGINE
     assert sorted(p.name for p in tmp_path.glob("*.engine")) == [f"{key}.engine"]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p, m: p.write_bytes(p.read_bytes()[:-3]), "truncated or appended file"),
+    (lambda p, m: p.write_bytes(p.read_bytes()[:-1] + b"X"), "do not match the header's SHA-256"),
+    (lambda p, m: p.write_bytes(b"\x00" * 4096), "not a skelmtl engine file"),
+    (lambda p, m: p.write_bytes(engine_file(m, tensorrt="10.3.0.1")),
+     "built by TensorRT 10.3.0.1, this is 10.3.0"),
+    (lambda p, m: p.write_bytes(engine_file(m, max_batch=16)),
+     "built with max_batch 16, the recipe says 8"),
+    (lambda p, m: p.write_bytes(engine_file(m, source_sha256="ff" * 32)),
+     "built from another model"),
+])
+def test_corrupt_truncated_or_foreign_engine_is_rebuilt(tmp_path: Path, model: Path,
+                                                        damage: object, reason: str) -> None:
+    """One bad file under the key must not fail every restart (issue 14, item 4)."""
+    cache = tmp_path / "cache"
+    builder = FakeBuilder()
+    first = ec.ensure_engine(model, cache, platform=ORIN, builder=builder, log=lambda _: None)
+    damage(first.path, model)  # type: ignore[operator]
+    logs: list[str] = []
+    again = ec.ensure_engine(model, cache, platform=ORIN, builder=builder, log=logs.append)
+    assert again.built and again.path == first.path and len(builder.calls) == 2
+    assert _engine_bytes(again.path) == ENGINE
+    assert any(ln.startswith("not reusing the cached engine: ") and reason in ln
+               and ln.endswith("; rebuilding it") for ln in logs), logs
+
+
+def test_builder_output_that_is_not_an_engine_is_refused(tmp_path: Path, model: Path) -> None:
+    with pytest.raises(EngineCacheError, match="wrote an engine that cannot be used: .*not a "
+                                               "skelmtl engine file"):
+        ec.ensure_engine(model, tmp_path, platform=ORIN, builder=FakeBuilder(payload=b"junk"),
+                         log=lambda _: None)
+    assert not list(tmp_path.glob("*.engine"))
+
+
+def test_writable_engine_is_refused_not_loaded(tmp_path: Path, model: Path) -> None:
+    first = ec.ensure_engine(model, tmp_path / "c", platform=ORIN, builder=FakeBuilder(),
+                             log=lambda _: None)
+    first.path.chmod(0o666)
+    with pytest.raises(EngineCacheError, match=r"writable by group or others \(mode 0666\); "
+                                               "an engine is native code"):
+        ec.ensure_engine(model, tmp_path / "c", platform=ORIN, builder=FakeBuilder(),
+                         log=lambda _: None)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to another user")
+def test_foreign_engine_and_folder_are_refused(tmp_path: Path, model: Path) -> None:
+    first = ec.ensure_engine(model, tmp_path / "c", platform=ORIN, builder=FakeBuilder(),
+                             log=lambda _: None)
+    os.chown(first.path, 4321, 4321)
+    with pytest.raises(EngineCacheError, match="engine file is owned by uid 4321, not by this "
+                                               "user"):
+        ec.ensure_engine(model, tmp_path / "c", platform=ORIN, builder=FakeBuilder(),
+                         log=lambda _: None)
+    os.chown(tmp_path / "c", 4321, 4321)
+    with pytest.raises(EngineCacheError, match="engine cache folder is owned by uid 4321"):
+        ec.ensure_engine(model, tmp_path / "c", platform=ORIN, builder=FakeBuilder(),
+                         log=lambda _: None)
+
+
+def test_loose_cache_folder_of_ours_is_tightened(tmp_path: Path, model: Path) -> None:
+    cache = tmp_path / "c"
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)
+    logs: list[str] = []
+    ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder(), log=logs.append)
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert f"{cache}: tightened to owner-only (was 0777): engines are native code" in logs
 
 
 def test_missing_model(tmp_path: Path) -> None:
@@ -264,15 +385,18 @@ if args == ["--help"]:
     sys.exit(0)
 pathlib.Path({log!r}).write_text(json.dumps(args))
 out = pathlib.Path(args[args.index("-o") + 1])
-out.write_bytes(b"ENGINE")
+out.write_bytes(pathlib.Path({payload!r}).read_bytes())
 sys.exit({rc})
 """
 
 
-def _fake_cmd(tmp_path: Path, help_text: str, rc: int = 0) -> tuple[list[str], Path]:
+def _fake_cmd(tmp_path: Path, help_text: str, rc: int = 0,
+              payload: bytes = b"ENGINE") -> tuple[list[str], Path]:
     log = tmp_path / "argv.json"
     script = tmp_path / "fake_build_engine.py"
-    script.write_text(FAKE_BUILD_ENGINE.format(help=help_text, log=str(log), rc=rc))
+    (tmp_path / "payload").write_bytes(payload)
+    script.write_text(FAKE_BUILD_ENGINE.format(help=help_text, log=str(log), rc=rc,
+                                               payload=str(tmp_path / "payload")))
     return [sys.executable, str(script)], log
 
 
@@ -323,7 +447,7 @@ def test_edge_engine_cache_does_not_import_calibration_or_tensorrt() -> None:
 def test_cli_ensure_prints_only_the_path(tmp_path: Path, model: Path,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    cmd, _ = _fake_cmd(tmp_path, "usage")
+    cmd, argv_log = _fake_cmd(tmp_path, "usage", payload=engine_file(model))
     monkeypatch.setenv("SKELMTL_GPU", "Orin sm_87 8SM")
     monkeypatch.setenv("SKELMTL_TENSORRT_VERSION", "10.3.0")
     monkeypatch.setenv("SKELMTL_L4T_RELEASE_FILE", str(tmp_path / "absent"))
@@ -334,8 +458,13 @@ def test_cli_ensure_prints_only_the_path(tmp_path: Path, model: Path,
     key = ec.engine_key(Platform("Orin sm_87 8SM", "unknown", "10.3.0"),
                         ec.file_sha256(model), "int8")
     assert out == [str(tmp_path / "c" / f"{key}.engine")]
+    # the recipe travels to the builder
+    assert json.loads(argv_log.read_text())[5:13] == [
+        "--min-batch", "1", "--opt-batch", "1", "--max-batch", "8", "--workspace-mb", "1024"]
     assert ec._cli(["key", "--model", str(model)]) == 0
     assert capsys.readouterr().out.strip() == key
+    assert ec._cli(["key", "--model", str(model), "--max-batch", "16"]) == 0
+    assert capsys.readouterr().out.strip() != key
 
 
 def test_cli_reports_errors_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -3,9 +3,14 @@
 Usage: load_backend("model.int8.engine", "tensorrt", cuda="auto")
 
 The file is a metadata header followed by the serialized engine
-(:mod:`edge.engine_header`); the header is read and checked (this package's layout and
-preprocessing version, the TensorRT version and GPU that built it) before TensorRT
-deserialises anything.
+(:mod:`edge.engine_header`); before TensorRT deserialises anything the backend checks
+that the file is trusted (owned by this user or root and not writable by others: an
+engine is native code, :func:`edge.engine_header.check_engine_trust`), that its header
+and SHA-256 verify, this package's layout and preprocessing version, the full TensorRT
+version that built it (build number included) and the GPU it was built on
+(:func:`edge.engine_header.check_engine_platform` with ``gpu=``; the GPU comes from
+``SKELMTL_GPU`` or :func:`edge.engine_cache.detect_gpu`, and the check is skipped, with a
+warning, only when no GPU description can be had).
 
 CUDA memory comes from **pycuda** (what JetPack images ship) or **cuda-python**
 (``cuda.bindings.runtime``, or the older ``cuda.cudart``), whichever is installed
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -38,8 +44,30 @@ from typing import Any
 import numpy as np
 
 from edge.backends.base import Backend, BackendError
-from edge.engine_header import EngineHeader, check_engine_platform, read_engine
+from edge.engine_header import (
+    EngineHeader,
+    check_engine_platform,
+    check_engine_trust,
+    read_engine,
+)
+from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME
+
+LOG = logging.getLogger(__name__)
+
+
+def current_gpu() -> str | None:
+    """This machine's GPU description as the engine header records it (``SKELMTL_GPU``,
+    else :func:`edge.engine_cache.detect_gpu`), or None when it cannot be found."""
+    env = os.environ.get("SKELMTL_GPU")
+    if env:
+        return env
+    from edge.engine_cache import detect_gpu
+
+    try:
+        return detect_gpu()
+    except SkelmtlError:
+        return None
 
 
 class CudaMemory:
@@ -241,6 +269,8 @@ class TensorRTBackend(Backend):
         device: CUDA device index.
         max_batch: largest batch per execution (default: the profile's maximum).
         check_platform: refuse an engine built by another TensorRT version or GPU.
+        gpu: this machine's GPU description (default: :func:`current_gpu`).
+        check_trust: refuse an engine file that another user could have written.
 
     Raises:
         BackendError: TensorRT or CUDA bindings missing, an engine TensorRT cannot load, or
@@ -253,12 +283,14 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path: str | os.PathLike[str], *, cuda: str | CudaMemory = "auto",
                  device: int = 0, max_batch: int | None = None, check_platform: bool = True,
-                 **unknown: Any) -> None:
+                 gpu: str | None = None, check_trust: bool = True, **unknown: Any) -> None:
         if unknown:
             raise BackendError(f"tensorrt backend: unknown options {sorted(unknown)}")
         self.path = Path(path)
         self._lock = threading.Lock()
         self._mem: CudaMemory | None = None
+        if check_trust:
+            check_engine_trust(self.path)
         self.header: EngineHeader
         self.header, blob = read_engine(self.path)
         self.meta = self.header.meta
@@ -271,12 +303,22 @@ class TensorRTBackend(Backend):
                                "onnxruntime backend with the .onnx model instead") from None
         self._trt = trt
         if check_platform:
-            check_engine_platform(self.header, tensorrt=str(trt.__version__), source=str(self.path))
+            here = gpu if gpu is not None else current_gpu()
+            if here is None:
+                LOG.warning("%s: cannot identify this GPU (pycuda and nvidia-smi found none; "
+                            "set SKELMTL_GPU); the engine's GPU %r is not checked", self.path,
+                            self.header.gpu)
+            check_engine_platform(self.header, tensorrt=str(trt.__version__), gpu=here,
+                                  source=str(self.path))
         self._mem = open_cuda(cuda, device)
         self._mem.activate()
         try:
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
+            if hasattr(self._runtime, "engine_host_code_allowed"):
+                # TensorRT 10+: refuse engines that carry host code (its default, set
+                # explicitly so that no environment or wrapper turns it on for us)
+                self._runtime.engine_host_code_allowed = False
             self._engine = self._runtime.deserialize_cuda_engine(blob)
             if self._engine is None:
                 raise BackendError(f"{self.path}: TensorRT could not deserialise the engine "
