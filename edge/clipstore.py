@@ -394,6 +394,19 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     return meta
 
 
+def _load_array(store: Path, name: str, mode: Literal["r"] | None) -> np.ndarray:
+    """One ``.npy`` file of a store, never a pickle; StoreError naming it otherwise."""
+    import zipfile
+
+    try:
+        a = np.load(store / name, mmap_mode=mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise StoreError(f"{store}: unreadable array {name} ({e})") from None
+    if not isinstance(a, np.ndarray):  # np.load reads a zip (.npz) too
+        raise StoreError(f"{store}: unreadable array {name} (not a .npy file)")
+    return a
+
+
 def _check_arrays(path: Path, meta: dict[str, Any], frames: np.ndarray, masks: np.ndarray,
                   offsets: np.ndarray, label_idx: np.ndarray, task_idx: np.ndarray) -> None:
     """Shapes, dtypes and index ranges of a store's arrays against its meta.json."""
@@ -442,15 +455,11 @@ class ClipStore(Sequence[Clip]):
             raise StoreError(f"{self.path}: not a clip store (no meta.json)")
         self.meta: dict[str, Any] = _read_meta(meta_path)
         mode: Literal["r"] | None = "r" if mmap else None
-        try:
-            self.frames = np.load(self.path / "frames.npy", mmap_mode=mode,
-                                  allow_pickle=False)
-            self.masks = np.load(self.path / "mask.npy", mmap_mode=mode, allow_pickle=False)
-            self.offsets = np.load(self.path / "offsets.npy", allow_pickle=False)
-            self.label_idx = np.load(self.path / "label.npy", allow_pickle=False)
-            self.task_idx = np.load(self.path / "task.npy", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise StoreError(f"{self.path}: unreadable array ({e})") from None
+        self.frames = _load_array(self.path, "frames.npy", mode)
+        self.masks = _load_array(self.path, "mask.npy", mode)
+        self.offsets = _load_array(self.path, "offsets.npy", None)
+        self.label_idx = _load_array(self.path, "label.npy", None)
+        self.task_idx = _load_array(self.path, "task.npy", None)
         _check_arrays(self.path, self.meta, self.frames, self.masks, self.offsets,
                       self.label_idx, self.task_idx)
         self.tasks: dict[str, list[str]] = self.meta["tasks"]

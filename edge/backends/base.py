@@ -8,11 +8,44 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import SkelmtlError
-from edge.metadata import ModelMeta
+from edge.metadata import TASK_OUTPUT, ModelMeta, logits_name
 
 
 class BackendError(SkelmtlError, RuntimeError):
     """A model that cannot be loaded or run by a backend; the message names the file."""
+
+
+def output_widths(meta: ModelMeta) -> dict[str, int]:
+    """The width K of each output ``(N, K)`` that ``meta`` promises: labels per task head,
+    number of tasks for the task head."""
+    widths = {logits_name(t): len(meta.labels[t]) for t in meta.graph_tasks}
+    if meta.has_task_head:
+        widths[TASK_OUTPUT] = len(meta.tasks)
+    return widths
+
+
+def check_output_widths(path: Path, meta: ModelMeta, got: dict[str, object]) -> None:
+    """Refuse a graph whose output widths disagree with its metadata's label lists.
+
+    Such a model would load, then fail at the first window (or, worse, name the wrong
+    label for a logit).
+
+    Args:
+        path: the model file, for the message.
+        meta: its metadata.
+        got: output name -> its width (an int; anything else, e.g. a symbolic dimension,
+            is not checked).
+
+    Raises:
+        BackendError: naming the output, its width and the metadata's.
+    """
+    for name, want in output_widths(meta).items():
+        k = got.get(name)
+        if isinstance(k, (int, np.integer)) and int(k) != want:
+            what = ("tasks" if name == TASK_OUTPUT
+                    else f"labels of task {name.removeprefix('logits_')!r}")
+            raise BackendError(f"{path}: output {name} has width {int(k)} but the metadata "
+                               f"lists {want} {what}")
 
 
 class Backend(ABC):

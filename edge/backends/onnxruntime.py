@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend, BackendError
+from edge.backends.base import Backend, BackendError, check_output_widths, output_widths
 from edge.metadata import INPUT_NAME, META_KEY, MetadataError, ModelMeta
 
 # Short names for execution providers; "best" takes the fastest one installed.
@@ -158,6 +158,20 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"{self.path}: graph outputs {names} do not match its metadata "
                                f"{expected}")
         self._outputs = expected
+        declared: dict[str, object] = {}
+        for o in self._sess.get_outputs():
+            shape = list(o.shape)
+            if len(shape) not in (0, 2):  # 0: rank unknown to ONNX Runtime
+                raise BackendError(f"{self.path}: output {o.name} has shape {shape}, "
+                                   f"expected (N, K)")
+            declared[o.name] = shape[1] if shape else None
+        check_output_widths(self.path, self.meta, declared)
+        if any(not isinstance(declared[k], int) for k in output_widths(self.meta)):
+            # Symbolic widths: one window of zeros shows the real ones.
+            x = np.zeros((1, p.channels, p.window, 75), np.float32)
+            out = self._run(x)
+            check_output_widths(self.path, self.meta,
+                                {k: v.shape[-1] if v.ndim == 2 else -1 for k, v in out.items()})
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = self.check_input(x)

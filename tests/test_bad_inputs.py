@@ -1,0 +1,663 @@
+"""Bad inputs, one surface at a time (issue 15): each case asserts the exact one-line
+message, the exit status 2 (on the command line) and that the inputs are intact after.
+
+Surfaces: a clip store's files (``skelmtl data info`` and ``ClipStore``), where a store may
+be written (``data convert``, ``extract``, ``write_store``), ``skelmtl run``'s outputs and
+model, the frames the Pipeline API takes, and the model metadata the runtime trusts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+from edge.clipstore import Clip, ClipStore, StoreError, clean_stale, write_store
+from edge.recording import Recording, save_recording
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "edge" / "assets" / "model"
+CLIP = ROOT / "edge" / "assets" / "clips" / "00_DbHit.landmarks.npz"
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def snapshot(*roots: Path) -> dict[str, str]:
+    """Every file and folder under ``roots`` -> a hash of its bytes ("dir" for folders)."""
+    out: dict[str, str] = {}
+    for root in roots:
+        if root.is_file():
+            out[str(root)] = hashlib.sha1(root.read_bytes()).hexdigest()
+            continue
+        for dirpath, _, filenames in os.walk(root):
+            out[dirpath] = "dir"
+            for f in filenames:
+                p = Path(dirpath) / f
+                out[str(p)] = hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "?"
+    return out
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _clips(n: int = 3) -> list[Clip]:
+    rng = np.random.default_rng(0)
+    return [Clip(rng.random((4 + i, 75, 3), dtype=np.float32), np.ones((4 + i, 75), bool),
+                 "ab"[i % 2], "gesture", clip_id=f"c{i}") for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def good_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_store(_clips(), tmp_path_factory.mktemp("good") / "store")
+
+
+@pytest.fixture()
+def store(good_store: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "store"
+    shutil.copytree(good_store, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------------------
+# 1. a store's meta.json
+# --------------------------------------------------------------------------------------
+def _j(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def _with(**kw: Any) -> Callable[[dict[str, Any]], bytes]:
+    return lambda m: _j({**m, **kw})
+
+
+def _without(*keys: str) -> Callable[[dict[str, Any]], bytes]:
+    return lambda m: _j({k: v for k, v in m.items() if k not in keys})
+
+
+def _column(col: str, value: Any) -> Callable[[dict[str, Any]], bytes]:
+    def f(m: dict[str, Any]) -> bytes:
+        clips = dict(m["clips"])
+        if value is _MISSING:
+            del clips[col]
+        else:
+            clips[col] = value
+        return _j({**m, "clips": clips})
+    return f
+
+
+_MISSING = object()
+_COLUMNS = ("clip_id", "subject", "split", "source", "dataset", "fps")
+_NEEDS_MAP = "tasks must map each task to a non-empty list of label names"
+
+
+def _json_error(raw: bytes) -> str:
+    try:
+        json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        return f"corrupt JSON ({e})"
+    raise AssertionError("valid JSON")
+
+
+META_CASES: list[tuple[str, Callable[[dict[str, Any]], bytes], str]] = [
+    ("list", lambda m: _j([m]), "{meta}: expected a JSON object, got list"),
+    ("string", lambda m: _j("store"), "{meta}: expected a JSON object, got str"),
+    ("number", lambda m: _j(1), "{meta}: expected a JSON object, got int"),
+    ("null", lambda m: _j(None), "{meta}: expected a JSON object, got NoneType"),
+    ("bool", lambda m: _j(True), "{meta}: expected a JSON object, got bool"),
+    ("latin-1", lambda m: "{\"dims\": \"d\u00e9j\u00e0\"}".encode("latin-1"),
+     "{meta}: not UTF-8 text"),
+    ("utf-16", lambda m: json.dumps(m).encode("utf-16"), "{meta}: not UTF-8 text"),
+    ("binary", lambda m: b"\x80\x81\xfe\xff", "{meta}: not UTF-8 text"),
+    ("empty", lambda m: b"", "{meta}: " + _json_error(b"")),
+    ("truncated", lambda m: _j(m)[:40], "{meta}: TRUNC"),  # message: where the cut fell
+    ("brace", lambda m: b"{", "{meta}: " + _json_error(b"{")),
+    ("nested", lambda m: b"[" * 100_000, "{meta}: " + _json_error(b"[" * 100_000)),
+    ("no format", _without("format"), "{store}: store format None, this package reads 1"),
+    ("format 2", _with(format=2), "{store}: store format 2, this package reads 1"),
+    ("format text", _with(format="1"), "{store}: store format '1', this package reads 1"),
+    ("no layout", _without("layout"), "{store}: layout None, expected 'mp75'"),
+    ("layout coco", _with(layout="coco"), "{store}: layout 'coco', expected 'mp75'"),
+    ("no dims", _without("dims"), "{meta}: missing key(s) ['dims']"),
+    ("no tasks", _without("tasks"), "{meta}: missing key(s) ['tasks']"),
+    ("no num_clips", _without("num_clips"), "{meta}: missing key(s) ['num_clips']"),
+    ("no clips", _without("clips"), "{meta}: missing key(s) ['clips']"),
+    ("two missing", _without("dims", "clips"), "{meta}: missing key(s) ['dims', 'clips']"),
+    ("num_clips -1", _with(num_clips=-1),
+     "{meta}: num_clips must be a non-negative integer, got -1"),
+    ("num_clips text", _with(num_clips="3"),
+     "{meta}: num_clips must be a non-negative integer, got '3'"),
+    ("num_clips float", _with(num_clips=3.0),
+     "{meta}: num_clips must be a non-negative integer, got 3.0"),
+    ("num_clips bool", _with(num_clips=True),
+     "{meta}: num_clips must be a non-negative integer, got True"),
+    ("num_clips null", _with(num_clips=None),
+     "{meta}: num_clips must be a non-negative integer, got None"),
+    ("num_clips 2", _with(num_clips=2), "{meta}: clips.clip_id must be a list of 2 entries"),
+    ("num_clips 4", _with(num_clips=4), "{meta}: clips.clip_id must be a list of 4 entries"),
+    ("dims 4", _with(dims=4), "{meta}: dims must be 2 or 3, got 4"),
+    ("dims 1", _with(dims=1), "{meta}: dims must be 2 or 3, got 1"),
+    ("dims text", _with(dims="3"), "{meta}: dims must be 2 or 3, got '3'"),
+    ("dims bool", _with(dims=True), "{meta}: dims must be 2 or 3, got True"),
+    ("dims float", _with(dims=3.0), "{meta}: dims must be 2 or 3, got 3.0"),
+    ("dims null", _with(dims=None), "{meta}: dims must be 2 or 3, got None"),
+    ("tasks list", _with(tasks=["gesture"]), "{meta}: " + _NEEDS_MAP),
+    ("tasks empty", _with(tasks={}), "{meta}: " + _NEEDS_MAP),
+    ("tasks null", _with(tasks=None), "{meta}: " + _NEEDS_MAP),
+    ("labels empty", _with(tasks={"gesture": []}), "{meta}: " + _NEEDS_MAP),
+    ("labels text", _with(tasks={"gesture": "ab"}), "{meta}: " + _NEEDS_MAP),
+    ("label number", _with(tasks={"gesture": ["a", 1]}), "{meta}: " + _NEEDS_MAP),
+    ("label null", _with(tasks={"gesture": ["a", None]}), "{meta}: " + _NEEDS_MAP),
+    ("labels dict", _with(tasks={"gesture": {"a": 0}}), "{meta}: " + _NEEDS_MAP),
+    ("clips list", _with(clips=[]), "{meta}: clips must be an object of per-clip lists"),
+    ("clips text", _with(clips="c0"), "{meta}: clips must be an object of per-clip lists"),
+    ("clips null", _with(clips=None), "{meta}: clips must be an object of per-clip lists"),
+    *[(f"no clips.{c}", _column(c, _MISSING), f"{{meta}}: clips.{c} must be a list of 3 entries")
+      for c in _COLUMNS],
+    *[(f"short clips.{c}", _column(c, ["x", "y"]),
+       f"{{meta}}: clips.{c} must be a list of 3 entries") for c in _COLUMNS],
+    *[(f"clips.{c} text", _column(c, "xyz"), f"{{meta}}: clips.{c} must be a list of 3 entries")
+      for c in _COLUMNS],
+    ("info list", _with(info=[]), "{meta}: info must be an object"),
+    ("info text", _with(info="x"), "{meta}: info must be an object"),
+]
+
+
+def _expected(msg: str, store: Path, raw: bytes) -> str:
+    if msg == "{meta}: TRUNC":
+        msg = "{meta}: " + _json_error(raw)
+    return msg.format(meta=store / "meta.json", store=store)
+
+
+@pytest.mark.parametrize("surface", ["cli", "api"])
+@pytest.mark.parametrize("name,mutate,message", META_CASES, ids=[c[0] for c in META_CASES])
+def test_malformed_meta_json(store: Path, surface: str, name: str,
+                             mutate: Callable[[dict[str, Any]], bytes], message: str,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    meta = json.loads((store / "meta.json").read_text())
+    raw = mutate(meta)
+    (store / "meta.json").write_bytes(raw)
+    before = snapshot(store)
+    want = _expected(message, store, raw)
+    if surface == "cli":
+        rc, out, err = run_cli(["data", "info", str(store)], capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl data: error: {want}\n")
+    else:
+        with pytest.raises(StoreError) as e:
+            ClipStore(store)
+        assert str(e.value) == want
+    assert snapshot(store) == before
+
+
+# --------------------------------------------------------------------------------------
+# 2. a store's arrays
+# --------------------------------------------------------------------------------------
+def _save(name: str, make: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    def f(store: Path) -> None:
+        a = np.load(store / name)
+        np.save(store / name, make(a))
+    return f
+
+
+def _remove(name: str) -> Callable[[Path], None]:
+    return lambda store: (store / name).unlink()
+
+
+def _pickled(name: str) -> Callable[[Path], None]:
+    def f(store: Path) -> None:
+        a = np.load(store / name)
+        np.save(store / name, np.asarray(list(a), dtype=object), allow_pickle=True)
+    return f
+
+
+def _truncate(name: str) -> Callable[[Path], None]:
+    def f(store: Path) -> None:
+        raw = (store / name).read_bytes()
+        (store / name).write_bytes(raw[: len(raw) // 2])
+    return f
+
+
+def _np_error(store: Path, name: str, mmap: bool) -> str:
+    """numpy's own words for the file, as the store's message quotes them."""
+    try:
+        np.load(store / name, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        return f"{store}: unreadable array {name} ({e})"
+    except Exception:  # noqa: BLE001 - a zip that np.load took for an .npz
+        return f"{store}: unreadable array {name} (not a .npy file)"
+    raise AssertionError("loads")
+
+
+ARRAY_CASES: list[tuple[str, Callable[[Path], None], str]] = [
+    ("label too big", _save("label.npy", lambda a: np.array([0, 1, 5], a.dtype)),
+     "{store}: label.npy index 5 of clip 2 is outside its task's 2 labels"),
+    ("label negative", _save("label.npy", lambda a: np.array([-1, 1, 0], a.dtype)),
+     "{store}: label.npy index -1 of clip 0 is outside its task's 2 labels"),
+    ("label = n labels", _save("label.npy", lambda a: np.array([0, 2, 0], a.dtype)),
+     "{store}: label.npy index 2 of clip 1 is outside its task's 2 labels"),
+    ("task too big", _save("task.npy", lambda a: np.array([0, 0, 1], a.dtype)),
+     "{store}: task.npy has indices outside 0..0"),
+    ("task negative", _save("task.npy", lambda a: np.array([0, -3, 0], a.dtype)),
+     "{store}: task.npy has indices outside 0..0"),
+    ("offsets not from 0", _save("offsets.npy", lambda a: a + 1),
+     "{store}: arrays disagree with meta.json (truncated store?)"),
+    ("offsets start 1", _save("offsets.npy", lambda a: np.r_[1, a[1:]].astype(a.dtype)),
+     "{store}: offsets.npy must start at 0 and increase (every clip has frames)"),
+    ("empty clip", _save("offsets.npy", lambda a: np.r_[a[:2], a[1], a[3]].astype(a.dtype)),
+     "{store}: offsets.npy must start at 0 and increase (every clip has frames)"),
+    ("offsets short", _save("offsets.npy", lambda a: a[:-1]),
+     "{store}: arrays disagree with meta.json (truncated store?)"),
+    ("labels short", _save("label.npy", lambda a: a[:-1]),
+     "{store}: arrays disagree with meta.json (truncated store?)"),
+    ("tasks short", _save("task.npy", lambda a: a[:-1]),
+     "{store}: arrays disagree with meta.json (truncated store?)"),
+    ("frames short", _save("frames.npy", lambda a: a[:-1]),
+     "{store}: mask.npy must be bool (14, 75), got bool (15, 75)"),
+    ("label float", _save("label.npy", lambda a: a.astype(np.float64)),
+     "{store}: label.npy must be a 1-D integer array, got float64 (3,)"),
+    ("offsets float", _save("offsets.npy", lambda a: a.astype(np.float32)),
+     "{store}: offsets.npy must be a 1-D integer array, got float32 (4,)"),
+    ("task 2-D", _save("task.npy", lambda a: a[:, None]),
+     "{store}: task.npy must be a 1-D integer array, got int16 (3, 1)"),
+    ("frames 2D in 3D store", _save("frames.npy", lambda a: a[..., :2]),
+     "{store}: frames.npy must be float (T, 75, 3), got float32 (15, 75, 2)"),
+    ("frames int", _save("frames.npy", lambda a: a.astype(np.int32)),
+     "{store}: frames.npy must be float (T, 75, 3), got int32 (15, 75, 3)"),
+    ("frames complex", _save("frames.npy", lambda a: a.astype(np.complex64)),
+     "{store}: frames.npy must be float (T, 75, 3), got complex64 (15, 75, 3)"),
+    ("frames text", _save("frames.npy", lambda a: a.astype("U4")),
+     "{store}: frames.npy must be float (T, 75, 3), got <U4 (15, 75, 3)"),
+    ("frames 2-D", _save("frames.npy", lambda a: a.reshape(15, -1)),
+     "{store}: frames.npy must be float (T, 75, 3), got float32 (15, 225)"),
+    ("mask float", _save("mask.npy", lambda a: a.astype(np.float32)),
+     "{store}: mask.npy must be bool (15, 75), got float32 (15, 75)"),
+    ("mask short", _save("mask.npy", lambda a: a[:-2]),
+     "{store}: mask.npy must be bool (15, 75), got bool (13, 75)"),
+    ("no frames.npy", _remove("frames.npy"), "NPERR frames.npy mmap"),
+    ("no label.npy", _remove("label.npy"), "NPERR label.npy"),
+    ("pickled labels", _pickled("label.npy"), "NPERR label.npy"),
+    ("pickled offsets", _pickled("offsets.npy"), "NPERR offsets.npy"),
+    ("truncated frames", _truncate("frames.npy"), "NPERR frames.npy mmap"),
+    ("truncated task", _truncate("task.npy"), "NPERR task.npy"),
+    ("label a zip header", lambda s: (s / "label.npy").write_bytes(b"PK\x03\x04 not npy"),
+     "{store}: unreadable array label.npy (File is not a zip file)"),
+    ("label an npz", lambda s: np.savez(s / "label.npy.npz", a=np.zeros(3))
+     or os.replace(s / "label.npy.npz", s / "label.npy"),
+     "{store}: unreadable array label.npy (not a .npy file)"),
+]
+
+
+@pytest.mark.parametrize("surface", ["cli", "api"])
+@pytest.mark.parametrize("name,mutate,message", ARRAY_CASES, ids=[c[0] for c in ARRAY_CASES])
+def test_malformed_store_arrays(store: Path, surface: str, name: str,
+                                mutate: Callable[[Path], None], message: str,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    mutate(store)
+    before = snapshot(store)
+    if message.startswith("NPERR"):
+        parts = message.split()
+        want = _np_error(store, parts[1], mmap=len(parts) > 2)
+    else:
+        want = message.format(store=store)
+    if surface == "cli":
+        rc, out, err = run_cli(["data", "info", str(store)], capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl data: error: {want}\n")
+    else:
+        with pytest.raises(StoreError) as e:
+            ClipStore(store)
+        assert str(e.value) == want
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("what", ["missing", "file", "empty folder", "meta.json folder"])
+def test_not_a_store(tmp_path: Path, what: str, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "x"
+    if what == "file":
+        p.write_text("hello")
+    elif what == "empty folder":
+        p.mkdir()
+    elif what == "meta.json folder":
+        (p / "meta.json").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(["data", "info", str(p)], capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl data: error: {p}: not a clip store (no "
+                                     f"meta.json)\n")
+    assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------------------
+# 3. where a store may be written: data convert, extract, write_store
+# --------------------------------------------------------------------------------------
+def _recordings(root: Path) -> Path:
+    """A ``recording`` dataset: two labels, two landmark files each."""
+    for lab in ("wave", "clap"):
+        for i in range(2):
+            f = np.full((6, 75, 3), 0.5, np.float32)
+            save_recording(root / lab / f"{i}.landmarks.npz",
+                           Recording(f, np.ones((6, 75), bool), np.arange(6) * 50.0,
+                                     {"fps": 20.0}))
+    return root
+
+
+_NOT_STORE = ("{dst}: not a clip store (no meta.json of store format 1); --overwrite only "
+              "replaces a clip store written by skelmtl")
+_NOT_STORE_FILE = ("{dst}: not a clip store (--overwrite only replaces a clip store written "
+                   "by skelmtl)")
+
+
+def _dst_cases() -> list[tuple[str, Callable[[Path, Path], Path], list[str], str]]:
+    """(name, make(tmp, src) -> dst, extra flags, message)."""
+    def user_folder(tmp: Path, src: Path) -> Path:
+        (tmp / "mine").mkdir()
+        (tmp / "mine" / "thesis.tex").write_text("years of work")
+        return tmp / "mine"
+
+    def user_file(tmp: Path, src: Path) -> Path:
+        (tmp / "notes.txt").write_text("keep me")
+        return tmp / "notes.txt"
+
+    def foreign_meta(fmt: Any) -> Callable[[Path, Path], Path]:
+        def f(tmp: Path, src: Path) -> Path:
+            (tmp / "other").mkdir()
+            (tmp / "other" / "meta.json").write_text(json.dumps(fmt))
+            (tmp / "other" / "data.bin").write_bytes(b"\x00" * 10)
+            return tmp / "other"
+        return f
+
+    def link_to_store(tmp: Path, src: Path) -> Path:
+        write_store(_clips(2), tmp / "real")
+        (tmp / "link").symlink_to(tmp / "real")
+        return tmp / "link"
+
+    def store_no_flag(tmp: Path, src: Path) -> Path:
+        return write_store(_clips(2), tmp / "old")
+
+    return [
+        ("output is the input", lambda t, s: s, ["--overwrite"],
+         "{dst}: the output is the input {src}; choose an output outside the input"),
+        ("output is the input, no flag", lambda t, s: s, [],
+         "{dst}: the output is the input {src}; choose an output outside the input"),
+        ("output is the input via ..", lambda t, s: s / "wave" / "..", ["--overwrite"],
+         "{dst}: the output is the input {src}; choose an output outside the input"),
+        ("output contains the input", lambda t, s: s.parent, ["--overwrite"],
+         "{dst}: the output contains the input {src}; choose an output outside the input"),
+        ("output is /", lambda t, s: Path("/"), ["--overwrite"],
+         "{dst}: the output contains the input {src}; choose an output outside the input"),
+        ("user folder", user_folder, ["--overwrite"], _NOT_STORE),
+        ("user folder, no flag", user_folder, [],
+         "{dst}: already exists (pass --overwrite to replace it)"),
+        ("user file", user_file, ["--overwrite"], _NOT_STORE_FILE),
+        ("symlink to a store", link_to_store, ["--overwrite"], _NOT_STORE_FILE),
+        ("meta.json of format 2", foreign_meta({"format": 2, "layout": "mp75"}),
+         ["--overwrite"], _NOT_STORE),
+        ("meta.json of another layout", foreign_meta({"format": 1, "layout": "coco"}),
+         ["--overwrite"], _NOT_STORE),
+        ("meta.json a list", foreign_meta([1]), ["--overwrite"], _NOT_STORE),
+        ("store, no flag", store_no_flag, [],
+         "{dst}: already exists (pass --overwrite to replace it)"),
+    ]
+
+
+DST_CASES = _dst_cases()
+
+
+@pytest.mark.parametrize("command", ["convert", "extract", "write_store"])
+@pytest.mark.parametrize("name,make,flags,message", DST_CASES, ids=[c[0] for c in DST_CASES])
+def test_output_never_replaces_what_the_user_has(
+        tmp_path: Path, command: str, name: str, make: Callable[[Path, Path], Path],
+        flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _recordings(tmp_path / "data")
+    dst = make(tmp_path, src)
+    watched = [tmp_path]
+    before = snapshot(*watched)
+    want = message.format(dst=dst, src=src)
+    if command == "convert":
+        rc, out, err = run_cli(["data", "convert", str(src), str(dst), "--format",
+                                "recording", *flags], capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl data: error: {want}\n")
+    elif command == "extract":
+        rc, out, err = run_cli(["extract", str(src), "-o", str(dst), "--no-progress",
+                                "--workers", "1", *flags], capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl extract: error: {want}\n")
+    else:
+        with pytest.raises(StoreError) as e:
+            write_store(_clips(2), dst, overwrite=bool(flags), inputs=[src])
+        assert str(e.value) == want
+    assert snapshot(*watched) == before
+
+
+def test_overwrite_replaces_a_store_and_cleans_a_killed_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What --overwrite is for still works; leftovers of a killed writer go away."""
+    src = _recordings(tmp_path / "data")
+    dst = write_store(_clips(2), tmp_path / "st")
+    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    stale = tmp_path / f".st.tmp-{dead}-abcd"
+    (stale / "frames.raw").parent.mkdir()
+    (stale / "frames.raw").write_bytes(b"\x00" * 100)
+    alive = tmp_path / f".st.tmp-{os.getpid()}-live"
+    alive.mkdir()
+    rc, _, err = run_cli(["data", "convert", str(src), str(dst), "--format", "recording",
+                          "--overwrite"], capsys)
+    assert rc == 0, err
+    assert len(ClipStore(dst)) == 4
+    assert not stale.exists() and alive.exists()  # a live writer's folder is not touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "data", "st"]
+
+
+def test_a_store_parked_by_a_killed_writer_is_restored(tmp_path: Path) -> None:
+    dst = tmp_path / "st"
+    write_store(_clips(2), tmp_path / "tmpstore")
+    parked = tmp_path / f".st.old-{2 ** 22 + 777}"
+    os.replace(tmp_path / "tmpstore", parked)
+    assert clean_stale(dst) == []
+    assert len(ClipStore(dst)) == 2 and not parked.exists()
+
+
+# --------------------------------------------------------------------------------------
+# 4. skelmtl run: outputs, model and source checked before the run
+# --------------------------------------------------------------------------------------
+def _run_argv(tmp: Path, *extra: str, model: Path = MODEL_DIR, source: Path = CLIP
+              ) -> list[str]:
+    return ["run", "--model", str(model), "--source", str(source), "--quiet", *extra]
+
+
+RUN_OUTPUT_CASES: list[tuple[str, list[str], str]] = [
+    ("--stats into a missing folder", ["--stats", "{tmp}/nope/s.json"],
+     "{tmp}/nope/s.json: folder {tmp}/nope does not exist (--stats)"),
+    ("--stats is a folder", ["--stats", "{tmp}/outdir"],
+     "{tmp}/outdir: is a folder; --stats takes a file name"),
+    ("--jsonl into a missing folder", ["--jsonl", "{tmp}/nope/e.jsonl"],
+     "{tmp}/nope/e.jsonl: folder {tmp}/nope does not exist (--jsonl)"),
+    ("--jsonl is a folder", ["--jsonl", "{tmp}/outdir"],
+     "{tmp}/outdir: is a folder; --jsonl takes a file name"),
+    ("--overlay into a missing folder", ["--overlay", "{tmp}/nope/o.mp4"],
+     "{tmp}/nope/o.mp4: folder {tmp}/nope does not exist (--overlay)"),
+    ("--overlay is a folder", ["--overlay", "{tmp}/outdir"],
+     "{tmp}/outdir: is a folder; --overlay takes a file name"),
+    ("--stats under a file", ["--stats", "{tmp}/afile/s.json"],
+     "{tmp}/afile/s.json: folder {tmp}/afile does not exist (--stats)"),
+    ("--jsonl under a file", ["--jsonl", "{tmp}/afile/e.jsonl"],
+     "{tmp}/afile/e.jsonl: folder {tmp}/afile does not exist (--jsonl)"),
+]
+
+
+@pytest.mark.parametrize("name,flags,message", RUN_OUTPUT_CASES,
+                         ids=[c[0] for c in RUN_OUTPUT_CASES])
+def test_run_outputs_are_checked_first(tmp_path: Path, name: str, flags: list[str],
+                                       message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "outdir" / "keep.txt").write_text("mine")
+    (tmp_path / "afile").write_text("mine")
+    before = snapshot(tmp_path, MODEL_DIR, CLIP)
+    argv = _run_argv(tmp_path, *[f.format(tmp=tmp_path) for f in flags])
+    rc, out, err = run_cli(argv, capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl run: error: {message.format(tmp=tmp_path)}\n")
+    assert snapshot(tmp_path, MODEL_DIR, CLIP) == before
+
+
+def _edited_model(tmp: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from edge.metadata import META_KEY
+
+    m = onnx.load(str(MODEL_DIR / "model.onnx"))
+    for p in m.metadata_props:
+        if p.key == META_KEY:
+            meta = json.loads(p.value)
+            edit(meta)
+            p.value = json.dumps(meta)
+    out = tmp / "model.onnx"
+    onnx.save(m, str(out))
+    return out
+
+
+def _labels(task: str, labels: list[Any]) -> Callable[[dict[str, Any]], None]:
+    def f(meta: dict[str, Any]) -> None:
+        meta["labels"][task] = labels
+    return f
+
+
+_GESTURES = ["DbHit", "Nothing", "OutofB", "Substi", "pointL", "pointR"]
+MODEL_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("a gesture label fewer", _labels("gesture", _GESTURES[:-1]),
+     "{model}: output logits_gesture has width 6 but the metadata lists 5 labels of task "
+     "'gesture'"),
+    ("a gesture label more", _labels("gesture", [*_GESTURES, "extra"]),
+     "{model}: output logits_gesture has width 6 but the metadata lists 7 labels of task "
+     "'gesture'"),
+    ("one action label", _labels("action", ["only"]),
+     "{model}: output logits_action has width 14 but the metadata lists 1 labels of task "
+     "'action'"),
+    ("null label", _labels("gesture", [*_GESTURES[:-1], None]),
+     "{model}: task 'gesture': labels [None] are not names (labels: ['DbHit', 'Nothing', "
+     "'OutofB', 'Substi', 'pointL', None])"),
+    ("empty label", _labels("gesture", [*_GESTURES[:-1], ""]),
+     "{model}: task 'gesture': labels [''] are not names (labels: ['DbHit', 'Nothing', "
+     "'OutofB', 'Substi', 'pointL', ''])"),
+    ("number label", _labels("gesture", [*_GESTURES[:-1], 7]),
+     "{model}: task 'gesture': labels [7] are not names (labels: ['DbHit', 'Nothing', "
+     "'OutofB', 'Substi', 'pointL', 7])"),
+    ("duplicate label", _labels("gesture", [*_GESTURES[:-1], "DbHit"]),
+     "{model}: task 'gesture': a label appears twice (labels: ['DbHit', 'Nothing', "
+     "'OutofB', 'Substi', 'pointL', 'DbHit'])"),
+]
+
+
+@pytest.mark.parametrize("name,edit,message", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
+def test_model_metadata_must_match_the_graph(tmp_path: Path, name: str,
+                                             edit: Callable[[dict[str, Any]], None],
+                                             message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    model = _edited_model(tmp_path, edit)
+    before = snapshot(tmp_path, CLIP)
+    rc, out, err = run_cli(_run_argv(tmp_path, model=model), capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl run: error: {message.format(model=model)}\n")
+    assert snapshot(tmp_path, CLIP) == before
+
+
+# --------------------------------------------------------------------------------------
+# 5. frames given to the Pipeline API
+# --------------------------------------------------------------------------------------
+_J = np.full((75, 3), 0.5, np.float32)
+_M = np.ones(75, bool)
+
+FRAME_CASES: list[tuple[str, Any, str]] = [
+    ("text joints", (_J.astype(str), _M, 0.0),
+     "frame joints must be real numbers, got dtype <U32"),
+    ("bytes joints", (_J.astype("S8"), _M, 0.0),
+     "frame joints must be real numbers, got dtype |S8"),
+    ("complex joints", (_J.astype(np.complex64), _M, 0.0),
+     "frame joints must be real numbers, got dtype complex64"),
+    ("object joints", (_J.astype(object), _M, 0.0),
+     "frame joints must be real numbers, got dtype object"),
+    ("text mask", (_J, _M.astype(str), 0.0), "frame mask must be real numbers, got dtype <U5"),
+    ("complex mask", (_J, _M.astype(complex), 0.0),
+     "frame mask must be real numbers, got dtype complex128"),
+    ("ragged joints", ([[0.5, 0.5], [0.5]], _M, 0.0),
+     "frame joints is not an array (setting an array element with a sequence. The requested "
+     "array has an inhomogeneous shape after 1 dimensions. The detected shape was (2,) + "
+     "inhomogeneous part.)"),
+    ("text time", (_J, _M, "0.5"), "frame time t must be a real number, got str '0.5'"),
+    ("bytes time", (_J, _M, b"1"), "frame time t must be a real number, got bytes b'1'"),
+    ("complex time", (_J, _M, 1j), "frame time t must be a real number, got complex 1j"),
+    ("numpy complex time", (_J, _M, np.complex64(1)),
+     "frame time t must be a real number, got complex64 np.complex64(1+0j)"
+     if np.__version__ >= "2" else
+     "frame time t must be a real number, got complex64 (1+0j)"),
+    ("list time", (_J, _M, [0.0]), "frame time t must be a real number, got list [0.0]"),
+    ("none time", (_J, _M, None), "frame time t must be a real number, got NoneType None"),
+    ("joints 74", (_J[:74], _M, 0.0), "frame joints must be (75, C), got (74, 3)"),
+    ("joints 1-D", (_J.ravel(), _M, 0.0), "frame joints must be (75, C), got (225,)"),
+    ("mask 2-D", (_J, _M[:, None], 0.0), "frame mask must be (75,), got (75, 1)"),
+    ("2 coordinates", (_J[:, :1], _M, 0.0),
+     "the model uses 2D joints, the frame has 1 coordinates"),
+    ("not a frame", "frame", "a frame is an object with t/joints/mask or a tuple (joints, "
+     "mask, t); got str"),
+    ("pair", (_J, _M), "a frame is an object with t/joints/mask or a tuple (joints, mask, "
+     "t); got tuple"),
+]
+
+
+@pytest.fixture(scope="module")
+def pipe() -> Any:
+    pytest.importorskip("onnxruntime")
+    from edge.pipeline import Pipeline
+
+    with Pipeline.from_model(MODEL_DIR / "model.onnx") as p:
+        yield p
+
+
+@pytest.mark.parametrize("name,frame,message", FRAME_CASES, ids=[c[0] for c in FRAME_CASES])
+def test_bad_frames_are_refused(pipe: Any, name: str, frame: Any, message: str) -> None:
+    from edge.stream import FrameError
+
+    pipe.reset()
+    kept = None if isinstance(frame, str) else [np.array(x, copy=True) if isinstance(
+        x, np.ndarray) else x for x in frame]
+    with pytest.raises(FrameError) as e:
+        pipe.push(frame)
+    assert str(e.value) == message
+    assert pipe.frames == 0  # nothing entered the stream
+    if kept is not None:  # the caller's arrays are not changed
+        for a, b in zip(kept, frame):
+            if isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("value,invalid", [
+    (np.nan, 1), (np.inf, 1), (-np.inf, 1), (3e38, 1), (1e30, 1), (-2e4, 1), (1e4, 0),
+    (-1e4, 0), (0.5, 0)])
+def test_landmarks_out_of_range_count_as_missing(pipe: Any, value: float, invalid: int) -> None:
+    """One joint at 3e38 must not decide a window: it is masked and counted."""
+    pipe.reset()
+    joints = _J.copy()
+    joints[0, 1] = value
+    for i in range(3):
+        pipe.push((joints, _M, i / 30))
+    assert pipe.stats()["invalid_joints"] == 3 * invalid
+    assert pipe.buffer.last(1)[1][0, 0] == (invalid == 0)
+    assert np.isfinite(pipe.buffer.last(3)[0]).all()
+
+
+@pytest.mark.parametrize("t", [np.nan, np.inf, -np.inf])
+def test_nan_times_keep_events_readable(pipe: Any, t: float) -> None:
+    from edge.events import Event
+
+    pipe.reset()
+    events = pipe.push((_J, _M, 0.25)) + pipe.push((_J, _M, t)) + pipe.finish()
+    assert pipe.stats()["invalid_times"] == 1
+    for ev in events:
+        assert Event.from_dict(json.loads(ev.to_json())) == ev  # "t" is never null
+    assert events[-1].t == 0.25
