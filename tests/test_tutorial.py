@@ -6,8 +6,11 @@ PATH. ```` ```bash ```` blocks run one after the other in bash, each inheriting 
 environment and working directory the previous one left (``export`` and ``cd`` carry
 over, as in a terminal); ```` ```python ```` blocks run as scripts in the same folder and
 environment. Blocks tagged ``gpu`` or ``webcam`` are skipped (they need a Jetson or a
-camera); a ```` ```yaml ```` block must equal the config file it names in its first
-comment lines.
+camera); blocks tagged ``mydata`` read a dataset of the user's own layout, which this test
+invents first (:mod:`tests.mocap_layout`), and
+:func:`test_own_layout_section_on_an_invented_layout` runs them alone, without the public
+data, and checks the store they write; a ```` ```yaml ```` block must equal the config
+file it names in its first comment lines.
 
 The full run trains for :data:`TINY_EPOCHS` epochs instead of the page's 20 and times
 fewer latency repetitions (:data:`TINY`: exact substitutions, each checked to still
@@ -34,6 +37,8 @@ import pytest
 
 from edge.cli import COMMANDS
 
+from .mocap_layout import JOINTS, LABELS, LOST, SUBJECTS, TEST_SUBJECTS, invent
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "tutorial.md"
 CONFIGS = REPO / "configs" / "tutorial"
@@ -41,6 +46,8 @@ CONFIGS = REPO / "configs" / "tutorial"
 RUN_LANGS = ("bash", "python")
 SKIP_TAGS = {"gpu": "needs an NVIDIA GPU / a Jetson (TensorRT, Docker)",
              "webcam": "needs a camera and a person in front of it"}
+# Blocks that read the user's own data: run on a dataset this test invents in their layout.
+DATA_TAGS = {"mydata": "the mocap CSV layout of 'A layout we have no reader for'"}
 CHECKED_LANGS = ("yaml", "text", "")  # yaml: compared with its file; text: output excerpts
 
 TINY_EPOCHS = 3
@@ -55,6 +62,7 @@ TINY = {
     "--jsonl runs/tutorial/video_events.jsonl": "--jsonl runs/tutorial/video_events.jsonl --threads 1",
 }
 BLOCK_TIMEOUT_S = 600
+MOCAP_DEFAULT = "runs/tutorial/mocap"  # where the mydata block reads without $MOCAP
 
 
 @dataclass(frozen=True)
@@ -126,8 +134,9 @@ def test_blocks_are_known_kinds() -> None:
     assert sum(b.lang == "bash" and not b.tags for b in blocks) >= 10, "too few runnable blocks"
     for b in blocks:
         assert b.lang in RUN_LANGS + CHECKED_LANGS, f"{b.where()}: unknown block language"
-        unknown = [t for t in b.tags if t not in SKIP_TAGS]
-        assert not unknown, f"{b.where()}: unknown tags {unknown}; known: {sorted(SKIP_TAGS)}"
+        known = {**SKIP_TAGS, **DATA_TAGS}
+        unknown = [t for t in b.tags if t not in known]
+        assert not unknown, f"{b.where()}: unknown tags {unknown}; known: {sorted(known)}"
         assert not (b.tags and b.lang not in RUN_LANGS), f"{b.where()}: tags on a non-code block"
 
 
@@ -343,6 +352,8 @@ def test_tutorial_runs(tmp_path: Path, shared_data: Path) -> None:
             skipped.append(f"{block.where()}: {block.skip_reason}")
             continue
         code = _tiny(block.code)
+        if "mydata" in block.tags:
+            invent(cwd / MOCAP_DEFAULT)
         t0 = time.perf_counter()
         if block.lang == "bash":
             rc, out, env, cwd = _run_bash(code, env, cwd, state)
@@ -398,3 +409,51 @@ def test_command_lines_in_other_docs_parse(doc: str) -> None:
             _parser(argv[0]).parse_args(argv[1:])
         except (argparse.ArgumentError, SystemExit) as e:
             raise AssertionError(f"{doc}: 'skelmtl {' '.join(argv)}' does not parse: {e}") from None
+
+
+# --------------------------------------------------------------------------------------
+# "A layout we have no reader for", alone, on a layout this test invents.
+# --------------------------------------------------------------------------------------
+
+
+def test_own_layout_section_on_an_invented_layout(tmp_path: Path) -> None:
+    """The page's Python path for an unknown layout writes the store it promises."""
+    import numpy as np
+
+    from edge.clipstore import ClipStore
+    from edge.layout import MP75
+    from trainer.datasets import DatasetError, detect_format
+
+    blocks = [b for b in doc_blocks() if "mydata" in b.tags]
+    assert len(blocks) == 1 and blocks[0].lang == "python"
+    src = invent(tmp_path / "exports", takes=2)
+    # No reader knows the layout, and the refusal points at this section.
+    with pytest.raises(DatasetError, match="A layout we have no reader for"):
+        detect_format(src)
+    assert "## 4. A layout we have no reader for" in DOC.read_text()
+    env = dict(os.environ, MOCAP=str(src),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
+                                                        os.environ.get("PYTHONPATH")])))
+    rc, out = _run_python(blocks[0].code, env, tmp_path, tmp_path, 0)
+    assert rc == 0, out
+    store_path = tmp_path / "runs" / "tutorial" / "mocap.store"
+    assert out.strip() == f"wrote {store_path.relative_to(tmp_path)}"
+    store = ClipStore(store_path)
+    assert len(store) == len(LABELS) * len(SUBJECTS) * 2 and store.dims == 3
+    assert store.tasks == {"action": sorted(LABELS)}
+    by_split: dict[str, set[str]] = {}
+    for subject, split in zip(store.column("subject"), store.column("split")):
+        by_split.setdefault(split, set()).add(subject)
+    assert by_split == {"test": set(TEST_SUBJECTS),
+                        "train": set(SUBJECTS) - set(TEST_SUBJECTS)}
+    i = store.column("clip_id").index(f"{LOST[0]}/{LOST[1]}")
+    clip = store[i]
+    frames, mask = np.asarray(clip.frames), np.asarray(clip.mask)
+    nose, hip = MP75.index("nose"), MP75.index("left_hip")
+    wrist = MP75.index("left_wrist")
+    # y up in the files, y down in mp75: the head is above the hips (a smaller y).
+    assert (frames[:, nose, 1] < frames[:, hip, 1]).all()
+    # The lost joint is masked in its frame only; joints mp75 lacks are never invented.
+    assert not mask[LOST[2], wrist] and mask[np.arange(len(mask)) != LOST[2], wrist].all()
+    assert mask.sum(1).max() == len(JOINTS) - 1  # "Neck" has no mp75 joint
+    assert store[i].fps == 30.0
