@@ -1,6 +1,6 @@
 """Event publishers: how recognised actions and gestures leave the process.
 
-Usage: skelmtl run --model M --source 0 --publish zmq+tcp://*:5556
+Usage: skelmtl run --model M --source 0 --publish zmq+tcp://127.0.0.1:5556
 
 ``skelmtl run --publish SPEC`` opens one with :func:`open_publisher` (several specs:
 :func:`open_publishers`); every event (a dict, or an object with ``to_dict()``, whose schema
@@ -13,9 +13,11 @@ spec                                 what it does
 ``-`` (or ``stdout``)                JSON lines on standard output, flushed per event
 ``jsonl:PATH`` (or ``PATH.jsonl``,   JSON lines written to PATH (``?append=1`` appends,
 ``file://PATH``)                     otherwise the file is truncated)
-``zmq+tcp://HOST:PORT``              ZeroMQ PUB socket bound at tcp://HOST:PORT; ``*`` as host
-(or ``zmq://HOST:PORT``)             = all interfaces, ``*`` as port = any free port; two
-                                     frames per event: topic, JSON
+``zmq+tcp://HOST:PORT``              ZeroMQ PUB socket bound at tcp://HOST:PORT; no host
+(or ``zmq://HOST:PORT``)             (``zmq://:5556``) = localhost only, ``*`` = all
+                                     interfaces (say so: other machines can then listen),
+                                     ``*`` as port = any free port; two frames per event:
+                                     topic, JSON
 ``zmq+ipc:///PATH``                  the same on a Unix socket (same-host consumers)
 ``udp://HOST:PORT``                  one UDP datagram per event (the JSON line) to HOST:PORT;
                                      unicast, broadcast or multicast
@@ -23,6 +25,13 @@ spec                                 what it does
 
 Query options: ``zmq+tcp://...?topic=PREFIX&hwm=N&linger_ms=N`` (defaults ``skelmtl``,
 1000, 250); ``udp://...?ttl=N`` (multicast hops, default 1); ``jsonl:...?append=1``.
+
+Security: a ZeroMQ socket bound beyond the loopback interface serves every machine that
+can reach the port. ``?curve_secret=server.key_secret`` turns on CURVE encryption (the
+certificate files of ``zmq.auth.create_certificates``; subscribers need the server's
+public key), and ``&curve_clients=DIR`` admits only the clients whose public certificates
+are in DIR. Binding to all interfaces without CURVE logs a warning. ``docs/runtime.md``
+shows both.
 
 Why ZeroMQ PUB is the network transport we recommend (UDP is kept as the zero-dependency
 fallback, for consumers that cannot link ZeroMQ, e.g. a microcontroller or a game engine):
@@ -58,6 +67,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
+import logging
 import math
 import socket
 import sys
@@ -75,6 +85,10 @@ DEFAULT_LINGER_MS = 250
 # The largest UDP payload over IPv4 (65535 - 8 byte UDP header - 20 byte IP header).
 MAX_UDP_PAYLOAD = 65507
 _P = TypeVar("_P", bound="Publisher")
+# A ZeroMQ address without a host binds here: other machines see nothing unless asked.
+DEFAULT_ZMQ_HOST = "127.0.0.1"
+
+logger = logging.getLogger(__name__)
 
 
 class PublishError(SkelmtlError):
@@ -269,8 +283,10 @@ class ZmqPublisher(Publisher):
     scheme = "zmq+tcp"
 
     def __init__(self, spec: str, bind: str, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
-                 hwm: int = DEFAULT_HWM, linger_ms: int = DEFAULT_LINGER_MS) -> None:
+                 hwm: int = DEFAULT_HWM, linger_ms: int = DEFAULT_LINGER_MS,
+                 curve_secret: str | None = None, curve_clients: str | None = None) -> None:
         super().__init__(spec)
+        self._auth: Any = None
         try:
             import zmq  # lazy: pyzmq is the optional 'publish' extra
         except ImportError:
@@ -286,11 +302,22 @@ class ZmqPublisher(Publisher):
         if bind.startswith("tcp://["):
             self._sock.setsockopt(zmq.IPV6, 1)  # ZeroMQ binds IPv6 literals only with this
         try:
+            if curve_secret:
+                self._setup_curve(curve_secret, curve_clients)
+            elif curve_clients:
+                raise PublishError(f"{spec}: curve_clients needs curve_secret (the server's "
+                                   f"secret certificate)")
             self._sock.bind(bind)
-        except zmq.ZMQError as e:
-            self._sock.close(0)
-            self._ctx.term()
+        except (zmq.ZMQError, PublishError) as e:
+            self._close()
+            if isinstance(e, PublishError):
+                raise
             raise PublishError(f"{spec}: cannot bind {bind}: {e}") from None
+        if not curve_secret and _binds_beyond_loopback(bind):
+            logger.warning("%s: publishing on every interface without authentication; any "
+                           "machine that reaches the port reads the events (see "
+                           "docs/runtime.md: bind to an interface, or add ?curve_secret=)",
+                           spec)
         last = self._sock.getsockopt(zmq.LAST_ENDPOINT)
         self.endpoint: str = last.decode() if isinstance(last, bytes) else str(last)
 
@@ -305,13 +332,15 @@ class ZmqPublisher(Publisher):
             bind = f"ipc://{path}"
         else:
             host, port = _host_port(spec, parts, allow_any_port=True)
-            host = "*" if host in ("", "*") else host
+            host = host or DEFAULT_ZMQ_HOST  # no host named: this machine only
             bind = f"tcp://{_bracket(host)}:{port}"
         return cls(spec, bind,
                    topic_prefix=options.get("topic", DEFAULT_TOPIC_PREFIX),
                    hwm=_int_option(spec, options, "hwm", DEFAULT_HWM, minimum=1),
                    linger_ms=_int_option(spec, options, "linger_ms", DEFAULT_LINGER_MS,
-                                         minimum=0))
+                                         minimum=0),
+                   curve_secret=options.get("curve_secret") or None,
+                   curve_clients=options.get("curve_clients") or None)
 
     def _send(self, event: dict[str, Any], text: str) -> bool:
         zmq = self._zmq
@@ -325,9 +354,57 @@ class ZmqPublisher(Publisher):
             raise PublishError(f"{self.spec}: send failed: {e}") from None
         return True
 
+    def _setup_curve(self, secret_file: str, clients: str | None) -> None:
+        """CURVE encryption with the server's secret certificate; optionally admit only the
+        clients whose public certificates are in the folder ``clients``."""
+        zmq = self._zmq
+        if not zmq.has("curve"):
+            raise PublishError(f"{self.spec}: this libzmq has no CURVE support")
+        import zmq.auth
+
+        if not Path(secret_file).is_file():
+            raise PublishError(f"{self.spec}: curve_secret {secret_file}: no such file")
+        try:
+            public, secret = zmq.auth.load_certificate(secret_file)
+        except (OSError, ValueError) as e:
+            raise PublishError(f"{self.spec}: curve_secret {secret_file}: not a ZeroMQ "
+                               f"certificate ({e})") from None
+        if not secret:
+            raise PublishError(f"{self.spec}: curve_secret {secret_file}: holds no secret key "
+                               f"(give the .key_secret file)")
+        if clients is not None:
+            if not Path(clients).is_dir():
+                raise PublishError(f"{self.spec}: curve_clients {clients}: no such folder")
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(clients))
+        self._sock.curve_secretkey = secret
+        self._sock.curve_publickey = public
+        self._sock.curve_server = True
+
     def _close(self) -> None:
-        self._sock.close()
+        self._sock.close(0 if self._auth is not None else None)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         self._ctx.term()
+
+
+def _binds_beyond_loopback(bind: str) -> bool:
+    """Whether a ``tcp://HOST:PORT`` bind address serves more than this machine."""
+    if not bind.startswith("tcp://"):
+        return False
+    host = bind[len("tcp://"):].rpartition(":")[0].strip("[]")
+    if host in ("*", "0.0.0.0", "::"):
+        return True
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # an interface name (eth0) or a host name: reachable from outside
 
 
 class UdpPublisher(Publisher):
@@ -478,7 +555,7 @@ def open_publishers(specs: Sequence[str]) -> Publisher:
     return FanoutPublisher(opened)
 
 
-_ZMQ_OPTIONS = frozenset({"topic", "hwm", "linger_ms"})
+_ZMQ_OPTIONS = frozenset({"topic", "hwm", "linger_ms", "curve_secret", "curve_clients"})
 _OPTIONS: dict[str, frozenset[str]] = {
     "stdout": frozenset(),
     "jsonl": frozenset({"append"}),

@@ -472,3 +472,99 @@ def test_bridge_udp_source(bridge: ModuleType) -> None:
 def test_bridge_bad_source(bridge: ModuleType, spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         bridge.open_source(spec)
+
+
+# ------------------------------------------------ safe defaults: localhost, CURVE (issue 15)
+@pytest.mark.parametrize("spec,bound", [
+    ("zmq+tcp://:*", "tcp://127.0.0.1:"),
+    ("zmq://:*", "tcp://127.0.0.1:"),
+    ("zmq+tcp://127.0.0.1:*", "tcp://127.0.0.1:"),
+    ("zmq+tcp://localhost:*", "tcp://127.0.0.1:"),
+])
+def test_zmq_without_a_host_binds_localhost_only(zmq_mod: ModuleType, spec: str, bound: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="edge.publish"), _open_zmq(spec) as pub:
+        assert pub.endpoint.startswith(bound)
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("spec", ["zmq+tcp://*:*", "zmq+tcp://0.0.0.0:*"])
+def test_zmq_on_every_interface_without_curve_warns(zmq_mod: ModuleType, spec: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="edge.publish"), _open_zmq(spec) as pub:
+        assert pub.endpoint.startswith("tcp://0.0.0.0:")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{spec}: publishing on every interface without authentication; any machine that "
+        f"reaches the port reads the events (see docs/runtime.md: bind to an interface, or "
+        f"add ?curve_secret=)"]
+
+
+@pytest.fixture()
+def certs(zmq_mod: ModuleType, tmp_path: Path) -> dict[str, Path]:
+    import zmq.auth
+
+    if not zmq_mod.has("curve"):
+        pytest.skip("libzmq without CURVE")
+    (tmp_path / "server").mkdir()
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "other").mkdir()
+    pub, sec = zmq.auth.create_certificates(str(tmp_path / "server"), "server")
+    cpub, csec = zmq.auth.create_certificates(str(tmp_path / "clients"), "robot")
+    _, osec = zmq.auth.create_certificates(str(tmp_path / "other"), "stranger")
+    return {"server_public": Path(pub), "server_secret": Path(sec), "clients": tmp_path /
+            "clients", "client_secret": Path(csec), "stranger_secret": Path(osec)}
+
+
+def _curve_sub(zmq: ModuleType, ctx: Any, certs: dict[str, Path], client: str) -> Any:
+    import zmq.auth
+
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    cpub, csec = zmq.auth.load_certificate(str(certs[client]))
+    spub, _ = zmq.auth.load_certificate(str(certs["server_public"]))
+    sub.curve_publickey, sub.curve_secretkey, sub.curve_serverkey = cpub, csec, spub
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    return sub
+
+
+def test_zmq_curve_admits_a_listed_client(zmq_mod: ModuleType, certs: dict[str, Path],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    zmq = zmq_mod
+    spec = (f"zmq+tcp://*:*?curve_secret={certs['server_secret']}"
+            f"&curve_clients={certs['clients']}")
+    with caplog.at_level("WARNING", logger="edge.publish"), _open_zmq(spec) as pub:
+        ctx = zmq.Context()
+        sub = _curve_sub(zmq, ctx, certs, "client_secret")
+        try:
+            sub.connect(pub.endpoint.replace("0.0.0.0", "127.0.0.1"))
+            _wait_for_subscription(pub, sub, {"task": "gesture", "probe": True})
+            pub.publish(EVENTS[0])
+            got = _recv_events(sub, 1)
+        finally:
+            sub.close()
+            ctx.term()
+    assert json.loads(got[0][1]) == EVENTS[0]
+    assert caplog.records == []  # CURVE on: no warning about an open port
+
+
+@pytest.mark.parametrize("query,message", [
+    ("curve_secret={tmp}/nope.key_secret",
+     "zmq+tcp://127.0.0.1:*?curve_secret={tmp}/nope.key_secret: curve_secret "
+     "{tmp}/nope.key_secret: no such file"),
+    ("curve_secret={public}",
+     "zmq+tcp://127.0.0.1:*?curve_secret={public}: curve_secret {public}: holds no secret "
+     "key (give the .key_secret file)"),
+    ("curve_clients={tmp}",
+     "zmq+tcp://127.0.0.1:*?curve_clients={tmp}: curve_clients needs curve_secret (the "
+     "server's secret certificate)"),
+    ("curve_secret={secret}&curve_clients={tmp}/none",
+     "zmq+tcp://127.0.0.1:*?curve_secret={secret}&curve_clients={tmp}/none: curve_clients "
+     "{tmp}/none: no such folder"),
+])
+def test_zmq_curve_errors_name_the_file(zmq_mod: ModuleType, certs: dict[str, Path],
+                                        tmp_path: Path, query: str, message: str) -> None:
+    fill = {"tmp": tmp_path, "public": certs["server_public"],
+            "secret": certs["server_secret"]}
+    with pytest.raises(PublishError) as e:
+        open_publisher(f"zmq+tcp://127.0.0.1:*?{query.format(**fill)}")
+    assert str(e.value) == message.format(**fill)
