@@ -1,0 +1,126 @@
+"""skelmtl accuracy: a whole table on a synthetic store with a stand-in peer, resume,
+claims that only one worker wins, and config errors that name the file."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainer.accuracy import CLAIM, claim, load_accuracy_config, release, run_accuracy
+from trainer.config import ConfigError
+
+from .synth import make_store
+
+# A peer that writes what ddnet.py writes, from its arguments (no training).
+PEER = """
+import argparse, json, os
+p = argparse.ArgumentParser()
+for a in ("--dataset", "--filters", "--seed", "--threads", "--out", "--split"):
+    p.add_argument(a)
+a = p.parse_args()
+os.makedirs(a.out, exist_ok=True)
+json.dump({"config": {"seed": int(a.seed), "split": int(a.split or 1)}, "test_top1": 0.5 + int(a.seed) / 10,
+           "params": 1000, "mflops_per_clip": 2.5, "epochs_run": 3, "train_s": 1.0},
+          open(os.path.join(a.out, "result.json"), "w"))
+"""
+
+
+def _config(tmp: Path, store: Path, peer: Path | None) -> Path:
+    base = {"threads": 1, "preprocess": {"window": 16, "dims": 3, "streams": ["joint"]},
+            "model": {"name": "jcd_tiny"}, "tasks": ["action"],
+            "augment": {"mirror": 0.0, "rotate_deg": 0, "scale": 0, "crop": 1.0},
+            "optim": {"epochs": 2, "batch_size": 16}, "data": {"val_fraction": 0.2}}
+    cfg = {"name": "synthetic", "runs": str(tmp / "runs"), "results": str(tmp / "acc.md"),
+           "report": str(tmp / "acc.json"), "base": base,
+           "calibrate": {"method": "minmax", "size": 16},
+           "datasets": {"synth": {"title": "Synthetic", "seeds": [0, 1],
+                                  "variants": [{"store": str(store),
+                                                "peer": ["--dataset", "synth"]}]}}}
+    if peer is not None:
+        cfg["peer"] = {"script": str(peer), "filters": [8], "threads": 1}
+    path = tmp / "acc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_table_with_peer_resumes_without_retraining(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    store = make_store(tmp_path / "store")
+    peer = tmp_path / "peer.py"
+    peer.write_text(PEER)
+    path = _config(tmp_path, store, peer)
+    md = run_accuracy(path)
+    rep = json.loads((tmp_path / "acc.json").read_text())
+    row = rep["datasets"]["synth"]
+    assert [r["seed"] for r in row["ours"]] == [0, 1]
+    for r in row["ours"]:
+        assert 0.0 <= r["top1"] <= 1.0 and 0.0 <= r["top1_int8"] <= 1.0
+        assert r["n_test"] == 9 and r["params"] > 0 and r["mflops"] > 0 and r["epochs"] == 2
+    assert [p["test_top1"] for p in row["peer"]["f8"]] == [0.5, 0.6]
+    text = md.read_text()
+    assert "| Synthetic |" in text and "55.0 ± 7.1 (n=2)" in text  # the peer column
+    assert "Runs finished / planned: synth 2/2" in text
+    assert f"skelmtl accuracy {path}" in text
+    # A second call finds every result.json and trains nothing.
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
+    run_accuracy(path)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")} == stamp
+    assert not list((tmp_path / "runs").rglob(CLAIM))
+
+
+def test_missing_peer_script_skips_the_peer_column(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    path = _config(tmp_path, store, tmp_path / "no_peer.py")
+    cfg = load_accuracy_config(path)
+    assert cfg.peer["script"].endswith("no_peer.py")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c.update(surprise=1), r"acc.yaml: unknown keys \['surprise'\]"),
+    (lambda c: c.pop("runs"), "acc.yaml: missing key 'runs'"),
+    (lambda c: c["datasets"]["synth"].pop("variants"), "datasets.synth: expected a mapping with 'variants'"),
+    (lambda c: c["base"].update(optim={"epohcs": 1}), r"synthetic: base.optim: unknown keys \['epohcs'\]"),
+])
+def test_bad_configs_name_the_file(tmp_path: Path, change: object, message: str) -> None:
+    path = _config(tmp_path, tmp_path / "store", None)
+    cfg = yaml.safe_load(path.read_text())
+    change(cfg)  # type: ignore[operator]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=message):
+        load_accuracy_config(path)
+
+
+def _take_over(args: tuple[str, object]) -> bool:
+    out, barrier = args
+    barrier.wait()  # type: ignore[attr-defined]
+    return claim(Path(out)) is not None  # the winner keeps its descriptor (and lock) open
+
+
+def test_stale_claim_is_taken_over_by_exactly_one_worker(tmp_path: Path) -> None:
+    """A claim file left by a dead worker; four workers try at once; one wins, each time;
+    a live holder keeps it."""
+    ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
+    for trial in range(5):
+        out = tmp_path / f"run{trial}"
+        out.mkdir()
+        dead = ctx.Process(target=lambda: None)
+        dead.start()
+        dead.join()
+        (out / CLAIM).write_text(f"{os.uname().nodename} {dead.pid}")
+        with ctx.Manager() as m:
+            barrier = m.Barrier(4)
+            with ctx.Pool(4) as pool:
+                won = pool.map(_take_over, [(str(out), barrier)] * 4)
+        assert sum(won) == 1, won
+    held = claim(tmp_path / "held")
+    assert held is not None
+    with ctx.Manager() as m, ctx.Pool(1) as pool:
+        assert pool.map(_take_over, [(str(tmp_path / "held"), m.Barrier(1))]) == [False]
+    release(tmp_path / "held", held)
+    assert not (tmp_path / "held" / CLAIM).exists()

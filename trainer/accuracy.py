@@ -1,0 +1,407 @@
+"""Usage: skelmtl accuracy configs/accuracy.yaml [--only jhmdb ...] [--no-peer] [--table-only]
+
+The accuracy table the project keeps: on every dataset, the project's edge model and the
+measured peer (DD-Net, ``../shared/peers/ddnet.py``) side by side, each trained on the
+same split of the same clips on this machine, mean +- std over seeds (JHMDB: over its
+three official splits), with parameters, MFLOPs per window and the INT8 top-1 of the
+deployed artefact (exported, quantized by ``skelmtl calibrate``, scored by ``skelmtl
+eval`` through ONNX Runtime).
+
+Resumable: each run writes ``result.json`` last and is skipped once it exists; an
+interrupted training continues from its ``last.pt``. Several workers may share one runs
+folder (one per core): each claims the next free run with a file lock. The table
+(``results``, markdown) and the report (``report``, JSON) are rewritten after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edge.atomic import atomic_write
+from trainer.config import ConfigError, TrainConfig, from_dict
+
+logger = logging.getLogger(__name__)
+CLAIM = ".claimed"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One row of the table.
+
+    Attributes:
+        title: what the row is called in the table.
+        variants: one dict per data variant (JHMDB: one per official split): ``store``
+            (a clip store path; built with ``convert`` when missing), ``convert`` (the
+            ``skelmtl data convert`` arguments that build it), ``peer`` (the peer's
+            arguments for the same data).
+        seeds: seeds per variant (JHMDB: one seed per split, as the peer's table).
+        overrides: changes to the base training config (dotted keys).
+    """
+
+    title: str
+    variants: tuple[dict[str, Any], ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    """Attributes:
+    name: the table's name.
+    runs: folder of the runs.
+    results: the markdown table; report: the JSON report.
+    base: the training config every run starts from (a YAML path or a mapping).
+    datasets: name -> :class:`DatasetSpec`.
+    peer: ``script`` (the peer's command file), ``filters`` (its widths), ``threads``;
+        empty or a missing script: no peer column.
+    calibrate: ``skelmtl calibrate`` options for the INT8 column (method, size).
+    """
+
+    name: str
+    runs: str
+    results: str
+    report: str
+    base: dict[str, Any]
+    datasets: dict[str, DatasetSpec]
+    peer: dict[str, Any] = field(default_factory=dict)
+    calibrate: dict[str, Any] = field(default_factory=lambda: {"method": "entropy", "size": 512})
+    notes: tuple[str, ...] = ()
+
+
+def load_accuracy_config(path: str | os.PathLike[str]) -> AccuracyConfig:
+    """Read the YAML; unknown keys and a bad base config are refused naming the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    known = {f.name for f in dataclasses.fields(AccuracyConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown}; allowed: {sorted(known)}")
+    base = raw.get("base", {})
+    if isinstance(base, str):
+        base_path = path.parent / base
+        try:
+            base = yaml.safe_load(base_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: base {base_path}: {e}") from None
+    datasets = {}
+    dfields = {f.name for f in dataclasses.fields(DatasetSpec)}
+    for name, d in (raw.get("datasets") or {}).items():
+        if not isinstance(d, dict) or set(d) - dfields or "variants" not in d:
+            raise ConfigError(f"{path}: datasets.{name}: expected a mapping with 'variants' "
+                              f"and optionally {sorted(dfields - {'variants'})}")
+        datasets[name] = DatasetSpec(title=str(d.get("title", name)),
+                                     variants=tuple(d["variants"]),
+                                     seeds=tuple(d.get("seeds", (0, 1, 2))),
+                                     overrides=dict(d.get("overrides", {})))
+    try:
+        cfg = AccuracyConfig(name=raw["name"], runs=raw["runs"], results=raw["results"],
+                             report=raw["report"], base=base, datasets=datasets,
+                             peer=dict(raw.get("peer") or {}),
+                             calibrate=dict(raw.get("calibrate") or {"method": "entropy",
+                                                                      "size": 512}),
+                             notes=tuple(raw.get("notes", ())))
+    except KeyError as e:
+        raise ConfigError(f"{path}: missing key {e}") from None
+    for name in datasets:  # every run's training config must load before any trains
+        for v in range(len(datasets[name].variants)):
+            run_config(cfg, name, v, 0)
+    return cfg
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    variant: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/v{self.variant}/seed{self.seed}"
+
+
+def plan(cfg: AccuracyConfig, only: list[str] | None = None) -> list[Run]:
+    """Every (dataset, variant, seed), seed-major so early stops leave whole seeds."""
+    runs = []
+    for seed_i in range(max((len(d.seeds) for d in cfg.datasets.values()), default=0)):
+        for name, d in cfg.datasets.items():
+            if only and name not in only or seed_i >= len(d.seeds):
+                continue
+            runs += [Run(name, v, d.seeds[seed_i]) for v in range(len(d.variants))]
+    return runs
+
+
+def run_config(cfg: AccuracyConfig, dataset: str, variant: int, seed: int) -> TrainConfig:
+    """The training config of one run."""
+    d = cfg.datasets[dataset]
+    base = json.loads(json.dumps(cfg.base))
+    base.setdefault("data", {})["sources"] = [{"store": d.variants[variant]["store"]}]
+    base["name"] = f"{dataset}-v{variant}-seed{seed}"
+    base["seed"] = seed
+    base["out"] = str(Path(cfg.runs) / dataset / f"v{variant}" / f"seed{seed}")
+    tc = from_dict(base, f"{cfg.name}: base")
+    return tc.replace(**d.overrides) if d.overrides else tc
+
+
+def claim(out: Path) -> int | None:
+    """Take ``out`` for this process: an open, exclusively locked ``.claimed`` file.
+
+    The lock (``flock``) is the claim: the kernel drops it when its process dies, so a
+    killed worker's run is free again without any stale-claim guessing, and of several
+    workers trying at once exactly one gets it. After locking, the path must still name
+    the locked file (a finishing worker unlinks it), else the claim is retried.
+
+    Returns:
+        The file descriptor to pass to :func:`release`, or None when another live
+        process holds the run.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = out / CLAIM
+    for _ in range(5):
+        fd = os.open(f, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(f).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{platform.node()} {os.getpid()}\n".encode())
+            return fd
+        os.close(fd)  # we locked a file its holder had just unlinked: try the new one
+    return None
+
+
+def release(out: Path, fd: int) -> None:
+    """Give a claim back (unlink first, so nobody locks the old file after us)."""
+    (out / CLAIM).unlink(missing_ok=True)
+    os.close(fd)
+
+
+def ensure_store(variant: dict[str, Any]) -> None:
+    """Build a variant's clip store with ``skelmtl data convert`` when it is missing."""
+    store = Path(variant["store"])
+    if (store / "meta.json").is_file():
+        return
+    args = variant.get("convert")
+    if not args:
+        raise ConfigError(f"{store}: no clip store there and no 'convert' arguments to build it")
+    cmd = [sys.executable, "-m", "edge.cli", "data", "convert", *map(str, args), str(store)]
+    logger.info("+ %s", shlex.join(cmd))
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise ConfigError(f"{store}: data convert failed: {last}")
+
+
+def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
+    """Train, score FP32 on test, export, quantize, score INT8 on test."""
+    from calibration.quantize import calibrate
+    from trainer.checkpoint import load_checkpoint
+    from trainer.evaluate import evaluate_model
+    from trainer.export import export_checkpoint
+    from trainer.models import count_flops, count_params
+    from trainer.train import train
+
+    tc = run_config(cfg, run.dataset, run.variant, run.seed)
+    out = tc.out_dir
+    t0 = time.perf_counter()
+    res = train(tc, resume=True, progress=False)
+    wall = time.perf_counter() - t0
+    test = tc.data.test_split
+    fp32 = evaluate_model(res.best, split=test, out_dir=out / "eval")
+    onnx = out / "model.onnx"
+    export_checkpoint(res.best, onnx, log=lambda m: logger.debug("%s", m))
+    int8 = out / "model.int8.onnx"
+    calibrate(onnx, int8, [str(s.store) for s in tc.data.sources],
+              method=cfg.calibrate.get("method", "entropy"),
+              size=int(cfg.calibrate.get("size", 512)), trt_cache=None,
+              log=lambda m: logger.debug("%s", m))
+    q = evaluate_model(int8, data=[str(s.store) for s in tc.data.sources], split=test,
+                       out_dir=out / "eval_int8")
+    ck = load_checkpoint(res.best)
+    pre = ck.meta.preprocess
+    shape = (1, pre.channels, pre.window, 75)
+    task = next(iter(fp32["tasks"]))
+    return {"dataset": run.dataset, "variant": run.variant, "seed": run.seed,
+            "store": str(tc.data.sources[0].store), "task": task,
+            "top1": fp32["tasks"][task]["top1"], "top1_int8": q["tasks"][task]["top1"],
+            "n_test": fp32["tasks"][task]["n"], "best_val": res.best_val,
+            "epochs": len(res.history), "stopped": bool(res.history and
+                                                        res.history[-1].get("stopped")),
+            "params": count_params(ck.model), "mflops": count_flops(ck.model, shape) / 1e6,
+            "joints": len(pre.joints) or 75, "model": ck.meta.model_name,
+            "train_s": round(wall, 1)}
+
+
+def run_peer(cfg: AccuracyConfig, run: Run, filters: int, out: Path) -> dict[str, Any]:
+    """The peer's own command on the same data and seed; its result.json."""
+    variant = cfg.datasets[run.dataset].variants[run.variant]
+    cmd = [sys.executable, str(cfg.peer["script"]), *map(str, variant["peer"]),
+           "--filters", str(filters), "--seed", str(run.seed),
+           "--threads", str(cfg.peer.get("threads", 1)), "--out", str(out)]
+    logger.info("+ %s", shlex.join(cmd))
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise ConfigError(f"peer run {out} failed: {last}")
+    res: dict[str, Any] = json.loads((out / "result.json").read_text())
+    res["command"] = shlex.join(cmd[1:])
+    return res
+
+
+def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
+                 peer: bool = True) -> Path:
+    """Run (or continue) every run of the table; returns the markdown table's path."""
+    cfg = load_accuracy_config(path)
+    root = Path(cfg.runs)
+    script = Path(cfg.peer.get("script", "")) if cfg.peer else None
+    if peer and script is not None and not script.is_file():
+        logger.warning("peer script %s not found: no peer runs this time", script)
+        peer = False
+    for run in plan(cfg, only):
+        variant = cfg.datasets[run.dataset].variants[run.variant]
+        ensure_store(variant)
+        jobs: list[tuple[Path, Any]] = [(root / run.key, lambda r=run: run_ours(cfg, r))]
+        if peer and "peer" in variant:
+            for f in cfg.peer.get("filters", [64]):
+                pout = root / "peer" / f"f{f}" / run.key
+                jobs.append((pout, lambda r=run, f=f, o=pout: run_peer(cfg, r, f, o)))
+        for out, job in jobs:
+            done = out / "result.json"
+            if done.is_file():
+                continue
+            fd = claim(out)
+            if fd is None:
+                continue
+            try:
+                if done.is_file():  # finished by the worker that held it before us
+                    continue
+                logger.info("== %s", out)
+                res = job()
+                atomic_write(out / "result.json", json.dumps(res, indent=1))
+                write_table(cfg, path)
+            finally:
+                release(out, fd)
+    return write_table(cfg, path)
+
+
+def one(key: str, rs: list[dict[str, Any]]) -> str:
+    """The mean of ``key`` over runs, as a table cell (sizes are equal across seeds)."""
+    v = [x[key] for x in rs]
+    if not v:
+        return "-"
+    return f"{np.mean(v):.2f}" if key == "mflops" else f"{int(np.mean(v)):,}"
+
+
+def _collect(root: Path, pattern: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob(pattern))]
+
+
+def _ms(v: list[float]) -> str:
+    if not v:
+        return "-"
+    a = 100 * np.asarray(v)
+    return f"{a.mean():.1f}" + (f" ± {a.std(ddof=1):.1f}" if len(a) > 1 else "") + f" (n={len(a)})"
+
+
+def summarise(cfg: AccuracyConfig) -> dict[str, Any]:
+    """Per dataset: ours and the peer's runs, means, stds and sizes."""
+    root = Path(cfg.runs)
+    rows = {}
+    for name, d in cfg.datasets.items():
+        ours = [r for r in _collect(root, f"{name}/v*/seed*/result.json")]
+        planned = len(d.variants) * len(d.seeds)
+        row: dict[str, Any] = {"title": d.title, "planned": planned, "ours": ours,
+                               "peer": {}}
+        for f in cfg.peer.get("filters", [64]) if cfg.peer else []:
+            row["peer"][f"f{f}"] = [{"seed": r["config"]["seed"], "split": r["config"]["split"],
+                                     "test_top1": r["test_top1"], "params": r["params"],
+                                     "mflops": r["mflops_per_clip"],
+                                     "epochs": r["epochs_run"], "train_s": r["train_s"]}
+                                    for r in _collect(root, f"peer/f{f}/{name}/v*/seed*/result.json")]
+        rows[name] = row
+    return rows
+
+
+def write_table(cfg: AccuracyConfig, config_path: str | os.PathLike[str]) -> Path:
+    """Write the markdown table and the JSON report (atomically)."""
+    rows = summarise(cfg)
+    peers = [f"f{f}" for f in cfg.peer.get("filters", [64])] if cfg.peer else []
+    head = ["dataset", "skelmtl FP32 top-1 %", "skelmtl INT8 top-1 %", "params", "MFLOPs",
+            "epochs"]
+    for p in peers:
+        head += [f"DD-Net {p} top-1 %", f"DD-Net {p} params", f"DD-Net {p} MFLOPs"]
+    lines = [f"# Accuracy: {cfg.name}", "",
+             "Test top-1 on each dataset's stated split (../shared/data/README.md), mean ± "
+             "sample std over runs (n = runs finished). Both models are trained on the same "
+             "train split, select on validation carved from it, and are scored once on test, "
+             "on this machine. Made by:", "",
+             f"    skelmtl accuracy {config_path}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows.values():
+        ours = r["ours"]
+        cells = [f"{r['title']}", _ms([o["top1"] for o in ours]),
+                 _ms([o["top1_int8"] for o in ours]), one("params", ours), one("mflops", ours),
+                 f"{np.mean([o['epochs'] for o in ours]):.0f}" if ours else "-"]
+        for p in peers:
+            pr = r["peer"].get(p, [])
+            cells += [_ms([x["test_top1"] for x in pr]), one("params", pr), one("mflops", pr)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Runs finished / planned: " + ", ".join(
+        f"{n} {len(r['ours'])}/{r['planned']}" for n, r in rows.items()), ""]
+    lines += [f"- {n}" for n in cfg.notes]
+    lines.append("")
+    md = Path(cfg.results)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(md, "\n".join(lines))
+    rep = Path(cfg.report)
+    rep.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(rep, json.dumps({"schema": 1, "name": cfg.name, "command":
+                                  f"skelmtl accuracy {config_path}", "datasets": rows},
+                                 indent=1, default=str))
+    return md
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="accuracy config YAML (configs/accuracy.yaml)")
+    p.add_argument("--only", nargs="*", help="dataset names to run")
+    p.add_argument("--no-peer", action="store_true", help="skip the peer's runs")
+    p.add_argument("--table-only", action="store_true", help="rewrite the table, run nothing")
+
+
+def main(args: argparse.Namespace) -> int:
+    logger.setLevel(logging.INFO)
+    logging.getLogger("trainer.train").setLevel(logging.INFO)
+    if args.table_only:
+        print(write_table(load_accuracy_config(args.config), args.config))
+        return 0
+    print(run_accuracy(args.config, only=args.only, peer=not args.no_peer))
+    return 0
