@@ -1,0 +1,152 @@
+"""`skelmtl selfcheck` (calibration/selfcheck.py) against the TensorRT stand-in.
+
+What this proves: the check builds the shipped INT8 model into the engine cache through
+the real build-engine code (against tests/fake_tensorrt 10.3), reads the layer precisions
+back through the inspector, cuts windows from the bundled clips, compares two backends
+top-1 per head against the stated threshold and fails when they disagree, reuses the
+cached engine on a second run, and without TensorRT exits 3 with one line. What it cannot
+prove: that a real TensorRT engine agrees with ONNX Runtime; here the "TensorRT" backend is
+ONNX Runtime running the INT8 Q/DQ model (the stand-in builds no executable engine). On a
+Jetson, `skelmtl selfcheck` itself is that proof.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from calibration import selfcheck as sc  # noqa: E402
+from edge.assets import bundled_model  # noqa: E402
+from edge.engine_cache import Platform  # noqa: E402
+from tests.fake_tensorrt import make_tensorrt  # noqa: E402
+
+ORIN = Platform(gpu="Orin sm_87 16SM", l4t="36.4.0", tensorrt="10.3.0")
+
+
+def _builder(trt: Any) -> Any:
+    from calibration.engine import build_engine
+
+    def build(model: Path, out: Path, precision: str, timing: Path) -> None:
+        build_engine(model, out, precision, timing_cache=timing, trt=trt, gpu=ORIN.gpu,
+                     log=lambda _: None)
+    return build
+
+
+def _ort(path: Path) -> Any:
+    from edge.backends import load_backend
+
+    return load_backend(path, "onnxruntime")
+
+
+class Scrambled:
+    """A backend whose answers are shifted by one class: never agrees."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.meta = inner, inner.meta
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: np.roll(v, 1, axis=1) for k, v in self.inner.infer(x).items()}
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_selfcheck_passes_and_reuses_the_cached_engine(tmp_path: Path) -> None:
+    trt = make_tensorrt("10.3.0")
+    lines: list[str] = []
+    kw: dict[str, Any] = dict(cache_dir=tmp_path / "engines", trt=trt, platform=ORIN,
+                              builder=_builder(trt), repeats=2,
+                              load_tensorrt=lambda p: _ort(bundled_model("int8")),
+                              load_reference=_ort, out=lines.append)
+    report = sc.run_selfcheck(**kw)
+    assert report.ok, lines
+    names = [s.name for s in report.steps]
+    assert names == ["platform", "cache key", "engine", "layers", "agreement", "latency"]
+    steps = {s.name: s for s in report.steps}
+    assert steps["platform"].data["tensorrt"] == "10.3.0"
+    assert steps["engine"].data["built"] is True
+    assert steps["engine"].data["path"].endswith(steps["cache key"].data["key"] + ".engine")
+    layers = steps["layers"].data["layers"]
+    convs = [lay for lay in layers if lay["type"] == "Conv"]
+    assert len(convs) == 11 and all("int8" in lay["dtypes"] for lay in convs)
+    assert any(ln.startswith("    layer ") and "/model/trunk.0/gcn/conv/Conv" in ln
+               for ln in lines)
+    agree = steps["agreement"].data
+    # 12 bundled clips back to back, a window every 4 frames
+    assert agree["windows"] == 83 and agree["threshold"] == sc.DEFAULT_AGREEMENT
+    assert min(agree["agreement"].values()) >= 0.95
+    assert lines[0].startswith("[ok] platform: gpu Orin sm_87 16SM, l4t 36.4.0, tensorrt 10.3.0")
+
+    again = sc.run_selfcheck(**kw)
+    assert again.ok and {s.name: s for s in again.steps}["engine"].data["built"] is False
+
+
+def test_selfcheck_fails_when_tensorrt_disagrees(tmp_path: Path) -> None:
+    trt = make_tensorrt("10.3.0")
+    lines: list[str] = []
+    report = sc.run_selfcheck(cache_dir=tmp_path, trt=trt, platform=ORIN,
+                              builder=_builder(trt), repeats=1,
+                              load_tensorrt=lambda p: Scrambled(_ort(bundled_model("int8"))),
+                              load_reference=_ort, out=lines.append)
+    assert not report.ok
+    failed = [s for s in report.steps if not s.ok]
+    assert [s.name for s in failed] == ["agreement"]
+    assert failed[0].detail.endswith("(needs >= 90% per head)")
+    assert any(ln.startswith("[FAILED] agreement: top-1 agreement with ONNX Runtime FP32 on 83 "
+                             "bundled windows") for ln in lines)
+
+
+def test_selfcheck_reports_a_failed_build(tmp_path: Path) -> None:
+    trt = make_tensorrt("10.3.0", int8_kernels=False)  # the engine would not run INT8
+    report = sc.run_selfcheck(cache_dir=tmp_path, trt=trt, platform=ORIN,
+                              builder=_builder(trt), out=lambda _: None)
+    assert [(s.name, s.ok) for s in report.steps][-1] == ("engine", False)
+    assert "does not compute in int8" in report.steps[-1].detail
+
+
+def test_selfcheck_without_tensorrt_says_so_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    parser = argparse.ArgumentParser()
+    sc.add_arguments(parser)
+    assert sc.main(parser.parse_args([])) == sc.EXIT_NO_TENSORRT == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.splitlines()
+    assert len(err) == 1 and err[0].startswith("skelmtl selfcheck: TensorRT's Python bindings "
+                                               "are not importable")
+    assert err[0].endswith("nothing to check on this machine (exit 3)")
+
+
+def test_selfcheck_cli_writes_the_report_and_exits_1_on_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    trt = make_tensorrt("10.3.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    real = sc.run_selfcheck
+
+    def with_stand_ins(**kw: Any) -> sc.SelfcheckReport:
+        kw.update(platform=ORIN, builder=_builder(trt), repeats=1,
+                  load_tensorrt=lambda p: Scrambled(_ort(bundled_model("int8"))),
+                  load_reference=_ort)
+        return real(**kw)
+
+    monkeypatch.setattr(sc, "run_selfcheck", with_stand_ins)
+    parser = argparse.ArgumentParser()
+    sc.add_arguments(parser)
+    args = parser.parse_args(["--cache", str(tmp_path / "c"), "--json", str(tmp_path / "r.json")])
+    assert sc.main(args) == sc.EXIT_FAILED == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "selfcheck FAILED: agreement"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] is False and report["steps"][4]["name"] == "agreement"
+    with pytest.raises(sc.SkelmtlError, match="--agreement 1.5: give a fraction"):
+        sc.main(parser.parse_args(["--agreement", "1.5"]))
