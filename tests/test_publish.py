@@ -568,3 +568,45 @@ def test_zmq_curve_errors_name_the_file(zmq_mod: ModuleType, certs: dict[str, Pa
     with pytest.raises(PublishError) as e:
         open_publisher(f"zmq+tcp://127.0.0.1:*?{query.format(**fill)}")
     assert str(e.value) == message.format(**fill)
+
+
+# ------------------------------------------- the bridge bounds untrusted input (issue 15)
+@pytest.mark.parametrize("payload, message", [
+    (b"{" + b" " * 70_000 + b"}", "event of 70002 bytes exceeds 65536"),
+    (b"{\"a\": " + b"[" * 30_000 + b"]" * 30_000 + b"}", "event nested 30001 deep exceeds 4"),
+    (b'{"a": [[[[1]]]]}', "event nested 5 deep exceeds 4"),
+    (b"[" * 60_000, "event nested 60000 deep exceeds 4"),
+    (b'{"task": "\xff"}', "'utf-8' codec can't decode byte 0xff in position 10: invalid "
+                          "start byte"),
+    (b'"just a string"', "event is a JSON str, not an object"),
+    (b"", "Expecting value: line 1 column 1 (char 0)"),
+])
+def test_bridge_decode_bounds(bridge: ModuleType, payload: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        bridge.decode_payload(payload)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("text, depth", [
+    ('{"a": "[[[[[[["}', 1),  # brackets inside strings do not count
+    ('{"a": "\\"[[[", "b": [1]}', 2),
+    ('{"a": {"b": [1, {"c": 2}]}}', 4),
+    ("{}", 1),
+])
+def test_bridge_nesting_depth(bridge: ModuleType, text: str, depth: int) -> None:
+    assert bridge.nesting_depth(text) == depth
+    assert bridge.decode_payload(text) == json.loads(text)
+
+
+def test_bridge_creates_a_bounded_number_of_topics(bridge: ModuleType) -> None:
+    created: list[str] = []
+    table = bridge.TopicTable(lambda t: created.append(t) or t, limit=3)
+    got = [table.get(bridge.task_topic("/e", {"task": f"task{i}"})) for i in range(10)]
+    assert got == ["/e/task0", "/e/task1", "/e/task2"] + [None] * 7
+    assert created == ["/e/task0", "/e/task1", "/e/task2"] and table.refused == 7
+    assert table.get("/e/task1") == "/e/task1"  # known topics keep working
+
+
+def test_bridge_topic_names_are_short_and_ascii(bridge: ModuleType) -> None:
+    assert bridge.task_topic("/e", {"task": "x" * 10_000}) == "/e/" + "x" * 64
+    assert bridge.task_topic("/e", {"task": "\u00e9t\u00e9"}) == "/e/t"

@@ -2,7 +2,7 @@
 
 Usage: python3 skelmtl_ros2_bridge.py --events zmq+tcp://127.0.0.1:5556 [--topic /skelmtl/events]
 
-Run ``skelmtl run ... --publish 'zmq+tcp://*:5556'`` (or the Jetson container) first, then
+Run ``skelmtl run ... --publish 'zmq+tcp://127.0.0.1:5556'`` (or the Jetson container) first, then
 this node in a sourced ROS 2 environment (Humble or newer). Each event becomes one
 ``std_msgs/msg/String`` whose ``data`` is the event's JSON, published on ``--topic``
 (all events) and on ``<topic>/<task>`` (``/skelmtl/events/action``, ``.../gesture``,
@@ -10,6 +10,11 @@ this node in a sourced ROS 2 environment (Humble or newer). Each event becomes o
 
 rclpy and pyzmq are imported inside :func:`main`, so this file imports without ROS; the
 conversion functions below are plain Python and are what the tests check.
+
+Whatever reaches the socket is untrusted: a payload larger than :data:`MAX_PAYLOAD_BYTES`,
+nested deeper than :data:`MAX_DEPTH` or not a JSON object is skipped with a warning, and at
+most :data:`MAX_TASK_TOPICS` per-task topics are ever created (a new task string beyond
+that goes to the main topic only), so that no sender can exhaust the node.
 """
 
 from __future__ import annotations
@@ -30,19 +35,79 @@ ZMQ_TOPIC_PREFIX = "skelmtl"
 POLL_PERIOD_S = 0.01
 # The schema the bridge was written against; newer minor fields pass through untouched.
 KNOWN_SCHEMA_MAJOR = 1
+# Bounds on untrusted input. An event is a flat JSON object of a few hundred bytes.
+MAX_PAYLOAD_BYTES = 65_536
+MAX_DEPTH = 4  # the object itself is depth 1
+MAX_TASK_TOPICS = 32
+MAX_TOPIC_PART = 64  # characters of a task name kept in a topic name
 
 
 def decode_payload(payload: bytes | str) -> dict[str, Any]:
     """Parse one event (the JSON frame of a ZeroMQ message, or one UDP datagram).
 
     Raises:
-        ValueError: not a JSON object.
+        ValueError: larger than :data:`MAX_PAYLOAD_BYTES`, not UTF-8, not JSON, nested
+            deeper than :data:`MAX_DEPTH`, or not a JSON object.
     """
-    text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"event of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    text = raw.decode("utf-8")
+    # Measured before parsing: json's recursive decoder must never see a deep payload.
+    depth = nesting_depth(text)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"event nested {depth} deep exceeds {MAX_DEPTH}")
     event = json.loads(text)
     if not isinstance(event, dict):
         raise ValueError(f"event is a JSON {type(event).__name__}, not an object")
     return event
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting of JSON text, brackets inside strings ignored."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+class TopicTable:
+    """Per-task ROS publishers, at most ``limit`` of them (new task strings are untrusted).
+
+    Args:
+        create: makes the publisher of a topic name.
+        limit: how many topics may be created.
+    """
+
+    def __init__(self, create: Callable[[str], Any], limit: int = MAX_TASK_TOPICS) -> None:
+        self.create = create
+        self.limit = limit
+        self.publishers: dict[str, Any] = {}
+        self.refused = 0
+
+    def get(self, topic: str) -> Any:
+        """The topic's publisher, created on first use; None once ``limit`` is reached."""
+        pub = self.publishers.get(topic)
+        if pub is None:
+            if len(self.publishers) >= self.limit:
+                self.refused += 1
+                return None
+            pub = self.publishers[topic] = self.create(topic)
+        return pub
 
 
 def task_topic(base: str, event: Mapping[str, Any]) -> str:
@@ -50,7 +115,8 @@ def task_topic(base: str, event: Mapping[str, Any]) -> str:
     ``<base>/<kind>`` (``.../state``, ``.../drop``, ``.../stream``), reduced to characters
     legal in a ROS 2 topic name; the same split as the ZeroMQ topics of ``edge.publish``."""
     task = str(event.get("task") or event.get("kind") or "state")
-    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in task).strip("_") or "state"
+    safe = "".join(c if c.isascii() and c.isalnum() or c == "_" else "_"
+                   for c in task[:MAX_TOPIC_PART]).strip("_") or "state"
     if safe[0].isdigit():
         safe = f"t_{safe}"
     return f"{base.rstrip('/')}/{safe}"
@@ -126,7 +192,8 @@ def open_source(spec: str) -> tuple[Callable[..., list[bytes]], Callable[[], Non
 
     ``zmq+tcp://HOST:PORT`` (or ``zmq://``) and ``zmq+ipc:///PATH`` connect a SUB socket
     (subscribed to ``skelmtl``, i.e. every task) to the runtime's PUB socket;
-    ``udp://HOST:PORT`` binds a UDP socket there (use 0.0.0.0 for all interfaces) and reads
+    ``udp://HOST:PORT`` binds a UDP socket there (no host: 127.0.0.1; 0.0.0.0 for all
+    interfaces) and reads
     the datagrams the runtime sends to it.
 
     Raises:
@@ -146,6 +213,8 @@ def open_source(spec: str) -> tuple[Callable[..., list[bytes]], Callable[[], Non
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        # ZeroMQ itself drops a peer that sends a larger frame, before Python sees it.
+        sub.setsockopt(zmq.MAXMSGSIZE, MAX_PAYLOAD_BYTES)
         sub.setsockopt(zmq.SUBSCRIBE, ZMQ_TOPIC_PREFIX.encode())
         sub.connect(address)
 
@@ -169,7 +238,7 @@ def open_source(spec: str) -> tuple[Callable[..., list[bytes]], Callable[[], Non
         if not parts.port:
             raise ValueError(f"{spec!r}: no port; the form is udp://HOST:PORT")
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((parts.hostname or "0.0.0.0", parts.port))
+        sock.bind((parts.hostname or "127.0.0.1", parts.port))
         sock.setblocking(False)
 
         def drain_udp(timeout: float = 0.0) -> list[bytes]:
@@ -209,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=[sys.argv[0], *ros_args])
     node = Node("skelmtl_bridge")
     qos = QoSProfile(depth=50)
-    publishers: dict[str, Any] = {args.topic: node.create_publisher(String, args.topic, qos)}
+    main_pub = node.create_publisher(String, args.topic, qos)
+    per_task = TopicTable(lambda topic: node.create_publisher(String, topic, qos))
     drain, close = open_source(args.events)
     log = node.get_logger()
     log.info(f"bridging {args.events} -> {args.topic}")
@@ -222,12 +292,15 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning(f"skipping a malformed event: {e}")
                 continue
             msg = event_to_string_msg(event, String)
-            publishers[args.topic].publish(msg)
+            main_pub.publish(msg)
             if not args.no_per_task:
                 topic = task_topic(args.topic, event)
-                if topic not in publishers:
-                    publishers[topic] = node.create_publisher(String, topic, qos)
-                publishers[topic].publish(msg)
+                pub = per_task.get(topic)
+                if pub is not None:
+                    pub.publish(msg)
+                elif per_task.refused == 1:
+                    log.warning(f"more than {per_task.limit} task topics; events of new "
+                                f"tasks ({topic}, ...) go to {args.topic} only")
 
     node.create_timer(POLL_PERIOD_S, pump)
     try:
