@@ -210,7 +210,7 @@ def test_used_folder_is_refused_unless_resumed_or_overwritten(store: Path, tmp_p
 
 
 def test_stopping_rule_and_still_improving_mark(store: Path, tmp_path: Path) -> None:
-    from trainer.train import _patience_exhausted, still_improving
+    from trainer.train import _patience_exhausted, best_epoch, still_improving
 
     hist = [{"score": s} for s in (0.1, 0.5, 0.4, 0.4, 0.45)]
     assert _patience_exhausted(hist, 3) and not _patience_exhausted(hist, 4)
@@ -223,8 +223,11 @@ def test_stopping_rule_and_still_improving_mark(store: Path, tmp_path: Path) -> 
     res = train(cfg, progress=False, log=lambda s: None)
     rows = [json.loads(x) for x in (tmp_path / "stop" / "history.jsonl").read_text().splitlines()]
     assert len(rows) < 30 and rows[-1]["stopped"] == "no better validation score for 2 epochs"
-    best = int(np.argmax([r["score"] for r in rows]))
-    assert len(rows) - 1 - best == 2 and res.epochs_run == len(rows)
+    assert len(rows) - 1 - best_epoch(rows) == 2 and res.epochs_run == len(rows)
+    assert all(r["val_loss"] > 0 for r in rows)
+    # ties in accuracy go to the lower validation loss
+    assert best_epoch([{"score": 0.5, "val_loss": 1.0}, {"score": 0.5, "val_loss": 0.8},
+                       {"score": 0.4, "val_loss": 0.1}]) == 1
     # Reaching the maximum while the best epoch is recent marks the history.
     res = train(_cfg(store, tmp_path / "short", **{"optim.epochs": 2, "optim.patience": 40}),
                 progress=False, log=lambda s: None)

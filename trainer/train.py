@@ -141,10 +141,20 @@ def still_improving(history: list[dict[str, Any]], patience: int) -> bool:
     last tenth of a run without a stopping rule): the run had not reached its plateau."""
     if not history:
         return False
-    scores = [h["score"] for h in history]
-    best = int(np.argmax(scores))
-    tail = max(1, patience // 4) if patience else max(1, len(scores) // 10)
-    return best >= len(scores) - tail
+    tail = max(1, patience // 4) if patience else max(1, len(history) // 10)
+    return best_epoch(history) >= len(history) - tail
+
+
+def _rank(row: dict[str, Any]) -> tuple[float, float]:
+    """How an epoch ranks: validation accuracy, then the lower validation loss (the
+    accuracy of a few dozen clips ties often; the loss tells the better-fitted apart)."""
+    return (row["score"], -row.get("val_loss", 0.0))
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """Index of the best epoch (the first of equals)."""
+    ranks = [_rank(h) for h in history]
+    return ranks.index(max(ranks))
 
 
 class _Plateau:
@@ -228,6 +238,19 @@ def lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
         p = (step - warm) / max(1, total - warm)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
     return f
+
+
+def validation_loss(res: dict[str, np.ndarray], tasks: tuple[str, ...]) -> float:
+    """Mean over tasks of the cross-entropy of each clip's own head (from :func:`predict`)."""
+    losses = []
+    for ti, name in enumerate(tasks):
+        sel = res["task"] == ti
+        if sel.any():
+            z = res[f"logits_{name}"][sel].astype(np.float64)
+            z = z - z.max(1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+            losses.append(float(-logp[np.arange(len(z)), res["label"][sel]].mean()))
+    return float(np.mean(losses)) if losses else 0.0
 
 
 @torch.no_grad()
@@ -437,10 +460,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                               f"({len(split['train'])} training clips, batch {per_rank})")
         weighting.update_epoch(epoch_losses)
         sched.step_epoch(float(np.mean(list(epoch_losses.values()))) if epoch_losses else 0.0)
-        val = accuracy_per_task(predict(model, val_ds, tasks, env.device), tasks) if len(val_ds) else {}
+        pred = predict(model, val_ds, tasks, env.device) if len(val_ds) else None
+        val = accuracy_per_task(pred, tasks) if pred is not None else {}
         score = float(np.mean([val[k] for k in tasks if k in val])) if val else -float(epoch)
         row: dict[str, Any] = {"epoch": epoch, "loss": epoch_losses, "val": val, "score": score,
+                               "val_loss": validation_loss(pred, tasks) if pred is not None
+                               else 0.0,
                                "weights": weighting.weights(), "lr": sched.get_last_lr()[0]}
+        is_best = not history or _rank(row) > _rank(history[best_epoch(history)])
         history.append(row)
         stopped = _patience_exhausted(history, cfg.optim.patience)
         if epoch + 1 == cfg.optim.epochs and not stopped \
@@ -449,7 +476,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             if env.main:
                 logger.warning("%s: the last epochs were still improving the validation score "
                                "(best at epoch %d of %d); raise optim.epochs to reach the "
-                               "plateau", out, int(np.argmax([h["score"] for h in history])) + 1,
+                               "plateau", out, best_epoch(history) + 1,
                                len(history))
         if stopped:
             row["stopped"] = f"no better validation score for {cfg.optim.patience} epochs"
@@ -465,7 +492,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 f.write(json.dumps(row) + "\n")
             extra = {"epoch": epoch, "best_val": max(best_val, score), "history": history,
                      "data_fingerprint": comp.fingerprint(), "val": val}
-            if score > best_val:
+            if is_best:
                 best_val = score
                 save_checkpoint(out / "best.pt", model, meta, cfg.to_dict(), **extra)
             save_checkpoint(last, model, meta, cfg.to_dict(), optimizer=opt.state_dict(),
@@ -493,8 +520,7 @@ def _patience_exhausted(history: list[dict[str, Any]], patience: int) -> bool:
     """The stopping rule: ``patience`` epochs since the best validation score."""
     if not patience or not history:
         return False
-    scores = [h["score"] for h in history]
-    return len(scores) - 1 - int(np.argmax(scores)) >= patience
+    return len(history) - 1 - best_epoch(history) >= patience
 
 
 def _all_sum(sums: dict[str, float], counts: dict[str, int], tasks: tuple[str, ...]
