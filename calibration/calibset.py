@@ -81,6 +81,16 @@ def _candidates(stores: list[ClipStore], meta: ModelMeta, split: str
             raise StoreError(f"{names}: the stores hold tasks {sorted(seen_tasks)}, the model "
                              f"has {list(meta.tasks)}")
         raise StoreError(f"{names}: no clips of the model's tasks in split {split!r}")
+    # A store whose task names match but whose classes are none of the model's is another
+    # dataset under the same task name: its activations say nothing about this model's.
+    for task in sorted({t for t, _ in groups}):
+        have = sorted({lab for t, lab in groups if t == task})
+        if not set(have) & set(meta.labels[task]):
+            names = [str(s.path) for s in stores]
+            raise StoreError(f"{names}: task {task!r} holds the classes {have[:8]}"
+                             f"{'...' if len(have) > 8 else ''}, none of the model's "
+                             f"{list(meta.labels[task])[:8]}: these clips are not this "
+                             "model's data")
     return groups
 
 
@@ -116,7 +126,8 @@ def draw_calibration_set(stores: Sequence[str | os.PathLike[str]], meta: ModelMe
 
     Raises:
         StoreError: no stores, a store with fewer dimensions than the model needs, no
-            clips of the model's tasks in ``split``.
+            clips of the model's tasks in ``split``, or a task whose classes are none of
+            the model's.
     """
     if size < 1:
         raise StoreError(f"calibration size must be >= 1, got {size}")

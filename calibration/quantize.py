@@ -511,6 +511,27 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
     return QuantizeResult(out, qmeta, cache_path, quantized, floats, counts or {})
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def refuse_overwriting_input(model_path: Path,
+                             outputs: dict[str, str | os.PathLike[str] | None]) -> None:
+    """Refuse an output path that is the input model (``calibrate M -o M`` would replace
+    the FP32 model with the INT8 one, and the FP32 reference would be gone).
+
+    Raises:
+        QuantizeError: naming the option and the file.
+    """
+    for option, path in outputs.items():
+        if path is not None and _same_file(Path(path), Path(model_path)):
+            raise QuantizeError(f"{path}: {option} is the input model; calibrate writes a "
+                                "new file and keeps the FP32 model (e.g. -o model.int8.onnx)")
+
+
 def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
               data: Sequence[str | os.PathLike[str]], *, method: str = "entropy",
               size: int = 512, seed: int = 0, split: str = "train",
@@ -528,11 +549,12 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
     if missing:
         raise QuantizeError(missing)
     model_path, out = Path(model_path), Path(out)
+    cache = out.with_suffix(".calib") if trt_cache == "auto" else trt_cache
+    refuse_overwriting_input(model_path, {"-o/--output": out, "--trt-cache": cache})
     meta = read_meta(load_onnx(model_path), model_path)
     cal = draw_calibration_set(data, meta, size=size, split=split, seed=seed)
     log(f"calibration set: {len(cal)} windows from split {split!r}: "
         + json.dumps(cal.counts(), sort_keys=True))
-    cache = out.with_suffix(".calib") if trt_cache == "auto" else trt_cache
     res = quantize_onnx(model_path, out, cal.x, method=method, keep_float=keep_float,
                         op_types=op_types, quantize_heads=quantize_heads,
                         quantizer=quantizer, percentile=percentile, trt_cache=cache,
@@ -580,6 +602,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Calibrate, quantize and (optionally) report."""
     cache = None if str(args.trt_cache).lower() == "none" else args.trt_cache
+    refuse_overwriting_input(Path(args.model), {"-o/--output": args.output,
+                                                "--report": args.report})
     res, _ = calibrate(args.model, args.output, args.data, method=args.method, size=args.size,
                        seed=args.seed, split=args.split, keep_float=args.keep_float,
                        op_types=args.op_types, quantize_heads=args.quantize_heads,

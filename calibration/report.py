@@ -24,6 +24,7 @@ import numpy as np
 
 from calibration.calibset import WindowSet, batches, load_split
 from calibration.onnx_meta import load_onnx, read_meta
+from edge.atomic import atomic_write
 from edge.metadata import INPUT_NAME, TASK_OUTPUT, logits_name
 
 REPORT_SCHEMA = 1
@@ -203,10 +204,7 @@ def write_report(rep: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write the report as JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(rep, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, (json.dumps(rep, indent=2, sort_keys=True) + "\n").encode())
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -221,8 +219,22 @@ def format_report(rep: dict[str, Any]) -> str:
     for b, v in rep.get("latency", {}).items():
         lines.append(f"latency {b}: fp32 {v['fp32']['median_ms']:.3f} ms, int8 "
                      f"{v['int8']['median_ms']:.3f} ms, ratio {v.get('ratio', float('nan')):.2f}")
-    bar = rep.get("bar", {})
-    lines.append(f"bar: accuracy {'ok' if bar.get('accuracy_ok') else 'MISSED'}"
-                 + (f", latency {'ok' if bar.get('latency_ok') else 'MISSED'}"
-                    if "latency_ok" in bar else ""))
+    lines.append(format_bar(rep))
     return "\n".join(lines)
+
+
+def format_bar(rep: dict[str, Any]) -> str:
+    """The bar line, with the measured values beside the bar they are held to."""
+    bar = rep.get("bar", {})
+    drops = {k: v["top1_drop_points"] for k, v in rep.get("heads", {}).items()
+             if k != TASK_OUTPUT}
+    worst = max(drops.values()) if drops else float("nan")
+    text = (f"bar: accuracy {'ok' if bar.get('accuracy_ok') else 'MISSED'} (largest top-1 "
+            f"drop {worst:.2f} points, bar <= {bar.get('max_top1_drop_points', MAX_TOP1_DROP)})")
+    if "latency_ok" in bar:
+        ratios = ", ".join(f"{v.get('ratio', float('nan')):.2f} at {b.replace('_', ' ')}"
+                           for b, v in rep.get("latency", {}).items())
+        text += (f", latency {'ok' if bar.get('latency_ok') else 'MISSED'} (INT8/FP32 time "
+                 f"ratio {ratios}, bar <= "
+                 f"{bar.get('max_latency_ratio', MAX_LATENCY_RATIO)})")
+    return text

@@ -104,6 +104,17 @@ def test_calibration_set_refuses_wrong_data(tmp_path: Path, store: Path) -> None
         draw_calibration_set([other], meta)
     with pytest.raises(StoreError, match="no clips of the model's tasks in split 'val'"):
         draw_calibration_set([store], meta, split="val")
+    # same task name, classes of another dataset: not this model's data (issue 15)
+    strangers = write_store([Clip(frames=np.zeros((5, 75, 2), np.float32),
+                                  mask=np.ones((5, 75), bool), label=lab, task="action",
+                                  split="train", clip_id=f"s{i}")
+                             for i, lab in enumerate(("salsa", "tango"))], tmp_path / "dance")
+    with pytest.raises(StoreError, match=r"task 'action' holds the classes \['salsa', 'tango'\], "
+                                         r"none of the model's \['raise', 'sweep', 'push'\]: "
+                                         "these clips are not this model's data"):
+        draw_calibration_set([strangers], meta)
+    with pytest.raises(StoreError, match="none of the model's"):
+        load_split([strangers], meta, split="train")
     with pytest.raises(StoreError, match="not a clip store"):
         draw_calibration_set([tmp_path], meta)
 
@@ -426,6 +437,40 @@ def test_cli(fp32: Path, store: Path, tmp_path: Path,
     rc = main(["calibrate", str(fp32), "--data", str(tmp_path / "nowhere"), "-o", str(out)])
     assert rc == 2
     assert "nowhere: not a clip store" in capsys.readouterr().err
+
+
+def test_bar_line_shows_the_bar_beside_the_values() -> None:
+    from calibration.report import format_bar
+
+    rep = {"heads": {"action": {"top1_drop_points": 0.4}, "gesture": {"top1_drop_points": 1.5},
+                     "task_logits": {"top1_drop_points": 9.0}},
+           "latency": {"batch_1": {"ratio": 0.85}, "batch_32": {"ratio": 0.41}},
+           "bar": {"max_top1_drop_points": 1.0, "max_latency_ratio": 0.6,
+                   "accuracy_ok": False, "latency_ok": False}}
+    assert format_bar(rep) == (
+        "bar: accuracy MISSED (largest top-1 drop 1.50 points, bar <= 1.0), latency MISSED "
+        "(INT8/FP32 time ratio 0.85 at batch 1, 0.41 at batch 32, bar <= 0.6)")
+
+
+def test_calibrate_refuses_to_overwrite_its_input(fp32: Path, store: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from calibration.quantize import QuantizeError, refuse_overwriting_input
+    from edge.cli import main
+
+    before = fp32.read_bytes()
+    rc = main(["calibrate", str(fp32), "--data", str(store), "-o", str(fp32)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"skelmtl calibrate: error: {fp32}: -o/--output is the input model; "
+                   "calibrate writes a new file and keeps the FP32 model (e.g. -o "
+                   "model.int8.onnx)"]
+    assert fp32.read_bytes() == before
+    link = tmp_path / "alias.onnx"
+    link.symlink_to(fp32)
+    with pytest.raises(QuantizeError, match="--report is the input model"):
+        refuse_overwriting_input(fp32, {"-o/--output": tmp_path / "x.onnx", "--report": link})
+    with pytest.raises(QuantizeError, match="--trt-cache is the input model"):
+        calibrate(fp32, tmp_path / "x.onnx", [store], trt_cache=fp32, log=_quiet)
 
 
 @needs_quantizer
