@@ -232,6 +232,7 @@ class JsonLinesPublisher(Publisher):
         super().__init__(spec)
         self._stream = stream
         self._owned = owned
+        self._failed = False
 
     @classmethod
     def from_spec(cls, spec: str, parts: SplitResult, options: dict[str, str]) -> Publisher:
@@ -259,12 +260,17 @@ class JsonLinesPublisher(Publisher):
         except BrokenPipeError:
             raise PipeClosed(f"{self.spec}: the reader closed the pipe") from None
         except OSError as e:
+            self._failed = True
             raise PublishError(f"{self.spec}: write failed: {e.strerror}") from None
         return True
 
     def _close(self) -> None:
         if self._owned:
-            self._stream.close()
+            try:
+                self._stream.close()  # flushes: a full disk can show here first
+            except OSError as e:
+                if not self._failed:  # else the write already said so; say it once
+                    raise PublishError(f"{self.spec}: write failed: {e.strerror}") from None
         else:
             try:
                 self._stream.flush()

@@ -661,3 +661,158 @@ def test_nan_times_keep_events_readable(pipe: Any, t: float) -> None:
     for ev in events:
         assert Event.from_dict(json.loads(ev.to_json())) == ev  # "t" is never null
     assert events[-1].t == 0.25
+
+
+# --------------------------------------------------------------------------------------
+# 6. text or complex numbers in a dataset's files
+# --------------------------------------------------------------------------------------
+def _mp_data(root: Path, frame: np.ndarray) -> Path:
+    for cls in ("a", "b"):
+        for seq in ("0", "1"):
+            d = root / cls / seq
+            d.mkdir(parents=True)
+            for t in range(3):
+                np.save(d / f"{t}.npy", frame, allow_pickle=True)
+    return root
+
+
+def _rec_data(root: Path, frames: np.ndarray, mask: Any = None, ts: Any = None) -> Path:
+    d = root / "wave"
+    d.mkdir(parents=True)
+    np.savez(d / "0.landmarks.npz", frames=frames,
+             mask=np.ones((6, 75), bool) if mask is None else mask,
+             timestamps_ms=np.arange(6.0) if ts is None else ts,
+             meta=json.dumps({"format": 1, "layout": "mp75", "fps": 20.0}))
+    return root
+
+
+_V = np.full(258, 0.5)
+_F = np.full((6, 75, 3), 0.5)
+READER_CASES: list[tuple[str, str, Callable[[Path], Path], str]] = [
+    ("mp text", "mp_folder", lambda r: _mp_data(r, _V.astype(str)),
+     "{src}/a/0/0.npy: the frame vector must hold real numbers, got dtype <U32"),
+    ("mp bytes", "mp_folder", lambda r: _mp_data(r, _V.astype("S3")),
+     "{src}/a/0/0.npy: the frame vector must hold real numbers, got dtype |S3"),
+    ("mp complex", "mp_folder", lambda r: _mp_data(r, _V.astype(complex)),
+     "{src}/a/0/0.npy: the frame vector must hold real numbers, got dtype complex128"),
+    ("mp object", "mp_folder", lambda r: _mp_data(r, _V.astype(object)),
+     "{src}/a/0/0.npy: unreadable or truncated .npy (Object arrays cannot be loaded when "
+     "allow_pickle=False)"),
+    ("recording text", "recording", lambda r: _rec_data(r, _F.astype(str)),
+     "{src}/wave/0.landmarks.npz: frames must hold real numbers, got dtype <U32"),
+    ("recording complex", "recording", lambda r: _rec_data(r, _F.astype(np.complex64)),
+     "{src}/wave/0.landmarks.npz: frames must hold real numbers, got dtype complex64"),
+    ("recording text mask", "recording",
+     lambda r: _rec_data(r, _F, mask=np.ones((6, 75)).astype(str)),
+     "{src}/wave/0.landmarks.npz: mask must hold real numbers, got dtype <U32"),
+    ("recording complex times", "recording",
+     lambda r: _rec_data(r, _F, ts=np.arange(6.0) + 0j),
+     "{src}/wave/0.landmarks.npz: timestamps_ms must hold real numbers, got dtype "
+     "complex128"),
+]
+
+
+@pytest.mark.parametrize("name,fmt,make,message", READER_CASES,
+                         ids=[c[0] for c in READER_CASES])
+def test_text_or_complex_numbers_in_datasets(tmp_path: Path, name: str, fmt: str,
+                                             make: Callable[[Path], Path], message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src = make(tmp_path / "src")
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(["data", "convert", str(src), str(tmp_path / "out"), "--format",
+                            fmt], capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl data: error: {message.format(src=src)}\n")
+    assert snapshot(tmp_path) == before  # no store, no temporary folder
+
+
+# --------------------------------------------------------------------------------------
+# 7. a full disk; a reader that went away
+# --------------------------------------------------------------------------------------
+def test_full_disk_during_convert_leaves_nothing(tmp_path: Path, monkeypatch: Any,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    import edge.clipstore
+
+    src = _recordings(tmp_path / "data")
+    dst = write_store(_clips(2), tmp_path / "st")
+    before = snapshot(tmp_path)
+
+    def full(raw: Path, npy: Path, *a: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(npy))
+
+    monkeypatch.setattr(edge.clipstore, "_raw_to_npy", full)
+    rc, out, err = run_cli(["data", "convert", str(src), str(dst), "--format", "recording",
+                            "--overwrite"], capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl data: error: {dst}: cannot write the store: "
+                                     f"no space left on device\n")
+    assert snapshot(tmp_path) == before  # the old store intact, no temporary folder
+
+
+def test_file_size_limit_during_convert_is_one_line(tmp_path: Path) -> None:
+    """A real write failure (RLIMIT_FSIZE: EFBIG), no privileges needed."""
+    resource = pytest.importorskip("resource")
+    import signal
+    import subprocess
+    import sys
+
+    src = _recordings(tmp_path / "data")
+    dst = tmp_path / "st"
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of dying
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "data", "convert", str(src),
+                        str(dst), "--format", "recording"], cwd=ROOT, capture_output=True,
+                       text=True, preexec_fn=limit, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        2, "", f"skelmtl data: error: {dst}: cannot write the store: File too large\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_full_disk_during_jsonl_is_one_line(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/full answers every write with ENOSPC: a real full disk, no privileges needed."""
+    pytest.importorskip("onnxruntime")
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    (tmp_path / "ev.jsonl").symlink_to("/dev/full")
+    rc, out, err = run_cli(_run_argv(tmp_path, "--jsonl", str(tmp_path / "ev.jsonl")), capsys)
+    assert (rc, out) == (2, "")
+    assert err == (f"skelmtl run: error: {tmp_path / 'ev.jsonl'}: write failed: No space "
+                   f"left on device\n")
+
+
+def test_full_disk_during_stats_is_one_line(tmp_path: Path, monkeypatch: Any,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    import errno
+
+    import edge.run
+
+    def full(path: Any, data: Any, **kw: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(edge.run, "atomic_write", full)
+    stats = tmp_path / "s.json"
+    rc, out, err = run_cli(_run_argv(tmp_path, "--stats", str(stats)), capsys)
+    assert (rc, out) == (2, "")
+    assert err.splitlines()[-1] == (f"skelmtl run: error: {stats}: cannot write --stats: No "
+                                    f"space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_info_into_a_closed_pipe_is_quiet(good_store: Path) -> None:
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader (`head`) is gone before the first write
+    try:
+        p = subprocess.run([sys.executable, "-m", "edge.cli", "data", "info", "--json",
+                            str(good_store)], cwd=ROOT, stdout=w, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert (p.returncode, p.stderr) == (141, "")

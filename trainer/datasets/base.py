@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edge.clipstore import Clip
 from edge.errors import SkelmtlError
 
@@ -202,6 +204,18 @@ def hash_split(groups: dict[str, list[str]], seed: int, test_fraction: float) ->
 def natural_key(s: str) -> tuple[object, ...]:
     """Sort key that orders ``"2" < "10"`` (frame and sequence numbers)."""
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+
+
+def require_real(path: Path | str, what: str, a: np.ndarray, kinds: str = "biuf"
+                 ) -> np.ndarray:
+    """``a`` unchanged when its dtype is real numbers; DatasetError naming the file otherwise.
+
+    numpy converts text ("0.5") to numbers and drops imaginary parts with only a warning:
+    both would turn a broken file into plausible coordinates.
+    """
+    if a.dtype.kind not in kinds:
+        raise DatasetError(f"{path}: {what} must hold real numbers, got dtype {a.dtype}")
+    return a
 
 
 def require_dir(src: Path, what: str) -> Path:

@@ -39,7 +39,14 @@ import numpy as np
 
 from edge.clipstore import Clip
 from edge.layout import JHMDB15, KINECT_V1_MSR, KINECT_V2_NTU
-from trainer.datasets.base import DatasetError, ReadLog, ReadOptions, detector, require_dir
+from trainer.datasets.base import (
+    DatasetError,
+    ReadLog,
+    ReadOptions,
+    detector,
+    require_dir,
+    require_real,
+)
 from trainer.datasets.text import read_rows
 
 # ---------------------------------------------------------------------------- MSR Action3D
@@ -127,6 +134,8 @@ def _read_jhmdb_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise DatasetError(f"{path}: unreadable or truncated .npz ({e})") from None
     if fr.ndim != 3 or fr.shape[1:] != (15, 2):
         raise DatasetError(f"{path}: frames has shape {fr.shape}; expected (F, 15, 2)")
+    require_real(path, "frames", fr)
+    require_real(path, "offsets", off, kinds="iu")
     if (off.ndim != 1 or len(off) != len(lab) + 1 or off[0] != 0 or off[-1] != len(fr)
             or (np.diff(off) < 0).any()):
         raise DatasetError(f"{path}: offsets do not partition the {len(fr)} frames into "

@@ -44,6 +44,7 @@ from trainer.datasets.base import (
     hash_split,
     natural_key,
     require_dir,
+    require_real,
 )
 
 HOLISTIC = "mediapipe_holistic"
@@ -79,7 +80,7 @@ def load_frame_vector(path: Path) -> np.ndarray:
     if v.ndim != 1 or v.shape[0] not in HOLISTIC_SIZES:
         raise DatasetError(f"{path}: frame vector has shape {v.shape}; expected one of "
                            f"{sorted(HOLISTIC_SIZES)} values")
-    return v
+    return require_real(path, "the frame vector", v)
 
 
 def read_sequence_folder(seq: Path) -> np.ndarray:
@@ -191,6 +192,7 @@ def read_asl16(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]:
     if x.ndim != 3 or x.shape[2] not in HOLISTIC_SIZES:
         raise DatasetError(f"{path}: X has shape {x.shape}; expected (N, T, D) with D in "
                            f"{sorted(HOLISTIC_SIZES)}")
+    require_real(path, "X", x)
     if len(y) != len(x) or len(sp) != len(x):
         raise DatasetError(f"{path}: X has {len(x)} rows but y {len(y)} and split {len(sp)}")
     task = opts.task or "gesture"
@@ -212,6 +214,30 @@ def detect_recording(src: Path) -> bool:
     return src.is_dir() and any(True for _ in src.rglob(f"*{SUFFIX}"))
 
 
+def _check_recording_dtypes(path: Path) -> None:
+    """Refuse text or complex arrays in a recording before ``load_recording`` casts them.
+
+    Only the ``.npy`` headers inside the ``.npz`` are read. Anything unreadable is left to
+    ``load_recording``, which names the problem.
+    """
+    want = {"frames": "biuf", "mask": "biuf", "timestamps_ms": "biuf"}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for key, kinds in want.items():
+                with zf.open(f"{key}.npy") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    dtype = read(fh)[2]
+                if dtype.kind not in kinds:
+                    raise DatasetError(f"{path}: {key} must hold real numbers, got dtype "
+                                       f"{dtype}")
+    except DatasetError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return
+
+
 def read_recordings(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]:
     require_dir(src, "folder of *.landmarks.npz recordings")
     files = sorted(src.rglob(f"*{SUFFIX}"))
@@ -222,6 +248,7 @@ def read_recordings(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip
         groups.setdefault(f.parent.name, []).append(f.relative_to(src).as_posix())
     split = hash_split(groups, opts.seed, opts.test_fraction)
     for f in files:
+        _check_recording_dtypes(f)
         try:
             rec = load_recording(f)
         except RecordingError as e:
