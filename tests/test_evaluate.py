@@ -143,3 +143,39 @@ def test_cli_reader_that_closed_the_pipe_is_no_error(models: dict[str, Path]) ->
         os.close(w)
     assert p.returncode == 0
     assert "BrokenPipeError" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_tensorrt_engine_is_scored_through_its_backend(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine file runs through the TensorRT backend (here TensorRT's stand-in, which
+    computes a fixed function of the windows) and is scored like any model."""
+    from edge.clipstore import Clip, write_store
+    from edge.preprocess import preprocess
+
+    from .runtime_models import tiny_meta
+    from .synth import action_clip
+    from .test_backends import FakeMemory, _engine_file, fake_reference, make_fake_tensorrt
+
+    mem = FakeMemory()
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(mem, named=True))
+    meta = tiny_meta(precision="int8")
+    engine = _engine_file(tmp_path / "m.engine", meta)
+    rng = np.random.default_rng(0)
+    clips = []
+    for i, (task, label) in enumerate([("action", "walk"), ("action", "jump"),
+                                       ("action", "sit"), ("gesture", "wave"),
+                                       ("gesture", "stop")] * 3):
+        x = action_clip("raise", rng, 14 + i)
+        clips.append(Clip(frames=x, mask=np.ones(x.shape[:2], bool), label=label, task=task,
+                          split="test" if i % 3 else "train", clip_id=str(i)))
+    store = write_store(clips, tmp_path / "store")
+    rep = evaluate_model(engine, data=[str(store)], backend_options={"cuda": mem})
+    assert (rep["backend"], rep["precision"]) == ("tensorrt", "int8")
+    for task in ("action", "gesture"):
+        test = [c for c in clips if c.split == "test" and c.task == task]
+        x = np.stack([preprocess(c.frames, c.mask, meta.preprocess) for c in test])
+        pred = fake_reference(meta, x)[f"logits_{task}"].argmax(1)
+        truth = np.asarray([meta.labels[task].index(c.label) for c in test])
+        assert rep["tasks"][task]["n"] == len(test)
+        assert rep["tasks"][task]["top1"] == pytest.approx(float((pred == truth).mean()))
+    assert mem.closed  # the backend was closed after scoring
