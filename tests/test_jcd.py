@@ -219,3 +219,24 @@ def test_torso_scale_keeps_a_side_view_on_the_scale_of_a_front_view() -> None:
     assert float(preprocess(x, m, torso)[1, 0, 0]) == pytest.approx(-0.5, rel=1e-5)
     with pytest.raises(ValueError, match="scale must be one of"):
         PreprocessConfig(scale="height")
+
+
+def test_each_task_sees_only_its_own_joints() -> None:
+    """Actions learned on a body subset, gestures on everything: hands moving (as
+    MediaPipe sees them at run time) leave the action logits exactly as they were."""
+    hands = list(range(33, 75))
+    m = create_model("jcd_tiny", in_channels=3, tasks={"action": 5, "gesture": 4}, dims=2,
+                     joints=JOINTS + hands, task_joints={"action": JOINTS}).eval()
+    x = _window(2, 16)
+    y = x.clone()
+    y[:, :2, :, hands] += torch.randn(2, 2, 16, len(hands))
+    with torch.no_grad():
+        a, b = m(x), m(y)
+        only = m(x, tasks=["action"])
+    torch.testing.assert_close(a["logits_action"], b["logits_action"], rtol=0, atol=0)
+    assert not torch.allclose(a["logits_gesture"], b["logits_gesture"])
+    assert not torch.allclose(a["task_logits"], b["task_logits"])
+    torch.testing.assert_close(only["logits_action"], a["logits_action"])
+    assert m.model_args["task_joints"] == {"action": JOINTS}
+    with pytest.raises(ValueError, match="task_joints names unknown tasks"):
+        create_model("jcd_tiny", in_channels=3, tasks={"a": 2}, task_joints={"b": [0, 1]})

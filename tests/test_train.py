@@ -54,7 +54,9 @@ def test_mtl_learns_both_tasks_and_evaluates(store: Path, tmp_path: Path) -> Non
     # (train 85-90%, test 55%); the bar checks that the gesture head learns at all.
     assert rep["tasks"]["gesture"]["top1"] >= 0.5, rep["tasks"]["gesture"]
     assert rep["tasks"]["action"]["n"] == 9 and rep["tasks"]["gesture"]["n"] == 9
-    assert rep["task_head"] >= 8 / 9  # chance is 1/2
+    # chance is 1/2; 15 of 18 since epochs rank by validation loss after accuracy (the
+    # checkpoint picked moved by one epoch, the task head by one clip)
+    assert rep["task_head"] >= 15 / 18
     assert (tmp_path / "eval" / "confusion_action.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert saved["tasks"]["gesture"]["top1"] == rep["tasks"]["gesture"]["top1"]

@@ -105,8 +105,8 @@ def setup_env(cfg: TrainConfig) -> Env:
     return Env(device=device, rank=rank, world=world, amp=cfg.amp and device.type == "cuda")
 
 
-def build_model(cfg: TrainConfig, tasks: tuple[str, ...], labels: dict[str, tuple[str, ...]]
-                ) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, tasks: tuple[str, ...], labels: dict[str, tuple[str, ...]],
+                task_joints: dict[str, tuple[int, ...]] | None = None) -> torch.nn.Module:
     from trainer.models import create_model, is_jcd
 
     m = cfg.model
@@ -116,6 +116,8 @@ def build_model(cfg: TrainConfig, tasks: tuple[str, ...], labels: dict[str, tupl
         if pre.streams[0] != "joint":
             raise ConfigError(f"model {m.name!r} needs the 'joint' stream in preprocess.streams")
         extra = {"dims": pre.dims, "with_mask": pre.with_mask, "joints": list(pre.joints)}
+        if task_joints and len(tasks) > 1:
+            extra["task_joints"] = {t: list(task_joints[t]) for t in tasks if t in task_joints}
     try:
         return create_model(m.name, in_channels=cfg.preprocess.channels,
                             tasks={t: len(labels[t]) for t in tasks}, sharing=m.sharing,
@@ -125,15 +127,23 @@ def build_model(cfg: TrainConfig, tasks: tuple[str, ...], labels: dict[str, tupl
         raise ConfigError(f"model: {e}") from None
 
 
-def data_joints(cfg: TrainConfig, comp: Composite, indices: list[int]) -> tuple[int, ...]:
-    """The joints the model will use: ``preprocess.joints`` if set, else every joint any
-    task's training clips have, closed under the mirror map when mirroring is on."""
-    if cfg.preprocess.joints:
-        return cfg.preprocess.joints
-    joints = {j for js in comp.joints_by_task(indices).values() for j in js}
-    if cfg.augment.mirror > 0:
-        joints |= {MP75.mirror[j] for j in joints}
-    return tuple(sorted(joints))
+def data_joints(cfg: TrainConfig, comp: Composite, indices: list[int]
+                ) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
+    """The joints the model will use and those each task's data has.
+
+    Returns:
+        ``preprocess.joints`` if set, else every joint any task's training clips have;
+        and per task its own joints (within the first). Both are closed under the
+        mirror map when mirroring is on.
+    """
+    per_task = {}
+    for t, js in comp.joints_by_task(indices).items():
+        s = set(js)
+        if cfg.augment.mirror > 0:
+            s |= {MP75.mirror[j] for j in s}
+        per_task[t] = s
+    joints = set(cfg.preprocess.joints) or {j for s in per_task.values() for j in s}
+    return tuple(sorted(joints)), {t: tuple(sorted(s & joints)) for t, s in per_task.items()}
 
 
 def still_improving(history: list[dict[str, Any]], patience: int) -> bool:
@@ -322,7 +332,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     split = comp.splits(cfg.seed)
     if not split["train"]:
         raise ConfigError(f"no training clips (split {cfg.data.train_split!r}) in the sources")
-    joints = data_joints(cfg, comp, split["train"])
+    joints, task_joints = data_joints(cfg, comp, split["train"])
     if joints != cfg.preprocess.joints:
         cfg = cfg.replace(**{"preprocess.joints": list(joints)})
     augment = Augmenter(cfg.augment, labels, tasks)
@@ -344,7 +354,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
                         drop_last=True)
 
-    model = build_model(cfg, tasks, labels).to(env.device)
+    model = build_model(cfg, tasks, labels, task_joints).to(env.device)
     weighting = create_weighting(cfg.loss.weighting, list(tasks)).to(env.device)
     net: torch.nn.Module = model
     if env.world > 1:

@@ -28,6 +28,12 @@ T/2 frames and a temporal trunk (two stages that halve time, one that does not) 
 global max pool. Every task has its own two-layer head; the task head reads the pooled
 trunk. Only hard sharing exists for this family: its trunk is small enough that a second
 one is the single-task baseline.
+
+Each task sees the joints its own training data had (``task_joints``): a model that
+learned actions from JHMDB's 13 body joints and gestures from MediaPipe's 75 runs the
+shared trunk once on the 13 for the action head and once on all 75 for the gesture head
+and the task head, so at run time, where MediaPipe fills all 75, the action head still
+gets the input it was trained on. Tasks with the same joints share one pass.
 """
 
 from __future__ import annotations
@@ -71,12 +77,15 @@ class MultiTaskJCD(nn.Module):
         task_head: add the task head (more than one task only).
         dropout: dropout of the head's hidden layers.
         feature_dropout: channel dropout inside the embeddings and the trunk.
+        task_joints: per task, the joints (a subset of ``joints``) its head sees; a task
+            not named sees all ``joints``.
     """
 
     def __init__(self, *, tasks: dict[str, int], in_channels: int, dims: int,
                  joints: Sequence[int] = (), with_mask: bool = True, num_joints: int = 75,
                  filters: int = 32, head_width: int = 128, task_head: bool = True,
-                 dropout: float = 0.5, feature_dropout: float = 0.1) -> None:
+                 dropout: float = 0.5, feature_dropout: float = 0.1,
+                 task_joints: dict[str, Sequence[int]] | None = None) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a model needs at least one task")
@@ -89,6 +98,21 @@ class MultiTaskJCD(nn.Module):
                              + (" and the mask" if with_mask else ""))
         self.task_names = tuple(tasks)
         self.dims, self.with_mask = int(dims), bool(with_mask)
+        # Views: one 0/1 weight per used joint for each distinct joint set; view 0 is all.
+        views: list[tuple[int, ...]] = [tuple(joints)]
+        self.task_view: list[int] = []
+        for t in self.task_names:
+            sub = tuple(sorted(int(j) for j in (task_joints or {}).get(t, joints)))
+            if not set(sub) <= set(joints) or len(sub) < 2:
+                raise ValueError(f"task_joints[{t!r}] must be >= 2 of the model's joints")
+            if sub not in views:
+                views.append(sub)
+            self.task_view.append(views.index(sub))
+        unknown = set(task_joints or {}) - set(self.task_names)
+        if unknown:
+            raise ValueError(f"task_joints names unknown tasks {sorted(unknown)}")
+        weight = torch.tensor([[float(j in v) for j in joints] for v in views])
+        self.register_buffer("view_weight", weight, persistent=False)  # (views, J)
         j = len(joints)
         iu = torch.triu_indices(j, j, 1)
         # Constant index tensors: exported as Gather initializers, not recomputed.
@@ -124,14 +148,19 @@ class MultiTaskJCD(nn.Module):
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         return None
 
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x (N, C', T, V)`` -> jcd ``(N, P, T)``, slow ``(N, J*D, T)``, fast ``(N, J*D, T/2)``."""
+    def features(self, x: torch.Tensor, view: int = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x (N, C', T, V)`` -> jcd ``(N, P, T)``, slow ``(N, J*D, T)``, fast ``(N, J*D, T/2)``,
+        with the joints outside ``view`` (see ``task_joints``) masked."""
         n, _, t, _ = x.shape
         pos = x[:, : self.dims].index_select(3, self.joint_idx)          # (N, D, T, J)
         if self.with_mask:
             m = x[:, -1:].index_select(3, self.joint_idx)                 # (N, 1, T, J)
         else:
             m = torch.ones_like(pos[:, :1])
+        if view:
+            m = m * self.view_weight[view]
+            pos = pos * m
         diff = pos.index_select(3, self.pair_a) - pos.index_select(3, self.pair_b)
         both = m.index_select(3, self.pair_a) * m.index_select(3, self.pair_b)
         # +1e-6 keeps the gradient of sqrt finite where two joints coincide (or are masked).
@@ -162,15 +191,21 @@ class MultiTaskJCD(nn.Module):
         if not torch.jit.is_tracing() and (x.shape[2] % 2 or x.shape[2] < 4):
             raise ValueError(f"{type(self).__name__} needs an even window of >= 4 frames, "
                              f"got {x.shape[2]}")
-        jcd, slow, fast = self.features(x)
+        need = sorted({self.task_view[k] for k in want} | ({0} if want_task else set()))
+        pooled = {v: self._trunk(x, v) for v in need}
+        out = {logits_name(self.task_names[k]): self.heads[k](pooled[self.task_view[k]])
+               for k in want}
+        if want_task and self.task_head is not None:
+            out[TASK_OUTPUT] = self.task_head(pooled[0])
+        return out
+
+    def _trunk(self, x: torch.Tensor, view: int) -> torch.Tensor:
+        """The shared trunk on one view: ``(N, C', T, V) -> (N, 8f)``."""
+        jcd, slow, fast = self.features(x, view)
         h = torch.cat([F.max_pool1d(self.emb_jcd(jcd), 2),
                        F.max_pool1d(self.emb_slow(slow), 2),
                        self.emb_fast(fast)], dim=1)                        # (N, 3f, T/2)
-        pooled = self.trunk(h).amax(dim=2)                                 # (N, 8f)
-        out = {logits_name(self.task_names[k]): self.heads[k](pooled) for k in want}
-        if want_task and self.task_head is not None:
-            out[TASK_OUTPUT] = self.task_head(pooled)
-        return out
+        return self.trunk(h).amax(dim=2)
 
     def _requested(self, tasks: Sequence[str] | None) -> tuple[list[int], bool]:
         if tasks is None:
