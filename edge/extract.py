@@ -435,7 +435,8 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
 
 def _clips(jobs: Iterable[Job], report: Report, task: str, splits: dict[str, str],
            save_landmarks: str | os.PathLike[str] | None) -> Iterable[Clip]:
-    for j in jobs:
+    jobs_list = list(jobs)
+    for j in jobs_list:
         if j.clip_id in report.failed:
             continue
         src = j.path if j.is_recording else j.cache
@@ -451,6 +452,10 @@ def _clips(jobs: Iterable[Job], report: Report, task: str, splits: dict[str, str
             continue
         if save_landmarks and not j.is_recording:
             dst = Path(save_landmarks) / (j.clip_id.rsplit(".", 1)[0] + RECORDING_SUFFIX)
+            if dst.exists() and any(dst.samefile(k.path) for k in jobs_list
+                                    if k.path.exists()):
+                raise ExtractError(f"{dst}: --save-landmarks would replace the input "
+                                   f"{dst}; choose another folder")
             meta = {**rec.meta, "label": j.label, "task": task}
             save_recording(dst, type(rec)(rec.frames, rec.mask, rec.timestamps_ms, meta))
         yield Clip(frames=rec.frames, mask=rec.mask, label=j.label, task=task,

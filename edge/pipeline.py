@@ -676,7 +676,7 @@ class Pipeline:
 @contextlib.contextmanager
 def stop_on_signals(pipe: Pipeline, signals: Sequence[int] | None = None
                     ) -> Iterator[dict[str, int | None]]:
-    """Within the block, SIGTERM and SIGINT stop ``pipe`` cleanly instead of killing it.
+    """Within the block, SIGTERM, SIGINT and SIGHUP stop ``pipe`` cleanly, not at once.
 
     The first signal calls :meth:`Pipeline.stop` (reason ``"stopped by SIGTERM"``), so the
     stream ends with its ``end`` and ``stream`` events and the caller finishes its files; a
@@ -695,7 +695,8 @@ def stop_on_signals(pipe: Pipeline, signals: Sequence[int] | None = None
     if threading.current_thread() is not threading.main_thread():
         yield got
         return
-    sigs = list(signals) if signals is not None else [signal.SIGINT, signal.SIGTERM]
+    sigs = list(signals) if signals is not None else [
+        getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
 
     def handler(signum: int, frame: Any) -> None:
         if got["signal"] is not None:

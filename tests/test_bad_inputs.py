@@ -319,6 +319,20 @@ def test_malformed_store_arrays(store: Path, surface: str, name: str,
     assert snapshot(store) == before
 
 
+@pytest.mark.parametrize("png,message", [
+    ("{tmp}", "{tmp}: is a folder; --png takes a file name"),
+    ("{tmp}/afile/x.png", "{tmp}/afile/x.png: {tmp}/afile is not a folder"),
+])
+def test_data_info_png_checked_first(good_store: Path, tmp_path: Path, png: str, message: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("mine")
+    before = snapshot(tmp_path, good_store)
+    rc, out, err = run_cli(["data", "info", str(good_store), "--png",
+                            png.format(tmp=tmp_path)], capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl data: error: {message.format(tmp=tmp_path)}\n")
+    assert snapshot(tmp_path, good_store) == before
+
+
 @pytest.mark.parametrize("what", ["missing", "file", "empty folder", "meta.json folder"])
 def test_not_a_store(tmp_path: Path, what: str, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "x"

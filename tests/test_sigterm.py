@@ -64,7 +64,8 @@ def _lines_until(proc: subprocess.Popen[str], want: str, limit: int = 10_000) ->
     raise AssertionError(f"no {want!r} in the first {len(seen)} lines: {seen[-5:]}")
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
+                                      (signal.SIGHUP, 129)])
 def test_signal_ends_run_cleanly(long_source: Path, tmp_path: Path, sig: int,
                                  code: int) -> None:
     jsonl, overlay, stats = tmp_path / "ev.jsonl", tmp_path / "o.mp4", tmp_path / "s.json"
@@ -200,3 +201,24 @@ def test_extract_workers_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
         timer.cancel()
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs os.pidfd_open (Linux)")
+def test_extract_stops_its_busy_workers_on_interrupt() -> None:
+    """Ctrl-C or SIGTERM in extract: workers in the middle of a video are ended, not awaited."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edge.extract import _kill_pool, _worker_init
+
+    pool = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+    pids = {pool.submit(os.getpid).result() for _ in range(4)}
+    for _ in range(4):  # two run forever, two wait
+        pool.submit(_block)
+    fds = [os.pidfd_open(p) for p in pids]
+    _kill_pool(pool)
+    for fd in fds:
+        ready, _, _ = select.select([fd], [], [], DEADLINE_S)
+        assert ready == [fd]
+        os.close(fd)

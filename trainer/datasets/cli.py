@@ -184,6 +184,12 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
+    if args.png:
+        png = Path(args.png)
+        if png.is_dir():
+            raise DatasetError(f"{png}: is a folder; --png takes a file name")
+        if png.parent.exists() and not png.parent.is_dir():
+            raise DatasetError(f"{png}: {png.parent} is not a folder")
     store = ClipStore(args.store)
     s = summarize(store)
     if args.png:
