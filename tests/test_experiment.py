@@ -85,6 +85,28 @@ def test_two_takers_of_one_stale_claim_exactly_one_wins(tmp_path: Path) -> None:
     assert (run / CLAIM).read_text() == "host 3 c"
 
 
+def test_a_taker_that_died_midway_does_not_block_the_run(tmp_path: Path) -> None:
+    import hashlib
+
+    run = tmp_path / "r"
+    run.mkdir()
+    host = os.uname().nodename
+    stale = f"{host} {_dead_pid()} x"
+    (run / CLAIM).write_text(stale)
+    # A worker created the takeover marker of this claim, then was killed.
+    marker = run / (TAKEOVER + hashlib.sha1(stale.encode()).hexdigest()[:16])
+    marker.write_text(f"{host} {_dead_pid()} y")
+    assert _take_over(run, stale, "host 1 a") is True
+    assert (run / CLAIM).read_text() == "host 1 a"
+    assert _take_over(run, stale, "host 2 b") is False  # the second level is taken too
+    # A marker of a live taker is respected.
+    (run / CLAIM).write_text(stale)
+    for m in run.glob(TAKEOVER + "*"):
+        m.unlink()
+    marker.write_text(f"{host} {os.getpid()} z")
+    assert _take_over(run, stale, "host 3 c") is False
+
+
 def _racer(run: str, barrier: multiprocessing.synchronize.Barrier, q: multiprocessing.Queue
            ) -> None:
     barrier.wait()

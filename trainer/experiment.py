@@ -376,19 +376,27 @@ def _create(f: Path, text: str) -> bool:
         tmp.unlink()
 
 
-def _take_over(out: Path, seen: str, me: str) -> bool:
+def _take_over(out: Path, seen: str, me: str, chain: str = "") -> bool:
     """Replace the stale claim ``seen`` of ``out`` with ``me``; True for exactly one caller.
 
     Every worker that judged the same claim stale races to create one marker named by a
     hash of that claim's text (O_EXCL via link): one wins. The winner checks that the claim
     is still ``seen`` (it can only have changed if the claim was released and made anew,
-    which makes it a different claim) and renames its own claim over it.
+    which makes it a different claim) and renames its own claim over it. A marker whose
+    worker died before finishing is itself stale: the takers then race for a marker one
+    level down (named by the claim and that marker), so a crash never blocks the run.
     """
     import hashlib
 
     f = out / CLAIM
-    marker = out / (TAKEOVER + hashlib.sha1(seen.encode()).hexdigest()[:16])
+    marker = out / (TAKEOVER + hashlib.sha1((seen + chain).encode()).hexdigest()[:16])
     if not _create(marker, me):
+        try:
+            holder = marker.read_text()
+        except FileNotFoundError:  # released meanwhile: the claim is someone else's now
+            return False
+        if _stale(holder) and chain.count("\n") < 16:
+            return _take_over(out, seen, me, chain + "\n" + holder)
         return False
     try:
         now = f.read_text()
