@@ -4,6 +4,7 @@
 #
 #   docker run ... skelmtl:jp6                       # the image's CMD: run on camera 0
 #   docker run ... skelmtl:jp6 run --source 0 --publish zmq+tcp://*:5556
+#   docker run ... skelmtl:jp6 selfcheck             # prove TensorRT here (docs/jetson.md)
 #   docker run ... skelmtl:jp6 prepare-engine        # build (or find) the engine, print it
 #   docker run ... skelmtl:jp6 run --model=@engine --backend tensorrt ...  # @engine = its path
 #   docker run ... skelmtl:jp6 run --model /data/other.onnx ...   # no engine step
@@ -57,6 +58,12 @@ ensure_engine() {
 if [ "${1:-}" = "prepare-engine" ]; then
     shift
     exec "$python" -m edge.engine_cache ensure "$@"
+fi
+
+# The device check: it finds or builds the engine itself, in the same cache.
+if [ "${1:-}" = "selfcheck" ]; then
+    shift
+    exec "$python" -m calibration.selfcheck "$@"
 fi
 
 if [ "${SKELMTL_ENGINE_BUILD:-auto}" != "off" ]; then

@@ -235,7 +235,12 @@ def test_final_stage_is_non_root_with_healthcheck_and_entrypoint(
     uid = int(uid_arg.split("=", 1)[1])
     assert uid > 0 and args["USER"] == "${APP_UID}"
     assert "CMD" in args["HEALTHCHECK"] and "skelmtl-healthcheck" in args["HEALTHCHECK"]
-    assert json.loads(args["ENTRYPOINT"]) == ["/usr/local/bin/skelmtl-entrypoint"]
+    # under an init (tini) as PID 1: it forwards SIGTERM to skelmtl and reaps the engine
+    # build's children (issue 15)
+    assert json.loads(args["ENTRYPOINT"]) == ["/usr/bin/tini", "--",
+                                              "/usr/local/bin/skelmtl-entrypoint"]
+    apt = " ".join(i.args for i in final if i.keyword == "RUN" and "apt-get install" in i.args)
+    assert re.search(r"\btini\b", apt), "tini is not installed in the runtime stage"
     assert json.loads(args["VOLUME"]) == ["/cache"]
     copied = {shlex.split(i.args)[-1]: shlex.split(i.args)[-2] for i in final
               if i.keyword == "COPY" and "--from" not in i.args}
@@ -276,7 +281,20 @@ counter.write_text(str(int(counter.read_text() if counter.exists() else 0) + 1))
 print("builder chatter on stdout must not reach the engine path")
 if {fail}:
     sys.exit(4)
-pathlib.Path(args[args.index("-o") + 1]).write_bytes(b"ENGINE")
+# a real engine file (header + bytes): the cache reuses only what reads back
+from edge.atomic import sha256_file
+from edge.engine_header import EngineHeader, encode_engine
+from edge.metadata import ModelMeta
+from edge.preprocess import PreprocessConfig
+opt = lambda name, default: int(args[args.index(name) + 1]) if name in args else default
+precision = args[args.index("--precision") + 1]
+meta = ModelMeta(preprocess=PreprocessConfig(window=8), tasks=("action",),
+                 labels={{"action": ("a", "b")}}, precision=precision)
+build = {{"min_batch": opt("--min-batch", 1), "opt_batch": opt("--opt-batch", 1),
+         "max_batch": opt("--max-batch", 8), "workspace_mb": opt("--workspace-mb", 1024),
+         "source_sha256": sha256_file(args[0])}}
+header = EngineHeader(meta=meta, precision=precision, tensorrt="10.3.0", build=build)
+pathlib.Path(args[args.index("-o") + 1]).write_bytes(encode_engine(header, b"ENGINE"))
 """
 
 
@@ -352,7 +370,7 @@ def _engine(c: Container) -> Path:
 def test_first_start_builds_the_engine_and_passes_it_to_run(container: Container) -> None:
     engine = _engine(container)
     assert engine.name.startswith("orin-sm-87-8sm_l4t36.4.0_trt10.3.0_int8_")
-    assert engine.read_bytes() == b"ENGINE"
+    assert engine.read_bytes().endswith(b"ENGINE") and engine.stat().st_mode & 0o077 == 0
     assert container.builds == 1
     assert (container.root / "state" / "engine").read_text() == f"{engine}\n"
 
