@@ -539,6 +539,22 @@ def test_parser_errors_listed(tmp_path: Path) -> None:
                                         "(node '/qconv', op QLinearConv)"]
 
 
+@pytest.mark.parametrize("version, has, lacks", [
+    ("8.5.2.2", {"UINT8"}, {"FP8", "BF16", "INT64"}),
+    ("8.6.2", {"UINT8", "FP8"}, {"BF16", "INT64"}),
+    ("10.3.0", {"FP8", "BF16", "INT64", "INT4"}, {"FP4"}),
+    ("11.4.1", {"BF16", "INT64", "FP4"}, set()),
+])
+def test_stand_in_enums_follow_each_release(version: str, has: set[str], lacks: set[str]) -> None:
+    trt = make_tensorrt(version)
+    names = set(trt.DataType.__members__)
+    assert has <= names and not lacks & names
+    assert int(trt.DataType.FLOAT) == 0 and int(trt.DataType.INT8) == 2
+    flags = set(trt.BuilderFlag.__members__)
+    assert ("VERSION_COMPATIBLE" in flags) == (version != "8.5.2.2")
+    assert ("STRICT_TYPES" in flags) == version.startswith("8")
+
+
 def test_removed_apis_absent_in_11() -> None:
     trt = make_tensorrt("11.4.1")
     for name in ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"):

@@ -129,6 +129,8 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                    "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO"]
     if fam == "8":
         bflags += ["STRICT_TYPES", "ENABLE_TACTIC_HEURISTIC"]
+        if minor_key == "8.6":  # version-compatible engines and the FP8 flag arrived in 8.6
+            bflags += ["FP8", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
     if fam == "10":
         bflags += ["BF16", "FP8", "INT4", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME",
                    "STRIP_PLAN", "WEIGHT_STREAMING"]
@@ -142,8 +144,16 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
     m.ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity",
                                         {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2})
     m.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", {"ONELINE": 0, "JSON": 1})
-    m.DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3,
-                                           "BOOL": 4})
+    # nvinfer1::DataType values (NvInferRuntimeBase.h): UINT8 from 8.5, FP8 from 8.6,
+    # BF16 / INT64 / INT4 from 10.0, FP4 from 10.8.
+    dtypes = {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "UINT8": 5}
+    if minor_key == "8.6" or fam != "8":
+        dtypes["FP8"] = 6
+    if fam != "8":
+        dtypes.update(BF16=7, INT64=8, INT4=9)
+        if fam == "11" or int(version.split(".")[1]) >= 8:
+            dtypes["FP4"] = 10
+    m.DataType = enum.IntEnum("DataType", dtypes)
     m.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
 
     class Logger:
