@@ -288,6 +288,12 @@ class Pipeline:
         if missing:
             raise PipelineError(f"no graph computes task(s) {missing}; given graphs for "
                                 f"{sorted(t for g in graphs for t in g.meta.graph_tasks)}")
+        known = {lab for labels in self.meta.labels.values() for lab in labels}
+        unknown = [lab for lab in self.config.ignore_labels if lab not in known]
+        if unknown:
+            # A typo here would silently ignore nothing.
+            raise PipelineError(f"{graphs[0].path}: ignore_labels {unknown} are not labels of "
+                                f"this model; it has {sorted(known)}")
         self.window = self.meta.window
         self.stride = self.config.stride or self.meta.stride
         self.buffer = RingBuffer(self.window, self.meta.preprocess.dims)

@@ -202,6 +202,10 @@ def main(args: argparse.Namespace) -> int:
     from edge.publish import PipeClosed, open_publishers
     from edge.sources import open_source
 
+    for value, flag, zero in ((args.max_frames, "--max-frames", "the whole source"),
+                              (args.threads, "--threads", "the library's default")):
+        if value < 0:
+            raise SkelmtlError(f"{flag} must be >= 0 (0: {zero}), got {value}")
     for path, flag in ((args.jsonl, "--jsonl"), (args.overlay, "--overlay"),
                        (args.stats, "--stats")):
         check_output(path, flag)

@@ -27,6 +27,7 @@ dropped (the newest frames win) and counted.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -95,8 +96,11 @@ class StreamConfig:
         if not 0.0 <= self.exit <= self.enter <= 1.0:
             raise StreamConfigError(f"need 0 <= exit <= enter <= 1, got exit={self.exit}, "
                                     f"enter={self.enter}")
-        if self.min_duration < 0:
-            raise StreamConfigError(f"min_duration must be >= 0, got {self.min_duration}")
+        if not self.min_duration >= 0 or math.isinf(self.min_duration):  # NaN fails too
+            raise StreamConfigError(f"min_duration must be a finite number >= 0, got "
+                                    f"{self.min_duration}")
+        if not self.drop_report_s >= 0:
+            raise StreamConfigError(f"drop_report_s must be >= 0, got {self.drop_report_s}")
         if self.state_frames < 1:
             raise StreamConfigError(f"state_frames must be >= 1, got {self.state_frames}")
         if self.stride is not None and self.stride < 1:

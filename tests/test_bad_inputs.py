@@ -521,6 +521,51 @@ def test_run_outputs_are_checked_first(tmp_path: Path, name: str, flags: list[st
     assert snapshot(tmp_path, MODEL_DIR, CLIP) == before
 
 
+RUN_OPTION_CASES: list[tuple[str, list[str], str]] = [
+    ("--max-frames -1", ["--max-frames", "-1"],
+     "--max-frames must be >= 0 (0: the whole source), got -1"),
+    ("--threads -2", ["--threads", "-2"],
+     "--threads must be >= 0 (0: the library's default), got -2"),
+    ("--min-duration nan", ["--min-duration", "nan"],
+     "min_duration must be a finite number >= 0, got nan"),
+    ("--min-duration inf", ["--min-duration", "inf"],
+     "min_duration must be a finite number >= 0, got inf"),
+    ("--min-duration -1", ["--min-duration", "-1"],
+     "min_duration must be a finite number >= 0, got -1.0"),
+    ("--alpha nan", ["--alpha", "nan"], "alpha must be in (0, 1], got nan"),
+    ("--alpha 0", ["--alpha", "0"], "alpha must be in (0, 1], got 0.0"),
+    ("--enter nan", ["--enter", "nan"], "need 0 <= exit <= enter <= 1, got exit=0.4, enter=nan"),
+    ("--exit above --enter", ["--exit", "0.7"],
+     "need 0 <= exit <= enter <= 1, got exit=0.7, enter=0.6"),
+    ("--stride 0", ["--stride", "0"], "stride must be >= 1, got 0"),
+    ("unknown --ignore-label", ["--ignore-label", "Nothingg"],
+     "{model}: ignore_labels ['Nothingg'] are not labels of this model; it has ['DbHit', "
+     "'Nothing', 'OutofB', 'Substi', 'catch', 'clap', 'golf', 'jump', 'pick', 'pointL', "
+     "'pointR', 'pour', 'pullup', 'push', 'run', 'sit', 'stand', 'throw', 'walk', 'wave']"),
+    ("--task unknown", ["--task", "dance"],
+     "task 'dance' is not in this model; it has ['action', 'gesture'] (or use 'auto')"),
+    ("--backend unknown", ["--backend", "cuda"],
+     "unknown backend 'cuda'; available: ['onnxruntime', 'tensorrt', 'torch']"),
+    ("--publish bad port", ["--publish", "zmq://:99999"],
+     "'zmq://:99999': port '99999' is not a number in 1..65535"),
+    ("--publish no scheme", ["--publish", "events.txt"],
+     "'events.txt': not a publisher spec; use '-', jsonl:PATH, zmq+tcp://HOST:PORT, "
+     "zmq+ipc:///PATH or udp://HOST:PORT"),
+]
+
+
+@pytest.mark.parametrize("name,flags,message", RUN_OPTION_CASES,
+                         ids=[c[0] for c in RUN_OPTION_CASES])
+def test_run_options_are_checked(tmp_path: Path, name: str, flags: list[str], message: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    before = snapshot(tmp_path, MODEL_DIR, CLIP)
+    rc, out, err = run_cli(_run_argv(tmp_path, *flags), capsys)
+    want = message.format(model=MODEL_DIR / "model.int8.onnx")
+    assert (rc, out, err) == (2, "", f"skelmtl run: error: {want}\n")
+    assert snapshot(tmp_path, MODEL_DIR, CLIP) == before
+
+
 def _edited_model(tmp: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     onnx = pytest.importorskip("onnx")
     from edge.metadata import META_KEY
