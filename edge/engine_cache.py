@@ -505,6 +505,12 @@ def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISI
     model_sha = file_sha256(model)
     key = engine_key(platform, model_sha, precision, recipe)
     final = cache_dir / f"{key}{ENGINE_SUFFIX}"
+    if final.is_file() and not os.access(cache_dir, os.W_OK):
+        # a read-only cache (a provisioned volume) can still serve a valid engine
+        _trusted(final)
+        if engine_problem(final, platform, recipe, model_sha) is None:
+            log(f"reusing {final} (read-only cache)")
+            return CachedEngine(final, key, built=False)
     secure_cache_dir(cache_dir, log)
     import fcntl  # POSIX only; the engine cache runs on Linux (Jetson)
 

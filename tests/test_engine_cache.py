@@ -340,6 +340,22 @@ def test_unwritable_cache(tmp_path: Path, model: Path) -> None:
         cache.chmod(0o700)
 
 
+@pytest.mark.skipif(os.getuid() == 0, reason="root writes anywhere")
+def test_read_only_cache_still_serves_a_valid_engine(tmp_path: Path, model: Path) -> None:
+    cache = tmp_path / "ro"
+    first = ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder(),
+                             log=lambda _: None)
+    cache.chmod(0o500)
+    try:
+        logs: list[str] = []
+        again = ec.ensure_engine(model, cache, platform=ORIN, builder=FakeBuilder(),
+                                 log=logs.append)
+        assert (again.path, again.built) == (first.path, False)
+        assert logs == [f"reusing {first.path} (read-only cache)"]
+    finally:
+        cache.chmod(0o700)
+
+
 def test_cache_path_that_cannot_be_created(tmp_path: Path, model: Path) -> None:
     (tmp_path / "file").write_text("a file where the cache folder should be")
     with pytest.raises(EngineCacheError, match="cannot create the engine cache"):
