@@ -269,6 +269,15 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
     output = Path(output)
     if every < 1 or workers < 1:
         raise ExtractError("--every and --workers must be at least 1")
+    # Every option is checked before the first video: extraction can take hours.
+    if not task:
+        raise ExtractError("--task must not be empty")
+    if not label_from:
+        raise ExtractError("--label-from must be 'parent' or a label, got ''")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ExtractError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    if save_landmarks and Path(save_landmarks).exists() and not Path(save_landmarks).is_dir():
+        raise ExtractError(f"{save_landmarks}: --save-landmarks takes a folder; this is a file")
     # Before any video is read: never replace an input, a folder holding one, or anything
     # that is not a clip store.
     check_destination(output, overwrite, inputs, error=ExtractError)

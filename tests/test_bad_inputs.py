@@ -319,17 +319,22 @@ def test_malformed_store_arrays(store: Path, surface: str, name: str,
     assert snapshot(store) == before
 
 
-@pytest.mark.parametrize("png,message", [
-    ("{tmp}", "{tmp}: is a folder; --png takes a file name"),
-    ("{tmp}/afile/x.png", "{tmp}/afile/x.png: {tmp}/afile is not a folder"),
+@pytest.mark.parametrize("flags,message", [
+    (["--png", "{tmp}"], "{tmp}: is a folder; --png takes a file name"),
+    (["--png", "{tmp}/afile/x.png"], "{tmp}/afile/x.png: {tmp}/afile is not a folder"),
+    (["--png", "{tmp}/x.png", "--frames", "0"], "--frames must be >= 1, got 0"),
+    (["--png", "{tmp}/x.png", "--frames", "-3"], "--frames must be >= 1, got -3"),
+    (["--png", "{tmp}/x.png", "--clip", "3"], "{store}: no clip 3 (store has 3)"),
+    (["--png", "{tmp}/x.png", "--clip", "-4"], "{store}: no clip -4 (store has 3)"),
 ])
-def test_data_info_png_checked_first(good_store: Path, tmp_path: Path, png: str, message: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_info_png_checked_first(good_store: Path, tmp_path: Path, flags: list[str],
+                                     message: str, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "afile").write_text("mine")
     before = snapshot(tmp_path, good_store)
-    rc, out, err = run_cli(["data", "info", str(good_store), "--png",
-                            png.format(tmp=tmp_path)], capsys)
-    assert (rc, out, err) == (2, "", f"skelmtl data: error: {message.format(tmp=tmp_path)}\n")
+    rc, out, err = run_cli(["data", "info", str(good_store),
+                            *[f.format(tmp=tmp_path) for f in flags]], capsys)
+    message = message.format(tmp=tmp_path, store=good_store)
+    assert (rc, out, err) == (2, "", f"skelmtl data: error: {message}\n")
     assert snapshot(tmp_path, good_store) == before
 
 
@@ -875,3 +880,41 @@ def test_data_info_into_a_closed_pipe_is_quiet(good_store: Path) -> None:
     finally:
         os.close(w)
     assert (p.returncode, p.stderr) == (141, "")
+
+
+EXTRACT_OPTION_CASES: list[tuple[str, list[str], str]] = [
+    ("empty task", ["--task", ""], "--task must not be empty"),
+    ("empty label", ["--label-from", ""], "--label-from must be 'parent' or a label, got ''"),
+    ("test fraction nan", ["--test-fraction", "nan"],
+     "--test-fraction must be in [0, 1), got nan"),
+    ("test fraction 1", ["--test-fraction", "1"], "--test-fraction must be in [0, 1), got 1.0"),
+    ("test fraction -0.5", ["--test-fraction", "-0.5"],
+     "--test-fraction must be in [0, 1), got -0.5"),
+    ("every 0", ["--every", "0"], "--every and --workers must be at least 1"),
+    ("workers 0", ["--workers", "0"], "--every and --workers must be at least 1"),
+    ("save landmarks into a file", ["--save-landmarks", "{tmp}/afile"],
+     "{tmp}/afile: --save-landmarks takes a folder; this is a file"),
+    ("work dir inside the input", ["--work-dir", "{src}/wave"],
+     "{src}/wave: the work folder may not be, hold or lie inside the input {src}"),
+    ("work dir is the input", ["--work-dir", "{src}"],
+     "{src}: the work folder may not be, hold or lie inside the input {src}"),
+    ("work dir holds the input", ["--work-dir", "{tmp}"],
+     "{tmp}: the work folder may not be, hold or lie inside the input {src}"),
+    ("work dir is a file", ["--work-dir", "{tmp}/afile"],
+     "{tmp}/afile: the work folder is a file"),
+]
+
+
+@pytest.mark.parametrize("name,flags,message", EXTRACT_OPTION_CASES,
+                         ids=[c[0] for c in EXTRACT_OPTION_CASES])
+def test_extract_options_are_checked_first(tmp_path: Path, name: str, flags: list[str],
+                                           message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    src = _recordings(tmp_path / "data")
+    (tmp_path / "afile").write_text("mine")
+    before = snapshot(tmp_path)
+    fill = {"tmp": tmp_path, "src": src}
+    rc, out, err = run_cli(["extract", str(src), "-o", str(tmp_path / "out"), "--no-progress",
+                            *[f.format(**fill) for f in flags]], capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl extract: error: {message.format(**fill)}\n")
+    assert snapshot(tmp_path) == before

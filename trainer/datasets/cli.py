@@ -184,6 +184,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
+    if args.frames < 1:
+        raise DatasetError(f"--frames must be >= 1, got {args.frames}")
     if args.png:
         png = Path(args.png)
         if png.is_dir():
