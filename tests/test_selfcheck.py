@@ -4,10 +4,10 @@ What this proves: the check builds the shipped INT8 model into the engine cache 
 the real build-engine code (against tests/fake_tensorrt 10.3), reads the layer precisions
 back through the inspector, cuts windows from the bundled clips, compares two backends
 top-1 per head against the stated threshold and fails when they disagree, reuses the
-cached engine on a second run, and without TensorRT exits 3 with one line. What it cannot
-prove: that a real TensorRT engine agrees with ONNX Runtime; here the "TensorRT" backend is
-ONNX Runtime running the INT8 Q/DQ model (the stand-in builds no executable engine). On a
-Jetson, `skelmtl selfcheck` itself is that proof.
+cached engine on a second run, and without TensorRT exits 3 with one line. The passing
+run loads the engine in the real TensorRT backend, whose execution the stand-in performs
+with ONNX Runtime on the prepared Q/DQ model. What it cannot prove: that a real TensorRT
+engine agrees with ONNX Runtime; on a Jetson, `skelmtl selfcheck` itself is that proof.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ pytest.importorskip("onnxruntime")
 from calibration import selfcheck as sc  # noqa: E402
 from edge.assets import bundled_model  # noqa: E402
 from edge.engine_cache import Platform  # noqa: E402
-from tests.fake_tensorrt import make_tensorrt  # noqa: E402
+from tests.fake_tensorrt import HostCudaMemory, make_tensorrt  # noqa: E402
 
 ORIN = Platform(gpu="Orin sm_87 16SM", l4t="36.4.0", tensorrt="10.3.0")
 
@@ -60,12 +60,18 @@ class Scrambled:
         self.inner.close()
 
 
-def test_selfcheck_passes_and_reuses_the_cached_engine(tmp_path: Path) -> None:
+def test_selfcheck_passes_and_reuses_the_cached_engine(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.backends.tensorrt import TensorRTBackend
+
     trt = make_tensorrt("10.3.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
     lines: list[str] = []
+    # the real TensorRT backend, over the stand-in's host-memory execution context
     kw: dict[str, Any] = dict(cache_dir=tmp_path / "engines", trt=trt, platform=ORIN,
                               builder=_builder(trt), repeats=2,
-                              load_tensorrt=lambda p: _ort(bundled_model("int8")),
+                              load_tensorrt=lambda p: TensorRTBackend(
+                                  p, cuda=HostCudaMemory(trt), gpu=ORIN.gpu),
                               load_reference=_ort, out=lines.append)
     report = sc.run_selfcheck(**kw)
     assert report.ok, lines

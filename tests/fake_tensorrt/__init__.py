@@ -59,6 +59,7 @@ pybind11 bindings would reject, and anything about CUDA memory. Those are covere
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import types
@@ -105,6 +106,8 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
     unsupported = _UNSUPPORTED.get(minor_key, _UNSUPPORTED.get(fam, set()))
     m = types.ModuleType("tensorrt")
     m.__version__ = version
+    device_memory: dict[int, bytearray] = {}
+    m.device_memory = device_memory  # type: ignore[attr-defined]  # "GPU" memory of HostCudaMemory
     calls: list[tuple[str, tuple[Any, ...]]] = []
     m.calls = calls  # type: ignore[attr-defined]
 
@@ -193,6 +196,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
             self._outputs: list[ITensor] = []
             self._layers: list[ILayer] = []
             self.has_qdq = False
+            self.onnx = b""
 
         num_inputs = property(lambda self: len(self._inputs))
         num_outputs = property(lambda self: len(self._outputs))
@@ -313,6 +317,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                     readers.setdefault(i, []).append(n)
             dq_out = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
             net.has_qdq = bool(dq_out)
+            net.onnx = bytes(data)  # what the engine will "execute" (see IExecutionContext)
             fused_relu: set[str] = set()
             for n in g.node:
                 if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
@@ -552,7 +557,8 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                     "profile": {k: [list(x) for x in v] for k, v in prof.items()},
                     "verbosity": int(config.profiling_verbosity), "layers": layers,
                     "inputs": [[t.name, list(t.shape)] for t in network._inputs],
-                    "outputs": [[t.name, list(t.shape)] for t in network._outputs]}
+                    "outputs": [[t.name, list(t.shape)] for t in network._outputs],
+                    "onnx": base64.b64encode(network.onnx).decode("ascii")}
             return HostMemory(MAGIC + json.dumps(blob).encode())
 
     if fam in ("8", "10"):
@@ -610,6 +616,59 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
             rec("ICudaEngine.create_engine_inspector")
             return EngineInspector(self.blob)
 
+        def get_tensor_dtype(self, name: str) -> Any:
+            return m.DataType.FLOAT
+
+        def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Any]:
+            return [Dims(d) for d in self.blob["profile"][name]]
+
+        def create_execution_context(self) -> IExecutionContext:
+            rec("ICudaEngine.create_execution_context")
+            return IExecutionContext(self)
+
+    class IExecutionContext:
+        """Runs the engine's ONNX model with ONNX Runtime on :data:`device_memory`: the
+        numbers are ONNX Runtime's (Q/DQ simulated on a CPU), not TensorRT's; what it checks
+        is the name-based I/O protocol of TensorRT >= 8.5 (addresses, input shape,
+        ``execute_async_v3``)."""
+
+        def __init__(self, engine: ICudaEngine) -> None:
+            self.engine = engine
+            self.addresses: dict[str, int] = {}
+            self.shapes: dict[str, tuple[int, ...]] = {}
+            self._session: Any = None
+
+        def set_tensor_address(self, name: str, ptr: int) -> bool:
+            self.addresses[name] = int(ptr)
+            return True
+
+        def set_input_shape(self, name: str, shape: Any) -> bool:
+            lo, _, hi = self.engine.blob["profile"][name]
+            if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+                return False
+            self.shapes[name] = tuple(int(d) for d in shape)
+            return True
+
+        def execute_async_v3(self, stream_handle: int) -> bool:
+            import numpy as np
+            import onnxruntime as ort
+
+            rec("IExecutionContext.execute_async_v3", stream_handle)
+            if self._session is None:
+                self._session = ort.InferenceSession(
+                    base64.b64decode(self.engine.blob["onnx"]),
+                    providers=["CPUExecutionProvider"])
+            feeds = {}
+            for name, _ in self.engine.blob["inputs"]:
+                shape = self.shapes[name]
+                buf = device_memory[self.addresses[name]]
+                feeds[name] = np.frombuffer(buf, np.float32, int(np.prod(shape))).reshape(shape)
+            outs = self._session.run([n for n, _ in self.engine.blob["outputs"]], feeds)
+            for (name, _), value in zip(self.engine.blob["outputs"], outs):
+                raw = np.ascontiguousarray(value, np.float32).tobytes()
+                device_memory[self.addresses[name]][: len(raw)] = raw
+            return True
+
     if fam == "8":
         ICudaEngine.num_bindings = property(lambda self: len(self._io))  # type: ignore[attr-defined]
 
@@ -634,6 +693,49 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
 
     m.Runtime = Runtime
     return m
+
+
+class HostCudaMemory:
+    """``edge.backends.tensorrt.CudaMemory`` over host memory, for the stand-in's
+    execution context: "device" pointers index ``trt.device_memory``."""
+
+    name = "host"
+    stream_handle = 1
+
+    def __init__(self, trt: types.ModuleType) -> None:
+        self.memory: dict[int, bytearray] = trt.device_memory  # type: ignore[attr-defined]
+        self.closed = False
+
+    def pinned(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        import numpy as np
+
+        return np.zeros(shape, dtype)
+
+    def device(self, nbytes: int) -> int:
+        ptr = len(self.memory) + 1
+        self.memory[ptr] = bytearray(max(1, nbytes))
+        return ptr
+
+    def htod(self, ptr: int, host: Any) -> None:
+        raw = host.tobytes()
+        self.memory[ptr][: len(raw)] = raw
+
+    def dtoh(self, host: Any, ptr: int) -> None:
+        import numpy as np
+
+        host[...] = np.frombuffer(self.memory[ptr], host.dtype, host.size).reshape(host.shape)
+
+    def synchronize(self) -> None:
+        pass
+
+    def activate(self) -> None:
+        pass
+
+    def deactivate(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def engine_blob(engine_bytes: bytes) -> dict[str, Any]:
