@@ -82,6 +82,14 @@ def validate_clip(clip: Clip, where: str = "") -> None:
     """Raise ``StoreError`` (prefixed with ``where``) unless the clip is well formed."""
     pre = f"{where}: " if where else ""
     f, m = clip.frames, clip.mask
+    if not isinstance(f, np.ndarray) or not isinstance(m, np.ndarray):
+        raise StoreError(f"{pre}frames and mask must be numpy arrays, got "
+                         f"{type(f).__name__} and {type(m).__name__}")
+    # Text would be parsed and complex numbers cut to their real part, both silently.
+    if f.dtype.kind not in "biuf":
+        raise StoreError(f"{pre}frames must hold real numbers, got dtype {f.dtype}")
+    if m.dtype.kind not in "biu":
+        raise StoreError(f"{pre}mask must be bool, got dtype {m.dtype}")
     if f.ndim != 3 or f.shape[1] != NUM_JOINTS or f.shape[2] not in (2, 3):
         raise StoreError(f"{pre}frames must be (T, {NUM_JOINTS}, 2|3), got {f.shape}")
     if f.shape[0] == 0:
@@ -92,6 +100,9 @@ def validate_clip(clip: Clip, where: str = "") -> None:
         raise StoreError(f"{pre}non-finite coordinates at present joints")
     if not clip.label or not clip.task:
         raise StoreError(f"{pre}clip needs a label and a task")
+    if not isinstance(clip.label, str) or not isinstance(clip.task, str):
+        raise StoreError(f"{pre}label and task must be text, got {clip.label!r} and "
+                         f"{clip.task!r}")
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:

@@ -918,3 +918,42 @@ def test_extract_options_are_checked_first(tmp_path: Path, name: str, flags: lis
                             *[f.format(**fill) for f in flags]], capsys)
     assert (rc, out, err) == (2, "", f"skelmtl extract: error: {message.format(**fill)}\n")
     assert snapshot(tmp_path) == before
+
+
+def _clip(**kw: Any) -> Clip:
+    base = dict(frames=np.full((4, 75, 3), 0.5, np.float32), mask=np.ones((4, 75), bool),
+                label="a", task="gesture", clip_id="c0")
+    return Clip(**{**base, **kw})
+
+
+CLIP_CASES: list[tuple[str, Clip, str]] = [
+    ("text frames", _clip(frames=np.full((4, 75, 3), "0.5")),
+     "c0: frames must hold real numbers, got dtype <U3"),
+    ("complex frames", _clip(frames=np.full((4, 75, 3), 0.5 + 1j)),
+     "c0: frames must hold real numbers, got dtype complex128"),
+    ("object frames", _clip(frames=np.full((4, 75, 3), 0.5, dtype=object)),
+     "c0: frames must hold real numbers, got dtype object"),
+    ("float mask", _clip(mask=np.ones((4, 75))),
+     "c0: mask must be bool, got dtype float64"),
+    ("list frames", _clip(frames=[[0.5]]),
+     "c0: frames and mask must be numpy arrays, got list and ndarray"),
+    ("NaN at a present joint", _clip(frames=np.full((4, 75, 3), np.nan, np.float32)),
+     "c0: non-finite coordinates at present joints"),
+    ("no frames", _clip(frames=np.zeros((0, 75, 3), np.float32), mask=np.zeros((0, 75), bool)),
+     "c0: clip has no frames"),
+    ("74 joints", _clip(frames=np.zeros((4, 74, 3), np.float32)),
+     "c0: frames must be (T, 75, 2|3), got (4, 74, 3)"),
+    ("mask shape", _clip(mask=np.ones((3, 75), bool)),
+     "c0: mask shape (3, 75) does not match frames (4, 75)"),
+    ("empty label", _clip(label=""), "c0: clip needs a label and a task"),
+    ("numeric label", _clip(label=3), "c0: label and task must be text, got 3 and 'gesture'"),
+]
+
+
+@pytest.mark.parametrize("name,clip,message", CLIP_CASES, ids=[c[0] for c in CLIP_CASES])
+def test_write_store_refuses_bad_clips(tmp_path: Path, name: str, clip: Clip,
+                                       message: str) -> None:
+    with pytest.raises(StoreError) as e:
+        write_store([_clips(1)[0], clip], tmp_path / "st")
+    assert str(e.value) == message
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
