@@ -180,6 +180,32 @@ def check_output(path: Path | None, flag: str) -> None:
         raise SkelmtlError(f"{path}: file is not writable ({flag})")
 
 
+def check_distinct(outputs: list[tuple[Path, str]], inputs: list[tuple[Path, str]]) -> None:
+    """No output may be an input (or inside an input folder), or another output.
+
+    ``--jsonl`` truncates its file at the start and ``--overlay`` replaces its file at the
+    end: either would destroy a recording or video given as ``--source``.
+
+    Raises:
+        SkelmtlError: naming both options and the path.
+    """
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists()
+                                                  and os.path.samefile(a, b))
+        except OSError:
+            return False
+
+    for i, (out, flag) in enumerate(outputs):
+        for inp, what in inputs:
+            if same(out, inp) or (inp.is_dir() and inp.resolve() in out.resolve().parents
+                                  and what == "--model"):
+                raise SkelmtlError(f"{out}: {flag} would overwrite the {what} input")
+        for other, flag2 in outputs[i + 1:]:
+            if same(out, other):
+                raise SkelmtlError(f"{out}: given to both {flag} and {flag2}")
+
+
 def _print_event(ev: Any) -> bool:
     """Print one event; False when the reader of stdout went away (``| head``)."""
     try:
@@ -206,9 +232,14 @@ def main(args: argparse.Namespace) -> int:
                               (args.threads, "--threads", "the library's default")):
         if value < 0:
             raise SkelmtlError(f"{flag} must be >= 0 (0: {zero}), got {value}")
-    for path, flag in ((args.jsonl, "--jsonl"), (args.overlay, "--overlay"),
-                       (args.stats, "--stats")):
+    outputs = [(path, flag) for path, flag in ((args.jsonl, "--jsonl"),
+                                               (args.overlay, "--overlay"),
+                                               (args.stats, "--stats")) if path is not None]
+    for path, flag in outputs:
         check_output(path, flag)
+    inputs = [(Path(m), "--model") for m in str(args.model).split(",") if m]
+    inputs.append((Path(str(args.source)), "--source"))
+    check_distinct(outputs, inputs)
     pipe = open_pipeline(args)
     specs = ([str(args.jsonl)] if args.jsonl else []) + list(args.publish)
     if args.jsonl and not str(args.jsonl).endswith((".jsonl", ".ndjson")):

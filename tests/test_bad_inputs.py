@@ -957,3 +957,40 @@ def test_write_store_refuses_bad_clips(tmp_path: Path, name: str, clip: Clip,
         write_store([_clips(1)[0], clip], tmp_path / "st")
     assert str(e.value) == message
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+SAME_PATH_CASES: list[tuple[str, list[str], str]] = [
+    ("--jsonl onto the source", ["--jsonl", "{src}"], "{src}: --jsonl would overwrite the "
+     "--source input"),
+    ("--overlay onto the source", ["--overlay", "{src}"],
+     "{src}: --overlay would overwrite the --source input"),
+    ("--stats onto the source", ["--stats", "{src}"],
+     "{src}: --stats would overwrite the --source input"),
+    ("--stats onto the model", ["--stats", "{model}"],
+     "{model}: --stats would overwrite the --model input"),
+    ("--jsonl into the model folder", ["--jsonl", "{models}/ev.jsonl"],
+     "{models}/ev.jsonl: --jsonl would overwrite the --model input"),
+    ("--jsonl and --stats alike", ["--jsonl", "{tmp}/x.json", "--stats", "{tmp}/x.json"],
+     "{tmp}/x.json: given to both --jsonl and --stats"),
+    ("--overlay and --jsonl alike", ["--overlay", "{tmp}/o.mp4", "--jsonl", "{tmp}/o.mp4"],
+     "{tmp}/o.mp4: given to both --jsonl and --overlay"),
+]
+
+
+@pytest.mark.parametrize("name,flags,message", SAME_PATH_CASES,
+                         ids=[c[0] for c in SAME_PATH_CASES])
+def test_run_never_writes_over_its_inputs(tmp_path: Path, name: str, flags: list[str],
+                                          message: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    models = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, models)
+    src = tmp_path / "clip.landmarks.npz"
+    shutil.copy(CLIP, src)
+    fill = {"tmp": tmp_path, "src": src, "model": models / "model.onnx", "models": models}
+    model = models if "{models}" in " ".join(flags) else models / "model.onnx"
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(_run_argv(tmp_path, *[f.format(**fill) for f in flags],
+                                     model=model, source=src), capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl run: error: {message.format(**fill)}\n")
+    assert snapshot(tmp_path) == before
