@@ -34,10 +34,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     store = make_store(root / "store", n_per_class=8, t=20)
     cfg = from_dict({"name": "e", "seed": 0, "out": str(root / "run"), "threads": 1,
                      "data": {"sources": [{"store": str(store)}], "val_fraction": 0.2},
-                     "preprocess": {"window": 12, "dims": 3},
+                     "preprocess": {"window": 16, "dims": 3},
                      "model": {"name": "stgcn_tiny",
-                               "overrides": {"blocks": [[8, 1], [16, 1]]}},
-                     "optim": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 0}})
+                               "overrides": {"blocks": [[16, 1], [32, 1]]}},
+                     # No augmentation and a high rate: 8 short epochs (about a second)
+                     # make the action and task heads decisive, so that INT8 rounding has
+                     # no near-ties to flip there.
+                     "augment": {"mirror": 0.0, "rotate_deg": 0.0, "scale": 0.0, "crop": 1.0,
+                                 "drop_hand": 0.0, "drop_hands": 0.0},
+                     "optim": {"epochs": 8, "batch_size": 8, "lr": 0.01, "warmup_epochs": 0}})
     res = train(cfg, progress=False, log=_quiet)
     fp32 = export_checkpoint(res.best, root / "run" / "model.onnx", log=_quiet)[0]
     out = {"store": store, "pt": res.best, "fp32": fp32}
@@ -80,8 +85,12 @@ def test_int8_onnx_is_scored_like_the_others(models: dict[str, Path]) -> None:
     fp32 = evaluate_model(models["fp32"], data=[str(models["store"])])
     int8 = evaluate_model(models["int8"], data=[str(models["store"])])
     assert int8["precision"] == "int8"
-    # 6 clips per task: INT8 may flip at most one prediction of a 2-epoch model.
-    _same_scores(fp32, int8, tol=1 / 6 + 1e-9)
+    # The decisive heads score the same in INT8: every action clip, every task.
+    assert fp32["tasks"]["action"]["top1"] == int8["tasks"]["action"]["top1"] == 1.0
+    assert fp32["task_head"] == int8["task_head"] == 1.0
+    # The gesture head of so short a training is near chance (test_train.py says why):
+    # its near-ties may flip, at most 2 of its 6 clips.
+    _same_scores(fp32, int8, tol=2 / 6 + 1e-9)
 
 
 def test_exported_model_without_its_checkpoint_asks_for_data(models: dict[str, Path],
