@@ -217,7 +217,8 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
         return report
     info = _platform_lines(platform, trt)
     step("platform", True, ", ".join(f"{k} {v}" for k, v in info.items()), **info)
-    recipe = ec.BuildRecipe("int8")
+    # the container's recipe: build-engine's defaults plus $SKELMTL_BUILD_OPTIONS
+    recipe = ec.BuildRecipe("int8", options=ec.build_options())
     key = ec.engine_key(platform, ec.file_sha256(model), "int8", recipe)
     cache_dir = Path(cache_dir) if cache_dir else ec.default_cache_dir()
     step("cache key", True, f"{key} (in {cache_dir})", key=key, cache=str(cache_dir))
@@ -313,7 +314,8 @@ def main(args: argparse.Namespace) -> int:
 
     builder = None
     if args.build_cmd:
-        builder = ec.command_builder(shlex.split(args.build_cmd), ec.BuildRecipe("int8"))
+        builder = ec.command_builder(shlex.split(args.build_cmd),
+                                     ec.BuildRecipe("int8", options=ec.build_options()))
     report = run_selfcheck(model=args.model, fp32=args.fp32, cache_dir=args.cache,
                            agreement=args.agreement, repeats=args.repeats,
                            max_windows=args.max_windows, trt=trt, builder=builder)

@@ -614,16 +614,27 @@ def recipe_from_args(args: argparse.Namespace,
     Raises:
         EngineCacheError: an option not written ``--name=value`` or ``--flag``.
     """
+    return BuildRecipe(args.precision, args.min_batch, args.opt_batch, args.max_batch,
+                       args.workspace_mb, build_options(args.build_option, env))
+
+
+def build_options(items: Sequence[str] = (), env: Mapping[str, str] | None = None
+                  ) -> tuple[tuple[str, str], ...]:
+    """``--name=value`` / ``--flag`` items (default: ``$SKELMTL_BUILD_OPTIONS``, split like
+    a shell) as the recipe's ``(option, value)`` pairs.
+
+    Raises:
+        EngineCacheError: an item not written ``--name=value`` or ``--flag``.
+    """
     env = os.environ if env is None else env
-    items = list(args.build_option) or shlex.split(env.get("SKELMTL_BUILD_OPTIONS", ""))
+    items = list(items) or shlex.split(env.get("SKELMTL_BUILD_OPTIONS", ""))
     options = []
     for item in items:
         name, _, value = item.partition("=")
         if not name.startswith("--") or len(name) < 3:
             raise EngineCacheError(f"build option {item!r}: write it as --name=value or --flag")
         options.append((name, value))
-    return BuildRecipe(args.precision, args.min_batch, args.opt_batch, args.max_batch,
-                       args.workspace_mb, tuple(options))
+    return tuple(options)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -227,10 +228,25 @@ def check_engine_platform(header: EngineHeader, *, tensorrt: str, gpu: str | Non
     want = gpu.split("|")[0].strip()
     if "unknown" in (have.lower(), want.lower()) or not have or not want:
         return
-    if have != want:
+    if not _same_gpu(have, want):
         raise EngineHeaderError(
             f"{source}: built on GPU {have!r}, this GPU is {want!r}; engines are specific "
             "to the GPU model: rebuild it here with 'skelmtl build-engine'")
+
+
+_GPU_RE = re.compile(r"^(?P<name>.*?)\s+sm_(?P<cc>\d+)(?:\s+(?P<sms>\d+)SM)?$")
+
+
+def _same_gpu(a: str, b: str) -> bool:
+    """Same GPU model: name and compute capability, and the SM count where both sides
+    have it (``nvidia-smi`` reports none; pycuda does), so that two detection sources
+    never make a good engine look foreign."""
+    ma, mb = _GPU_RE.match(a), _GPU_RE.match(b)
+    if not ma or not mb:
+        return a == b
+    if (ma["name"], ma["cc"]) != (mb["name"], mb["cc"]):
+        return False
+    return not (ma["sms"] and mb["sms"]) or ma["sms"] == mb["sms"]
 
 
 def check_engine_trust(path: str | os.PathLike[str], *, uid: int | None = None) -> None:
@@ -242,8 +258,9 @@ def check_engine_trust(path: str | os.PathLike[str], *, uid: int | None = None) 
     untrusted source is equivalent to running untrusted native code, and the SHA-256 in the
     header detects corruption, not tampering (whoever writes the file writes the hash).
     So the file must be owned by this user (or root) and not writable by group or others,
-    and its folder must not let others replace it (owned by this user or root, and not
-    group/world-writable unless sticky, like ``/tmp``). POSIX only; elsewhere a no-op.
+    and its folder must not let others replace it (owned by this user or root, not
+    world-writable and not writable by a group other than this user's own, unless sticky
+    like ``/tmp``). POSIX only; elsewhere a no-op.
 
     Raises:
         EngineHeaderError: naming the file, the owner or mode, and how to fix it.
@@ -276,7 +293,11 @@ def check_engine_trust(path: str | os.PathLike[str], *, uid: int | None = None) 
         raise EngineHeaderError(
             f"{path}: the folder holding the engine is owned by uid {dst.st_uid}, who could "
             "replace the engine; refusing to load it (keep engines in a folder of this user)")
-    if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dst.st_mode & stat.S_ISVTX:
+    # A folder writable by our own primary group is the norm under user private groups
+    # (Ubuntu's umask 002 makes 0775 folders whose group holds only this user); a folder
+    # writable by any other group, or by everyone without the sticky bit, is not.
+    loose = stat.S_IWOTH | (stat.S_IWGRP if dst.st_gid != os.getgid() else 0)
+    if dst.st_mode & loose and not dst.st_mode & stat.S_ISVTX:
         raise EngineHeaderError(
             f"{path}: the folder holding the engine is writable by group or others (mode "
             f"{stat.S_IMODE(dst.st_mode):04o}), who could replace the engine; refusing to "

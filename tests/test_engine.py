@@ -12,6 +12,7 @@ end builds and runs a real engine where TensorRT and a GPU exist.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def test_header_precision_must_match_meta() -> None:
     ("8.6.2", None, "built by TensorRT 10.3.0"),
     ("10.3.0", "NVIDIA H100 sm_90", "built on GPU 'Orin sm_87 16SM', this GPU is"),
     ("10.3.0", "unknown", None),
+    ("10.3.0", "Orin sm_87", None),  # nvidia-smi's description has no SM count
+    ("10.3.0", "Orin sm_87 8SM", "built on GPU 'Orin sm_87 16SM', this GPU is 'Orin sm_87 8SM'"),
+    ("10.3.0", "Orin sm_72 16SM", "this GPU is 'Orin sm_72 16SM'"),
 ])
 def test_platform_check(trt: str, gpu: str | None, message: str | None) -> None:
     h = _header()
@@ -170,6 +174,7 @@ def test_backend_checks_gpu_and_full_version_before_loading(
 
 def test_backend_refuses_an_engine_others_can_write(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.backends.base import BackendError
     from edge.backends.tensorrt import TensorRTBackend
 
     _runtime_stand_in(monkeypatch, "10.3.0")
@@ -179,6 +184,10 @@ def test_backend_refuses_an_engine_others_can_write(tmp_path: Path,
                                                 r"or others \(mode 0664\)"):
         TensorRTBackend(path, gpu="Orin sm_87 16SM")
     path.chmod(0o644)
+    tmp_path.chmod(0o775)  # writable by our own group (user private groups): fine
+    os.chown(tmp_path, -1, os.getgid())
+    with pytest.raises(BackendError):  # passes the trust check, then needs CUDA bindings
+        TensorRTBackend(path, gpu="Orin sm_87 16SM", cuda="pycuda")
     tmp_path.chmod(0o777)
     try:
         with pytest.raises(EngineHeaderError, match="folder holding the engine is writable by "

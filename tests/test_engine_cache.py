@@ -166,6 +166,15 @@ def test_recipe_arguments_and_checks() -> None:
         ec.engine_key(ORIN, SHA, "int8", BuildRecipe("fp16"))
 
 
+def test_build_options_from_the_environment() -> None:
+    env = {"SKELMTL_BUILD_OPTIONS": "--matmul=float --allow-precision-mismatch"}
+    assert ec.build_options((), env) == (("--matmul", "float"),
+                                         ("--allow-precision-mismatch", ""))
+    assert ec.build_options(["--typing=strong"], env) == (("--typing", "strong"),)
+    with pytest.raises(EngineCacheError, match="build option 'matmul=float': write it as"):
+        ec.build_options(["matmul=float"], {})
+
+
 def test_engine_key_refuses_unknown_precision() -> None:
     with pytest.raises(EngineCacheError, match="unknown precision 'int4'"):
         ec.engine_key(ORIN, SHA, "int4")
