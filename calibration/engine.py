@@ -137,6 +137,9 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     if workspace_mb < 1:
         raise tc.TensorRTError(f"--workspace-mb must be at least 1, got {workspace_mb}")
     model_path, out = Path(model_path), Path(out)
+    _refuse_overwriting_inputs([model_path] + ([Path(calib_cache)] if calib_cache else []),
+                               {"-o/--output": out, "--save-prepared": save_prepared,
+                                "--timing-cache": timing_cache})
     trt = trt if trt is not None else import_tensorrt()
     version = str(trt.__version__)
     profile = tc.profile_for(version)
@@ -291,6 +294,27 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     log(f"wrote {out} ({len(engine_bytes) / 1e6:.2f} MB engine, {precision}, "
         f"TensorRT {version}, GPU {header.gpu})")
     return header
+
+
+def _refuse_overwriting_inputs(inputs: list[Path],
+                               outputs: dict[str, str | os.PathLike[str] | None]) -> None:
+    """An output that is an input (``build-engine m.onnx -o m.onnx``) would destroy it.
+
+    Raises:
+        tc.TensorRTError: naming the option and the file.
+    """
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        for src in inputs:
+            try:
+                same = Path(path).resolve() == src.resolve() or (
+                    Path(path).exists() and src.exists() and Path(path).samefile(src))
+            except OSError:
+                same = False
+            if same:
+                raise tc.TensorRTError(f"{path}: {option} is an input of this build; "
+                                       "write the output to another file")
 
 
 def _sha256(path: Path) -> str:

@@ -591,6 +591,18 @@ def test_bad_models(tmp_path: Path, content: bytes | None, error: type[Exception
                      log=_quiet)
 
 
+def test_outputs_that_are_inputs_are_refused(models: dict[str, Path], tmp_path: Path) -> None:
+    before = models["int8"].read_bytes()
+    for kw, option in ((dict(out=models["int8"]), "-o/--output"),
+                       (dict(save_prepared=models["int8"]), "--save-prepared"),
+                       (dict(timing_cache=models["int8"]), "--timing-cache")):
+        out = kw.pop("out", tmp_path / "m.engine")
+        with pytest.raises(tc.TensorRTError, match=f"{option} is an input of this build"):
+            build_engine(models["int8"], out, "int8", trt=make_tensorrt("10.3.0"), gpu="g",
+                         log=_quiet, **kw)  # type: ignore[arg-type]
+    assert models["int8"].read_bytes() == before
+
+
 def test_batch_profile_validated(models: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(tc.TensorRTError, match="min-batch <= opt-batch <= max-batch"):
         build_engine(models["int8"], tmp_path / "m.engine", "int8", min_batch=4, opt_batch=2,
