@@ -198,8 +198,7 @@ def check_distinct(outputs: list[tuple[Path, str]], inputs: list[tuple[Path, str
 
     for i, (out, flag) in enumerate(outputs):
         for inp, what in inputs:
-            if same(out, inp) or (inp.is_dir() and inp.resolve() in out.resolve().parents
-                                  and what == "--model"):
+            if same(out, inp):
                 raise SkelmtlError(f"{out}: {flag} would overwrite the {what} input")
         for other, flag2 in outputs[i + 1:]:
             if same(out, other):
@@ -237,7 +236,11 @@ def main(args: argparse.Namespace) -> int:
                                                (args.stats, "--stats")) if path is not None]
     for path, flag in outputs:
         check_output(path, flag)
-    inputs = [(Path(m), "--model") for m in str(args.model).split(",") if m]
+    inputs: list[tuple[Path, str]] = []
+    for m in (Path(m) for m in str(args.model).split(",") if m):
+        # A model folder's files, not the folder: events.jsonl beside a model is fine.
+        files = ([f for f in m.iterdir() if f.is_file()] if m.is_dir() else [m])
+        inputs += [(f, "--model") for f in files]
     inputs.append((Path(str(args.source)), "--source"))
     check_distinct(outputs, inputs)
     pipe = open_pipeline(args)
