@@ -222,3 +222,44 @@ def test_extract_stops_its_busy_workers_on_interrupt() -> None:
         ready, _, _ = select.select([fd], [], [], DEADLINE_S)
         assert ready == [fd]
         os.close(fd)
+
+
+def test_interrupted_store_write_keeps_the_old_store(tmp_path: Path) -> None:
+    """SIGTERM during convert/extract's write: the old store stays, no temporary folder."""
+    from edge.clipstore import Clip, ClipStore, write_store
+    from edge.errors import Interrupted
+
+    def clip(i: int) -> Clip:
+        return Clip(np.full((4, 75, 3), 0.5, np.float32), np.ones((4, 75), bool), "a",
+                    "gesture", clip_id=f"c{i}")
+
+    dst = write_store([clip(0), clip(1)], tmp_path / "st")
+
+    def clips() -> Iterator[Clip]:
+        yield clip(0)
+        raise Interrupted(signal.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        write_store(clips(), dst, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["st"]
+    assert len(ClipStore(dst)) == 2
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_every_command_maps_a_stop_signal_to_its_exit_code(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sig: int,
+        code: int) -> None:
+    """The handler edge.cli installs turns the signal into Interrupted wherever it lands."""
+    import trainer.datasets.cli as data_cli
+    from edge.cli import main
+
+    def convert(args: object) -> int:
+        signal.raise_signal(sig)
+        raise AssertionError("the signal did not interrupt")
+
+    monkeypatch.setattr(data_cli, "_convert", convert)
+    before = signal.getsignal(sig)
+    assert main(["data", "convert", "a", "b"]) == code
+    assert capsys.readouterr().err == (f"skelmtl data: interrupted "
+                                       f"({signal.Signals(sig).name})\n")
+    assert signal.getsignal(sig) is before  # restored for the caller
