@@ -257,10 +257,14 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         log(f"layer {lay.name!r} ({lay.layer_type or '?'}): "
             f"{'/'.join(sorted(lay.dtypes)) or 'no types'}")
     matmul_int8 = options.matmul == "int8" and profile.int8_matmul
+    notes: list[str] = []
     problems = tc.precision_problems(layers, precision,
                                      tp.quantized_compute_nodes(model, matmul_int8),
-                                     tc.compute_node_names(model))
+                                     tc.compute_node_names(model), notes)
     check = "passed"
+    for note in notes:
+        log(f"warning: {note}")
+        check = "unverified: " + "; ".join(notes)
     if problems:
         text = (f"{model_path}: the {precision} engine does not compute in {precision}:\n  - "
                 + "\n  - ".join(problems))

@@ -640,7 +640,10 @@ def inspect_engine(trt: Any, engine: Any, profile: TrtProfile) -> list[LayerInfo
 
 
 _NAME_SPLIT = re.compile(r"\s*(?:\+|\|\|)\s*")
-_NAME_WRAP = re.compile(r"^(?:PWN|ForeignNode|Myelin)?\s*[\[(]?|[\])]$")
+_NAME_WRAP = re.compile(r"^(?:PWN|ForeignNode|Myelin)?\s*[\[({]?|[\])}]$")
+# Layers TensorRT compiles as one opaque region (Myelin): named "{ForeignNode[first...last]}";
+# their I/O types are the region's boundary, which says nothing about the precision inside.
+_OPAQUE_WORDS = ("ForeignNode", "Myelin")
 _QDQ_SUFFIXES = ("_quantize_scale_node", "_dequantize_scale_node")
 
 
@@ -669,16 +672,27 @@ def layer_tokens(name: str) -> set[str]:
     return out
 
 
+def is_opaque(layer: LayerInfo) -> bool:
+    """A Myelin region (``{ForeignNode[a...b]}``): its I/O types are its boundary's."""
+    return any(w in layer.name or w in layer.layer_type for w in _OPAQUE_WORDS)
+
+
 def precision_problems(layers: list[LayerInfo], precision: str,
                        quantized_nodes: Iterable[str] = (),
-                       compute_nodes: Iterable[str] | None = None) -> list[str]:
+                       compute_nodes: Iterable[str] | None = None,
+                       notes: list[str] | None = None) -> list[str]:
     """Where the engine does not compute in the precision asked for.
 
     * ``int8``: some *computing* layer (one made of an ONNX compute node, not only of
       Q/DQ nodes or reformats) must have INT8 I/O, and every quantized ONNX compute node
       found among a layer's name tokens (:func:`layer_tokens`) must sit in a layer with
       INT8 I/O. A node found in no layer name is not a problem: TensorRT may have fused
-      it under another name.
+      it under another name. Opaque Myelin regions (:func:`is_opaque`) are left out: their
+      I/O types are the region's boundary. When no computing layer is visible outside
+      them, the precision cannot be verified: that is a note, not a problem, so that an
+      engine TensorRT compiled as one region is not refused (and rebuilt at every start)
+      for what the inspector cannot show; ``skelmtl selfcheck`` lists the layers and
+      compares the answers with ONNX Runtime instead.
     * ``fp16``: some layer must run in FP16.
     * ``fp32``: no layer may run in FP16 or INT8.
 
@@ -688,6 +702,7 @@ def precision_problems(layers: list[LayerInfo], precision: str,
         quantized_nodes: the ONNX nodes that must run INT8.
         compute_nodes: the names of the model's non-Q/DQ nodes (default: any layer
             counts as computing, the old and weaker rule).
+        notes: receives what could not be verified.
 
     Returns:
         One message per problem; empty when the engine matches.
@@ -698,24 +713,34 @@ def precision_problems(layers: list[LayerInfo], precision: str,
                 "ProfilingVerbosity.DETAILED); cannot verify the precision"]
     problems = []
     if precision == "int8":
+        visible = [lay for lay in typed if not is_opaque(lay)]
         compute = set(compute_nodes) if compute_nodes is not None else None
-        computing = [lay for lay in typed
+        computing = [lay for lay in visible
                      if compute is None or layer_tokens(lay.name) & compute]
-        if not any("int8" in lay.dtypes for lay in computing):
+        if not computing and len(visible) < len(typed):
+            if notes is not None:
+                notes.append("TensorRT compiled the computing layers into opaque regions "
+                             f"({', '.join(lay.name for lay in typed if is_opaque(lay))[:200]}); "
+                             "their INT8 use cannot be verified from the engine inspector")
+        elif not any("int8" in lay.dtypes for lay in computing):
             problems.append("no computing layer of the engine runs in INT8 (only quantize/"
                             "dequantize or reformat layers, if any)")
         for node in quantized_nodes:
-            holders = [lay for lay in typed if node and node in layer_tokens(lay.name)]
+            holders = [lay for lay in visible if node and node in layer_tokens(lay.name)]
             if holders and not any("int8" in lay.dtypes for lay in holders):
                 problems.append(f"quantized node {node!r} runs in "
                                 f"{'/'.join(sorted(holders[0].dtypes))}, not INT8 "
                                 f"(layer {holders[0].name!r})")
     elif precision == "fp16":
         if not any("fp16" in lay.dtypes for lay in typed):
-            problems.append("no layer of the engine runs in FP16 (TensorRT chose FP32 "
-                            "everywhere)")
+            if all(is_opaque(lay) for lay in typed) and notes is not None:
+                notes.append("every layer is an opaque region; FP16 use cannot be verified")
+            else:
+                problems.append("no layer of the engine runs in FP16 (TensorRT chose FP32 "
+                                "everywhere)")
     elif precision == "fp32":
-        low = [lay.name for lay in typed if lay.dtypes & {"fp16", "int8"}]
+        low = [lay.name for lay in typed if lay.dtypes & {"fp16", "int8"}
+               and not is_opaque(lay)]
         if low:
             problems.append(f"layers run below FP32: {low[:5]}")
     return problems
@@ -850,4 +875,5 @@ __all__ = [
     "quantized_compute_nodes", "encode_calibration_cache", "decode_calibration_cache",
     "check_calibration_cache", "CACHE_ALGORITHM", "fold_int32_dequantize",
     "use_strong_typing", "layer_tokens", "compute_node_names", "open_timing_cache",
+    "is_opaque",
 ]

@@ -275,3 +275,24 @@ def test_layer_tokens_match_whole_names() -> None:
               tc.LayerInfo("w + /conv1/Conv", "Conv", frozenset({"fp32"}))]
     assert tc.precision_problems(only_q, "int8", [], ["/conv1/Conv"])[0].startswith(
         "no computing layer of the engine runs in INT8")
+
+
+def test_opaque_regions_are_not_refused_but_noted() -> None:
+    # TensorRT 10 may compile the whole graph as one Myelin region whose boundary is FP32:
+    # refusing it would rebuild and refuse at every start (a crash loop)
+    region = tc.LayerInfo("{ForeignNode[/model/trunk.0/gcn/mm/MatMul.../model/task_head/Gemm]}",
+                          "Myelin", frozenset({"fp32"}))
+    notes: list[str] = []
+    assert tc.is_opaque(region) and tc.layer_tokens(region.name) == {
+        "/model/trunk.0/gcn/mm/MatMul.../model/task_head/Gemm"}
+    assert tc.precision_problems([region], "int8", ["/model/trunk.0/gcn/conv/Conv"],
+                                 ["/model/trunk.0/gcn/conv/Conv"], notes) == []
+    assert notes and "cannot be verified" in notes[0]
+    # a visible FP32 Conv beside the region is still refused
+    conv = tc.LayerInfo("w + /model/trunk.0/gcn/conv/Conv", "Conv", frozenset({"fp32"}))
+    assert tc.precision_problems([region, conv], "int8", ["/model/trunk.0/gcn/conv/Conv"],
+                                 ["/model/trunk.0/gcn/conv/Conv"]) == [
+        "no computing layer of the engine runs in INT8 (only quantize/dequantize or reformat "
+        "layers, if any)",
+        "quantized node '/model/trunk.0/gcn/conv/Conv' runs in fp32, not INT8 (layer "
+        "'w + /model/trunk.0/gcn/conv/Conv')"]
