@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends import load_backend
-from edge.backends.base import Backend
+from edge.backends.base import Backend, check_output_widths
 from edge.errors import SkelmtlError, signal_name
 from edge.events import Event
 from edge.metadata import TASK_OUTPUT, MetadataError, ModelMeta, logits_name
@@ -319,6 +319,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._stop_reason: str | None = None
         self._reader_stop: threading.Event | None = None
+        self._checked: set[int] = set()  # graphs whose output widths were checked
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -464,7 +465,15 @@ class Pipeline:
         return events
 
     def _infer(self, task: str, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self._graph_for[task].infer(x)
+        graph = self._graph_for[task]
+        outs = graph.infer(x)
+        if id(graph) not in self._checked:
+            # Backends that cannot see their output widths at load (TensorRT, torch) are
+            # checked at their first window: a clear error instead of a wrong label.
+            check_output_widths(graph.path, graph.meta,
+                                {k: v.shape[-1] for k, v in outs.items() if v.ndim == 2})
+            self._checked.add(id(graph))
+        return outs
 
     def _run_window(self, t: float, index: int, n: int | None = None) -> list[Event]:
         t0 = time.perf_counter()

@@ -996,3 +996,28 @@ def test_run_never_writes_over_its_inputs(tmp_path: Path, name: str, flags: list
                                      model=model, source=src), capsys)
     assert (rc, out, err) == (2, "", f"skelmtl run: error: {message.format(**fill)}\n")
     assert snapshot(tmp_path) == before
+
+
+def test_a_backend_whose_widths_disagree_fails_at_its_first_window() -> None:
+    """TensorRT and torch graphs cannot show their widths at load: the first window does."""
+    pytest.importorskip("onnxruntime")
+    from edge.backends import load_backend
+    from edge.backends.base import Backend, BackendError
+    from edge.pipeline import Pipeline
+
+    real = load_backend(MODEL_DIR / "model.onnx", "onnxruntime")
+
+    class Narrow(Backend):
+        name, meta, path = "narrow", real.meta, Path("narrow.engine")
+
+        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+            return {k: v[:, :-1] if k == "logits_gesture" else v
+                    for k, v in real.infer(x).items()}
+
+    pipe = Pipeline(Narrow(), task="gesture")
+    with pytest.raises(BackendError) as e:
+        for i in range(pipe.window):
+            pipe.push((_J, _M, i / 30))
+    assert str(e.value) == ("narrow.engine: output logits_gesture has width 5 but the "
+                            "metadata lists 6 labels of task 'gesture'")
+    real.close()
