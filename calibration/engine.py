@@ -3,7 +3,8 @@
 Usage: skelmtl build-engine model.int8.onnx --precision int8 -o model.engine
 
 INT8 engines come from the Q/DQ model written by ``skelmtl calibrate`` (explicit
-quantization); on TensorRT 8.5/8.6 (JetPack 5) the float model plus ``--calib-cache``
+quantization), prepared for the installed TensorRT by :mod:`calibration.trt_prepare`; on
+TensorRT 8.5 (JetPack 5.1) and 8.6 (JetPack 6.0) the float model plus ``--calib-cache``
 (the legacy entropy calibrator replaying the cache ``calibrate`` wrote) is the
 alternative. FP16 and FP32 engines come from the float ``model.onnx``. Every difference
 between TensorRT 8.5/8.6, 10.x and 11.x is handled in :mod:`calibration.trt_compat`.
