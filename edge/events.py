@@ -141,6 +141,8 @@ def validate_event_dict(d: Mapping[str, Any]) -> None:
         EventError: wrong or missing ``schema``, a missing field, a wrong type, an unknown
             kind or state, or a confidence outside [0, 1].
     """
+    if not isinstance(d, Mapping):
+        raise EventError(f"an event is a JSON object, got {type(d).__name__}")
     if d.get("schema") != EVENT_SCHEMA:
         raise EventError(f"schema {d.get('schema')!r}, this package reads {EVENT_SCHEMA!r}")
     missing = [k for k in _TYPES if k not in d]
@@ -152,6 +154,8 @@ def validate_event_dict(d: Mapping[str, Any]) -> None:
             continue
         if not isinstance(v, types) or isinstance(v, bool):
             raise EventError(f"field {k!r} = {v!r} is not {'/'.join(t.__name__ for t in types)}")
+        if isinstance(v, float) and not math.isfinite(v):  # json reads NaN and Infinity
+            raise EventError(f"field {k!r} = {v!r} is not a finite number")
     kind = d["kind"]
     if kind not in KINDS:
         raise EventError(f"unknown kind {kind!r}; known {KINDS}")
@@ -176,13 +180,20 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Event]:
         EventError: naming the file and line of the first line that does not parse.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise EventError(f"{path}: cannot read ({e.strerror or e})") from None
+    with f:
+        for n, raw in enumerate(f, 1):
             try:
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
                 yield Event.from_dict(json.loads(line))
-            except (json.JSONDecodeError, EventError) as e:
+            except UnicodeDecodeError:
+                raise EventError(f"{path}:{n}: not UTF-8 text") from None
+            except (ValueError, RecursionError, EventError, TypeError) as e:
                 raise EventError(f"{path}:{n}: {e}") from None
 
 

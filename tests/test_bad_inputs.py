@@ -1021,3 +1021,46 @@ def test_a_backend_whose_widths_disagree_fails_at_its_first_window() -> None:
     assert str(e.value) == ("narrow.engine: output logits_gesture has width 5 but the "
                             "metadata lists 6 labels of task 'gesture'")
     real.close()
+
+
+_GOOD_EVENT = ('{"schema":"skelmtl.event/1","kind":"state","t":0.0,"frame":0,"task":null,'
+               '"label":null,"confidence":null,"start":null,"end":null,"state":"tracking",'
+               '"dropped":0,"reason":null}')
+JSONL_CASES: list[tuple[str, bytes, str]] = [
+    ("a list", b"[1]", "an event is a JSON object, got list"),
+    ("null", b"null", "an event is a JSON object, got NoneType"),
+    ("a number", b"3", "an event is a JSON object, got int"),
+    ("not UTF-8", b"\xff\xfe{}", "not UTF-8 text"),
+    ("null label in a begin", _GOOD_EVENT.replace('"kind":"state"', '"kind":"begin"').replace(
+        '"task":null', '"task":"gesture"').replace('"confidence":null', '"confidence":0.9')
+     .replace('"start":null', '"start":0.0').encode(), "begin event without ['label']"),
+    ("null t", _GOOD_EVENT.replace('"t":0.0', '"t":null').encode(),
+     "field 't' = None is not int/float"),
+    ("NaN t", _GOOD_EVENT.replace('"t":0.0', '"t":NaN').encode(),
+     "field 't' = nan is not a finite number"),
+    ("confidence 2", _GOOD_EVENT.replace('"confidence":null', '"confidence":2').encode(),
+     "confidence 2 outside [0, 1]"),
+    ("unknown kind", _GOOD_EVENT.replace('"kind":"state"', '"kind":"boom"').encode(),
+     "unknown kind 'boom'; known ('begin', 'end', 'state', 'drop', 'stream')"),
+    ("wrong schema", _GOOD_EVENT.replace("event/1", "event/9").encode(),
+     "schema 'skelmtl.event/9', this package reads 'skelmtl.event/1'"),
+    ("truncated line", _GOOD_EVENT[:30].encode(),
+     "Invalid control character at: line 1 column 31 (char 30)"),
+    ("Infinity confidence", _GOOD_EVENT.replace('"confidence":null',
+                                                '"confidence":Infinity').encode(),
+     "field 'confidence' = inf is not a finite number"),
+]
+
+
+@pytest.mark.parametrize("name,line,message", JSONL_CASES, ids=[c[0] for c in JSONL_CASES])
+def test_read_jsonl_names_the_line(tmp_path: Path, name: str, line: bytes,
+                                   message: str) -> None:
+    from edge.events import EventError, read_jsonl
+
+    f = tmp_path / "ev.jsonl"
+    f.write_bytes(_GOOD_EVENT.encode() + b"\n\n" + line + b"\n")
+    before = snapshot(f)
+    with pytest.raises(EventError) as e:
+        list(read_jsonl(f))
+    assert str(e.value) == f"{f}:3: {message}"
+    assert snapshot(f) == before
