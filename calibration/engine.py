@@ -354,8 +354,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prep.add_argument("--matmul", choices=("auto", "int8", "float"), default="auto",
                       help="MatMul in float (auto on 8.x: no INT8 MatMul there) or INT8")
     prep.add_argument("--qdq-placement", choices=("tensorrt", "as-calibrated"),
-                      default="tensorrt", help="drop output Q/DQ in front of activations "
-                      "and duplicate quantizers (tensorrt) or keep calibrate's placement")
+                      default="tensorrt", help="drop the Q/DQ on outputs in front of "
+                      "activations (tensorrt) or keep calibrate's placement; duplicate "
+                      "quantizers of one tensor are merged either way")
     prep.add_argument("--typing", choices=("auto", "strong", "weak"), default="auto",
                       help="strongly typed network: auto = always on 11.x, for Q/DQ INT8 "
                            "from 10.12")

@@ -602,9 +602,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--max-batch", type=int, default=8)
     recipe.add_argument("--workspace-mb", type=int, default=1024)
     recipe.add_argument("--build-option", action="append", default=[], metavar="OPT=VALUE",
-                        help="a further build-engine option, e.g. --build-option "
-                             "--matmul=float (repeatable; default from $SKELMTL_BUILD_OPTIONS, "
-                             "space-separated)")
+                        help="a further build-engine option, e.g. "
+                             "--build-option=--matmul=float (repeatable; default from "
+                             "$SKELMTL_BUILD_OPTIONS, space-separated)")
 
 
 def recipe_from_args(args: argparse.Namespace,
