@@ -156,3 +156,13 @@ def test_selfcheck_cli_writes_the_report_and_exits_1_on_failure(
     assert report["ok"] is False and report["steps"][4]["name"] == "agreement"
     with pytest.raises(sc.SkelmtlError, match="--agreement 1.5: give a fraction"):
         sc.main(parser.parse_args(["--agreement", "1.5"]))
+
+
+@pytest.mark.gpu
+def test_selfcheck_on_a_real_gpu(tmp_path: Path) -> None:
+    """The shipped INT8 model through the installed TensorRT: `skelmtl selfcheck` itself
+    (needs TensorRT, a GPU and pycuda or cuda-python; run with `pytest -m gpu`)."""
+    pytest.importorskip("tensorrt", reason="needs TensorRT")
+    lines: list[str] = []
+    report = sc.run_selfcheck(cache_dir=tmp_path / "engines", repeats=5, out=lines.append)
+    assert report.ok, "\n".join(lines)
