@@ -114,7 +114,7 @@ def evaluate_model(model: str | os.PathLike[str], *, data: list[str] | None = No
     if backend == "auto" and path.suffix.lower() not in AUTO_BY_SUFFIX:
         raise EvalError(f"{path}: not a model artefact (expected one of "
                         f"{sorted(AUTO_BY_SUFFIX)}), or name the backend with --backend")
-    with load_backend(path, backend, **(backend_options or {})) as be:
+    with _open_backend(path, backend, backend_options or {}) as be:
         meta = be.meta
         cfg = training_config(path, meta)
         if data:
@@ -134,6 +134,16 @@ def evaluate_model(model: str | os.PathLike[str], *, data: list[str] | None = No
                            f"{t}: top-1 {r['top1']:.3f} on {split} (n={r['n']})")
         _write_json(out / "report.json", report)
     return report
+
+
+def _open_backend(path: Path, backend: str, options: dict[str, Any]) -> Backend:
+    """The backend for ``path``; checkpoints through the trainer's own torch backend even
+    where its entry point is not registered (a source checkout run without installing)."""
+    if backend in ("auto", "torch") and path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        from trainer.backend import TorchBackend
+
+        return TorchBackend(path, **options)
+    return load_backend(path, backend, **options)
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
