@@ -667,3 +667,20 @@ def test_failed_autodetect_names_the_readers_and_the_python_path(tmp_path: Path)
     msg = str(e.value)
     assert "\n" not in msg and "mp_folder" in msg and "ntu" in msg
     assert "edge.clipstore.write_store" in msg and "SourceLayout.to_mp75" in msg
+
+
+def test_convert_with_a_split_list_records_it(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = _mp_sessions(tmp_path / "mp")
+    lst = tmp_path / "splits.txt"
+    lst.write_text("dee test\n* train\n")
+    rc, out, _ = run_cli(["data", "convert", str(root), str(tmp_path / "st"),
+                          "--split-protocol", f"list:{lst}"], capsys)
+    assert rc == 0, out
+    s = ClipStore(tmp_path / "st")
+    assert Counter(s.column("split")) == {"train": 18, "test": 6}
+    assert {sub for sub, sp in zip(s.column("subject"), s.column("split"))
+            if sp == "test"} == {"dee"}
+    info = json.loads((tmp_path / "st" / "meta.json").read_text())["info"]
+    assert info["split_protocol"] == f"list:{lst}"
+    assert f"split: list {lst}" in info["notes"]
