@@ -39,7 +39,14 @@ TensorRT 11 reaches Jetson only as 11.4.1 and later on JetPack 7.2.2 and later.
 Sources: NVIDIA's TensorRT Python API reference per release and the "Migrating from
 TensorRT 10.x to 11.x" guide (Python API reference, IEngineInspector JSON output,
 Jetson/JetPack pages); onnx-tensorrt ``docs/operators.md`` at the 8.5 release for the
-operator matrix.
+operator matrix ("MatMul | FP32, FP16", "QuantizeLinear | FP32, FP16", "DequantizeLinear |
+INT8 | x_zero_point must be zero"); NVIDIA's "Explicit Quantization" page (quantized
+weights behind ``IDequantizeLayer``; "use explicit quantization with Strong Typing.
+Precision-control build flags are not required and should not be specified"); trtexec's
+advice to add FP16 to INT8 builds (quoted in NVIDIA/TensorRT#2664); TensorRT's fused layer
+names (``w + Q_quantize_scale_node + Conv + Relu``, NVIDIA/TensorRT#1293); the timing cache
+API (``IBuilderConfig.create_timing_cache`` / ``set_timing_cache``, Python API reference).
+The ONNX each version is handed is prepared in :mod:`calibration.trt_prepare`.
 
 This module imports neither TensorRT nor onnx at import time: the ``trt`` module is
 passed in, so the same code runs against the real bindings on a Jetson and against the

@@ -56,8 +56,12 @@ class EngineHeader:
         engine_size: bytes of the serialized engine that follow the header.
         engine_sha256: hex SHA-256 of those bytes.
         build: how it was built: batch profile (``min_batch``, ``opt_batch``,
-            ``max_batch``), ``strongly_typed``, builder flags, the source ONNX hash,
-            the calibration it used, the UTC time.
+            ``max_batch``), ``workspace_mb``, ``strongly_typed``, builder flags,
+            ``float_islands``, ``prepared`` (what build-engine changed in the ONNX for
+            this TensorRT), ``precision_check`` (``passed``, ``overridden: ...`` or
+            ``unverified: ...``), the ``skelmtl`` version, the source ONNX hash, the
+            calibration it used, the UTC time. The engine cache compares the batch
+            profile, workspace and source hash with its recipe before reusing an engine.
     """
 
     meta: ModelMeta
