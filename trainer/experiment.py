@@ -557,7 +557,7 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str],
         lines += [f"- {a['name']}: {a['value']} ({a.get('note', '')})" for a in exp.anchors]
     lines += ["", f"Per-run rows: `{Path(exp.runs) / 'results.jsonl'}` "
               "(one JSON object per run and task).", ""]
-    out = Path(exp.results)
+    out = Path(exp.results or Path(exp.runs) / "results.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, "\n".join(lines))
     return out
