@@ -36,7 +36,8 @@ What is rewritten, and the source for each rule:
   and not the outputs of weighted operations: TensorRT fuses Conv (+ Add) + ReLU and
   quantizes where the next weighted layer's input Q/DQ says. A Q/DQ pair whose input
   comes from a computing node and whose every reader is an activation (ReLU, ...) is
-  removed; ``placement="as-calibrated"`` keeps the calibrated placement unchanged.
+  removed, and so is the main branch's pair in front of a residual ``Add`` (the residual
+  input keeps its own); ``placement="as-calibrated"`` keeps the calibrated placement.
 
 Which of these help on a given Jetson only a build there can tell (issue 14 items 2, 9,
 10): the defaults follow NVIDIA's documentation, and ``skelmtl build-engine --weights
@@ -138,7 +139,8 @@ class PrepareReport:
             out.append(f"kept two quantizers with different scales on tensor {d!r}")
         if self.removed_output_qdq:
             out.append(f"removed {len(self.removed_output_qdq)} output Q/DQ pairs in front of "
-                       "activations (TensorRT fuses them into the producing layer)")
+                       "activations and on residual additions' main branch (TensorRT "
+                       "fuses them into the producing layer)")
         if self.float_matmuls:
             out.append(f"{len(self.float_matmuls)} MatMul nodes run in float (this TensorRT "
                        f"has no INT8 MatMul): {', '.join(self.float_matmuls)}")
@@ -293,6 +295,59 @@ def remove_output_qdq(model: Any) -> list[str]:
     return removed
 
 
+def _depths(gr: _Graph) -> dict[str, int]:
+    """Longest path (in nodes) from a graph input to each node output."""
+    depth: dict[str, int] = {}
+    for n in gr.g.node:  # ONNX graphs are topologically sorted
+        d = max((depth.get(i, 0) for i in n.input if i), default=0)
+        for o in n.output:
+            depth[o] = d + 1
+    return depth
+
+
+def remove_add_main_branch_qdq(model: Any) -> list[str]:
+    """For an ``Add`` whose two inputs are both dequantized outputs of weighted layers,
+    remove the Q/DQ pair of the main branch (the deeper one) and keep the residual's.
+
+    NVIDIA's placement recommendations quantize the *residual* input of an element-wise
+    addition, so that TensorRT fuses the main branch's convolution with the addition
+    (and a following ReLU) into one INT8 kernel; a Q/DQ on the main branch's output
+    stands between them. ModelOpt does the same (``modelopt.onnx.quantization.qdq_graph``:
+    ``build_non_residual_input_map``, ``remove_partial_input_qdq``).
+
+    Returns:
+        The main-branch tensors whose Q/DQ pair was removed.
+    """
+    removed: list[str] = []
+    gr = _Graph(model)
+    depth = _depths(gr)
+    for add in [n for n in gr.g.node if n.op_type == "Add" and len(n.input) == 2]:
+        sides = []
+        for name in add.input:
+            dq = gr.producer.get(name)
+            q = gr.producer.get(dq.input[0]) if dq is not None and dq.op_type == \
+                "DequantizeLinear" else None
+            src = gr.producer.get(q.input[0]) if q is not None and q.op_type == \
+                "QuantizeLinear" else None
+            if src is None or src.op_type not in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
+                break
+            sides.append((depth.get(q.input[0], 0), dq, q))
+        if len(sides) != 2 or sides[0][0] == sides[1][0]:
+            continue  # not two weighted branches, or no telling which is the residual
+        _, dq, q = max(sides, key=lambda t: t[0])
+        if len(gr.consumers.get(dq.output[0], [])) != 1 or \
+                len(gr.consumers.get(q.output[0], [])) != 1:
+            continue  # the quantized tensor has other readers that need it
+        _rename_input(gr.g, dq.output[0], q.input[0])
+        gr.g.node.remove(dq)
+        gr.g.node.remove(q)
+        removed.append(q.input[0])
+        gr = _Graph(model)
+        depth = _depths(gr)
+    _drop_unused_initializers(model)
+    return removed
+
+
 def _dequantized(gr: _Graph, dq: Any) -> Any:
     """The float32 value of a DequantizeLinear of a constant (per-tensor or per-axis)."""
     import numpy as np
@@ -409,6 +464,7 @@ def prepare_for_tensorrt(model: Any, profile: tc.TrtProfile,
     report.merged_quantizers, report.kept_duplicates = merge_duplicate_quantizers(model)
     if opts.placement == "tensorrt":
         report.removed_output_qdq = remove_output_qdq(model)
+        report.removed_output_qdq += remove_add_main_branch_qdq(model)
     if opts.matmul == "float":
         report.float_matmuls = float_matmuls(model)
     if opts.weights == "qdq":
@@ -531,6 +587,7 @@ def _names_of(model: Any, kinds: Iterable[str]) -> set[str]:
 
 
 __all__ = ["PrepareOptions", "PrepareReport", "prepare_for_tensorrt", "prepared_problems",
-           "merge_duplicate_quantizers", "remove_output_qdq", "float_matmuls",
+           "merge_duplicate_quantizers", "remove_output_qdq", "remove_add_main_branch_qdq",
+           "float_matmuls",
            "requantize_weights", "quantized_compute_nodes", "WEIGHT_MODES", "MATMUL_MODES",
            "PLACEMENTS", "DUPLICATE_RTOL"]

@@ -79,9 +79,12 @@ def test_bundled_model_follows_the_rules_once_prepared(bundled: object, version:
     assert tp.prepared_problems(m, profile) == []
     onnx.checker.check_model(m, full_check=True)
     # the bundled model: 11 Conv biases, 3 tensors quantized twice, 8 output Q/DQ pairs in
-    # front of a ReLU, 4 MatMuls (graph adjacency), 15 weights
+    # front of a ReLU and 3 on the main branch of a residual Add, 4 MatMuls (graph
+    # adjacency), 15 weights
     s = report.summary()
-    assert (s["folded_biases"], s["merged_quantizers"], s["removed_output_qdq"]) == (11, 3, 8)
+    assert (s["folded_biases"], s["merged_quantizers"], s["removed_output_qdq"]) == (11, 3, 11)
+    assert report.removed_output_qdq[-3:] == [f"/model/trunk.{i}/tcn/Conv_output_0"
+                                              for i in (1, 2, 3)]
     if version.startswith("8"):
         assert (s["weights"], s["matmul"]) == ("qdq", "float")
         assert (s["requantized_weights"], s["float_matmuls"]) == (11, 4)
@@ -192,6 +195,9 @@ def test_bundled_model_builds_with_every_stand_in(bundled: object, tmp_path: Pat
     prec = {lay["onnx"]: lay["prec"] for lay in blob["layers"] if "onnx" in lay}
     convs = [k for k in prec if k.endswith("Conv")]
     assert len(convs) == 11 and all(prec[c] == "Int8" for c in convs)
+    # the main branch's Conv fuses with the residual Add and the ReLU, as TensorRT does
+    assert any(lay["name"].endswith(" + /model/trunk.1/tcn/Conv + /model/trunk.1/Add + "
+                                    "/model/trunk.1/Relu_1") for lay in blob["layers"])
     mm = [prec[k] for k in prec if k.endswith("MatMul")]
     # 8.x: float MatMul (FP16 islands); 10.x INT8 MatMul
     assert mm == (["Half"] * 4 if version.startswith("8") else ["Int8"] * 4)

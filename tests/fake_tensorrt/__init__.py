@@ -43,7 +43,8 @@ What the stand-in checks, like the real module would:
       builder reports an error and returns no engine);
     * layers are named the way TensorRT names them (NVIDIA/TensorRT#1293's trtexec
       profile): a Q/DQ-fed Conv/Gemm/MatMul is fused with its weight, the weight's
-      quantizer and a following ReLU as ``"w + Q_quantize_scale_node + Conv + Relu"``;
+      quantizer, a residual Add and a following ReLU as
+      ``"w + Q_quantize_scale_node + Conv + Add + Relu"``;
       an activation quantizer is a standalone ``"<Q>_quantize_scale_node"`` layer
       (type ``Scale``) with FP32 input and INT8 output.
 
@@ -338,11 +339,21 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                         parts = [wq.input[0], f"{wq.name}_quantize_scale_node", *parts]
                     else:
                         parts = [dq.input[0], *parts]
-                nxt = readers.get(n.output[0], [])
-                if n.op_type in ("Conv", "Gemm", "MatMul", "Add") and len(nxt) == 1 \
-                        and nxt[0].op_type == "Relu":
-                    parts.append(nxt[0].name)
-                    fused_relu.add(nxt[0].name)
+                # Conv + (residual) Add + Relu fuse into one layer, as in #1293's profile
+                cur, chain = n, []
+                while n.op_type in ("Conv", "Gemm", "MatMul", "Add"):
+                    nxt = readers.get(cur.output[0], [])
+                    if len(nxt) != 1:
+                        break
+                    r = nxt[0]
+                    if r.op_type == "Add" and n.op_type == "Conv" and not chain:
+                        pass
+                    elif r.op_type != "Relu" or "Relu" in chain:
+                        break
+                    parts.append(r.name)
+                    fused_relu.add(r.name)
+                    chain.append(r.op_type)
+                    cur = r
                 net._layers.append(ILayer(" + ".join(parts), n.op_type, list(n.input),
                                           quant, half, onnx_name=n.name))
             return True
