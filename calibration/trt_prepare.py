@@ -322,12 +322,12 @@ def remove_add_main_branch_qdq(model: Any) -> list[str]:
     gr = _Graph(model)
     depth = _depths(gr)
     for add in [n for n in gr.g.node if n.op_type == "Add" and len(n.input) == 2]:
-        sides = []
+        sides: list[tuple[int, Any, Any]] = []
         for name in add.input:
-            dq = gr.producer.get(name)
-            q = gr.producer.get(dq.input[0]) if dq is not None and dq.op_type == \
+            dq: Any = gr.producer.get(name)
+            q: Any = gr.producer.get(dq.input[0]) if dq is not None and dq.op_type == \
                 "DequantizeLinear" else None
-            src = gr.producer.get(q.input[0]) if q is not None and q.op_type == \
+            src: Any = gr.producer.get(q.input[0]) if q is not None and q.op_type == \
                 "QuantizeLinear" else None
             if src is None or src.op_type not in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
                 break
