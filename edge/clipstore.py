@@ -33,6 +33,10 @@ from edge.errors import SkelmtlError
 from edge.layout import MP75, NUM_JOINTS
 
 STORE_FORMAT = 1
+# Coordinates beyond this are no landmark: MediaPipe's are image-normalised, datasets' in
+# metres or pixels. The runtime masks such joints (edge.pipeline); a store refuses them, so
+# that training never sees what inference would not.
+MAX_ABS_COORD = 1e4
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +100,13 @@ def validate_clip(clip: Clip, where: str = "") -> None:
         raise StoreError(f"{pre}clip has no frames")
     if m.shape != f.shape[:2]:
         raise StoreError(f"{pre}mask shape {m.shape} does not match frames {f.shape[:2]}")
-    if not np.isfinite(f[m]).all():
+    present = f[m.astype(bool)]
+    if not np.isfinite(present).all():
         raise StoreError(f"{pre}non-finite coordinates at present joints")
+    if present.size and float(np.abs(present).max()) > MAX_ABS_COORD:
+        raise StoreError(f"{pre}a present joint has a coordinate of "
+                         f"{float(np.abs(present).max()):.3g}, beyond +-{MAX_ABS_COORD:g} (not "
+                         f"a landmark; mask it)")
     if not clip.label or not clip.task:
         raise StoreError(f"{pre}clip needs a label and a task")
     if not isinstance(clip.label, str) or not isinstance(clip.task, str):

@@ -49,6 +49,7 @@ import numpy as np
 
 from edge.backends import load_backend
 from edge.backends.base import Backend, check_output_widths
+from edge.clipstore import MAX_ABS_COORD  # the same bound as the stores training reads
 from edge.errors import SkelmtlError, signal_name
 from edge.events import Event
 from edge.metadata import TASK_OUTPUT, MetadataError, ModelMeta, logits_name
@@ -73,9 +74,6 @@ STAGES = ("landmarks", "preprocess", "model", "route")
 # Files tried, in order, when ``from_model`` is given a folder (the bundled model's layout).
 MODEL_FILES = ("model.int8.onnx", "model.onnx", "model.int8.engine", "model.engine")
 _ROUTER_OPTIONS = ("hand_task", "body_task", "min_hand_fraction", "motion_ratio", "task_alpha")
-# Coordinates beyond this are no landmark (MediaPipe gives image-normalised values, datasets
-# metres or pixels): such a joint counts as missing rather than being scaled into a window.
-MAX_ABS_COORD = 1e4
 
 logger = logging.getLogger(__name__)
 

@@ -920,6 +920,13 @@ def test_extract_options_are_checked_first(tmp_path: Path, name: str, flags: lis
     assert snapshot(tmp_path) == before
 
 
+def _far(value: float) -> np.ndarray:
+    """Four frames at 0.5 with joint 3's x at ``value``."""
+    f = np.full((4, 75, 3), 0.5, np.float32)
+    f[:, 3, 0] = value
+    return f
+
+
 def _clip(**kw: Any) -> Clip:
     base = dict(frames=np.full((4, 75, 3), 0.5, np.float32), mask=np.ones((4, 75), bool),
                 label="a", task="gesture", clip_id="c0")
@@ -946,6 +953,12 @@ CLIP_CASES: list[tuple[str, Clip, str]] = [
     ("mask shape", _clip(mask=np.ones((3, 75), bool)),
      "c0: mask shape (3, 75) does not match frames (4, 75)"),
     ("empty label", _clip(label=""), "c0: clip needs a label and a task"),
+    ("one joint at 1e30", _clip(frames=_far(1e30)),
+     "c0: a present joint has a coordinate of 1e+30, beyond +-10000 (not a landmark; mask "
+     "it)"),
+    ("one joint at -2e4", _clip(frames=_far(-2e4)),
+     "c0: a present joint has a coordinate of 2e+04, beyond +-10000 (not a landmark; mask "
+     "it)"),
     ("numeric label", _clip(label=3), "c0: label and task must be text, got 3 and 'gesture'"),
 ]
 
