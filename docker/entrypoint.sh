@@ -13,6 +13,9 @@
 # `run` without --model gets `--model <cached engine>`; in any other command an argument
 # `@engine` (or `--model=@engine`) is replaced by that path. SKELMTL_ENGINE_BUILD=off skips
 # the engine step (e.g. to run the ONNX model on the CPU with the ONNX Runtime backend).
+# SKELMTL_ENGINE_FALLBACK=cpu: when the engine cannot be built, `run` falls back to the ONNX
+# model on ONNX Runtime (CPU) instead of exiting, says so on stderr, and the health check
+# reports the degraded state; off by default.
 set -euo pipefail
 # Without this, `set -e` does not apply inside $(...), and a failed engine build would go
 # unnoticed; every $(...) below also checks its status explicitly.
@@ -68,9 +71,27 @@ fi
 
 if [ "${SKELMTL_ENGINE_BUILD:-auto}" != "off" ]; then
     if [ "${1:-}" = "run" ] && ! has_model_arg "$@"; then
-        engine="$(ensure_engine)" || exit
         shift
-        set -- run --model "$engine" "$@"
+        rm -f "$state_dir/fallback"
+        if engine="$(ensure_engine)"; then
+            set -- run --model "$engine" "$@"
+        else
+            status=$?
+            # Opt-in: keep the robot served by the CPU rather than restart-looping on an
+            # engine this device cannot build. Off by default: slower inference must be chosen.
+            if [ "${SKELMTL_ENGINE_FALLBACK:-off}" != "cpu" ]; then
+                exit "$status"
+            fi
+            model="${SKELMTL_MODEL:-}"
+            if [ -z "$model" ]; then
+                model="$("$python" -c 'from edge.engine_cache import shipped_model; print(shipped_model())')" || exit
+            fi
+            echo "skelmtl-entrypoint: no TensorRT engine (the reason is above); SKELMTL_ENGINE_FALLBACK=cpu: running $model with ONNX Runtime on the CPU" >&2
+            mkdir -p "$state_dir"
+            rm -f "$state_dir/engine"
+            printf 'ONNX Runtime on the CPU: the TensorRT engine build failed (exit %s)\n' "$status" >"$state_dir/fallback"
+            set -- run --model "$model" --backend onnxruntime "$@"
+        fi
     elif has_placeholder "$@"; then
         engine="$(ensure_engine)" || exit
         args=()

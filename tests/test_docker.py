@@ -423,6 +423,27 @@ def test_failed_build_stops_the_start_with_the_reason(tmp_path: Path) -> None:
     assert not list(c.cache.glob("*.engine"))
 
 
+def test_failed_build_can_fall_back_to_the_cpu_when_asked(tmp_path: Path) -> None:
+    c = _container(tmp_path, fail=True)
+    r = c.start("run", "--source", "0", SKELMTL_ENGINE_FALLBACK="cpu")
+    assert r.returncode == 0, r.stderr
+    model = c.env["SKELMTL_MODEL"]
+    assert c.skelmtl_args() == ["run", "--model", model, "--backend", "onnxruntime",
+                                "--source", "0"]
+    assert "engine build failed (exit 4)" in r.stderr
+    assert (f"SKELMTL_ENGINE_FALLBACK=cpu: running {model} with ONNX Runtime on the CPU"
+            in r.stderr)
+    health = _health(tmp_path / "state")
+    assert (health.returncode, health.stdout) == (
+        0, "healthy (degraded: ONNX Runtime on the CPU: the TensorRT engine build failed "
+           "(exit 2))\n")
+    # a later start whose build works clears the degraded state
+    ok = _container(tmp_path / "ok")
+    ok.env["SKELMTL_STATE_DIR"] = c.env["SKELMTL_STATE_DIR"]
+    assert ok.start("run", "--source", "0", SKELMTL_ENGINE_FALLBACK="cpu").returncode == 0
+    assert _health(tmp_path / "state").stdout == "healthy\n"
+
+
 # -------------------------------------------------------------------- health check ---
 
 def _health(state: Path, **env: str) -> subprocess.CompletedProcess[str]:
