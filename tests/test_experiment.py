@@ -1,6 +1,7 @@
 """Experiment runner: stores by path, where the table goes, its counts, and run claims."""
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ from trainer.experiment import (
     claim_run,
     ensure_stores,
     load_experiment,
+    main,
     release_run,
     run_experiment,
 )
@@ -170,6 +172,11 @@ def test_python_api_store_is_used_as_is_and_the_table_counts_every_training(
         ("stl", "gesture")]
     # The claims are gone once the runs are done.
     assert not list((tmp_path / "runs").rglob(CLAIM))
+    # --table-only rewrites the same table from the finished runs, converting nothing.
+    table.unlink()
+    assert main(argparse.Namespace(config=str(cfg), table_only=True, seeds=None, only=None,
+                                   progress=False)) == 0
+    assert table.read_text() == text
 
 
 def test_src_that_is_a_store_is_not_converted(tmp_path: Path) -> None:

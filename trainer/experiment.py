@@ -10,6 +10,8 @@ Stores come by path (``stores: {name: {path: my.store}}``, or a bare path): a cl
 built with ``skelmtl data convert`` or the Python API (``edge.clipstore.write_store``) is
 used as is. A ``src:`` that is a published dataset is converted once into
 ``<runs>/stores/<name>`` (``skelmtl data convert SRC DST --format F OPTIONS...``).
+Relative paths (``runs``, ``results``, stores) are taken from the working directory, as
+every path on the command line.
 
 Resumable: a finished run (``result.json`` in its folder) is skipped, an interrupted one
 continues from its ``last.pt``; the table is rewritten after every run, so a session that
