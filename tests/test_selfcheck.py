@@ -80,6 +80,8 @@ def test_selfcheck_passes_and_reuses_the_cached_engine(tmp_path: Path,
     steps = {s.name: s for s in report.steps}
     assert steps["platform"].data["tensorrt"] == "10.3.0"
     assert steps["engine"].data["built"] is True
+    assert steps["engine"].data["precision_check"] == "passed"
+    assert steps["engine"].data["prepared"]["removed_output_qdq"] == 11
     assert steps["engine"].data["path"].endswith(steps["cache key"].data["key"] + ".engine")
     layers = steps["layers"].data["layers"]
     convs = [lay for lay in layers if lay["type"] == "Conv"]
@@ -117,6 +119,23 @@ def test_selfcheck_reports_a_failed_build(tmp_path: Path) -> None:
                               builder=_builder(trt), out=lambda _: None)
     assert [(s.name, s.ok) for s in report.steps][-1] == ("engine", False)
     assert "does not compute in int8" in report.steps[-1].detail
+
+
+def test_selfcheck_flags_an_engine_written_despite_its_precisions(tmp_path: Path) -> None:
+    from calibration.engine import build_engine
+
+    trt = make_tensorrt("10.3.0", int8_kernels=False)
+
+    def forced(model: Path, out: Path, precision: str, timing: Path) -> None:
+        build_engine(model, out, precision, timing_cache=timing, trt=trt, gpu=ORIN.gpu,
+                     allow_precision_mismatch=True, log=lambda _: None)
+
+    report = sc.run_selfcheck(cache_dir=tmp_path, trt=trt, platform=ORIN, builder=forced,
+                              load_tensorrt=lambda p: _ort(bundled_model("int8")),
+                              load_reference=_ort, repeats=1, out=lambda _: None)
+    engine = {s.name: s for s in report.steps}["engine"]
+    assert not report.ok and not engine.ok
+    assert engine.data["precision_check"].startswith("overridden: no computing layer")
 
 
 def test_selfcheck_without_tensorrt_says_so_in_one_line(
