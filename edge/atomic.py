@@ -1,13 +1,16 @@
 """Atomic file output (write beside the destination, then rename into place), checksums.
 
 A reader never sees a half-written artefact, and an interrupted write (a crash, Ctrl-C, a
-full disk) leaves the previous file untouched. Every stage that writes an artefact
+full disk) leaves the previous file untouched. A temporary file left by a writer that was
+killed outright (SIGKILL, power loss) is named with its pid and removed by the next write
+of the same file. Every stage that writes an artefact
 (checkpoints, ONNX models, engines, reports, recordings) goes through here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -29,7 +32,12 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    _remove_stale(path)
+    # The writer's pid in the name: the next writer removes what a killed one left.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+                                dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -42,6 +50,35 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale(path: Path) -> None:
+    """Delete ``.<name>.<pid>-*.tmp`` files beside ``path`` whose writer is not running."""
+    prefix = f".{path.name}."
+    try:
+        siblings = [p for p in path.parent.iterdir()
+                    if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for p in siblings:
+        head = p.name[len(prefix):].split("-", 1)[0]
+        if not head.isdigit() or _alive(int(head)):
+            continue
+        with contextlib.suppress(OSError):
+            if p.is_file() and not p.is_symlink():
+                p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's live process
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -1077,3 +1077,29 @@ def test_read_jsonl_names_the_line(tmp_path: Path, name: str, line: bytes,
         list(read_jsonl(f))
     assert str(e.value) == f"{f}:3: {message}"
     assert snapshot(f) == before
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    from edge.atomic import atomic_write
+
+    p = tmp_path / "best.json"
+    dead = tmp_path / f".best.json.{2 ** 22 + 99}-abc.tmp"  # above pid_max: no such process
+    live = tmp_path / f".best.json.{os.getpid()}-xyz.tmp"  # a writer still at work
+    other = tmp_path / ".other.json.1-abc.tmp"
+    for f in (dead, live, other):
+        f.write_text("partial")
+    atomic_write(p, "whole")
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
+        [p.name, live.name, other.name])
+
+
+def test_atomic_write_never_replaces_a_folder(tmp_path: Path) -> None:
+    from edge.atomic import atomic_write
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    with pytest.raises(IsADirectoryError) as e:
+        atomic_write(tmp_path / "out", "x")
+    assert str(e.value) == f"[Errno 21] is a folder, not a file: '{tmp_path / 'out'}'"
+    assert snapshot(tmp_path) == before
