@@ -88,7 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hand-model", metavar="PATH", help="hand_landmarker .task file")
     p.add_argument("--offline", action="store_true",
                    help="never download model files (same as SKELMTL_OFFLINE=1)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing clip store (only a clip store, never an input "
+                        "or a folder holding one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -52,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of each class in test for hash-based splits")
     c.add_argument("--classes", help="label granularity where a dataset has two (14|28)")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing clip store (only a clip store, never the input "
+                        "or a folder holding it)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     i = sub.add_parser("info", help="summarise a clip store")
     i.add_argument("store")
