@@ -114,6 +114,9 @@ class ModelMeta:
         if schema != META_SCHEMA:
             raise MetadataError(f"{source}: metadata schema {schema}, this package reads "
                                 f"{META_SCHEMA}")
+        if not isinstance(d.get("preprocess", {}), dict):
+            raise MetadataError(f"{source}: malformed metadata (preprocess must be an object, "
+                                f"got {type(d.get('preprocess')).__name__})")
         pre = dict(d.get("preprocess", {}))
         if pre.get("layout") != MP75.name:
             raise MetadataError(f"{source}: layout {pre.get('layout')!r} does not match "
@@ -125,13 +128,14 @@ class ModelMeta:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise MetadataError(f"{source}: unknown metadata keys {sorted(unknown)}")
+        _check_types(d, source)
         try:
             d["preprocess"] = PreprocessConfig.from_dict(pre)
             d["tasks"] = tuple(d["tasks"])
             d["graph_tasks"] = tuple(d.get("graph_tasks", ()))
             d["labels"] = {t: tuple(v) for t, v in d["labels"].items()}
             return cls(**d)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise MetadataError(f"{source}: malformed metadata ({e})") from None
 
     @classmethod
@@ -143,3 +147,43 @@ class ModelMeta:
         if not isinstance(d, dict):
             raise MetadataError(f"{source}: metadata is not a JSON object")
         return cls.from_dict(d, source=source)
+
+
+def _names(v: Any) -> bool:
+    """A list of distinct, non-empty strings."""
+    return (isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+            and len(set(v)) == len(v))
+
+
+def _check_types(d: dict[str, Any], source: str) -> None:
+    """The types of the fields the runtime trusts, before anything is built from them.
+
+    A null or repeated label would give events that the event reader rejects; a string
+    where a list belongs would be iterated letter by letter.
+
+    Raises:
+        MetadataError: naming ``source`` and the field.
+    """
+    def bad(what: str) -> MetadataError:
+        return MetadataError(f"{source}: malformed metadata ({what})")
+
+    if "tasks" not in d or not _names(d["tasks"]) or not d["tasks"]:
+        raise bad(f"tasks must be a non-empty list of distinct names, got {d.get('tasks')!r}")
+    labels = d.get("labels")
+    if not isinstance(labels, dict):
+        raise bad(f"labels must map each task to its label names, got "
+                  f"{type(labels).__name__}")
+    for task, names in labels.items():
+        if not _names(names) or not names:
+            raise bad(f"labels of task {task!r} must be a non-empty list of distinct, "
+                      f"non-empty names, got {names!r}")
+    graph_tasks = d.get("graph_tasks", [])
+    if not isinstance(graph_tasks, list) or any(t not in d["tasks"] for t in graph_tasks):
+        raise bad(f"graph_tasks must list tasks of the model, got {graph_tasks!r}")
+    if not isinstance(d.get("has_task_head", True), bool):
+        raise bad(f"has_task_head must be true or false, got {d['has_task_head']!r}")
+    if "stride" in d and type(d["stride"]) is not int:
+        raise bad(f"stride must be an integer, got {d['stride']!r}")
+    for key in ("model_args", "producer"):
+        if not isinstance(d.get(key, {}), dict):
+            raise bad(f"{key} must be an object, got {type(d[key]).__name__}")

@@ -603,18 +603,44 @@ MODEL_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("one action label", _labels("action", ["only"]),
      "{model}: output logits_action has width 14 but the metadata lists 1 labels of task "
      "'action'"),
-    ("null label", _labels("gesture", [*_GESTURES[:-1], None]),
-     "{model}: task 'gesture': labels [None] are not names (labels: ['DbHit', 'Nothing', "
-     "'OutofB', 'Substi', 'pointL', None])"),
-    ("empty label", _labels("gesture", [*_GESTURES[:-1], ""]),
-     "{model}: task 'gesture': labels [''] are not names (labels: ['DbHit', 'Nothing', "
-     "'OutofB', 'Substi', 'pointL', ''])"),
-    ("number label", _labels("gesture", [*_GESTURES[:-1], 7]),
-     "{model}: task 'gesture': labels [7] are not names (labels: ['DbHit', 'Nothing', "
-     "'OutofB', 'Substi', 'pointL', 7])"),
-    ("duplicate label", _labels("gesture", [*_GESTURES[:-1], "DbHit"]),
-     "{model}: task 'gesture': a label appears twice (labels: ['DbHit', 'Nothing', "
-     "'OutofB', 'Substi', 'pointL', 'DbHit'])"),
+    *[(f"{what} label", _labels("gesture", [*_GESTURES[:-1], value]),
+       "{model}: malformed metadata (labels of task 'gesture' must be a non-empty list of "
+       f"distinct, non-empty names, got {[*_GESTURES[:-1], value]!r})")
+      for what, value in (("null", None), ("empty", ""), ("number", 7), ("duplicate", "DbHit"),
+                          ("list", ["a"]))],
+    ("labels a string", lambda m: m.__setitem__("labels", "x"),
+     "{model}: malformed metadata (labels must map each task to its label names, got str)"),
+    ("labels a list", lambda m: m.__setitem__("labels", ["a"]),
+     "{model}: malformed metadata (labels must map each task to its label names, got list)"),
+    ("no labels", lambda m: m.pop("labels"),
+     "{model}: malformed metadata (labels must map each task to its label names, got "
+     "NoneType)"),
+    ("labels of a task empty", _labels("gesture", []),
+     "{model}: malformed metadata (labels of task 'gesture' must be a non-empty list of "
+     "distinct, non-empty names, got [])"),
+    ("tasks null", lambda m: m.__setitem__("tasks", None),
+     "{model}: malformed metadata (tasks must be a non-empty list of distinct names, got "
+     "None)"),
+    ("tasks a string", lambda m: m.__setitem__("tasks", "gesture"),
+     "{model}: malformed metadata (tasks must be a non-empty list of distinct names, got "
+     "'gesture')"),
+    ("tasks twice", lambda m: m.__setitem__("tasks", ["gesture", "gesture"]),
+     "{model}: malformed metadata (tasks must be a non-empty list of distinct names, got "
+     "['gesture', 'gesture'])"),
+    ("graph_tasks unknown", lambda m: m.__setitem__("graph_tasks", ["dance"]),
+     "{model}: malformed metadata (graph_tasks must list tasks of the model, got ['dance'])"),
+    ("has_task_head text", lambda m: m.__setitem__("has_task_head", "yes"),
+     "{model}: malformed metadata (has_task_head must be true or false, got 'yes')"),
+    ("stride text", lambda m: m.__setitem__("stride", "4"),
+     "{model}: malformed metadata (stride must be an integer, got '4')"),
+    ("stride float", lambda m: m.__setitem__("stride", 4.0),
+     "{model}: malformed metadata (stride must be an integer, got 4.0)"),
+    ("preprocess null", lambda m: m.__setitem__("preprocess", None),
+     "{model}: malformed metadata (preprocess must be an object, got NoneType)"),
+    ("preprocess a list", lambda m: m.__setitem__("preprocess", [1]),
+     "{model}: malformed metadata (preprocess must be an object, got list)"),
+    ("model_args a list", lambda m: m.__setitem__("model_args", [1]),
+     "{model}: malformed metadata (model_args must be an object, got list)"),
 ]
 
 
