@@ -271,7 +271,8 @@ def _os_error(dst: Path, e: OSError) -> StoreError:
     else:
         why = e.strerror or str(e) or type(e).__name__
     name = str(e.filename) if e.filename else ""
-    if name and _resolved(dst.parent) not in _resolved(name).parents:
+    beside, failed = _resolved(dst.parent), _resolved(name) if name else None
+    if failed is not None and failed != beside and beside not in failed.parents:
         # Not one of the store's files: the clips' source failed while being read.
         return StoreError(f"{name}: cannot read: {why}")
     return StoreError(f"{dst}: cannot write the store: {why}")

@@ -1129,3 +1129,51 @@ def test_atomic_write_never_replaces_a_folder(tmp_path: Path) -> None:
         atomic_write(tmp_path / "out", "x")
     assert str(e.value) == f"[Errno 21] is a folder, not a file: '{tmp_path / 'out'}'"
     assert snapshot(tmp_path) == before
+
+
+_ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.mark.skipif(_ROOT_USER, reason="root writes into read-only folders")
+def test_read_only_folders_are_one_line(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    src = _recordings(tmp_path / "data")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc, out, err = run_cli(["data", "convert", str(src), str(ro / "st"), "--format",
+                                "recording"], capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl data: error: {ro / 'st'}: cannot write the "
+                                         f"store: Permission denied\n")
+        pytest.importorskip("onnxruntime")
+        rc, out, err = run_cli(_run_argv(tmp_path, "--stats", str(ro / "s.json")), capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl run: error: {ro / 's.json'}: folder {ro} "
+                                         f"is not writable (--stats)\n")
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def test_permission_denied_while_writing_a_store_is_one_line(
+        tmp_path: Path, monkeypatch: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same failure injected, so that it is tested under root too."""
+    import errno
+    import tempfile
+
+    import edge.clipstore
+
+    src = _recordings(tmp_path / "data")
+    dst = tmp_path / "st"
+
+    def denied(*a: Any, **kw: Any) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(edge.clipstore.tempfile, "mkdtemp", denied)
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(["data", "convert", str(src), str(dst), "--format", "recording"],
+                           capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl data: error: {dst}: cannot write the store: "
+                                     f"Permission denied\n")
+    assert snapshot(tmp_path) == before
+    assert tempfile.mkdtemp is denied  # patched for this test only
