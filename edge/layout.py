@@ -83,6 +83,11 @@ class Layout:
             in every body source and in upper-body camera shots, unlike the hips).
         hips: the two hip joints; with the centre they give the torso length that the
             preprocessing's ``torso`` scale uses when a body turns sideways.
+        core: the joints a recogniser uses unless told otherwise (empty = all): for mp75
+            the body without the face details (eyes, ears, mouth), the pose model's pinky
+            and thumb points and the heels, plus both hands. MediaPipe places those least
+            steadily, the hand landmarks and the feet already cover them, and every pair
+            of joints is a feature of the jcd networks (75 joints: 2,775 pairs; 59: 1,711).
     """
 
     name: str
@@ -93,6 +98,7 @@ class Layout:
     parts: dict[str, tuple[int, int]] = field(hash=False)
     center: tuple[int, ...]
     hips: tuple[int, ...] = ()
+    core: tuple[int, ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -167,6 +173,10 @@ def _build_mp75() -> Layout:
                "right_hand": (RIGHT_HAND0, NUM_JOINTS)},
         center=(L_SHOULDER, R_SHOULDER),
         hips=(L_HIP, R_HIP),
+        # Not 1-10 (face details), 17, 18, 21, 22 (pose pinky, thumb), 29, 30 (heels);
+        # the pose index fingers (19, 20) and foot tips (31, 32) stay: Kinect maps its
+        # hands and feet there.
+        core=tuple(j for j in range(NUM_JOINTS) if j not in (*range(1, 11), 17, 18, 21, 22, 29, 30)),
     )
 
 

@@ -132,13 +132,14 @@ def data_joints(cfg: TrainConfig, comp: Composite, indices: list[int]
     """The joints the model will use and those each task's data has.
 
     Returns:
-        ``preprocess.joints`` if set, else every joint any task's training clips have;
-        and per task its own joints (within the first). Both are closed under the
-        mirror map when mirroring is on.
+        ``preprocess.joints`` if set, else every joint of the layout's ``core`` that any
+        task's training clips have; and per task its own joints (within the first).
+        Both are closed under the mirror map when mirroring is on.
     """
     per_task = {}
+    core = set(MP75.core or range(MP75.num_joints))
     for t, js in comp.joints_by_task(indices).items():
-        s = set(js)
+        s = set(js) & core
         if cfg.augment.mirror > 0:
             s |= {MP75.mirror[j] for j in s}
         per_task[t] = s
