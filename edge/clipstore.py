@@ -167,6 +167,14 @@ def check_destination(dst: str | os.PathLike[str], overwrite: bool,
             raise error(f"{dst}: the output {what} the input {inp}; choose an output "
                              f"outside the input")
     if not (dst.exists() or dst.is_symlink()):
+        # Before the work, not after it: the nearest existing folder must take a new one.
+        anc = dst.parent
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if anc.exists() and not anc.is_dir():
+            raise error(f"{dst}: {anc} is a file, not a folder")
+        if anc.exists() and not os.access(anc, os.W_OK | os.X_OK):
+            raise error(f"{dst}: folder {anc} is not writable")
         return
     if not overwrite:
         raise error(f"{dst}: already exists (pass {flag} to replace it)")

@@ -401,7 +401,12 @@ def _dst_cases() -> list[tuple[str, Callable[[Path, Path], Path], list[str], str
     def store_no_flag(tmp: Path, src: Path) -> Path:
         return write_store(_clips(2), tmp / "old")
 
+    def under_a_file(tmp: Path, src: Path) -> Path:
+        (tmp / "notes.txt").write_text("keep me")
+        return tmp / "notes.txt" / "st"
+
     return [
+        ("output under a file", under_a_file, [], "{dst}: {parent} is a file, not a folder"),
         ("output is the input", lambda t, s: s, ["--overwrite"],
          "{dst}: the output is the input {src}; choose an output outside the input"),
         ("output is the input, no flag", lambda t, s: s, [],
@@ -439,7 +444,7 @@ def test_output_never_replaces_what_the_user_has(
     dst = make(tmp_path, src)
     watched = [tmp_path]
     before = snapshot(*watched)
-    want = message.format(dst=dst, src=src)
+    want = message.format(dst=dst, src=src, parent=dst.parent)
     if command == "convert":
         rc, out, err = run_cli(["data", "convert", str(src), str(dst), "--format",
                                 "recording", *flags], capsys)
@@ -1144,8 +1149,8 @@ def test_read_only_folders_are_one_line(tmp_path: Path,
     try:
         rc, out, err = run_cli(["data", "convert", str(src), str(ro / "st"), "--format",
                                 "recording"], capsys)
-        assert (rc, out, err) == (2, "", f"skelmtl data: error: {ro / 'st'}: cannot write the "
-                                         f"store: Permission denied\n")
+        assert (rc, out, err) == (2, "", f"skelmtl data: error: {ro / 'st'}: folder {ro} is "
+                                         f"not writable\n")
         pytest.importorskip("onnxruntime")
         rc, out, err = run_cli(_run_argv(tmp_path, "--stats", str(ro / "s.json")), capsys)
         assert (rc, out, err) == (2, "", f"skelmtl run: error: {ro / 's.json'}: folder {ro} "
