@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("trainer.datasets.cli", "convert published datasets to a clip store; summarise one"),
     "extract": ("edge.extract", "videos -> landmarks -> clip store (MediaPipe)"),
     "train": ("trainer.train", "train a model from a YAML config"),
-    "eval": ("trainer.evaluate", "evaluate a checkpoint on a clip store"),
+    "eval": ("trainer.evaluate", "score a model (checkpoint, FP32/INT8 ONNX, TensorRT engine) on a clip store"),
     "experiment": ("trainer.experiment", "run the MTL-vs-STL experiment (resumable)"),
     "accuracy": ("trainer.accuracy", "the accuracy table: our models vs the peer (resumable)"),
     "export": ("trainer.export", "checkpoint -> ONNX with metadata"),
