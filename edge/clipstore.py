@@ -427,13 +427,39 @@ def _load_array(store: Path, name: str, mode: Literal["r"] | None) -> np.ndarray
     """One ``.npy`` file of a store, never a pickle; StoreError naming it otherwise."""
     import zipfile
 
+    path = store / name
+    _check_npy_size(path, store, name)
     try:
-        a = np.load(store / name, mmap_mode=mode, allow_pickle=False)
+        a = np.load(path, mmap_mode=mode, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise StoreError(f"{store}: unreadable array {name} ({e})") from None
     if not isinstance(a, np.ndarray):  # np.load reads a zip (.npz) too
         raise StoreError(f"{store}: unreadable array {name} (not a .npy file)")
     return a
+
+
+def _check_npy_size(path: Path, store: Path, name: str) -> None:
+    """The bytes an ``.npy`` header promises must be in the file, checked before loading.
+
+    Otherwise a crafted header (a shape of 10^12) makes ``np.load`` allocate it first.
+    Files that are not ``.npy`` are left to ``np.load``, which names the problem.
+    """
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+            start = f.tell()
+        size = path.stat().st_size
+    except (OSError, ValueError, EOFError):
+        return
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False)
+    want = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size - start != want:
+        raise StoreError(f"{store}: {name} holds {size - start} bytes of data, its header "
+                         f"promises {want} ({dtype} {tuple(shape)}; truncated or corrupt)")
 
 
 def _check_arrays(path: Path, meta: dict[str, Any], frames: np.ndarray, masks: np.ndarray,

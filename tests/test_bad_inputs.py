@@ -227,6 +227,18 @@ def _truncate(name: str) -> Callable[[Path], None]:
     return f
 
 
+def _huge_header(name: str, shape: tuple[int, ...]) -> Callable[[Path], None]:
+    """Rewrite ``name``'s header to claim ``shape``, keeping its few bytes of data."""
+    def f(store: Path) -> None:
+        a = np.load(store / name)
+        with open(store / name, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, {
+                "descr": np.lib.format.dtype_to_descr(a.dtype), "fortran_order": False,
+                "shape": shape})
+            out.write(a.tobytes())
+    return f
+
+
 def _np_error(store: Path, name: str, mmap: bool) -> str:
     """numpy's own words for the file, as the store's message quotes them."""
     try:
@@ -287,7 +299,19 @@ ARRAY_CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("no label.npy", _remove("label.npy"), "NPERR label.npy"),
     ("pickled labels", _pickled("label.npy"), "NPERR label.npy"),
     ("pickled offsets", _pickled("offsets.npy"), "NPERR offsets.npy"),
-    ("truncated frames", _truncate("frames.npy"), "NPERR frames.npy mmap"),
+    ("truncated frames", _truncate("frames.npy"),
+     "{store}: frames.npy holds 6686 bytes of data, its header promises 13500 (float32 "
+     "(15, 75, 3); truncated or corrupt)"),
+    ("label header claims 10^12", _huge_header("label.npy", (10 ** 12,)),
+     "{store}: label.npy holds 12 bytes of data, its header promises 4000000000000 (int32 "
+     "(1000000000000,); truncated or corrupt)"),
+    ("offsets header claims 10^9 x 10^9", _huge_header("offsets.npy", (10 ** 9, 10 ** 9)),
+     "{store}: offsets.npy holds 32 bytes of data, its header promises "
+     "8000000000000000000 (int64 (1000000000, 1000000000); truncated or corrupt)"),
+    ("frames with extra bytes", lambda s: (s / "frames.npy").write_bytes(
+        (s / "frames.npy").read_bytes() + b"\0" * 8),
+     "{store}: frames.npy holds 13508 bytes of data, its header promises 13500 (float32 "
+     "(15, 75, 3); truncated or corrupt)"),
     ("truncated task", _truncate("task.npy"), "NPERR task.npy"),
     ("label a zip header", lambda s: (s / "label.npy").write_bytes(b"PK\x03\x04 not npy"),
      "{store}: unreadable array label.npy (File is not a zip file)"),
