@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("trainer.export", "checkpoint -> ONNX with metadata"),
     "calibrate": ("calibration.quantize", "ONNX -> INT8 Q/DQ ONNX from real clips"),
     "build-engine": ("calibration.engine", "Q/DQ ONNX -> TensorRT engine (on the Jetson)"),
+    "selfcheck": ("calibration.selfcheck", "prove the TensorRT path on this device: engine, layer precisions, agreement with ONNX Runtime"),
     "run": ("edge.run", "stream a source through a model; events as JSON lines"),
     "bench": ("edge.bench", "per-stage latency benchmark"),
     "demo": ("edge.demo", "run the bundled model on bundled real clips"),

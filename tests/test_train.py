@@ -264,3 +264,25 @@ def test_jcd_run_records_the_data_joints(store: Path, tmp_path: Path) -> None:
     joints = ck.meta.preprocess.joints
     assert joints and set(joints) <= set(np.flatnonzero(present).tolist())
     assert ck.model.model_args["joints"] == list(joints)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # a crafted checkpoint asking for a huge network: refused before anything is allocated
+    (lambda a: a.update(blocks=[[1 << 20, 1]] * 4), "model arguments describe .* parameters, the weights hold"),
+    (lambda a: a.update(blocks=[[8, 1]] * 100_000), "model argument 'blocks' is out of bounds"),
+    (lambda a: a.update(tasks={f"t{i}": 2 for i in range(1000)}), "model argument 'tasks' is out of bounds"),
+    (lambda a: a.update(name="resnet"), "model arguments do not build a model"),
+    (lambda a: a.update(in_channels=7000), "model arguments describe"),
+])
+def test_crafted_model_arguments_are_refused(store: Path, tmp_path: Path, change: object,
+                                             message: str) -> None:
+    from trainer.checkpoint import CheckpointError
+
+    res = train(_cfg(store, tmp_path / "ok", **{"optim.epochs": 1}), progress=False,
+                log=lambda s: None)
+    blob = torch.load(res.best, weights_only=True)
+    change(blob["model_args"])  # type: ignore[operator]
+    bad = tmp_path / "crafted.pt"
+    torch.save(blob, bad)
+    with pytest.raises(CheckpointError, match=f"crafted.pt: {message}"):
+        load_checkpoint(bad)

@@ -84,7 +84,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
 
     blob = read_checkpoint(path)
     meta = ModelMeta.from_dict(blob["meta"], source=str(path))
-    model = create_model(**blob["model_args"])
+    check_model_args(blob.get("model_args"), blob.get("state_dict"), path)
+    try:
+        model = create_model(**blob["model_args"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: model arguments do not build a model ({e})") from None
     missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the model "
@@ -92,6 +96,45 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     model.eval()
     return LoadedCheckpoint(model=model, meta=meta, config=blob.get("config", {}),
                             extra=blob.get("extra", {}))
+
+
+# Structure limits checked before anything is built: far above every registered network,
+# far below what a crafted file could ask for (a 20 TB allocation was once possible).
+_MAX_LIST = 64
+
+
+def check_model_args(args: Any, state: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse model arguments that do not describe the checkpoint's own weights, before
+    any memory is allocated for them.
+
+    The network is first built on PyTorch's ``meta`` device (shapes only, no storage)
+    after its list-valued arguments are bounded; its parameter count must then equal
+    that of the weights in the file, whose size the file itself bounds.
+
+    Raises:
+        CheckpointError: naming the file and the argument.
+    """
+    from trainer.models import create_model
+
+    if not isinstance(args, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path}: model_args and state_dict must be mappings")
+    for key in ("tasks", "blocks", "joints", "task_joints"):
+        v = args.get(key)
+        if v is not None and (not isinstance(v, (list, tuple, dict)) or len(v) > _MAX_LIST
+                              and key != "joints") or key == "joints" and v is not None \
+                and len(v) > 75:
+            raise CheckpointError(f"{path}: model argument {key!r} is out of bounds")
+    try:
+        with torch.device("meta"):
+            probe = create_model(**args)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: model arguments do not build a model ({e})") from None
+    want = sum(p.numel() for p in probe.parameters())
+    have = sum(v.numel() for k, v in state.items()
+               if isinstance(v, torch.Tensor) and "running_" not in k and "num_batches" not in k)
+    if want != have:
+        raise CheckpointError(f"{path}: model arguments describe {want:,} parameters, the "
+                              f"weights hold {have:,}")
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
