@@ -783,7 +783,7 @@ def test_nan_times_keep_events_readable(pipe: Any, t: float) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# 6. text or complex numbers in a dataset's files
+# 6. text or complex numbers, or headers that promise more than the file has, in datasets
 # --------------------------------------------------------------------------------------
 def _mp_data(root: Path, frame: np.ndarray) -> Path:
     for cls in ("a", "b"):
@@ -831,9 +831,53 @@ READER_CASES: list[tuple[str, str, Callable[[Path], Path], str]] = [
 ]
 
 
+def _claim(path: Path, name: str, shape: tuple[int, ...], data: bytes) -> None:
+    """Write an .npy whose header claims ``shape`` but holds ``data``."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False,
+                                               "shape": shape})
+    path.write_bytes(buf.getvalue() + data)
+
+
+def _npz_claim(root: Path) -> Path:
+    """An asl16 file whose X header claims 10^6 x 10^6 x 258 doubles."""
+    import io
+    import zipfile
+
+    root.mkdir(parents=True)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False,
+                                               "shape": (10 ** 6, 10 ** 6, 258)})
+    with zipfile.ZipFile(root / "asl16_x.npz", "w") as z:
+        z.writestr("X.npy", buf.getvalue() + b"\0" * 64)
+        for k in ("y", "split"):
+            b2 = io.BytesIO()
+            np.save(b2, np.zeros(1))
+            z.writestr(f"{k}.npy", b2.getvalue())
+    return root
+
+
+def _mp_claim(root: Path) -> Path:
+    _mp_data(root, _V)
+    _claim(root / "a" / "0" / "1.npy", "x", (10 ** 12,), b"\0" * 16)
+    return root
+
+
+READER_CASES += [
+    ("mp header claims 10^12", "mp_folder", _mp_claim,
+     "{src}/a/0/1.npy: holds 16 bytes of data, its header promises 8000000000000 (float64 "
+     "(1000000000000,); truncated or corrupt)"),
+    ("asl16 header claims 2e15 bytes", "asl16", _npz_claim,
+     "{src}/asl16_x.npz: X holds 64 bytes of data, its header promises "
+     "2064000000000000 (float64 (1000000, 1000000, 258); truncated or corrupt)"),
+]
+
+
 @pytest.mark.parametrize("name,fmt,make,message", READER_CASES,
                          ids=[c[0] for c in READER_CASES])
-def test_text_or_complex_numbers_in_datasets(tmp_path: Path, name: str, fmt: str,
+def test_bad_arrays_in_datasets(tmp_path: Path, name: str, fmt: str,
                                              make: Callable[[Path], Path], message: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     src = make(tmp_path / "src")

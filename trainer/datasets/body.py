@@ -43,6 +43,7 @@ from trainer.datasets.base import (
     DatasetError,
     ReadLog,
     ReadOptions,
+    check_array_sizes,
     detector,
     require_dir,
     require_real,
@@ -122,6 +123,7 @@ def detect_jhmdb(src: Path) -> bool:
 def _read_jhmdb_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file (JHMDB split file)")
+    check_array_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"frames", "offsets", "label"} - set(z.files)

@@ -40,6 +40,7 @@ from trainer.datasets.base import (
     DatasetError,
     ReadLog,
     ReadOptions,
+    check_array_sizes,
     group_split,
     hash_split,
     natural_key,
@@ -73,6 +74,7 @@ def detect_mp_folder(src: Path) -> bool:
 
 def load_frame_vector(path: Path) -> np.ndarray:
     """One frame's flattened holistic vector, checked; raises DatasetError naming the file."""
+    check_array_sizes(path)
     try:
         v = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -178,6 +180,7 @@ def detect_asl16(src: Path) -> bool:
 
 def read_asl16(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]:
     path = _npz_path(src)
+    check_array_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"X", "y", "split"} - set(z.files)
@@ -248,6 +251,7 @@ def read_recordings(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip
         groups.setdefault(f.parent.name, []).append(f.relative_to(src).as_posix())
     split = hash_split(groups, opts.seed, opts.test_fraction)
     for f in files:
+        check_array_sizes(f)
         _check_recording_dtypes(f)
         try:
             rec = load_recording(f)
