@@ -227,6 +227,8 @@ def main(args: argparse.Namespace) -> int:
     from edge.publish import PipeClosed, open_publishers
     from edge.sources import open_source
 
+    if not [m for m in str(args.model).split(",") if m.strip()]:
+        raise SkelmtlError(f"--model {args.model!r}: no model file given")
     for value, flag, zero in ((args.max_frames, "--max-frames", "the whole source"),
                               (args.threads, "--threads", "the library's default")):
         if value < 0:

@@ -556,6 +556,8 @@ def test_run_outputs_are_checked_first(tmp_path: Path, name: str, flags: list[st
 
 
 RUN_OPTION_CASES: list[tuple[str, list[str], str]] = [
+    ("--model ,", ["--model", ","], "--model ',': no model file given"),
+    ("--model empty", ["--model", ""], "--model '': no model file given"),
     ("--max-frames -1", ["--max-frames", "-1"],
      "--max-frames must be >= 0 (0: the whole source), got -1"),
     ("--threads -2", ["--threads", "-2"],
