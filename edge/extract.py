@@ -268,6 +268,8 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
     from edge.model_files import resolve_models
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    if not str(output).strip() or any(not str(i).strip() for i in inputs):
+        raise ExtractError("an input or the output is an empty path")  # "" would be "."
     output = Path(output)
     if every < 1 or workers < 1:
         raise ExtractError("--every and --workers must be at least 1")

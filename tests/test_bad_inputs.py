@@ -1252,3 +1252,23 @@ def test_permission_denied_while_writing_a_store_is_one_line(
                                      f"Permission denied\n")
     assert snapshot(tmp_path) == before
     assert tempfile.mkdtemp is denied  # patched for this test only
+
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["data", "convert", "", "{tmp}/out"], "skelmtl data: error: SRC is empty; give a path"),
+    (["data", "convert", "{tmp}/data", ""], "skelmtl data: error: DST is empty; give a path"),
+    (["data", "convert", " ", "{tmp}/out"], "skelmtl data: error: SRC is empty; give a path"),
+    (["data", "info", ""], "skelmtl data: error: STORE is empty; give a path"),
+    (["extract", "", "-o", "{tmp}/out"],
+     "skelmtl extract: error: an input or the output is an empty path"),
+    (["extract", "{tmp}/data", "-o", ""],
+     "skelmtl extract: error: an input or the output is an empty path"),
+])
+def test_empty_paths_are_not_the_current_folder(tmp_path: Path, argv: list[str], message: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    _recordings(tmp_path / "data")
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli([a.format(tmp=tmp_path) for a in argv], capsys)
+    assert (rc, out, err) == (2, "", message + "\n")
+    assert snapshot(tmp_path) == before

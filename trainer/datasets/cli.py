@@ -83,6 +83,9 @@ def _list_formats() -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    for value, what in ((args.src, "SRC"), (args.dst, "DST")):
+        if not str(value).strip():  # Path("") is the current folder: never meant
+            raise DatasetError(f"{what} is empty; give a path")
     src, dst = Path(args.src), Path(args.dst)
     fmt = args.format or detect_format(src)
     opts = ReadOptions(task=args.task, split_protocol=args.split_protocol, seed=args.seed,
@@ -186,6 +189,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
+    if not str(args.store).strip():
+        raise DatasetError("STORE is empty; give a path")
     if args.frames < 1:
         raise DatasetError(f"--frames must be >= 1, got {args.frames}")
     if args.png:
