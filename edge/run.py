@@ -229,6 +229,8 @@ def main(args: argparse.Namespace) -> int:
 
     if not [m for m in str(args.model).split(",") if m.strip()]:
         raise SkelmtlError(f"--model {args.model!r}: no model file given")
+    if not str(args.source).strip():
+        raise SkelmtlError("--source is empty; give a file, folder, camera or URL")
     for value, flag, zero in ((args.max_frames, "--max-frames", "the whole source"),
                               (args.threads, "--threads", "the library's default")):
         if value < 0:

@@ -558,6 +558,7 @@ def test_run_outputs_are_checked_first(tmp_path: Path, name: str, flags: list[st
 RUN_OPTION_CASES: list[tuple[str, list[str], str]] = [
     ("--model ,", ["--model", ","], "--model ',': no model file given"),
     ("--model empty", ["--model", ""], "--model '': no model file given"),
+    ("--source empty", ["--source", ""], "--source is empty; give a file, folder, camera or URL"),
     ("--max-frames -1", ["--max-frames", "-1"],
      "--max-frames must be >= 0 (0: the whole source), got -1"),
     ("--threads -2", ["--threads", "-2"],
