@@ -263,3 +263,44 @@ def test_every_command_maps_a_stop_signal_to_its_exit_code(
     assert capsys.readouterr().err == (f"skelmtl data: interrupted "
                                        f"({signal.Signals(sig).name})\n")
     assert signal.getsignal(sig) is before  # restored for the caller
+
+
+def _one_clip() -> object:
+    from edge.clipstore import Clip
+
+    return Clip(np.full((4, 75, 3), 0.5, np.float32), np.ones((4, 75), bool), "a", "gesture",
+                clip_id="c")
+
+
+def test_a_killed_overwrite_leaves_nothing_for_good(tmp_path: Path) -> None:
+    """kill -9 in the middle of writing a store over an old one: the next write cleans up."""
+    from edge.clipstore import ClipStore, write_store
+
+    dst = tmp_path / "st"
+    write_store([_one_clip(), _one_clip()], dst)  # the old store: two clips
+    script = tmp_path / "writer.py"
+    script.write_text(
+        "import threading\n"
+        "from edge.clipstore import write_store\n"
+        "from tests.test_sigterm import _one_clip\n"
+        "def clips():\n"
+        "    yield _one_clip()\n"
+        "    print('writing', flush=True)\n"
+        "    threading.Event().wait()\n"  # killed here, half-way through the new store
+        f"write_store(clips(), {str(dst)!r}, overwrite=True)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    timer = _kill_later(proc)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "writing\n"
+        proc.kill()
+        proc.wait(timeout=DEADLINE_S)
+    finally:
+        timer.cancel()
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".st.tmp-")]
+    assert len(left) == 1 and left[0].startswith(f".st.tmp-{proc.pid}-")  # what kill -9 left
+    assert len(ClipStore(dst)) == 2  # the old store is whole
+    write_store([_one_clip()], dst, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st", "writer.py"]
+    assert len(ClipStore(dst)) == 1
