@@ -610,3 +610,33 @@ def test_bridge_creates_a_bounded_number_of_topics(bridge: ModuleType) -> None:
 def test_bridge_topic_names_are_short_and_ascii(bridge: ModuleType) -> None:
     assert bridge.task_topic("/e", {"task": "x" * 10_000}) == "/e/" + "x" * 64
     assert bridge.task_topic("/e", {"task": "\u00e9t\u00e9"}) == "/e/t"
+
+
+
+def test_bridge_reads_a_curve_publisher(bridge: ModuleType, certs: dict[str, Path]) -> None:
+    spec = (f"zmq+tcp://127.0.0.1:*?curve_secret={certs['server_secret']}"
+            f"&curve_clients={certs['clients']}")
+    with _open_zmq(spec) as pub:
+        drain, close = bridge.open_source(pub.endpoint.replace("tcp://", "zmq+tcp://"),
+                                          curve_server_key=str(certs["server_public"]),
+                                          curve_client_cert=str(certs["client_secret"]))
+        try:
+            for _ in range(500):  # slow joiner, and the CURVE handshake
+                pub.publish({"task": "action", "probe": True})
+                if drain(timeout=0.01):
+                    break
+            else:
+                pytest.fail("the bridge never received a probe")
+            pub.publish(EVENTS[0])
+            got = _drain_until(drain, 1)
+        finally:
+            close()
+    assert got == [EVENTS[0]]
+
+
+def test_bridge_curve_needs_both_keys(bridge: ModuleType, certs: dict[str, Path]) -> None:
+    with pytest.raises(ValueError) as e:
+        bridge.open_source("zmq+tcp://127.0.0.1:5999",
+                           curve_server_key=str(certs["server_public"]))
+    assert str(e.value) == ("CURVE needs both the server's public key and this client's "
+                            "certificate")

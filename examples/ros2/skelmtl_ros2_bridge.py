@@ -184,8 +184,14 @@ def _schema_major(schema: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def open_source(spec: str) -> tuple[Callable[..., list[bytes]], Callable[[], None]]:
+def open_source(spec: str, *, curve_server_key: str | None = None,
+                curve_client_cert: str | None = None
+                ) -> tuple[Callable[..., list[bytes]], Callable[[], None]]:
     """``drain(timeout=0.0) -> [json payloads]`` and ``close()`` for a source spec.
+
+    For a publisher with CURVE on (``skelmtl run --publish '...?curve_secret=...'``), give
+    ``curve_server_key`` (the server's public certificate file) and ``curve_client_cert``
+    (this client's secret certificate file, from ``zmq.auth.create_certificates``).
 
     ``drain`` returns every payload already received; with ``timeout`` (seconds) it first
     waits up to that long for one to arrive. The ROS timer calls it with no timeout.
@@ -213,6 +219,24 @@ def open_source(spec: str) -> tuple[Callable[..., list[bytes]], Callable[[], Non
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        if curve_server_key or curve_client_cert:
+            if not (curve_server_key and curve_client_cert):
+                sub.close()
+                ctx.term()
+                raise ValueError("CURVE needs both the server's public key and this client's "
+                                 "certificate")
+            import zmq.auth
+
+            server_public, _ = zmq.auth.load_certificate(curve_server_key)
+            public, secret = zmq.auth.load_certificate(curve_client_cert)
+            if not secret:
+                sub.close()
+                ctx.term()
+                raise ValueError(f"{curve_client_cert}: holds no secret key (give the "
+                                 f".key_secret file)")
+            sub.curve_serverkey = server_public
+            sub.curve_publickey = public
+            sub.curve_secretkey = secret
         # ZeroMQ itself drops a peer that sends a larger frame, before Python sees it.
         sub.setsockopt(zmq.MAXMSGSIZE, MAX_PAYLOAD_BYTES)
         sub.setsockopt(zmq.SUBSCRIBE, ZMQ_TOPIC_PREFIX.encode())
@@ -262,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="where skelmtl publishes: zmq+tcp://HOST:PORT, zmq+ipc:///PATH "
                              "or udp://HOST:PORT")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help="ROS 2 topic for all events")
+    parser.add_argument("--curve-server-key", metavar="FILE",
+                        help="the publisher's public certificate (its CURVE is on)")
+    parser.add_argument("--curve-client-cert", metavar="FILE",
+                        help="this node's secret certificate (.key_secret)")
     parser.add_argument("--no-per-task", action="store_true",
                         help="do not also publish on <topic>/<task>")
     argv = sys.argv[1:] if argv is None else argv
@@ -280,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     qos = QoSProfile(depth=50)
     main_pub = node.create_publisher(String, args.topic, qos)
     per_task = TopicTable(lambda topic: node.create_publisher(String, topic, qos))
-    drain, close = open_source(args.events)
+    drain, close = open_source(args.events, curve_server_key=args.curve_server_key,
+                               curve_client_cert=args.curve_client_cert)
     log = node.get_logger()
     log.info(f"bridging {args.events} -> {args.topic}")
 
