@@ -50,7 +50,7 @@ import numpy as np
 from edge.backends import load_backend
 from edge.backends.base import Backend, check_output_widths
 from edge.clipstore import MAX_ABS_COORD  # the same bound as the stores training reads
-from edge.errors import SkelmtlError, signal_name
+from edge.errors import Interrupted, SkelmtlError, signal_name
 from edge.events import Event
 from edge.metadata import TASK_OUTPUT, MetadataError, ModelMeta, logits_name
 from edge.preprocess import preprocess
@@ -693,8 +693,9 @@ def stop_on_signals(pipe: Pipeline, signals: Sequence[int] | None = None
 
     The first signal calls :meth:`Pipeline.stop` (reason ``"stopped by SIGTERM"``), so the
     stream ends with its ``end`` and ``stream`` events and the caller finishes its files; a
-    second one raises :class:`KeyboardInterrupt` for a hard stop. Yields a dict whose
-    ``"signal"`` is the number of the signal received (None when none). Only in the main
+    second one raises :class:`edge.errors.Interrupted` (a KeyboardInterrupt) for a hard
+    stop. Yields a dict whose ``"signal"`` is the number of the signal received (None when
+    none). Only in the main
     thread (Python delivers signals there); elsewhere it does nothing.
 
     Usage::
@@ -713,7 +714,7 @@ def stop_on_signals(pipe: Pipeline, signals: Sequence[int] | None = None
 
     def handler(signum: int, frame: Any) -> None:
         if got["signal"] is not None:
-            raise KeyboardInterrupt(signal_name(signum))
+            raise Interrupted(signum)  # a KeyboardInterrupt carrying the signal's number
         got["signal"] = signum
         logger.warning("%s: ending the stream", signal_name(signum))
         pipe.stop(f"stopped by {signal_name(signum)}")
