@@ -695,8 +695,8 @@ def stop_on_signals(pipe: Pipeline, signals: Sequence[int] | None = None
     stream ends with its ``end`` and ``stream`` events and the caller finishes its files; a
     second one raises :class:`edge.errors.Interrupted` (a KeyboardInterrupt) for a hard
     stop. Yields a dict whose ``"signal"`` is the number of the signal received (None when
-    none). Only in the main
-    thread (Python delivers signals there); elsewhere it does nothing.
+    none). Only in the main thread (Python delivers signals there); elsewhere it does
+    nothing.
 
     Usage::
 
