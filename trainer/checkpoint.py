@@ -108,8 +108,8 @@ def check_model_args(args: Any, state: Any, path: str | os.PathLike[str]) -> Non
     any memory is allocated for them.
 
     The network is first built on PyTorch's ``meta`` device (shapes only, no storage)
-    after its list-valued arguments are bounded; its parameter count must then equal
-    that of the weights in the file, whose size the file itself bounds.
+    after its list-valued arguments are bounded; the number of values in its state must then
+    equal that of the weights in the file, whose size the file itself bounds.
 
     Raises:
         CheckpointError: naming the file and the argument.
@@ -129,12 +129,11 @@ def check_model_args(args: Any, state: Any, path: str | os.PathLike[str]) -> Non
             probe = create_model(**args)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: model arguments do not build a model ({e})") from None
-    want = sum(p.numel() for p in probe.parameters())
-    have = sum(v.numel() for k, v in state.items()
-               if isinstance(v, torch.Tensor) and "running_" not in k and "num_batches" not in k)
+    want = sum(v.numel() for v in probe.state_dict().values())
+    have = sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
     if want != have:
-        raise CheckpointError(f"{path}: model arguments describe {want:,} parameters, the "
-                              f"weights hold {have:,}")
+        raise CheckpointError(f"{path}: model arguments describe {want:,} weights, the "
+                              f"file holds {have:,}")
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

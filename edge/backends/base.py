@@ -43,7 +43,7 @@ def check_output_widths(path: Path, meta: ModelMeta, got: dict[str, object]) -> 
         k = got.get(name)
         if isinstance(k, (int, np.integer)) and int(k) != want:
             what = ("tasks" if name == TASK_OUTPUT
-                    else f"labels of task {name.removeprefix('logits_')!r}")
+                    else f"labels of task {name[len('logits_'):]!r}")
             raise BackendError(f"{path}: output {name} has width {int(k)} but the metadata "
                                f"lists {want} {what}")
 
