@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -418,6 +419,16 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         col = clips.get(k)
         if not isinstance(col, list) or len(col) != n:
             raise StoreError(f"{meta_path}: clips.{k} must be a list of {n} entries")
+        if k == "fps":
+            bad = [i for i, v in enumerate(col) if isinstance(v, bool)
+                   or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0]
+            kind = "a finite number >= 0"
+        else:
+            bad = [i for i, v in enumerate(col) if not isinstance(v, str)]
+            kind = "text"
+        if bad:
+            raise StoreError(f"{meta_path}: clips.{k}[{bad[0]}] = {col[bad[0]]!r} is not "
+                             f"{kind}")
     if not isinstance(meta.get("info", {}), dict):
         raise StoreError(f"{meta_path}: info must be an object")
     return meta

@@ -168,6 +168,21 @@ META_CASES: list[tuple[str, Callable[[dict[str, Any]], bytes], str]] = [
        f"{{meta}}: clips.{c} must be a list of 3 entries") for c in _COLUMNS],
     *[(f"clips.{c} text", _column(c, "xyz"), f"{{meta}}: clips.{c} must be a list of 3 entries")
       for c in _COLUMNS],
+    *[(f"clips.{c}[1] a number", _column(c, ["x", 5, "z"]),
+       f"{{meta}}: clips.{c}[1] = 5 is not text") for c in _COLUMNS if c != "fps"],
+    *[(f"clips.{c}[0] null", _column(c, [None, "y", "z"]),
+       f"{{meta}}: clips.{c}[0] = None is not text") for c in _COLUMNS if c != "fps"],
+    ("clips.fps text", _column("fps", [30.0, "30", 30.0]),
+     "{meta}: clips.fps[1] = '30' is not a finite number >= 0"),
+    ("clips.fps negative", _column("fps", [30.0, 30.0, -1]),
+     "{meta}: clips.fps[2] = -1 is not a finite number >= 0"),
+    ("clips.fps bool", _column("fps", [True, 30.0, 30.0]),
+     "{meta}: clips.fps[0] = True is not a finite number >= 0"),
+    ("clips.fps null", _column("fps", [None, 30.0, 30.0]),
+     "{meta}: clips.fps[0] = None is not a finite number >= 0"),
+    ("clips.fps huge", lambda m: _column("fps", [0.0, 0.0, 0.0])(m).replace(
+        b"[0.0, 0.0, 0.0]", b"[0.0, 1e999, 0.0]"),
+     "{meta}: clips.fps[1] = inf is not a finite number >= 0"),
     ("info list", _with(info=[]), "{meta}: info must be an object"),
     ("info text", _with(info="x"), "{meta}: info must be an object"),
 ]
