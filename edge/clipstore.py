@@ -408,10 +408,10 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise StoreError(f"{meta_path}: dims must be 2 or 3, got {meta['dims']!r}")
     tasks = meta["tasks"]
     if (not isinstance(tasks, dict) or not tasks
-            or not all(isinstance(v, list) and v and all(isinstance(x, str) for x in v)
-                       for v in tasks.values())):
+            or not all(isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)
+                       and len(set(v)) == len(v) for v in tasks.values())):
         raise StoreError(f"{meta_path}: tasks must map each task to a non-empty list of "
-                         f"label names")
+                         f"distinct label names")
     clips = meta["clips"]
     if not isinstance(clips, dict):
         raise StoreError(f"{meta_path}: clips must be an object of per-clip lists")

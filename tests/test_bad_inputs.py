@@ -98,7 +98,7 @@ def _column(col: str, value: Any) -> Callable[[dict[str, Any]], bytes]:
 
 _MISSING = object()
 _COLUMNS = ("clip_id", "subject", "split", "source", "dataset", "fps")
-_NEEDS_MAP = "tasks must map each task to a non-empty list of label names"
+_NEEDS_MAP = "tasks must map each task to a non-empty list of distinct label names"
 
 
 def _json_error(raw: bytes) -> str:
@@ -159,6 +159,8 @@ META_CASES: list[tuple[str, Callable[[dict[str, Any]], bytes], str]] = [
     ("label number", _with(tasks={"gesture": ["a", 1]}), "{meta}: " + _NEEDS_MAP),
     ("label null", _with(tasks={"gesture": ["a", None]}), "{meta}: " + _NEEDS_MAP),
     ("labels dict", _with(tasks={"gesture": {"a": 0}}), "{meta}: " + _NEEDS_MAP),
+    ("label twice", _with(tasks={"gesture": ["a", "a"]}), "{meta}: " + _NEEDS_MAP),
+    ("label empty", _with(tasks={"gesture": ["a", ""]}), "{meta}: " + _NEEDS_MAP),
     ("clips list", _with(clips=[]), "{meta}: clips must be an object of per-clip lists"),
     ("clips text", _with(clips="c0"), "{meta}: clips must be an object of per-clip lists"),
     ("clips null", _with(clips=None), "{meta}: clips must be an object of per-clip lists"),
