@@ -363,6 +363,10 @@ def test_malformed_store_arrays(store: Path, surface: str, name: str,
 @pytest.mark.parametrize("flags,message", [
     (["--png", "{tmp}"], "{tmp}: is a folder; --png takes a file name"),
     (["--png", "{tmp}/afile/x.png"], "{tmp}/afile/x.png: {tmp}/afile is not a folder"),
+    (["--png", "{store}/frames.npy"], "{store}/frames.npy: --png may not write into the store "
+     "{store}"),
+    (["--png", "{store}/strip.png"], "{store}/strip.png: --png may not write into the store "
+     "{store}"),
     (["--png", "{tmp}/x.png", "--frames", "0"], "--frames must be >= 1, got 0"),
     (["--png", "{tmp}/x.png", "--frames", "-3"], "--frames must be >= 1, got -3"),
     (["--png", "{tmp}/x.png", "--clip", "3"], "{store}: no clip 3 (store has 3)"),
@@ -373,7 +377,7 @@ def test_data_info_png_checked_first(good_store: Path, tmp_path: Path, flags: li
     (tmp_path / "afile").write_text("mine")
     before = snapshot(tmp_path, good_store)
     rc, out, err = run_cli(["data", "info", str(good_store),
-                            *[f.format(tmp=tmp_path) for f in flags]], capsys)
+                            *[f.format(tmp=tmp_path, store=good_store) for f in flags]], capsys)
     message = message.format(tmp=tmp_path, store=good_store)
     assert (rc, out, err) == (2, "", f"skelmtl data: error: {message}\n")
     assert snapshot(tmp_path, good_store) == before

@@ -199,6 +199,9 @@ def _info(args: argparse.Namespace) -> int:
             raise DatasetError(f"{png}: is a folder; --png takes a file name")
         if png.parent.exists() and not png.parent.is_dir():
             raise DatasetError(f"{png}: {png.parent} is not a folder")
+        store_dir = Path(args.store).resolve()
+        if store_dir == png.resolve() or store_dir in png.resolve().parents:
+            raise DatasetError(f"{png}: --png may not write into the store {args.store}")
     store = ClipStore(args.store)
     s = summarize(store)
     if args.png:
