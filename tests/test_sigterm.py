@@ -304,3 +304,39 @@ def test_a_killed_overwrite_leaves_nothing_for_good(tmp_path: Path) -> None:
     write_store([_one_clip()], dst, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["st", "writer.py"]
     assert len(ClipStore(dst)) == 1
+
+
+def _can_be_pid_1() -> bool:
+    import shutil as _shutil
+
+    if not _shutil.which("unshare"):
+        return False
+    r = subprocess.run(["unshare", "-fp", "--mount-proc", "true"], capture_output=True,
+                       timeout=DEADLINE_S)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _can_be_pid_1(),
+                    reason="needs unshare -p (a PID namespace; root or user namespaces)")
+def test_sigterm_reaches_run_as_pid_1(long_source: Path, tmp_path: Path) -> None:
+    """As PID 1 (a container without an init) the kernel drops signals that have no
+    handler; skelmtl installs one, so `docker stop` still ends the stream cleanly."""
+    jsonl = tmp_path / "ev.jsonl"
+    proc = subprocess.Popen(
+        ["unshare", "-fp", "--mount-proc", sys.executable, "-m", "edge.cli", "run", "--model",
+         str(MODEL), "--source", str(long_source), "--jsonl", str(jsonl)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = _kill_later(proc)
+    try:
+        _lines_until(proc, " begin ")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1  # python, PID 1 inside its namespace
+        os.kill(int(children[0]), signal.SIGTERM)
+        _, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    last = list(read_jsonl(jsonl))[-1]
+    assert last.kind == "stream" and last.reason == "stopped by SIGTERM"
