@@ -66,6 +66,19 @@ def _top_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skelmtl`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # First thing: a stop during the imports (torch takes seconds) is a stop too.
+    previous = install_stop_handlers()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:  # before a command ran
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"skelmtl: interrupted ({signal_name(signum)})", file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        restore_handlers(previous)
+
+
+def _main(argv: list[str]) -> int:
     top = _top_parser()
     if not argv or argv[0].startswith("-"):
         top.parse_args(argv)  # handles --help / --version
@@ -89,7 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         # New code logs through the logging module; a command shows its warnings.
         logging.basicConfig(level=logging.WARNING, format=f"skelmtl {name}: %(message)s")
-    previous = install_stop_handlers()
     try:
         return int(module.main(args) or 0)
     except SkelmtlError as e:
@@ -107,7 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skelmtl {name}: error: {_one_line(os_error_message(e))}", file=sys.stderr)
         return 2
     finally:
-        restore_handlers(previous)
         _flush_stdout()
 
 
