@@ -92,3 +92,19 @@ def test_experiment_verdict_names_every_loss() -> None:
              ("soft-mean", "c", "action"): [70.0]}  # +2 within noise; one seed: never clear
     text = "\n".join(_verdict(noisy, ["stl", "hard-mean", "soft-mean"], [("c", "action")]))
     assert "MTL variants above STL: 2 of 2, none clearly." in text
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("optim.epohcs=5", "skelmtl train: error: --set optim.epohcs=5: {cfg}.optim: unknown keys ['epohcs']"),
+    ("nope.x=5", "skelmtl train: error: --set nope.x=5: {cfg} has no key 'nope.x'"),
+    ("optim.schedule=step", "skelmtl train: error: --set optim.schedule='step': {cfg}.optim: schedule must be one of"),
+])
+def test_set_typos_name_the_flag_and_the_file(flag: str, message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    cfg = str(REPO / "configs" / "bundled.yaml")
+    assert main(["train", "--config", cfg, "--set", flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message.format(cfg=cfg)), err
+    assert len(err.splitlines()) == 1

@@ -583,24 +583,31 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], path: str) -> TrainConfig:
-    """``cfg`` with ``--set`` changes; an unknown key names the flag and the config file."""
-    try:
-        return cfg.replace(**overrides)
-    except (ConfigError, KeyError, TypeError) as e:
-        bad = ", ".join(f"{k}={overrides[k]!r}" for k in overrides)
-        msg = str(e).replace("<replace>", path) if isinstance(e, ConfigError) else \
-            f"no such key {e}"
-        raise ConfigError(f"--set {bad}: {msg}") from None
+    """``cfg`` with ``--set`` changes, one at a time, so that an error names its flag.
+
+    Raises:
+        ConfigError: ``--set KEY=VALUE: <file>...: <problem>`` for an unknown key or a
+            value the config refuses.
+    """
+    for key, value in overrides.items():
+        flag = f"--set {key}={value!r}"
+        try:
+            cfg = cfg.replace(**{key: value})
+        except ConfigError as e:
+            raise ConfigError(f"{flag}: {str(e).replace('<replace>', path)}") from None
+        except (KeyError, TypeError):
+            raise ConfigError(f"{flag}: {path} has no key {key!r}") from None
+    return cfg
 
 
 def main(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
-    if args.out:
-        overrides["out"] = args.out
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     logger.setLevel(logging.INFO)  # the command shows its progress lines
     cfg = apply_overrides(load_config(args.config), overrides, str(args.config))
+    if args.out:
+        cfg = cfg.replace(out=args.out)
     res = train(cfg, resume=args.resume, overwrite=args.overwrite,
                 progress=not args.no_progress, log=logger.info)
     if int(os.environ.get("RANK", "0")) == 0:
