@@ -286,7 +286,13 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
     # that is not a clip store.
     check_destination(output, overwrite, inputs, error=ExtractError)
     wd = Path(work_dir) if work_dir else output.parent / f".{output.name}.work"
-    _check_work_dir(wd, inputs)
+    try:
+        _check_work_dir(wd, inputs)
+    except ExtractError as e:
+        if work_dir:
+            raise
+        raise ExtractError(f"{e} (it is the default, beside the store: write the store "
+                           f"outside the input, or pass --work-dir)") from None
     jobs_all = plan(inputs, label_from, wd, every, ())
     if not jobs_all:
         raise ExtractError(f"no videos found in {', '.join(map(str, inputs))} "

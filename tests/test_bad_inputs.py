@@ -1025,6 +1025,10 @@ EXTRACT_OPTION_CASES: list[tuple[str, list[str], str]] = [
      "{tmp}: the work folder may not be, hold or lie inside the input {src}"),
     ("work dir is a file", ["--work-dir", "{tmp}/afile"],
      "{tmp}/afile: the work folder is a file"),
+    ("store inside the input", ["-o", "{src}/out"],
+     "{src}/.out.work: the work folder may not be, hold or lie inside the input {src} (it "
+     "is the default, beside the store: write the store outside the input, or pass "
+     "--work-dir)"),
 ]
 
 
