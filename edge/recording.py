@@ -26,6 +26,7 @@ import numpy as np
 from edge.atomic import atomic_open
 from edge.errors import SkelmtlError
 from edge.layout import MP75, NUM_JOINTS
+from edge.npyfile import REAL_KINDS, check_array_sizes, require_kinds
 
 RECORDING_FORMAT = 1
 SUFFIX = ".landmarks.npz"
@@ -74,12 +75,19 @@ def save_recording(path: str | os.PathLike[str], rec: Recording) -> Path:
 
 
 def load_recording(path: str | os.PathLike[str]) -> Recording:
-    """Read a recording, checking its format, layout and shapes.
+    """Read a recording, checking its format, layout, dtypes and shapes.
+
+    The arrays' headers are read first: a header that promises more bytes than the file
+    holds (numpy would allocate that much before reading) and text, complex or object
+    arrays (``astype`` would turn text into numbers) are refused before anything is loaded.
 
     Raises:
         RecordingError: naming ``path`` and the problem.
     """
     path = Path(path)
+    headers = check_array_sizes(path, RecordingError)
+    require_kinds(path, headers, {"frames": REAL_KINDS, "mask": REAL_KINDS,
+                                  "timestamps_ms": REAL_KINDS}, RecordingError)
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"frames", "mask", "timestamps_ms", "meta"} - set(z.files)

@@ -913,6 +913,117 @@ def test_bad_arrays_in_datasets(tmp_path: Path, name: str, fmt: str,
 
 
 # --------------------------------------------------------------------------------------
+# 6b. the runtime's own recordings: load_recording and skelmtl run --source
+# --------------------------------------------------------------------------------------
+def _recording_file(path: Path, **arrays: Any) -> Path:
+    """A recording with ``arrays`` replacing the good ones (object arrays are pickled)."""
+    good: dict[str, Any] = {"frames": np.full((6, 75, 3), 0.5, np.float32),
+                            "mask": np.ones((6, 75), bool), "timestamps_ms": np.arange(6.0),
+                            "meta": np.asarray(json.dumps({"format": 1, "layout": "mp75"}))}
+    np.savez(path, **{**good, **arrays})
+    return path
+
+
+def _npy(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _recording_claiming(path: Path) -> Path:
+    """A recording whose frames header claims 10^9 frames, with 64 bytes of data."""
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (10 ** 9, 75, 3)})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("frames.npy", head.getvalue() + b"\0" * 64)
+        z.writestr("mask.npy", _npy(np.ones((6, 75), bool)))
+        z.writestr("timestamps_ms.npy", _npy(np.arange(6.0)))
+        z.writestr("meta.npy", _npy(np.asarray(json.dumps({"format": 1, "layout": "mp75"}))))
+    return path
+
+
+def _recording_inflating(path: Path) -> Path:
+    """A compressed recording whose zip directory claims 4 GB for the frames entry."""
+    import struct
+    import zipfile
+
+    good = {"frames": np.full((6, 75, 3), 0.5, np.float32), "mask": np.ones((6, 75), bool),
+            "timestamps_ms": np.arange(6.0),
+            "meta": np.asarray(json.dumps({"format": 1, "layout": "mp75"}))}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in good.items():
+            z.writestr(f"{k}.npy", _npy(v))
+    raw = bytearray(path.read_bytes())
+    # The central directory entry of frames.npy (written first): uncompressed size at +24.
+    at = raw.index(b"PK\x01\x02")
+    assert raw[at + 46: at + 56] == b"frames.npy"
+    raw[at + 24: at + 28] = struct.pack("<I", 0xFFFFFFF0)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _stored(path: Path) -> int:
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return z.getinfo("frames.npy").compress_size
+
+
+RECORDING_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("frames text", lambda p: _recording_file(p, frames=np.full((6, 75, 3), 0.5).astype(str)),
+     "{path}: frames must hold real numbers, got dtype <U32"),
+    ("frames bytes", lambda p: _recording_file(p, frames=np.full((6, 75, 3), 1).astype("S3")),
+     "{path}: frames must hold real numbers, got dtype |S3"),
+    ("frames complex", lambda p: _recording_file(p, frames=np.full((6, 75, 3), 0.5 + 1j)),
+     "{path}: frames must hold real numbers, got dtype complex128"),
+    ("frames object", lambda p: _recording_file(
+        p, frames=np.full((6, 75, 3), 0.5).astype(object)),
+     "{path}: frames must hold real numbers, got dtype object"),
+    ("mask text", lambda p: _recording_file(p, mask=np.ones((6, 75)).astype(str)),
+     "{path}: mask must hold real numbers, got dtype <U32"),
+    ("mask object", lambda p: _recording_file(p, mask=np.ones((6, 75), bool).astype(object)),
+     "{path}: mask must hold real numbers, got dtype object"),
+    ("mask complex", lambda p: _recording_file(p, mask=np.ones((6, 75), np.complex64)),
+     "{path}: mask must hold real numbers, got dtype complex64"),
+    ("timestamps text", lambda p: _recording_file(p, timestamps_ms=np.arange(6).astype(str)),
+     "{path}: timestamps_ms must hold real numbers, got dtype <U21"),
+    ("frames header claims 10^9 frames", _recording_claiming,
+     "{path}: frames holds 64 bytes of data, its header promises 900000000000 (float32 "
+     "(1000000000, 75, 3); truncated or corrupt)"),
+    ("zip entry claims 4 GB", _recording_inflating,
+     "{path}: frames claims 4294967280 bytes from {stored} stored bytes (truncated or "
+     "corrupt)"),
+]
+
+
+@pytest.mark.parametrize("surface", ["cli", "api"])
+@pytest.mark.parametrize("name,make,message", RECORDING_CASES,
+                         ids=[c[0] for c in RECORDING_CASES])
+def test_bad_arrays_in_recordings(tmp_path: Path, surface: str, name: str,
+                                  make: Callable[[Path], Path], message: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.recording import RecordingError, load_recording
+
+    path = make(tmp_path / "bad.landmarks.npz")
+    want = message.format(path=path, stored=_stored(path))
+    before = snapshot(tmp_path, MODEL_DIR)
+    if surface == "api":
+        with pytest.raises(RecordingError) as e:
+            load_recording(path)
+        assert str(e.value) == want
+    else:
+        pytest.importorskip("onnxruntime")
+        rc, out, err = run_cli(_run_argv(tmp_path, source=path), capsys)
+        assert (rc, out, err) == (2, "", f"skelmtl run: error: {want}\n")
+    assert snapshot(tmp_path, MODEL_DIR) == before
+
+# --------------------------------------------------------------------------------------
 # 7. a full disk; a reader that went away
 # --------------------------------------------------------------------------------------
 def test_full_disk_during_convert_leaves_nothing(tmp_path: Path, monkeypatch: Any,

@@ -13,12 +13,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edge.clipstore import Clip
 from edge.errors import SkelmtlError
+from edge.npyfile import check_array_sizes as edge_check_array_sizes
 
 
 class DatasetError(SkelmtlError, ValueError):
@@ -224,41 +224,13 @@ def check_array_sizes(path: Path) -> None:
 
     Read before ``np.load``, which allocates what a header claims before reading: a crafted
     shape of 10^12 would take the machine's memory. Anything unreadable is left to the
-    loader, which names the problem.
+    loader, which names the problem. The check lives in :mod:`edge.npyfile`, which the
+    runtime's recordings use too.
 
     Raises:
         DatasetError: naming the file (and the array) whose header promises more.
     """
-    import zipfile
-
-    def check(fh: Any, size: int, what: str) -> None:
-        version = np.lib.format.read_magic(fh)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read(fh)
-        if dtype.hasobject:
-            return
-        want = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        have = size - fh.tell()
-        if have != want:
-            raise DatasetError(f"{path}: {what}holds {have} bytes of data, its header "
-                               f"promises {want} ({dtype} {tuple(shape)}; truncated or "
-                               f"corrupt)")
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    if info.filename.endswith(".npy"):
-                        with zf.open(info) as fh:
-                            check(fh, info.file_size, f"{info.filename[:-4]} ")
-        else:
-            with open(path, "rb") as fh:
-                check(fh, path.stat().st_size, "")
-    except DatasetError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return
+    edge_check_array_sizes(path, DatasetError)
 
 
 def require_dir(src: Path, what: str) -> Path:

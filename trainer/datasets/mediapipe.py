@@ -217,30 +217,6 @@ def detect_recording(src: Path) -> bool:
     return src.is_dir() and any(True for _ in src.rglob(f"*{SUFFIX}"))
 
 
-def _check_recording_dtypes(path: Path) -> None:
-    """Refuse text or complex arrays in a recording before ``load_recording`` casts them.
-
-    Only the ``.npy`` headers inside the ``.npz`` are read. Anything unreadable is left to
-    ``load_recording``, which names the problem.
-    """
-    want = {"frames": "biuf", "mask": "biuf", "timestamps_ms": "biuf"}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for key, kinds in want.items():
-                with zf.open(f"{key}.npy") as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)
-                    dtype = read(fh)[2]
-                if dtype.kind not in kinds:
-                    raise DatasetError(f"{path}: {key} must hold real numbers, got dtype "
-                                       f"{dtype}")
-    except DatasetError:
-        raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return
-
-
 def read_recordings(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip]:
     require_dir(src, "folder of *.landmarks.npz recordings")
     files = sorted(src.rglob(f"*{SUFFIX}"))
@@ -251,10 +227,8 @@ def read_recordings(src: Path, opts: ReadOptions, log: ReadLog) -> Iterator[Clip
         groups.setdefault(f.parent.name, []).append(f.relative_to(src).as_posix())
     split = hash_split(groups, opts.seed, opts.test_fraction)
     for f in files:
-        check_array_sizes(f)
-        _check_recording_dtypes(f)
         try:
-            rec = load_recording(f)
+            rec = load_recording(f)  # checks headers and dtypes before loading
         except RecordingError as e:
             raise DatasetError(str(e)) from None
         if len(rec) == 0:
