@@ -13,10 +13,13 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+_SUFFIX = re.compile(r"(\.[A-Za-z0-9]+)")  # what temp_beside accepts after ".tmp"
 
 
 @contextlib.contextmanager
@@ -32,37 +35,60 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
-    _remove_stale(path)
-    # The writer's pid in the name: the next writer removes what a killed one left.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
-                                dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_beside(path)
     try:
         yield tmp
-        if fsync:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        commit_temp(tmp, path, fsync=fsync, mode=mode)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def temp_beside(path: Path, *, suffix: str = "") -> Path:
+    """Create an empty temporary file beside ``path``, named with this process's pid.
+
+    For writers whose file stays open across calls (the overlay video); the others use
+    :func:`atomic_path`. Temporary files a killed writer of ``path`` left are removed
+    first. ``suffix`` (``.mp4``: a dot and letters or digits) ends the name after
+    ``.tmp``, for libraries that choose a format by the file name (OpenCV's video writer).
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder.
+        OSError: the folder cannot be written.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    if suffix and not _SUFFIX.fullmatch(suffix):
+        raise ValueError(f"temporary file suffix {suffix!r}: a dot and letters or digits")
+    _remove_stale(path)
+    # The writer's pid in the name: the next writer removes what a killed one left.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-",
+                                suffix=".tmp" + suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def commit_temp(tmp: Path, path: Path, *, fsync: bool = False, mode: int = 0o644) -> None:
+    """Move a finished temporary file of :func:`temp_beside` into place at ``path``."""
+    if fsync:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
 def _remove_stale(path: Path) -> None:
-    """Delete ``.<name>.<pid>-*.tmp`` files beside ``path`` whose writer is not running."""
-    prefix = f".{path.name}."
+    """Delete ``.<name>.<pid>-*.tmp`` files (or ``.tmp<suffix>``, :func:`temp_beside`)
+    beside ``path`` whose writer is not running."""
+    # mkstemp's random part is lower-case letters, digits and "_".
+    ours = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[a-z0-9_]+\.tmp"
+                      + _SUFFIX.pattern + "?")
     try:
-        siblings = [p for p in path.parent.iterdir()
-                    if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+        siblings = [(p, m) for p in path.parent.iterdir() if (m := ours.fullmatch(p.name))]
     except OSError:
         return
-    for p in siblings:
-        head = p.name[len(prefix):].split("-", 1)[0]
-        if not head.isdigit() or _alive(int(head)):
+    for p, m in siblings:
+        if _alive(int(m.group(1))):
             continue
         with contextlib.suppress(OSError):
             if p.is_file() and not p.is_symlink():

@@ -16,7 +16,9 @@ scale from the analysed image's size, and metres are projected through a nominal
 at the origin (:func:`to_pixels`).
 
 Frames are RGB internally (as the sources give them); the writer converts to BGR for
-OpenCV and writes the file atomically (temporary name, then rename on close).
+OpenCV and writes the file atomically: a temporary file named with the writer's pid
+(:func:`edge.atomic.temp_beside`), renamed on close; the next writer of the same file
+removes what a killed one (``kill -9``) left.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import commit_temp, temp_beside
 from edge.errors import SkelmtlError
 from edge.landmarks import COORDS_IMAGE, COORDS_PIXELS, check_coords
 from edge.layout import MP75, N_HAND, N_POSE
@@ -201,7 +204,7 @@ class OverlayWriter:
             raise OverlayError(f"{self.path}: folder {self.path.parent} does not exist")
         self.fps = fps if fps and fps > 0 else 30.0
         self.labels = labels or {}
-        self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix or '.mp4'}")
+        self._tmp: Path | None = None  # created with the first frame
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
@@ -212,9 +215,17 @@ class OverlayWriter:
         if self._writer is None:
             h, w = rgb.shape[:2]
             self._size = (w, h)
+            try:
+                # OpenCV picks the container by the name's suffix, so the temporary keeps
+                # it (.mp4 for a name without one, as before).
+                self._tmp = temp_beside(self.path, suffix=self.path.suffix or ".mp4")
+            except OSError as e:
+                raise OverlayError(f"{self.path}: cannot write here ({e.strerror or e})"
+                                   ) from None
             self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"),
                                            self.fps, (w, h))
             if not self._writer.isOpened():
+                self.abort()
                 raise OverlayError(f"{self.path}: OpenCV cannot write this video (codec "
                                    "mp4v); use a .mp4 or .avi name")
         if (rgb.shape[1], rgb.shape[0]) != self._size:
@@ -234,7 +245,9 @@ class OverlayWriter:
             return None
         self._writer.release()
         self._writer = None
-        os.replace(self._tmp, self.path)
+        assert self._tmp is not None
+        commit_temp(self._tmp, self.path)
+        self._tmp = None
         return self.path
 
     def abort(self) -> None:
@@ -242,7 +255,9 @@ class OverlayWriter:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        self._tmp.unlink(missing_ok=True)
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
     def __enter__(self) -> OverlayWriter:
         return self

@@ -1,12 +1,21 @@
 """The overlay draws joints where they are, in the coordinate frame each frame names."""
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from edge.landmarks import LandmarkerError
 from edge.layout import L_HIP, L_SHOULDER, NUM_JOINTS, R_HIP, R_SHOULDER
-from edge.overlay import METRES_FOV_DEG, draw_skeleton, to_pixels
+from edge.overlay import METRES_FOV_DEG, OverlayWriter, draw_skeleton, to_pixels
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("cv2")
 
@@ -61,3 +70,43 @@ def test_drawn_where_the_joints_are() -> None:
     # picture, so nothing lies above the shoulders' line minus the dot radius.
     assert abs(ys.min() - 0.8 * 144) <= 3 and ys.max() == 143
     assert xs.min() >= 0.3 * 176 - 4 and xs.max() <= 0.7 * 176 + 4
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next(tmp_path: Path) -> None:
+    """kill -9 during an overlay leaves its pid-named temporary file; the next overlay of the
+    same name removes it, and keeps what is not a dead writer's (issue 15)."""
+    import cv2
+
+    out = tmp_path / "o.mp4"
+    code = ("import os, signal\nimport numpy as np\nfrom edge.overlay import OverlayWriter\n"
+            f"w = OverlayWriter({str(out)!r})\n"
+            "w.write_image(np.zeros((48, 64, 3), np.uint8))\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    assert proc.wait(timeout=120) == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and re.fullmatch(rf"\.o\.mp4\.{proc.pid}-[a-z0-9_]+\.tmp\.mp4",
+                                           left[0]), left
+    live = tmp_path / f".o.mp4.{os.getpid()}-abc.tmp.mp4"  # a writer still running
+    mine = tmp_path / ".o.mp4.notes.tmp.mp4"  # not a writer's name at all
+    for p in (live, mine):
+        p.write_text("keep")
+    with OverlayWriter(out, fps=10) as w:
+        for i in range(3):
+            w.write_image(np.full((48, 64, 3), 60 * i, np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, mine.name,
+                                                                 "o.mp4"])
+    assert live.read_text() == mine.read_text() == "keep"
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+
+
+def test_an_aborted_overlay_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"the previous overlay")
+    with pytest.raises(RuntimeError), OverlayWriter(out) as w:
+        w.write_image(np.zeros((48, 64, 3), np.uint8))
+        raise RuntimeError("stop")
+    assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
+    assert out.read_bytes() == b"the previous overlay"
