@@ -466,8 +466,9 @@ class Pipeline:
         graph = self._graph_for[task]
         outs = graph.infer(x)
         if id(graph) not in self._checked:
-            # Backends that cannot see their output widths at load (TensorRT, torch) are
-            # checked at their first window: a clear error instead of a wrong label.
+            # Widths a backend could not see at load (a TensorRT engine's dynamic ones, a
+            # third-party backend's) are checked at the first window: a clear error
+            # instead of a wrong label.
             check_output_widths(graph.path, graph.meta,
                                 {k: v.shape[-1] for k, v in outs.items() if v.ndim == 2})
             self._checked.add(id(graph))

@@ -206,6 +206,21 @@ def test_torch_backend_refuses_unknown_options(stgcn: dict[str, Any]) -> None:
         load_backend(stgcn["torch"], "torch", providers="cpu")
 
 
+def test_torch_checkpoint_whose_heads_contradict_its_metadata(stgcn: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    """A checkpoint listing 5 gesture labels for a 4-logit head is refused at load, not at
+    its first window."""
+    from trainer.checkpoint import save_checkpoint
+
+    meta = tiny_meta()
+    wrong = meta.with_(labels={**meta.labels, "gesture": (*meta.labels["gesture"], "clap")})
+    path = save_checkpoint(tmp_path / "best.pt", stgcn["model"], wrong)
+    with pytest.raises(BackendError) as e:
+        load_backend(path, "torch")
+    assert str(e.value) == (f"{path}: output logits_gesture has width 4 but the metadata "
+                            "lists 5 labels of task 'gesture'")
+
+
 # -- TensorRT with a stand-in module --------------------------------------------------------
 class FakeMemory:
     """CudaMemory on the host: 'device pointers' index numpy byte buffers."""
@@ -441,6 +456,28 @@ def test_tensorrt_engine_that_does_not_deserialise(tmp_path: Path,
     path = _engine_file(tmp_path / "m.engine", tiny_meta(), blob=b"not an engine")
     with pytest.raises(BackendError, match="TensorRT could not deserialise the engine"):
         TensorRTBackend(path, cuda=mem)
+    assert mem.closed
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["trt10-named", "trt8-bindings"])
+def test_tensorrt_engine_whose_widths_contradict_its_metadata(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: bool) -> None:
+    """The header lists 5 gesture labels, the engine computes 4 logits: refused at load."""
+    from edge.backends.tensorrt import TensorRTBackend
+
+    mem = FakeMemory()
+    version = "10.3.0" if named else "8.4.3"
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(mem, named=named,
+                                                                    version=version))
+    graph = tiny_meta(precision="int8")  # what the stand-in engine computes
+    header = graph.with_(labels={**graph.labels,
+                                 "gesture": (*graph.labels["gesture"], "clap")})
+    path = _engine_file(tmp_path / "m.engine", header, version,
+                        blob=graph.to_json().encode())
+    with pytest.raises(BackendError) as e:
+        TensorRTBackend(path, cuda=mem)
+    assert str(e.value) == (f"{path}: output logits_gesture has width 4 but the metadata "
+                            "lists 5 labels of task 'gesture'")
     assert mem.closed
 
 

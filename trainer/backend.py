@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.backends.base import Backend, BackendError
+from edge.backends.base import Backend, BackendError, check_output_widths
 from edge.metadata import TASK_OUTPUT, logits_name
 
 
@@ -30,7 +30,8 @@ class TorchBackend(Backend):
         threads: torch CPU threads (0 keeps torch's default).
 
     Raises:
-        BackendError: unknown options, a device that is not there.
+        BackendError: unknown options, a device that is not there, output widths that
+            disagree with the metadata's label lists.
         trainer.checkpoint.CheckpointError: unreadable checkpoint.
         edge.metadata.MetadataError: metadata that does not match this package.
     """
@@ -54,6 +55,12 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         self._model = ck.model.to(self.device).eval()
         self._lock = threading.Lock()
+        # A module has no declared output widths: one window of zeros shows them, so a
+        # checkpoint whose label lists disagree with its heads is refused at load.
+        p = self.meta.preprocess
+        out = self.infer(np.zeros((1, p.channels, p.window, 75), np.float32))
+        check_output_widths(self.path, self.meta,
+                            {k: v.shape[-1] for k, v in out.items() if v.ndim == 2})
 
     @torch.no_grad()
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend, BackendError
+from edge.backends.base import Backend, BackendError, check_output_widths
 from edge.engine_header import (
     EngineHeader,
     check_engine_platform,
@@ -371,6 +371,11 @@ class TensorRTBackend(Backend):
         if names != sorted(self.meta.output_names()):
             raise BackendError(f"{self.path}: engine outputs {names} do not match its "
                                f"metadata {self.meta.output_names()}")
+        # Widths the engine fixes (not -1, dynamic) must be the metadata's label counts:
+        # refused here rather than at the first window (or naming the wrong label).
+        check_output_widths(self.path, self.meta, {
+            t.name: t.shape[0] if len(t.shape) == 1 and t.shape[0] >= 0 else None
+            for t in out if not t.is_input})
         return out
 
     def _max_batch(self, asked: int | None) -> int:
