@@ -192,7 +192,8 @@ class Augmenter:
             else:  # in the image plane
                 y[..., 0], y[..., 1] = c * y[..., 0] - s * y[..., 1], s * y[..., 0] + c * y[..., 1]
         if cfg.scale > 0:
-            y *= rng.uniform(1 - cfg.scale, 1 + cfg.scale, size=x.shape[-1]).astype(np.float32)
+            y *= np.asarray(rng.uniform(1 - cfg.scale, 1 + cfg.scale, size=x.shape[-1]),
+                            np.float32)
         if cfg.noise > 0:
             spread = float(np.std(y[mask])) if mask.any() else 1.0
             y += rng.normal(0, cfg.noise * spread, size=y.shape).astype(np.float32)
