@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             version = run(job)
         finally:
             sys.stdout = real_stdout
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
+    except Exception as e:  # reported to the parent, which raises
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"modelopt": version}))

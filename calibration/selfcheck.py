@@ -265,7 +265,7 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
     try:
         trt_backend = (load_tensorrt or (lambda p: load_backend(p, "tensorrt")))(cached.path)
         ref_backend = (load_reference or (lambda p: load_backend(p, "onnxruntime")))(fp32)
-    except Exception as e:  # noqa: BLE001 - CUDA/TensorRT failures are what this reports
+    except Exception as e:  # CUDA/TensorRT failures are what this reports
         step("backends", False, f"{type(e).__name__}: {e}")
         if trt_backend is not None:
             trt_backend.close()
@@ -286,7 +286,7 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
         step("latency", True, f"one window: TensorRT INT8 {t_trt:.2f} ms, ONNX Runtime FP32 "
              f"(CPU) {t_ort:.2f} ms (median of {repeats}; not a benchmark)",
              tensorrt_ms=t_trt, onnxruntime_ms=t_ort)
-    except Exception as e:  # noqa: BLE001 - CUDA/TensorRT failures are what this reports
+    except Exception as e:  # CUDA/TensorRT failures are what this reports
         step("inference", False, f"{type(e).__name__}: {e}")
     finally:
         trt_backend.close()

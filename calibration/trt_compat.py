@@ -777,7 +777,7 @@ def open_timing_cache(config: Any, blob: bytes, source: str, log: Any) -> Any:
     if blob:
         try:
             cache = config.create_timing_cache(blob)
-        except Exception as e:  # noqa: BLE001 - pybind11 raises RuntimeError/TypeError alike
+        except Exception as e:  # pybind11 raises RuntimeError/TypeError alike
             log(f"timing cache {source} is unreadable ({e}); starting from an empty one")
         else:
             if cache is None:

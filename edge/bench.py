@@ -445,7 +445,7 @@ def _jtop_info() -> dict[str, str] | str:
                    "jetson_clocks": str(getattr(j, "jetson_clocks", ""))}
             out.update({str(k): str(v) for k, v in dict(j.stats).items()})
             return out
-    except Exception as e:  # noqa: BLE001 - the jtop service may be absent or refuse us
+    except Exception as e:  # the jtop service may be absent or refuse us
         return f"present, no reading ({_short(e, 120)})"
 
 
@@ -667,11 +667,11 @@ def count_onnx(path: Path, batch: int = 1) -> dict[str, Any]:
             params += int(np.prod(init.dims)) if len(init.dims) else 1
     try:
         shapes, how = _shapes_by_running(m, batch)
-    except Exception as e:  # noqa: BLE001 - fall back to static inference
+    except Exception as e:  # fall back to static inference
         try:
             shapes, how = _shapes_by_inference(m, batch), (
                 f"onnx shape inference (an ONNX Runtime run failed: {_short(e, 120)})")
-        except Exception as e2:  # noqa: BLE001 - onnx raises several types on odd graphs
+        except Exception as e2:  # onnx raises several types on odd graphs
             return {"params": params, "macs_per_window": None, "flops_per_window": None,
                     "flops_source": f"not counted: no tensor shapes ({_short(e2)})"}
     for init in m.graph.initializer:
@@ -880,7 +880,7 @@ def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
         return None, f"needs the missing module {e.name or _short(e)!r}"
     except SkelmtlError as e:
         return None, _short(e)
-    except Exception as e:  # noqa: BLE001 - a backend failing to load must not stop the others
+    except Exception as e:  # a backend failing to load must not stop the others
         return None, f"failed to load: {_short(e)}"
     return None, f"unknown backend {which!r}"
 
@@ -984,13 +984,13 @@ def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: 
     why_not = e2e_why = None
     try:
         lmk = _open_landmarker()
-    except Exception as e:  # noqa: BLE001 - MediaPipe or its model files missing
+    except Exception as e:  # MediaPipe or its model files missing
         why_not = f"landmark front end unavailable: {_short(e)}"
     if lmk is not None:
         try:
             pipe, model_path = _open_pipeline(model_ctx["files"], opts)
             e2e_lmk = _open_landmarker()
-        except Exception as e:  # noqa: BLE001 - pipeline missing or model refused
+        except Exception as e:  # pipeline missing or model refused
             e2e_why = f"streaming pipeline unavailable: {_short(e)}"
             if pipe is not None:
                 with contextlib.suppress(Exception):
@@ -1043,7 +1043,7 @@ def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: 
             else:
                 end_to_end(img, t, i, dt)
                 front(img, t, i)
-    except Exception as e:  # noqa: BLE001 - a video that fails to decode skips the video stages
+    except Exception as e:  # a video that fails to decode skips the video stages
         for s in stages:
             rec.skip(s, s, f"{video}: cannot decode ({_short(e)})", unit="frame")
         return None
@@ -1161,7 +1161,7 @@ def _bench_replay(rec: Recorder, opts: BenchOptions, lm: Landmarks,
     stage = "end_to_end_replay"
     try:
         pipe, path = _open_pipeline(model_ctx["files"], opts)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         rec.skip(stage, stage, f"streaming pipeline unavailable: {_short(e)}", unit="frame")
         return
     warm = max(opts.warmup, int(pipe.window))
@@ -1295,7 +1295,7 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
             x = _batch(xs, batch)
             try:
                 b.infer(x)  # a batch the graph cannot take fails here, not mid-timing
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 skip(which, batch, f"infer failed: {_short(e)}")
                 continue
             name = f"{which} b{batch}"
@@ -1336,7 +1336,7 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
             agreement[which] = {
                 k: float(np.mean(np.argmax(got[k], -1) == np.argmax(want[k], -1)))
                 for k in want if k in got}
-        except Exception:  # noqa: BLE001 - agreement is informative only
+        except Exception:  # agreement is informative only
             continue
     gpu_mb = _gpu_process_mb()  # while every backend still holds its device memory
     for b in opened.values():
@@ -1357,7 +1357,7 @@ def _bench_routing(rec: Recorder, opts: BenchOptions, meta: Any, lm: Landmarks,
         from edge.router import Router
 
         router = Router(meta, "auto")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         rec.skip("routing", "routing", f"router unavailable: {_short(e)}")
         return
     from edge.metadata import TASK_OUTPUT
@@ -1406,7 +1406,7 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                     for batch in opts.sweep_batches:
                         skip(batch, f"needs the missing module {e.name!r}")
                     continue
-                except Exception as e:  # noqa: BLE001 - a graph tied to its window
+                except Exception as e:  # a graph tied to its window
                     for batch in opts.sweep_batches:
                         skip(batch, f"the model does not load at window {window}: "
                                     f"{_short(e, 200)}")
@@ -1416,7 +1416,7 @@ def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any
                     x = _batch(xs, batch)
                     try:
                         b.infer(x)
-                    except Exception as e:  # noqa: BLE001
+                    except Exception as e:
                         skip(batch, f"the model does not run at window {window}, batch "
                                     f"{batch}: {_short(e, 200)}")
                         continue

@@ -209,7 +209,7 @@ def _gpu_from_pycuda() -> str | None:
         major, minor = dev.compute_capability()
         sms = dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
         return f"{dev.name()} sm_{major}{minor} {sms}SM"
-    except Exception:  # noqa: BLE001 - any failure just means "try the next source"
+    except Exception:  # any failure just means "try the next source"
         return None
 
 

@@ -221,7 +221,7 @@ def _work(job: Job, pose_model: str, hand_model: str, every: int) -> tuple[str, 
         save_recording(job.cache, rec)
     except (SkelmtlError, OSError, ValueError, RuntimeError) as e:
         return job.clip_id, f"{type(e).__name__}: {e}", {}
-    except Exception as e:  # noqa: BLE001 - cv2.error and friends: report, keep going
+    except Exception as e:  # cv2.error and friends: report, keep going
         return job.clip_id, f"{type(e).__name__}: {e}", {}
     info["seconds"] = time.perf_counter() - t0
     return job.clip_id, None, info
@@ -395,7 +395,7 @@ def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers:
                 for fut in as_completed(futures):
                     try:
                         collect(fut.result())
-                    except Exception as e:  # noqa: BLE001 - a worker that died (e.g. OOM)
+                    except Exception as e:  # a worker that died (e.g. OOM)
                         collect((futures[fut].clip_id, f"worker failed: {e}", {}))
             except BaseException:
                 # Ctrl-C / SIGTERM: a video can take minutes; do not wait for the workers.

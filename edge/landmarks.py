@@ -414,7 +414,7 @@ class Landmarker:
                     # LiteRT logs an INFO line per accelerator it destroys.
                     with _native_stderr_captured():
                         lm.close()
-                except Exception:  # noqa: BLE001, S110 - closing twice / at exit is harmless
+                except Exception:  # closing twice / at exit is harmless
                     pass
                 setattr(self, name, None)
 
@@ -428,7 +428,7 @@ class Landmarker:
         # MediaPipe's own __del__ fails noisily at interpreter exit; close early instead.
         try:
             self.close()
-        except Exception:  # noqa: BLE001, S110
+        except Exception:
             pass
 
 

@@ -100,7 +100,7 @@ def offline_requested() -> bool:
 def _urlopen_download(url: str, dst: Path, timeout: float) -> None:
     """Write the body at ``url`` to ``dst`` (the caller makes it atomic and verifies it)."""
     req = urllib.request.Request(url, headers={"User-Agent": "skelmtl"})
-    with urllib.request.urlopen(req, timeout=timeout) as r, open(dst, "wb") as f:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=timeout) as r, open(dst, "wb") as f:
         shutil.copyfileobj(r, f, length=1 << 20)
 
 
@@ -136,7 +136,7 @@ def fetch(spec: ModelFile, dst_dir: Path, *, timeout: float = 30.0) -> Path:
                 raise ValueError(f"checksum {got[:12]}... is not the pinned {spec.sha256[:12]}...")
             os.replace(tmp, dst)
             return dst
-        except Exception as e:  # noqa: BLE001 - any failure falls through to the next source
+        except Exception as e:  # any failure falls through to the next source
             reason = f"{type(e).__name__}: {e}"
             if isinstance(e, (urllib.error.URLError, TimeoutError, ConnectionError)) and not (
                     isinstance(e, urllib.error.HTTPError)):

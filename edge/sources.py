@@ -187,7 +187,7 @@ class CaptureSource(Source):
     def _read(self) -> np.ndarray | None:
         try:
             ok, img = self.capture.read()
-        except Exception:  # noqa: BLE001 - cv2.error from a broken stream: treat as a failed read
+        except Exception:  # cv2.error from a broken stream: treat as a failed read
             return None
         if not ok or img is None or img.size == 0:
             return None
@@ -250,7 +250,7 @@ class CaptureSource(Source):
         if self.capture is not None:
             try:
                 self.capture.release()
-            except Exception:  # noqa: BLE001, S110 - releasing a dead device
+            except Exception:  # releasing a dead device
                 pass
 
 
@@ -423,7 +423,7 @@ def _open_capture(factory: Callable[..., Any], args: tuple[Any, ...], name: str,
                   fps: float | None, strict: bool) -> CaptureSource:
     try:
         cap = factory(*args)
-    except Exception as e:  # noqa: BLE001 - OpenCV raises cv2.error for some bad specs
+    except Exception as e:  # OpenCV raises cv2.error for some bad specs
         raise SourceError(f"{name}: cannot open ({e})") from None
     if cap is None or not cap.isOpened():
         hint = {"video": "corrupt, truncated, or an unsupported codec",

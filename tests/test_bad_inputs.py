@@ -262,7 +262,7 @@ def _np_error(store: Path, name: str, mmap: bool) -> str:
         np.load(store / name, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         return f"{store}: unreadable array {name} ({e})"
-    except Exception:  # noqa: BLE001 - a zip that np.load took for an .npz
+    except Exception:  # a zip that np.load took for an .npz
         return f"{store}: unreadable array {name} (not a .npy file)"
     raise AssertionError("loads")
 

@@ -24,10 +24,10 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from calibration import selfcheck as sc  # noqa: E402
-from edge.assets import bundled_model  # noqa: E402
-from edge.engine_cache import Platform  # noqa: E402
-from tests.fake_tensorrt import HostCudaMemory, make_tensorrt  # noqa: E402
+from calibration import selfcheck as sc
+from edge.assets import bundled_model
+from edge.engine_cache import Platform
+from tests.fake_tensorrt import HostCudaMemory, make_tensorrt
 
 ORIN = Platform(gpu="Orin sm_87 16SM", l4t="36.4.0", tensorrt="10.3.0")
 

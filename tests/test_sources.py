@@ -135,7 +135,7 @@ class FakeCapture:
         self.released = False
         self.reads = 0
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:  # OpenCV's name
         return self.opened
 
     def get(self, prop: int) -> float:

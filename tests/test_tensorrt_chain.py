@@ -22,11 +22,11 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from calibration.engine import build_engine  # noqa: E402
-from calibration.selfcheck import bundled_windows, top1_agreement  # noqa: E402
-from edge.assets import bundled_model  # noqa: E402
-from edge.backends import load_backend  # noqa: E402
-from tests.fake_tensorrt import HostCudaMemory, call_names, make_tensorrt  # noqa: E402
+from calibration.engine import build_engine
+from calibration.selfcheck import bundled_windows, top1_agreement
+from edge.assets import bundled_model
+from edge.backends import load_backend
+from tests.fake_tensorrt import HostCudaMemory, call_names, make_tensorrt
 
 GPU = "Orin sm_87 16SM"
 

@@ -173,7 +173,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
 
     m.Logger = Logger
 
-    class Dims(tuple):  # noqa: SLOT001 - mirrors trt.Dims, a sequence of ints
+    class Dims(tuple):  # mirrors trt.Dims, a sequence of ints
         pass
 
     class ITensor:
@@ -274,7 +274,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
                 return False
             try:
                 model = onnx.load_from_string(bytes(data))
-            except Exception as e:  # noqa: BLE001 - the real parser reports any protobuf error
+            except Exception as e:  # the real parser reports any protobuf error
                 self._errors.append(ParserError(f"Failed to parse ONNX model: {e}", -1))
                 return False
             g = model.graph
@@ -364,7 +364,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
         def __init__(self) -> None:
             self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
-        def set_shape(self, name: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002
+        def set_shape(self, name: str, min: Any, opt: Any, max: Any) -> None:  # trt names
             rec("IOptimizationProfile.set_shape", name, tuple(min), tuple(opt), tuple(max))
             if not all(a <= b <= c for a, b, c in zip(min, opt, max)):
                 raise ValueError(f"profile for {name}: need min <= opt <= max")
