@@ -15,7 +15,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -276,7 +275,3 @@ def collate(batch: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, t
                                                                  torch.Tensor]:
     xs, ts, ls = zip(*batch)
     return torch.stack(xs), torch.as_tensor(ts), torch.as_tensor(ls)
-
-
-def store_paths(cfg: DataConfig) -> list[Path]:
-    return [Path(s.store) for s in cfg.sources]
