@@ -335,6 +335,30 @@ def test_write_report_refuses_invalid_and_writes_valid(tmp_path: Path) -> None:
     assert written["markdown"].read_text().startswith("# skelmtl bench")
 
 
+def test_bench_json_keeps_each_array_on_one_line(tmp_path: Path) -> None:
+    """Raw samples are stored one array a line: a run changes a few lines per entry, not one
+    line per sample; the file reads back to exactly the report."""
+    small = fixed_report()
+    big = fixed_report()
+    samples = [round(1.0 + i / 1000, 5) for i in range(5000)]
+    big["stages"][3] = make_entry("model", "model onnxruntime fp32 b1", samples,
+                                  backend="onnxruntime", precision="fp32", window=32)
+    texts = []
+    for name, r in (("small", small), ("big", big)):
+        path = write_report(r, tmp_path / name, plot=False)["json"]
+        assert json.loads(path.read_text()) == r
+        texts.append(path.read_text())
+    assert len(texts[0].splitlines()) == len(texts[1].splitlines())
+
+    def arrays(text: str) -> list[list[float]]:
+        return [json.loads(ln.split(": ", 1)[1].rstrip(","))
+                for ln in text.splitlines() if ln.lstrip().startswith('"samples_ms": ')]
+
+    assert arrays(texts[0]) == [[0.5] * 3, [20.0] * 3, [0.25] * 3, [2.0, 3.0, 4.0],
+                                [1.0, 1.5, 2.0], [], [1.0]]
+    assert arrays(texts[1])[3] == samples
+
+
 # --------------------------------------------------------------------------- ONNX analysis
 
 def test_count_onnx_reference_values(tmp_path: Path) -> None:
