@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
-import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,10 +36,8 @@ from edge.metadata import INPUT_NAME
 
 DEFAULT_WORKSPACE_MB = 1024
 Log = Callable[[str], None]
-
-
-def _log(msg: str) -> None:
-    print(f"skelmtl build-engine: {msg}", file=sys.stderr, flush=True)
+# Progress goes to this logger; the command shows it (main), a library caller chooses.
+LOG = logging.getLogger(__name__)
 
 
 def import_tensorrt() -> Any:
@@ -94,7 +92,7 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
                  typing: str = "auto", float_islands: str = "fp16",
                  save_prepared: str | os.PathLike[str] | None = None,
                  allow_precision_mismatch: bool = False,
-                 trt: Any = None, log: Log = _log) -> EngineHeader:
+                 trt: Any = None, log: Log = LOG.info) -> EngineHeader:
     """Build ``model_path`` into an engine file at ``out``.
 
     Args:
@@ -118,7 +116,7 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         allow_precision_mismatch: write the engine even when its layer precisions do not
             match ``precision`` (logged, and recorded in the header).
         trt: the ``tensorrt`` module (default: imported; tests pass a stand-in).
-        log: progress and diagnostics.
+        log: progress and diagnostics (default: this module's logger at INFO).
 
     Returns:
         The header written in front of the engine.
@@ -372,6 +370,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Build the engine; the output path goes to stdout, the build log to stderr."""
+    if LOG.level == logging.NOTSET:  # the command shows its progress (a caller's level wins)
+        LOG.setLevel(logging.INFO)
     build_engine(args.model, args.output, args.precision, min_batch=args.min_batch,
                  opt_batch=args.opt_batch, max_batch=args.max_batch,
                  timing_cache=args.timing_cache, calib_cache=args.calib_cache,

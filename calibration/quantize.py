@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -47,14 +48,12 @@ METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
 DEFAULT_CACHE_TRT = "8.5.2"  # JetPack 5.1.1 / 5.1.2
 Log = Callable[[str], None]
+# Progress goes to this logger; the command shows it (main), a library caller chooses.
+LOG = logging.getLogger(__name__)
 
 
 class QuantizeError(SkelmtlError, ValueError):
     """Quantization cannot be done as asked; the message names the file and the cause."""
-
-
-def _log(msg: str) -> None:
-    print(f"skelmtl calibrate: {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -361,7 +360,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
                   trt_cache: str | os.PathLike[str] | None = None,
                   trt_cache_version: str = DEFAULT_CACHE_TRT,
                   counts: dict[str, dict[str, int]] | None = None,
-                  log: Log = _log) -> QuantizeResult:
+                  log: Log = LOG.info) -> QuantizeResult:
     """Quantize ``model_path`` into a Q/DQ model at ``out``.
 
     Args:
@@ -380,7 +379,7 @@ def quantize_onnx(model_path: str | os.PathLike[str], out: str | os.PathLike[str
         trt_cache: also write the legacy TensorRT calibration cache there.
         trt_cache_version: the TensorRT version that will read that cache.
         counts: calibration windows per task and class (recorded in the metadata).
-        log: progress lines.
+        log: progress lines (default: this module's logger at INFO).
 
     Raises:
         SkelmtlError: unreadable or foreign model, a model that is not FP32, calibration
@@ -538,7 +537,7 @@ def calibrate(model_path: str | os.PathLike[str], out: str | os.PathLike[str],
               keep_float: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
               quantize_heads: bool = False, quantizer: str = "onnxruntime",
               percentile: float = 99.999, trt_cache: str | os.PathLike[str] | None = "auto",
-              trt_cache_version: str = DEFAULT_CACHE_TRT, log: Log = _log
+              trt_cache_version: str = DEFAULT_CACHE_TRT, log: Log = LOG.info
               ) -> tuple[QuantizeResult, WindowSet]:
     """Draw the calibration set from clip stores and quantize (the CLI's work).
 
@@ -601,6 +600,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Calibrate, quantize and (optionally) report."""
+    if LOG.level == logging.NOTSET:  # the command shows its progress (a caller's level wins)
+        LOG.setLevel(logging.INFO)
     cache = None if str(args.trt_cache).lower() == "none" else args.trt_cache
     refuse_overwriting_input(Path(args.model), {"-o/--output": args.output,
                                                 "--report": args.report})

@@ -874,7 +874,8 @@ def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
 
             cache = opts.engine_cache or (opts.out / "engines")
             log(f"bench: TensorRT {precision} engine from {src} (cache {cache})")
-            eng = ensure_engine(src, cache, precision)
+            eng = ensure_engine(src, cache, precision,
+                                log=lambda m: log(f"skelmtl engine cache: {m}"))
             return load_backend(eng.path, "tensorrt"), None
     except ImportError as e:
         return None, f"needs the missing module {e.name or _short(e)!r}"

@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -80,6 +81,8 @@ SHIPPED_MODEL = "assets/model/model.int8.onnx"  # inside the installed ``edge`` 
 # calibration, and the container's PATH is not needed to find it.
 DEFAULT_BUILD_CMD = (sys.executable, "-m", "edge.cli", "build-engine")
 TIMING_CACHE_OPTION = "--timing-cache"
+# Progress goes to this logger; the command shows it (main), a library caller chooses.
+LOG = logging.getLogger(__name__)
 
 # (model, output engine, precision, timing cache) -> None; raises on failure.
 Builder = Callable[[Path, Path, str, Path], None]
@@ -376,10 +379,6 @@ def _stderr_fd() -> int | None:
         return None
 
 
-def _log(msg: str) -> None:
-    print(f"skelmtl engine cache: {msg}", file=sys.stderr, flush=True)
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -399,7 +398,7 @@ def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
-def secure_cache_dir(cache_dir: Path, log: Callable[[str], None] = _log) -> None:
+def secure_cache_dir(cache_dir: Path, log: Callable[[str], None] = LOG.info) -> None:
     """Create ``cache_dir`` (and ``timing/``) owner-only, or check an existing one.
 
     A folder of this user that is group- or world-writable is tightened to 0700 (and
@@ -469,7 +468,7 @@ def engine_problem(path: Path, platform: Platform, recipe: BuildRecipe,
 
 def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISION,
                   platform: Platform | None = None, builder: Builder | None = None,
-                  log: Callable[[str], None] = _log,
+                  log: Callable[[str], None] = LOG.info,
                   recipe: BuildRecipe | None = None) -> CachedEngine:
     """Return the cached engine for ``model`` on this platform, building it if absent.
 
@@ -489,7 +488,7 @@ def ensure_engine(model: Path, cache_dir: Path, precision: str = DEFAULT_PRECISI
         platform: defaults to :func:`detect_platform`.
         builder: defaults to :func:`command_builder` (``skelmtl build-engine``) with
             ``recipe``; a custom builder must build what ``recipe`` says.
-        log: where progress lines go (stderr by default).
+        log: where progress lines go (default: this module's logger at INFO).
         recipe: the build recipe (default: build-engine's defaults for ``precision``).
 
     Raises:
@@ -639,6 +638,8 @@ def build_options(items: Sequence[str] = (), env: Mapping[str, str] | None = Non
 
 def main(args: argparse.Namespace) -> int:
     """Run one action; the engine path or key goes to stdout, progress to stderr."""
+    if LOG.level == logging.NOTSET:  # the command shows its progress (a caller's level wins)
+        LOG.setLevel(logging.INFO)
     platform = detect_platform()
     if args.action == "platform":
         print(json.dumps(asdict(platform), indent=2))
@@ -661,6 +662,8 @@ def _cli(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:  # run as a program (the container's entrypoint)
+        logging.basicConfig(level=logging.WARNING, format="skelmtl engine cache: %(message)s")
     try:
         return main(args)
     except SkelmtlError as e:

@@ -20,8 +20,8 @@ Soft-sharing models keep one trunk per task, so ``--per-task`` also writes
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,14 +41,12 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 17
 VERIFY_ATOL = 1e-4
 Log = Callable[[str], None]
+# Progress goes to this logger; the command shows it (main), a library caller chooses.
+LOG = logging.getLogger(__name__)
 
 
 class ExportError(SkelmtlError, RuntimeError):
     """The model cannot be exported as asked; the message says why."""
-
-
-def _log(msg: str) -> None:
-    print(f"skelmtl export: {msg}", file=sys.stderr, flush=True)
 
 
 class _Outputs(nn.Module):
@@ -96,7 +94,7 @@ def _shape(vi: Any) -> tuple[str | int, ...]:
 def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str], *,
                  tasks: Sequence[str] | None = None, opset: int = DEFAULT_OPSET,
                  simplify: bool = True, producer: dict[str, Any] | None = None,
-                 log: Log = _log) -> Path:
+                 log: Log = LOG.info) -> Path:
     """Export one graph of ``model``.
 
     Args:
@@ -107,7 +105,7 @@ def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str],
         opset: ONNX opset (>= 17).
         simplify: run onnxslim.
         producer: extra provenance for ``meta.producer`` (checkpoint hash, data).
-        log: progress lines.
+        log: progress lines (default: this module's logger at INFO).
 
     Returns:
         ``out``.
@@ -211,7 +209,7 @@ def _verify(onnx_model: Any, wrapper: nn.Module, names: list[str], channels: int
 
 def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *,
                       per_task: bool = False, opset: int = DEFAULT_OPSET,
-                      simplify: bool = True, log: Log = _log) -> list[Path]:
+                      simplify: bool = True, log: Log = LOG.info) -> list[Path]:
     """Export a checkpoint: the full graph, plus one graph per task with ``per_task``.
 
     Returns:
@@ -261,6 +259,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Export; prints the written paths."""
+    if LOG.level == logging.NOTSET:  # the command shows its progress (a caller's level wins)
+        LOG.setLevel(logging.INFO)
     for p in export_checkpoint(args.checkpoint, args.output, per_task=args.per_task,
                                opset=args.opset, simplify=not args.no_simplify):
         print(p)
