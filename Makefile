@@ -44,7 +44,7 @@ demo: $(EDGE_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge trainer calibration tests
-	$(BIN)/mypy edge
+	$(BIN)/mypy edge trainer calibration
 
 test: lint
 	$(BIN)/python -m pytest -q

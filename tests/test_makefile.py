@@ -49,3 +49,39 @@ def test_the_demo_runs_without_torch() -> None:
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "per-stage latency (onnxruntime, int8" in p.stdout
+
+
+def test_pre_commit_runs_what_make_lint_runs(tmp_path: Path) -> None:
+    """.pre-commit-config.yaml's hooks are make lint's commands: the same tools of the
+    .venv, over the same folders (mypy's from setup.cfg, which a bare mypy reads)."""
+    import configparser
+    import re
+
+    import yaml
+
+    venv = tmp_path / "v"
+    lint = [line.split() for line in _dry_run("lint", venv)
+            if line.startswith(f"{venv}/bin/ruff") or line.startswith(f"{venv}/bin/mypy")]
+    assert [c[0].rsplit("/", 1)[1] for c in lint] == ["ruff", "mypy"]
+    ruff_folders, mypy_folders = lint[0][2:], lint[1][1:]
+    assert lint[0][1] == "check"
+    assert mypy_folders == ["edge", "trainer", "calibration"]
+
+    hooks = {h["id"]: h for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml")
+                                                   .read_text())["repos"]
+             for h in repo["hooks"]}
+    assert sorted(hooks) == ["mypy", "ruff"]
+    assert hooks["ruff"]["entry"] == ".venv/bin/ruff check"
+    assert hooks["mypy"]["entry"] == ".venv/bin/mypy"
+    assert hooks["mypy"]["pass_filenames"] is False
+
+    def folders(pattern: str) -> list[str]:
+        m = re.fullmatch(r"\^\(([\w|]+)\)/", pattern)
+        assert m, pattern
+        return m.group(1).split("|")
+
+    assert sorted(folders(hooks["ruff"]["files"])) == sorted(ruff_folders)
+    assert sorted(folders(hooks["mypy"]["files"])) == sorted(mypy_folders)
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert [f.strip() for f in cfg["mypy"]["files"].split(",")] == mypy_folders
