@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -531,7 +532,9 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
         def __init__(self, path: Path) -> None:
             self.path = path
 
-    def ensure_engine(src: Path, cache: Path, precision: str) -> Engine:
+    def ensure_engine(src: Path, cache: Path, precision: str, *,
+                      log: Callable[[str], None]) -> Engine:
+        log(f"building {precision}")  # bench shows the cache's progress as it did
         built.append((src.name, precision))
         return Engine(cache / f"{precision}.engine")
 
@@ -556,9 +559,12 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
     opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
                               iters=2, batches=(1,), sweep_windows=(),
                               backends=("onnxruntime-fp32", "tensorrt-fp16", "tensorrt-int8"))
-    report = bench.run_bench(opts)
+    lines: list[str] = []
+    report = bench.run_bench(opts, log=lines.append)
     validate_report(report)
     assert sorted(built) == [("model.int8.onnx", "int8"), ("model.onnx", "fp16")]
+    assert sorted(ln for ln in lines if ln.startswith("skelmtl engine cache: ")) == [
+        "skelmtl engine cache: building fp16", "skelmtl engine cache: building int8"]
     rows = {(e["backend"], e["precision"]): e["status"] for e in report["stages"]
             if e["stage"] == "model"}
     assert rows == {("onnxruntime", "fp32"): "ok", ("tensorrt", "fp16"): "ok",
