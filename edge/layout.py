@@ -184,14 +184,6 @@ MP75 = _build_mp75()
 LAYOUTS: dict[str, Layout] = {MP75.name: MP75}
 
 
-def get_layout(name: str) -> Layout:
-    """The layout registered under ``name``; raises ``KeyError`` naming the known ones."""
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise KeyError(f"unknown layout {name!r}; known: {sorted(LAYOUTS)}") from None
-
-
 # --------------------------------------------------------------------------------------
 # Source layouts. Each maps its joints into mp75 by name; joints without an mp75
 # counterpart (spine, neck, hip centre) are dropped, never invented.

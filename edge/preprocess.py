@@ -48,7 +48,6 @@ from edge.layout import (
     HAND_WRIST,
     LEFT_HAND0,
     MP75,
-    N_POSE,
     RIGHT_HAND0,
     Layout,
 )
@@ -246,8 +245,3 @@ def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> n
     if cfg.with_mask:
         y = np.concatenate([y, mf.astype(np.float32)], axis=-1)
     return np.ascontiguousarray(y.transpose(2, 0, 1), dtype=np.float32)
-
-
-def body_present(mask: np.ndarray) -> np.ndarray:
-    """``(T,)`` True where any body joint is present in ``mask (T, V)``."""
-    return np.asarray(np.asarray(mask)[:, :N_POSE].any(axis=1))

@@ -30,6 +30,7 @@ import os
 import random
 import sys
 import time
+import typing
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -214,7 +215,7 @@ class _Cosine:
         return None
 
     def get_last_lr(self) -> list[float]:
-        return list(self.sched.get_last_lr())
+        return [float(v) for v in self.sched.get_last_lr()]
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.sched.state_dict())
@@ -435,7 +436,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 xs, ts, ls = x[r::accum], t[r::accum], lab[r::accum]
                 # Only the last micro-batch's backward all-reduces across DDP ranks (the flag
                 # is read when the forward runs, so the forward is what no_sync wraps).
-                sync = nullcontext() if env.world == 1 or r == accum - 1 else net.no_sync()
+                sync = nullcontext() if env.world == 1 or r == accum - 1 else \
+                    typing.cast(torch.nn.parallel.DistributedDataParallel, net).no_sync()
                 with sync, torch.autocast(env.device.type, enabled=env.amp):
                     outputs = net(xs)
                 outputs = {k: v.float() for k, v in outputs.items()}

@@ -81,6 +81,11 @@ class MultiTaskJCD(nn.Module):
             not named sees all ``joints``.
     """
 
+    # Constant index and weight buffers (declared for the type checker).
+    joint_idx: torch.Tensor
+    pair_flat: torch.Tensor
+    view_weight: torch.Tensor
+
     def __init__(self, *, tasks: dict[str, int], in_channels: int, dims: int,
                  joints: Sequence[int] = (), with_mask: bool = True, num_joints: int = 75,
                  filters: int = 32, head_width: int = 128, task_head: bool = True,
