@@ -48,18 +48,38 @@ from torch import nn
 from edge.metadata import TASK_OUTPUT, logits_name
 
 
-def _conv(cin: int, cout: int, k: int) -> nn.Sequential:
-    """Conv1d ('same' padding) + BatchNorm + ReLU; ReLU (not DD-Net's LeakyReLU) because
-    Conv+ReLU fuses into one INT8 kernel in ONNX Runtime and TensorRT."""
-    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2, bias=False),
-                         nn.BatchNorm1d(cout), nn.ReLU(inplace=True))
+class ViewBatchNorm(nn.Module):
+    """One BatchNorm1d per view, the one named by ``view`` (set by the model before each
+    pass). The views of one network differ in kind (13 body joints for actions, 59 joints
+    with hands for gestures): one set of statistics for both normalised the action view by
+    the gesture view's numbers (its single-task twin validated 0.91, the shared one 0.84).
+    The convolution weights stay shared; at export each view's statistics fold into its
+    own pass."""
+
+    def __init__(self, channels: int, views: int) -> None:
+        super().__init__()
+        self.bns = nn.ModuleList(nn.BatchNorm1d(channels) for _ in range(views))
+        self.view = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn: nn.Module = self.bns[self.view]
+        out: torch.Tensor = bn(x)
+        return out
 
 
-def _embed(cin: int, f: int, drop: float) -> nn.Sequential:
+def _conv(cin: int, cout: int, k: int, views: int = 1) -> nn.Sequential:
+    """Conv1d ('same' padding) + BatchNorm (one per view) + ReLU; ReLU (not DD-Net's
+    LeakyReLU) because Conv+ReLU fuses into one INT8 kernel in ONNX Runtime and TensorRT."""
+    bn = nn.BatchNorm1d(cout) if views == 1 else ViewBatchNorm(cout, views)
+    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2, bias=False), bn,
+                         nn.ReLU(inplace=True))
+
+
+def _embed(cin: int, f: int, drop: float, views: int) -> nn.Sequential:
     """Per-frame embedding ``(N, cin, T) -> (N, f, T)``: kernels 1, 3, 1."""
-    return nn.Sequential(_conv(cin, 2 * f, 1), nn.Dropout1d(drop),
-                         _conv(2 * f, f, 3), nn.Dropout1d(drop),
-                         _conv(f, f, 1), nn.Dropout1d(drop))
+    return nn.Sequential(_conv(cin, 2 * f, 1, views), nn.Dropout1d(drop),
+                         _conv(2 * f, f, 3, views), nn.Dropout1d(drop),
+                         _conv(f, f, 1, views), nn.Dropout1d(drop))
 
 
 class MultiTaskJCD(nn.Module):
@@ -124,13 +144,17 @@ class MultiTaskJCD(nn.Module):
         self.register_buffer("joint_idx", torch.tensor(joints, dtype=torch.long), persistent=False)
         self.register_buffer("pair_flat", iu[0] * j + iu[1], persistent=False)
         f, fd = int(filters), float(feature_dropout)
-        self.emb_jcd = _embed(int(iu.shape[1]), f, fd)
-        self.emb_slow = _embed(j * self.dims, f, fd)
-        self.emb_fast = _embed(j * self.dims, f, fd)
+        nv = len(views)
+        self.emb_jcd = _embed(int(iu.shape[1]), f, fd, nv)
+        self.emb_slow = _embed(j * self.dims, f, fd, nv)
+        self.emb_fast = _embed(j * self.dims, f, fd, nv)
         self.trunk = nn.Sequential(
-            _conv(3 * f, 2 * f, 3), _conv(2 * f, 2 * f, 3), nn.MaxPool1d(2), nn.Dropout1d(fd),
-            _conv(2 * f, 4 * f, 3), _conv(4 * f, 4 * f, 3), nn.MaxPool1d(2), nn.Dropout1d(fd),
-            _conv(4 * f, 8 * f, 3), _conv(8 * f, 8 * f, 3), nn.Dropout1d(fd))
+            _conv(3 * f, 2 * f, 3, nv), _conv(2 * f, 2 * f, 3, nv), nn.MaxPool1d(2),
+            nn.Dropout1d(fd),
+            _conv(2 * f, 4 * f, 3, nv), _conv(4 * f, 4 * f, 3, nv), nn.MaxPool1d(2),
+            nn.Dropout1d(fd),
+            _conv(4 * f, 8 * f, 3, nv), _conv(8 * f, 8 * f, 3, nv), nn.Dropout1d(fd))
+        self._view_bns = [m for m in self.modules() if isinstance(m, ViewBatchNorm)]
         width = 8 * f
 
         def head(k: int) -> nn.Sequential:
@@ -211,15 +235,13 @@ class MultiTaskJCD(nn.Module):
             raise ValueError(f"{type(self).__name__} needs an even window of >= 4 frames, "
                              f"got {x.shape[2]}")
         need = sorted({self.task_view[k] for k in want} | ({0} if want_task else set()))
-        # All views go through the trunk as one batch: its batch norms then see in training
-        # the same mixture of views that their running statistics describe at inference
-        # (separate passes normalised each view by its own batch and evaluated both by
-        # the mixture: the action head of JHMDB + volleyball validated at 0.41, not 0.9).
-        feats = [self.features(x, v) for v in need]
-        n = x.shape[0]
-        joined = self._trunk(*(torch.cat(f, 0) if len(need) > 1 else f[0]
-                               for f in zip(*feats)))
-        pooled = {v: joined[i * n:(i + 1) * n] for i, v in enumerate(need)}
+        # One trunk pass per view, each with its own batch-norm statistics
+        # (ViewBatchNorm); the convolution weights are shared.
+        pooled = {}
+        for v in need:
+            for bn in self._view_bns:
+                bn.view = v
+            pooled[v] = self._trunk(*self.features(x, v))
         out = {logits_name(self.task_names[k]): self.heads[k](pooled[self.task_view[k]])
                for k in want}
         if want_task and self.task_head is not None:
