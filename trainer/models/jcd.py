@@ -82,6 +82,23 @@ def _embed(cin: int, f: int, drop: float, views: int) -> nn.Sequential:
                          _conv(f, f, 1, views), nn.Dropout1d(drop))
 
 
+def _embed_cols(emb: nn.Sequential, x: torch.Tensor, cols: torch.Tensor | None
+                ) -> torch.Tensor:
+    """``emb(x)`` where ``x`` holds only the input channels ``cols`` of the first
+    convolution (None: all of them)."""
+    if cols is None:
+        out: torch.Tensor = emb(x)
+        return out
+    first = emb[0]
+    conv = first[0]
+    h = F.conv1d(x, conv.weight.index_select(1, cols), None, conv.stride, conv.padding)
+    for layer in list(first)[1:]:
+        h = layer(h)
+    for layer in list(emb)[1:]:
+        h = layer(h)
+    return h
+
+
 class MultiTaskJCD(nn.Module):
     """Joint-distance + two-scale-motion temporal CNN with one head per task.
 
@@ -100,11 +117,6 @@ class MultiTaskJCD(nn.Module):
         task_joints: per task, the joints (a subset of ``joints``) its head sees; a task
             not named sees all ``joints``.
     """
-
-    # Constant index and weight buffers (declared for the type checker).
-    joint_idx: torch.Tensor
-    pair_flat: torch.Tensor
-    view_weight: torch.Tensor
 
     def __init__(self, *, tasks: dict[str, int], in_channels: int, dims: int,
                  joints: Sequence[int] = (), with_mask: bool = True, num_joints: int = 75,
@@ -136,13 +148,32 @@ class MultiTaskJCD(nn.Module):
         unknown = set(task_joints or {}) - set(self.task_names)
         if unknown:
             raise ValueError(f"task_joints names unknown tasks {sorted(unknown)}")
-        weight = torch.tensor([[float(j in v) for j in joints] for v in views])
-        self.register_buffer("view_weight", weight, persistent=False)  # (views, J)
         j = len(joints)
-        iu = torch.triu_indices(j, j, 1)
-        # Constant index tensors: exported as Gather initializers, not recomputed.
-        self.register_buffer("joint_idx", torch.tensor(joints, dtype=torch.long), persistent=False)
-        self.register_buffer("pair_flat", iu[0] * j + iu[1], persistent=False)
+        iu = torch.triu_indices(j, j, 1, device="cpu")  # plain lists below, also on "meta"
+        pairs = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(iu[0], iu[1]))}
+        # Per view, constant index tensors (exported as Gather initializers): its joints in
+        # the layout, the upper triangle of its own J_v x J_v distances, and which columns
+        # of the embeddings' first weights its pairs and joint coordinates are. A view
+        # computes only its own joints and multiplies only those columns: identical in
+        # float to masking the others, and the INT8 weight scales then come from the
+        # columns it uses (with all 59 joints' columns the 13-joint action view was
+        # quantized into noise: 77% -> 42%).
+        self._view_buffers: list[tuple[str, str, str, str]] = []
+        for vi, view in enumerate(views):
+            pos_in = [joints.index(jj) for jj in view]
+            jv = len(view)
+            iv = torch.triu_indices(jv, jv, 1, device="cpu")
+            names = (f"view{vi}_joints", f"view{vi}_pairs", f"view{vi}_pair_cols",
+                     f"view{vi}_coord_cols")
+            self.register_buffer(names[0], torch.tensor(view, dtype=torch.long), persistent=False)
+            self.register_buffer(names[1], iv[0] * jv + iv[1], persistent=False)
+            self.register_buffer(names[2], torch.tensor(
+                [pairs[(pos_in[a], pos_in[b])] for a, b in zip(iv[0].tolist(), iv[1].tolist())],
+                dtype=torch.long), persistent=False)
+            self.register_buffer(names[3], torch.tensor(
+                [d * j + p for d in range(self.dims) for p in pos_in], dtype=torch.long),
+                persistent=False)
+            self._view_buffers.append(names)
         f, fd = int(filters), float(feature_dropout)
         nv = len(views)
         self.emb_jcd = _embed(int(iu.shape[1]), f, fd, nv)
@@ -171,39 +202,42 @@ class MultiTaskJCD(nn.Module):
 
     # The trainer's hooks (the ST-GCN family uses them for learned sharing).
     def regularization(self) -> torch.Tensor:
-        return torch.zeros((), device=self.joint_idx.device)
+        return torch.zeros((), device=self._buffer(0, 0).device)
+
+    def _buffer(self, view: int, which: int) -> torch.Tensor:
+        out: torch.Tensor = getattr(self, self._view_buffers[view][which])
+        return out
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         return None
 
     def features(self, x: torch.Tensor, view: int = 0
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x (N, C', T, V)`` -> jcd ``(N, P, T)``, slow ``(N, J*D, T)``, fast ``(N, J*D, T/2)``,
-        with the joints outside ``view`` (see ``task_joints``) masked."""
+        """``x (N, C', T, V)`` -> jcd ``(N, P_v, T)``, slow ``(N, J_v*D, T)``, fast
+        ``(N, J_v*D, T/2)`` over the J_v joints of ``view`` (see ``task_joints``)."""
         n, _, t, _ = x.shape
-        pos = x[:, : self.dims].index_select(3, self.joint_idx)          # (N, D, T, J)
+        idx = self._buffer(view, 0)
+        pos = x[:, : self.dims].index_select(3, idx)                      # (N, D, T, J)
         if self.with_mask:
-            m = x[:, -1:].index_select(3, self.joint_idx)                 # (N, 1, T, J)
+            m = x[:, -1:].index_select(3, idx)                             # (N, 1, T, J)
         else:
             m = torch.ones_like(pos[:, :1])
-        if view:
-            m = m * self.view_weight[view]
-            pos = pos * m
         # All J x J differences by broadcasting, then one gather of the upper triangle:
         # an order of magnitude faster on a CPU than gathering both ends of every pair
         # (75 joints: 2,775 pairs), and no MatMul of activations for the quantizer to touch.
         # One coordinate at a time keeps every tensor contiguous in the joints (a trailing
-        # axis of 2 or 3 made the elementwise kernels several times slower).
-        sq = torch.zeros_like(pos[:, 0]).unsqueeze(3) * pos[:, 0].unsqueeze(2)  # (N, T, J, J)
-        for d in range(self.dims):
-            c = pos[:, d]                                                  # (N, T, J)
-            diff = c.unsqueeze(3) - c.unsqueeze(2)
-            sq = sq + diff * diff
+        # axis of 2 or 3 made the elementwise kernels several times slower). The squares
+        # are summed with a ReduceSum and floored with a Max, not with Add nodes: the INT8
+        # quantizer quantizes Add (for residual networks), and quantized sums of squares
+        # lost the small distances (the bundled model's action top-1 fell from 77 to 43%).
+        sq = torch.stack([(pos[:, d].unsqueeze(3) - pos[:, d].unsqueeze(2)) ** 2
+                          for d in range(self.dims)]).sum(0)              # (N, T, J, J)
         mj = m.squeeze(1)                                                  # (N, T, J)
         both = mj.unsqueeze(3) * mj.unsqueeze(2)                           # (N, T, J, J)
-        # +1e-6 keeps the gradient of sqrt finite where two joints coincide (or are masked).
-        dist = torch.sqrt(sq + 1e-6) * both
-        jcd = dist.reshape(n, t, -1).index_select(2, self.pair_flat)      # (N, T, P)
+        # The floor keeps the gradient of sqrt finite where two joints coincide or are
+        # masked (their distance is then multiplied by zero).
+        dist = torch.sqrt(torch.clamp(sq, min=1e-6)) * both
+        jcd = dist.reshape(n, t, -1).index_select(2, self._buffer(view, 1))  # (N, T, P)
         jcd = jcd.transpose(1, 2)                                          # (N, P, T)
         flat = pos.permute(0, 1, 3, 2).reshape(n, -1, t)                   # (N, D*J, T)
         mflat = m.permute(0, 1, 3, 2).reshape(n, -1, t).repeat(1, self.dims, 1)
@@ -241,19 +275,20 @@ class MultiTaskJCD(nn.Module):
         for v in need:
             for bn in self._view_bns:
                 bn.view = v
-            pooled[v] = self._trunk(*self.features(x, v))
+            pooled[v] = self._trunk(*self.features(x, v), view=v)
         out = {logits_name(self.task_names[k]): self.heads[k](pooled[self.task_view[k]])
                for k in want}
         if want_task and self.task_head is not None:
             out[TASK_OUTPUT] = self.task_head(pooled[0])
         return out
 
-    def _trunk(self, jcd: torch.Tensor, slow: torch.Tensor, fast: torch.Tensor
-               ) -> torch.Tensor:
+    def _trunk(self, jcd: torch.Tensor, slow: torch.Tensor, fast: torch.Tensor,
+               view: int = 0) -> torch.Tensor:
         """The shared trunk on :meth:`features`' output: ``-> (N, 8f)``."""
-        h = torch.cat([F.max_pool1d(self.emb_jcd(jcd), 2),
-                       F.max_pool1d(self.emb_slow(slow), 2),
-                       self.emb_fast(fast)], dim=1)                        # (N, 3f, T/2)
+        pc, cc = (None, None) if view == 0 else (self._buffer(view, 2), self._buffer(view, 3))
+        h = torch.cat([F.max_pool1d(_embed_cols(self.emb_jcd, jcd, pc), 2),
+                       F.max_pool1d(_embed_cols(self.emb_slow, slow, cc), 2),
+                       _embed_cols(self.emb_fast, fast, cc)], dim=1)       # (N, 3f, T/2)
         return self.trunk(h).amax(dim=2)
 
     def _requested(self, tasks: Sequence[str] | None) -> tuple[list[int], bool]:
