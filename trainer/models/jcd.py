@@ -38,6 +38,7 @@ gets the input it was trained on. Tasks with the same joints share one pass.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,8 +90,8 @@ def _embed_cols(emb: nn.Sequential, x: torch.Tensor, cols: torch.Tensor | None
     if cols is None:
         out: torch.Tensor = emb(x)
         return out
-    first = emb[0]
-    conv = first[0]
+    first = typing.cast(nn.Sequential, emb[0])
+    conv = typing.cast(nn.Conv1d, first[0])
     h = F.conv1d(x, conv.weight.index_select(1, cols), None, conv.stride, conv.padding)
     for layer in list(first)[1:]:
         h = layer(h)
