@@ -311,3 +311,13 @@ def test_jhmdb_learns_to_the_bar(shared_data: Path, tmp_path: Path) -> None:
     rep = evaluate_checkpoint(res.best, split="test")
     assert rep["tasks"]["action"]["n"] == 176
     assert rep["tasks"]["action"]["top1"] >= 0.75, rep["tasks"]["action"]["top1"]
+
+
+def test_mirror_labels_of_no_task_are_refused(store: Path, tmp_path: Path) -> None:
+    from edge.errors import SkelmtlError
+
+    cfg = _cfg(store, tmp_path / "m", **{"augment.mirror_labels": [["pointL", "pointR"]]})
+    with pytest.raises(SkelmtlError, match=r"augment.mirror_labels names labels that are in no "
+                       r"task: \['pointL', 'pointR'\]; the labels are \['curl_index'"):
+        train(cfg, progress=False, log=lambda s: None)
+    assert not (tmp_path / "m" / "best.pt").exists()

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Sampler
 from edge.clipstore import ClipStore, StoreError
 from edge.layout import LEFT_HAND0, MP75, N_HAND, RIGHT_HAND0
 from edge.preprocess import PreprocessConfig, preprocess
-from trainer.config import AugmentConfig, DataConfig
+from trainer.config import AugmentConfig, ConfigError, DataConfig
 
 _MIRROR = np.asarray(MP75.mirror)
 
@@ -155,6 +155,11 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, labels: dict[str, tuple[str, ...]],
                  tasks: Sequence[str]) -> None:
         self.cfg = cfg
+        known = {lab for t in tasks for lab in labels[t]}
+        unknown = sorted({lab for pair in cfg.mirror_labels for lab in pair} - known)
+        if unknown:
+            raise ConfigError(f"augment.mirror_labels names labels that are in no task: "
+                              f"{unknown}; the labels are {sorted(known)}")
         # Per task, label index -> mirrored label index.
         self.remap: list[np.ndarray] = []
         for t in tasks:
