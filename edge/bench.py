@@ -280,6 +280,11 @@ def main(args: argparse.Namespace) -> int:
     print()
     for kind, path in written.items():
         print(f"{kind}: {path}")
+    if report.get("failed"):
+        print(f"bench: {len(report['failed'])} row(s) FAILED: "
+              + "; ".join(f"{f['stage']}: {f['reason']}" for f in report["failed"]),
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -947,6 +952,7 @@ class Recorder:
         self.stages: list[dict[str, Any]] = []
         self.sweep: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
+        self.failed: list[dict[str, str]] = []
         self.rss_after: dict[str, float] = {}
         self.log = log
 
@@ -955,6 +961,9 @@ class Recorder:
         if entry["status"] == "skipped":
             self.skipped.append({"stage": entry["label"], "reason": str(entry["reason"])})
             self.log(f"bench: skipped {entry['label']}: {entry['reason']}")
+        elif entry["status"] == "failed":
+            self.failed.append({"stage": entry["label"], "reason": str(entry["reason"])})
+            self.log(f"bench: FAILED {entry['label']}: {entry['reason']}")
         else:
             st = entry["stats"]
             self.log(f"bench: {entry['label']}: p50 {st['p50_ms']:.3f} ms (n={st['n']})")
@@ -1277,9 +1286,12 @@ def _bench_models(rec: Recorder, opts: BenchOptions, files: ModelFiles,
 
     def skip(which: str, batch: int, why: str) -> None:
         kind, prec = which.split("-")
+        # TensorRT present but its engine does not build, load or run: a failure the board's
+        # owner must see (exit 1), not a skip like a missing optional library.
+        failed = kind == "tensorrt" and _tensorrt_version() is not None
         entries[(which, batch)] = make_entry("model", f"model {kind} {prec} b{batch}", None,
                                              reason=why, backend=kind, precision=prec,
-                                             batch=batch, window=window)
+                                             batch=batch, window=window, failed=failed)
 
     for which in opts.backends:
         b, why = _open_backend(which, files, opts, log)
@@ -1641,5 +1653,6 @@ def _run_stages(opts: BenchOptions, files: ModelFiles, rec: Recorder,
                    "gpu": None, "_gpu_process_mb": info.get("gpu_process_mb")},
         "ratios": compute_ratios(rec.stages, int(meta.stride), info.get("agreement")),
         "skipped": rec.skipped,
+        "failed": rec.failed,
     }
     return report

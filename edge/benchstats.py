@@ -38,7 +38,8 @@ An entry::
     backend     str or None;  precision  str or None
     batch       windows (or frames) per call;  unit  "frame" | "window"
     window      frames per window or None
-    status      "ok" | "skipped";  reason  str or None (why skipped, or a caveat)
+    status      "ok" | "skipped" | "failed";  reason  str or None (why skipped or failed,
+                or a caveat)
     stats       summarize(...).to_dict() or None
     throughput_per_s   units per second or None
     samples_ms  the raw samples (after warm-up), for plots and re-analysis
@@ -218,8 +219,9 @@ def validate_report(report: dict[str, Any]) -> None:
             _check(e, _ENTRY_KEYS, where, errors)
             if not isinstance(e, dict):
                 continue
-            if e.get("status") not in ("ok", "skipped"):
-                errors.append(f"{where}.status: {e.get('status')!r}, expected 'ok' or 'skipped'")
+            if e.get("status") not in ("ok", "skipped", "failed"):
+                errors.append(f"{where}.status: {e.get('status')!r}, expected 'ok', 'skipped' "
+                              "or 'failed'")
             if e.get("stage") not in STAGES:
                 errors.append(f"{where}.stage: unknown stage {e.get('stage')!r}")
             if e.get("status") == "ok":
@@ -227,14 +229,15 @@ def validate_report(report: dict[str, Any]) -> None:
                 if not isinstance(st, dict) or any(k not in st for k in _STATS_KEYS):
                     errors.append(f"{where}.stats: needs {list(_STATS_KEYS)}")
             elif not e.get("reason"):
-                errors.append(f"{where}.reason: a skipped entry must say why")
+                errors.append(f"{where}.reason: a skipped or failed entry must say why")
     for name, r in (report.get("ratios") or {}).items():
         if not isinstance(r, dict) or "value" not in r or not isinstance(
                 r["value"], (float, int, type(None))):
             errors.append(f"ratios.{name}: needs value (number or null)")
-    for i, s in enumerate(report.get("skipped") or []):
-        if not isinstance(s, dict) or not {"stage", "reason"} <= set(s):
-            errors.append(f"skipped[{i}]: needs stage and reason")
+    for key in ("skipped", "failed"):  # "failed" is optional (older reports lack it)
+        for i, s in enumerate(report.get(key) or []):
+            if not isinstance(s, dict) or not {"stage", "reason"} <= set(s):
+                errors.append(f"{key}[{i}]: needs stage and reason")
     if errors:
         raise ValueError("bench report does not match schema "
                          f"{BENCH_SCHEMA}: " + "; ".join(errors))
@@ -283,7 +286,7 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
         ident = [_name(e), e.get("backend") or "", e.get("precision") or "",
                  "" if e.get("window") is None else str(e["window"]), str(e["batch"])]
         if e.get("status") != "ok":
-            rows.append([*ident, "-", f"skipped: {e.get('reason')}", *([""] * 7)])
+            rows.append([*ident, "-", f"{e.get('status')}: {e.get('reason')}", *([""] * 7)])
             continue
         unit = "fr" if e.get("unit") == "frame" else "win"
         tp = e.get("throughput_per_s")
@@ -296,7 +299,7 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def _text_table(rows: list[list[str]]) -> list[str]:
     def skipped(r: list[str]) -> bool:
-        return r[_ID].startswith("skipped")
+        return r[_ID].startswith(("skipped", "failed"))
 
     widths = [max([len(c)] + [len(r[i]) for r in rows if i < _ID or not skipped(r)])
               for i, c in enumerate(_COLS)]
@@ -539,8 +542,11 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], *,
 def make_entry(stage: str, label: str, samples_ms: Sequence[float] | np.ndarray | None, *,
                batch: int = 1, unit: str = "window", backend: str | None = None,
                precision: str | None = None, window: int | None = None,
-               reason: str | None = None, per_call_items: int | None = None) -> dict[str, Any]:
-    """One report entry: ``ok`` with statistics when there are samples, else ``skipped``.
+               reason: str | None = None, per_call_items: int | None = None,
+               failed: bool = False) -> dict[str, Any]:
+    """One report entry: ``ok`` with statistics when there are samples, else ``skipped``
+    (what it needs is not installed or not there), or ``failed`` with ``failed`` (it is
+    there and broke: a TensorRT engine that does not build or load on the board).
 
     ``per_call_items`` (default ``batch``) is how many units one call handles, for the
     throughput. ``reason`` on an ``ok`` entry is a caveat (e.g. random weights).
@@ -550,7 +556,8 @@ def make_entry(stage: str, label: str, samples_ms: Sequence[float] | np.ndarray 
     base = {"stage": stage, "label": label, "backend": backend, "precision": precision,
             "batch": int(batch), "unit": unit, "window": window}
     if samples_ms is None or len(samples_ms) == 0:
-        return {**base, "status": "skipped", "reason": reason or "no samples",
+        return {**base, "status": "failed" if failed else "skipped",
+                "reason": reason or "no samples",
                 "stats": None, "throughput_per_s": None, "samples_ms": []}
     a = np.asarray(samples_ms, dtype=np.float64)
     return {**base, "status": "ok", "reason": reason,

@@ -289,7 +289,7 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
     (_set(("stages", 0, "status"), "fine"), "stages[0].status"),
     (_set(("stages", 0, "stage"), "warp"), "stages[0].stage: unknown stage"),
     (_drop(("stages", 3, "stats", "p99_ms")), "stages[3].stats: needs"),
-    (_set(("stages", 5, "reason"), None), "stages[5].reason: a skipped entry must say why"),
+    (_set(("stages", 5, "reason"), None), "stages[5].reason: a skipped or failed entry must say why"),
     (_set(("stages", 1, "batch"), True), "stages[1].batch: bool"),
     (_drop(("sweep", 0, "window")), "sweep[0].window: missing"),
     (_set(("memory", "peak_rss_mb"), "big"), "memory.peak_rss_mb"),
@@ -603,3 +603,38 @@ def test_video_stages_on_carphone(tmp_path: Path) -> None:
     # next runs at frame 19, the last of the 4 timed frames.
     assert got["end_to_end (window frames)"]["stats"]["n"] == 1
     assert report["ratios"]["model_per_stride_over_landmarks_per_frame"]["value"] is not None
+
+
+def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatch: Any) -> None:
+    """TensorRT installed but the engine does not build: the rows are 'failed', the report
+    lists them, and the command exits 1 (a skip hid it: issue 14, item 12)."""
+    import edge.bench as bench
+    import edge.engine_cache
+    from edge.errors import SkelmtlError
+
+    model = tmp_path / "model"
+    fp32 = tiny_model(model / "model.onnx")
+    tiny_int8(fp32, model / "model.int8.onnx")
+
+    def ensure_engine(src: Path, cache: Path, precision: str, **kw: Any) -> Any:
+        raise SkelmtlError(f"{src}: the parser refused node /conv (stand-in)")
+
+    monkeypatch.setattr(bench, "_tensorrt_version", lambda: "8.5.2.2")
+    monkeypatch.setattr(edge.engine_cache, "ensure_engine", ensure_engine)
+    opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
+                              iters=2, batches=(1,), sweep_windows=(),
+                              backends=("onnxruntime-fp32", "tensorrt-int8"))
+    lines: list[str] = []
+    report = bench.run_bench(opts, log=lines.append)
+    validate_report(report)
+    rows = {(e["backend"], e["precision"]): e["status"] for e in report["stages"]
+            if e["stage"] == "model"}
+    assert rows == {("onnxruntime", "fp32"): "ok", ("tensorrt", "int8"): "failed"}
+    assert report["failed"] == [{"stage": "model tensorrt int8 b1", "reason": (
+        f"SkelmtlError: {model / 'model.int8.onnx'}: the parser refused node /conv (stand-in)")}]
+    assert any(ln.startswith("bench: FAILED model tensorrt int8 b1: ") for ln in lines)
+    # Without TensorRT the same row is a skip, and nothing failed.
+    monkeypatch.setattr(bench, "_tensorrt_version", lambda: None)
+    report = bench.run_bench(opts, log=lines.append)
+    assert [e["status"] for e in report["stages"] if e["backend"] == "tensorrt"] == ["skipped"]
+    assert report["failed"] == []
