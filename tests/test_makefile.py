@@ -15,8 +15,10 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 def _dry_run(target: str, venv: Path) -> list[str]:
     """The commands ``make TARGET`` would run in a fresh virtualenv (nothing is run)."""
-    p = subprocess.run(["make", "-n", "-B", target, f"VENV={venv}"], cwd=ROOT,
-                       capture_output=True, text=True, check=True, timeout=60)
+    # --no-print-directory: under `make test` this make is a sub-make, which would print
+    # "Entering/Leaving directory" lines around the commands.
+    p = subprocess.run(["make", "--no-print-directory", "-n", "-B", target, f"VENV={venv}"],
+                       cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
     return [line for line in p.stdout.splitlines() if not line.startswith("#")]
 
 
