@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from edge.atomic import atomic_write
-from trainer.config import ConfigError, TrainConfig, from_dict
+from trainer.config import ConfigError, TrainConfig, from_dict, read_yaml
 
 logger = logging.getLogger(__name__)
 CLAIM = ".claimed"
@@ -86,12 +86,7 @@ class AccuracyConfig:
 def load_accuracy_config(path: str | os.PathLike[str]) -> AccuracyConfig:
     """Read the YAML; unknown keys and a bad base config are refused naming the file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping")
     known = {f.name for f in dataclasses.fields(AccuracyConfig)}

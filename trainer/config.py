@@ -316,14 +316,19 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
-    """Load a YAML config file; ``overrides`` are dotted keys applied on top."""
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A YAML file's content (``safe_load``: no tags); a missing or unparsable file raises
+    ConfigError naming it."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    cfg = from_dict(data or {}, str(path))
+
+
+def load_config(path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+    """Load a YAML config file; ``overrides`` are dotted keys applied on top."""
+    cfg = from_dict(read_yaml(path) or {}, str(path))
     return cfg.replace(**overrides) if overrides else cfg

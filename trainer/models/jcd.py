@@ -293,17 +293,9 @@ class MultiTaskJCD(nn.Module):
         return self.trunk(h).amax(dim=2)
 
     def _requested(self, tasks: Sequence[str] | None) -> tuple[list[int], bool]:
-        if tasks is None:
-            return list(range(len(self.task_names))), self.task_head is not None
-        if isinstance(tasks, str):
-            tasks = [tasks]
-        unknown = [t for t in tasks if t not in self.task_names and t != TASK_OUTPUT]
-        if unknown:
-            raise KeyError(f"unknown tasks {unknown}; this model has {list(self.task_names)}"
-                           + (f" and {TASK_OUTPUT!r}" if self.task_head is not None else ""))
-        if TASK_OUTPUT in tasks and self.task_head is None:
-            raise KeyError(f"this model has no task head ({TASK_OUTPUT!r})")
-        return [k for k, t in enumerate(self.task_names) if t in tasks], TASK_OUTPUT in tasks
+        from trainer.models.net import requested_heads
+
+        return requested_heads(self.task_names, self.task_head is not None, tasks)
 
     def subset(self, tasks: Sequence[str]) -> nn.Module:
         """A module computing only ``tasks`` (for one graph per task at export)."""

@@ -227,18 +227,7 @@ class MultiTaskSTGCN(nn.Module):
         return out
 
     def _requested(self, tasks: Sequence[str] | None) -> tuple[list[int], bool]:
-        if tasks is None:
-            return list(range(len(self.task_names))), self.task_head is not None
-        if isinstance(tasks, str):
-            tasks = [tasks]
-        unknown = [t for t in tasks if t not in self.task_names and t != TASK_OUTPUT]
-        if unknown:
-            raise KeyError(f"unknown tasks {unknown}; this model has {list(self.task_names)}"
-                           + (f" and {TASK_OUTPUT!r}" if self.task_head is not None else ""))
-        if TASK_OUTPUT in tasks and self.task_head is None:
-            raise KeyError(f"this model has no task head ({TASK_OUTPUT!r})")
-        want = [k for k, t in enumerate(self.task_names) if t in tasks]
-        return want, TASK_OUTPUT in tasks
+        return requested_heads(self.task_names, self.task_head is not None, tasks)
 
     def _soft(self, h: torch.Tensor, need: list[int]) -> dict[int, torch.Tensor]:
         """Cross-stitch trunks. Each trunk's input to block l+1 mixes every trunk's block-l
@@ -303,6 +292,27 @@ class MultiTaskSTGCN(nn.Module):
         with torch.no_grad():
             d = torch.where(self.decided >= 0, self.decided > 0.5, self.gate > 0)
         self._decision_cache = [[bool(v) for v in row] for row in d.cpu().tolist()]
+
+
+def requested_heads(task_names: Sequence[str], has_task_head: bool,
+                    tasks: Sequence[str] | str | None) -> tuple[list[int], bool]:
+    """Which heads a ``forward(x, tasks)`` call wants: task indices, and the task head.
+
+    Raises:
+        KeyError: a name that is neither a task nor ``task_logits``, or ``task_logits``
+            from a model without a task head.
+    """
+    if tasks is None:
+        return list(range(len(task_names))), has_task_head
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    unknown = [t for t in tasks if t not in task_names and t != TASK_OUTPUT]
+    if unknown:
+        raise KeyError(f"unknown tasks {unknown}; this model has {list(task_names)}"
+                       + (f" and {TASK_OUTPUT!r}" if has_task_head else ""))
+    if TASK_OUTPUT in tasks and not has_task_head:
+        raise KeyError(f"this model has no task head ({TASK_OUTPUT!r})")
+    return [k for k, t in enumerate(task_names) if t in tasks], TASK_OUTPUT in tasks
 
 
 class TaskSubset(nn.Module):
