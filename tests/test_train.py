@@ -321,3 +321,12 @@ def test_mirror_labels_of_no_task_are_refused(store: Path, tmp_path: Path) -> No
                        r"task: \['pointL', 'pointR'\]; the labels are \['curl_index'"):
         train(cfg, progress=False, log=lambda s: None)
     assert not (tmp_path / "m" / "best.pt").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(store: Path, tmp_path: Path) -> None:
+    from edge.errors import SkelmtlError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SkelmtlError, match=r"device: cuda, but this torch \(.*\) sees no CUDA GPU"):
+        train(_cfg(store, tmp_path / "c", device="cuda"), progress=False, log=lambda s: None)

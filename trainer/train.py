@@ -94,6 +94,9 @@ def setup_env(cfg: TrainConfig) -> Env:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if want == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: cuda, but this torch ({torch.__version__}) sees no CUDA "
+                              "GPU; use device: auto or cpu")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
