@@ -330,3 +330,33 @@ def test_cuda_without_a_gpu_is_one_line(store: Path, tmp_path: Path) -> None:
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(SkelmtlError, match=r"device: cuda, but this torch \(.*\) sees no CUDA GPU"):
         train(_cfg(store, tmp_path / "c", device="cuda"), progress=False, log=lambda s: None)
+
+
+def test_sigterm_stops_train_cleanly_and_resume_continues(store: Path, tmp_path: Path) -> None:
+    """`docker stop` sends SIGTERM: train ends with 143 within the epoch it was in, its
+    last.pt (written atomically after each epoch) loads, and --resume carries on."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = _cfg(store, tmp_path / "run", **{"optim.epochs": 200, "optim.patience": 0})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", "--config", str(path),
+                          "--no-progress"], stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    for line in p.stderr:  # bounded by the run itself: it ends after 200 epochs at most
+        if "epoch 2/200" in line:
+            break
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    blob = read_checkpoint(tmp_path / "run" / "last.pt")
+    done = blob["extra"]["epoch"] + 1
+    assert 2 <= done < 200
+    res = train(cfg.replace(**{"optim.epochs": done + 1}), resume=True, progress=False,
+                log=lambda s: None)
+    assert res.epochs_run == 1 and res.history[-1]["epoch"] == done
