@@ -88,14 +88,15 @@ def _remove_stale(path: Path) -> None:
     except OSError:
         return
     for p, m in siblings:
-        if _alive(int(m.group(1))):
+        if pid_alive(int(m.group(1))):
             continue
         with contextlib.suppress(OSError):
             if p.is_file() and not p.is_symlink():
                 p.unlink()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` lives on this host (a dead writer's leftovers may go)."""
     if pid <= 0:
         return False
     try:

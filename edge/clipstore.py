@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edge.atomic import pid_alive
 from edge.errors import SkelmtlError
 from edge.layout import MP75, NUM_JOINTS
 
@@ -192,18 +193,6 @@ _TMP_TAG = ".tmp-"
 _OLD_TAG = ".old-"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, someone else's
-        return True
-    return True
-
-
 def _owner_pid(name: str, tag: str) -> int | None:
     """The writer's pid in ``.<store>.tmp-<pid>-<random>`` / ``.<store>.old-<pid>``."""
     head = name.rsplit(tag, 1)[1].split("-", 1)[0]
@@ -232,7 +221,7 @@ def clean_stale(dst: str | os.PathLike[str]) -> list[Path]:
             if not p.name.startswith(f".{dst.name}{tag}") or p.is_symlink() or not p.is_dir():
                 continue
             pid = _owner_pid(p.name, tag)
-            if pid is None or _pid_alive(pid):
+            if pid is None or pid_alive(pid):
                 continue  # not ours to judge: another naming, or a writer still at work
             if tag == _OLD_TAG and not dst.exists() and is_store(p):
                 os.replace(p, dst)
