@@ -31,7 +31,6 @@ from calibration.onnx_meta import load_onnx, read_meta, save_onnx_atomic
 from edge import __version__
 from edge.atomic import atomic_write
 from edge.engine_header import EngineHeader, write_engine
-from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME
 
 DEFAULT_WORKSPACE_MB = 1024
@@ -59,15 +58,9 @@ def import_tensorrt() -> Any:
 def detect_gpu_name() -> str:
     """The GPU description for the engine header (``SKELMTL_GPU`` overrides; else
     :func:`edge.engine_cache.detect_gpu`), or ``"unknown"``."""
-    env = os.environ.get("SKELMTL_GPU")
-    if env:
-        return env
-    from edge.engine_cache import detect_gpu
+    from edge.backends.tensorrt import current_gpu
 
-    try:
-        return detect_gpu()
-    except SkelmtlError:
-        return "unknown"
+    return current_gpu() or "unknown"
 
 
 def _convert_fp16(model: Any, log: Log) -> Any:

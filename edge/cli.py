@@ -172,13 +172,18 @@ def _broken_pipe() -> int:
     Python would print a traceback when it flushes stdout at exit; pointing stdout at
     /dev/null first avoids it (the recipe of the ``signal`` module's documentation).
     """
+    stdout_to_devnull()
+    return EXIT_BROKEN_PIPE
+
+
+def stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so that the exit-time flush into a closed pipe is quiet."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):
         pass
-    return EXIT_BROKEN_PIPE
 
 
 def _install_hint(missing: str) -> str:

@@ -285,7 +285,9 @@ def main(args: argparse.Namespace) -> int:
                     if stdout_gone and not pipe.stop_requested:
                         # `skelmtl run ... | head`: the reader has what it wanted; end
                         # the stream (files finished) and exit quietly.
-                        _stdout_to_devnull()
+                        from edge.cli import stdout_to_devnull
+
+                        stdout_to_devnull()
                         pipe.stop("standard output closed")
                     if ev.kind == "stream":
                         last_state = ev.state or "ended"
@@ -326,15 +328,6 @@ def main(args: argparse.Namespace) -> int:
     if stdout_gone:
         return EXIT_BROKEN_PIPE
     return 1 if last_state == "failed" else 0
-
-
-def _stdout_to_devnull() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 if __name__ == "__main__":
