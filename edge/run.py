@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lm = p.add_argument_group("landmarks (video sources)")
     lm.add_argument("--pose-model", default=None, help="MediaPipe pose_landmarker .task file")
     lm.add_argument("--hand-model", default=None, help="MediaPipe hand_landmarker .task file")
+    lm.add_argument("--full-front-end", action="store_true",
+                    help="run pose and hands on every frame, whatever --task needs (default: "
+                         "the stages the task needs, edge.frontend_policy)")
     p.add_argument("--max-frames", type=int, default=0,
                    help="stop after this many frames (0: run to the end of the source)")
     p.add_argument("--quiet", action="store_true", help="do not print events")
@@ -259,10 +262,11 @@ def main(args: argparse.Namespace) -> int:
                    if args.overlay else None)
         landmarker = None
         if not getattr(source, "landmarks", False):
-            from edge.landmarks import Landmarker
+            from edge.landmarks import open_front_end
 
-            landmarker = Landmarker(mode="image" if source.kind == "images" else "video",
-                                    pose_model=args.pose_model, hand_model=args.hand_model)
+            landmarker = open_front_end(mode="image" if source.kind == "images" else "video",
+                                        pose_model=args.pose_model, hand_model=args.hand_model,
+                                        policy=pipe.front_end_policy(args.full_front_end))
         threaded = {"auto": None, "on": True, "off": False}[args.threaded]
         last_state = "ended"
         frames: Any = source

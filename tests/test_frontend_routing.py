@@ -1,0 +1,192 @@
+"""The front end's task routing (edge/frontend_policy.py) on synthetic landmark frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.frontend_policy import (
+    FrontEndPolicy,
+    PolicyError,
+    StagePlan,
+    StageState,
+    advance,
+    decide,
+    hands_in_play,
+    policy_for_task,
+    route_recording,
+)
+from edge.layout import L_WRIST, N_POSE, NUM_JOINTS, R_WRIST
+
+L_ELBOW, R_ELBOW = 13, 14
+
+
+def body(left_wrist_y: float = 0.62, right_wrist_y: float = 0.62) -> np.ndarray:
+    """A standing person: shoulders at y 0.3, elbows 0.45, hips 0.6 (y down)."""
+    pose = np.full((N_POSE, 3), 0.5, np.float32)
+    pose[[11, 12], 1] = 0.3
+    pose[[L_ELBOW, R_ELBOW], 1] = 0.45
+    pose[[23, 24], 1] = 0.6
+    pose[L_WRIST, 1], pose[R_WRIST, 1] = left_wrist_y, right_wrist_y
+    pose[[11, 13, 15, 23], 0] = 0.6
+    pose[[12, 14, 16, 24], 0] = 0.4
+    return pose
+
+
+def test_policy_rejects_bad_settings() -> None:
+    with pytest.raises(PolicyError, match=r"front-end task 'hands': use one of "
+                                          r"\['full', 'action', 'gesture', 'auto'\]"):
+        FrontEndPolicy(task="hands")
+    with pytest.raises(PolicyError, match="front-end policy: pose_every must be >= 1, got 0"):
+        FrontEndPolicy(pose_every=0)
+    with pytest.raises(PolicyError, match="front-end policy: max_age must be >= 0, got -1"):
+        FrontEndPolicy(max_age=-1)
+
+
+@pytest.mark.parametrize("task, want", [("auto", "auto"), ("full", "full"),
+                                        ("action", "action"), ("gesture", "gesture"),
+                                        ("wave", "full")])
+def test_policy_for_task(task: str, want: str) -> None:
+    assert policy_for_task(task).task == want
+
+
+def test_policy_for_task_follows_the_router_names() -> None:
+    assert policy_for_task("body", body_task="body").task == "action"
+    assert policy_for_task("signs", hand_task="signs").task == "gesture"
+    assert policy_for_task("action", body_task="body").task == "full"
+
+
+@pytest.mark.parametrize("left, right, vis, want", [
+    (0.62, 0.62, 1.0, False),   # both arms hanging below the elbow and mid-torso
+    (0.40, 0.62, 1.0, True),    # left wrist above its elbow
+    (0.44, 0.62, 1.0, True),    # just above the elbow (0.45)
+    (0.62, 0.20, 1.0, True),    # right hand raised
+    (0.20, 0.20, 0.3, False),   # raised but not visible
+])
+def test_hands_in_play(left: float, right: float, vis: float, want: bool) -> None:
+    v = np.ones(N_POSE, np.float32)
+    v[[L_WRIST, R_WRIST]] = vis
+    assert hands_in_play(body(left, right), v, FrontEndPolicy(task="auto")) is want
+
+
+def test_hands_in_play_mid_torso_and_outside_the_image() -> None:
+    pol = FrontEndPolicy(task="auto")
+    pose = body(0.42, 0.62)
+    pose[L_ELBOW, 1] = 0.4  # wrist below its elbow, but above mid-torso (0.45)
+    assert hands_in_play(pose, None, pol)
+    pose = body(0.2, 0.62)
+    pose[L_WRIST, 0] = 1.1  # raised, but outside the picture
+    assert not hands_in_play(pose, None, pol)
+    assert not hands_in_play(None, None, pol)
+
+
+def run_plans(policy: FrontEndPolicy, found: list[int], person: bool = True,
+              pose: np.ndarray | None = None) -> list[tuple[bool, bool]]:
+    """(pose, hands) run per frame when the hand stage finds ``found[i]`` hands."""
+    state, out = StageState(), []
+    for n in found:
+        plan = decide(policy, state, pose if person else None)
+        out.append((plan.pose, plan.hands))
+        state = advance(state, plan, person=person, hands_found=n)
+    return out
+
+
+def test_full_and_action() -> None:
+    assert run_plans(FrontEndPolicy(task="full"), [0, 1, 2]) == [(True, True)] * 3
+    assert run_plans(FrontEndPolicy(task="action"), [0, 0, 0]) == [(True, False)] * 3
+
+
+def test_gesture_runs_the_pose_every_third_frame_and_when_the_hands_change() -> None:
+    pol = FrontEndPolicy(task="gesture", pose_every=3)
+    got = run_plans(pol, [2, 2, 2, 2, 2, 2, 2])
+    assert [p for p, _ in got] == [True, False, False, True, False, False, True]
+    assert all(h for _, h in got)
+    # a hand lost on a frame without the pose: the pose runs on the next one
+    got = run_plans(pol, [2, 1, 1, 1, 1, 1])
+    assert [p for p, _ in got] == [True, False, True, False, False, True]
+    # no person: the pose runs on every frame
+    assert [p for p, _ in run_plans(pol, [2, 2, 2], person=False)] == [True, True, True]
+
+
+def test_auto_hands_follow_the_body() -> None:
+    pol = FrontEndPolicy(task="auto", hand_every=4, give_up_after=3)
+    hanging = run_plans(pol, [0] * 9, pose=body())
+    assert [h for _, h in hanging] == [True, False, False, False, True, False, False, False,
+                                       True]
+    assert all(p for p, _ in hanging)
+    # raised but nothing found: three tries, then the lower rate
+    raised = run_plans(pol, [0] * 8, pose=body(0.2, 0.62))
+    assert [h for _, h in raised] == [True, True, True, False, False, False, True, False]
+    # a hand found (the periodic run) keeps the hand stage on while it is tracked
+    tracked = run_plans(pol, [1, 1, 1, 0, 0], pose=body())
+    assert [h for _, h in tracked] == [True, True, True, True, False]
+
+
+def test_advance_counts_ages_and_misses() -> None:
+    s = advance(StageState(), StagePlan(True, True, "", in_play=True), person=True,
+                hands_found=0)
+    assert (s.pose_age, s.hands_age, s.person, s.misses) == (0, 0, True, 1)
+    s = advance(s, StagePlan(True, False, ""), person=False, hands_found=2)
+    assert (s.pose_age, s.hands_age, s.person, s.hands_found, s.misses) == (0, 1, False, 0, 1)
+
+
+def recording(t: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    frames = rng.random((t, NUM_JOINTS, 3)).astype(np.float32)
+    frames[:, :N_POSE] = body()  # a still body, arms hanging
+    frames[:, :N_POSE, 0] += np.arange(t, dtype=np.float32)[:, None] * 0.01
+    mask = np.ones((t, NUM_JOINTS), bool)
+    return frames, mask
+
+
+def test_route_recording_action_masks_the_hands() -> None:
+    frames, mask = recording()
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="action"))
+    assert counts == {"pose": 12, "hands": 0, "frames": 12}
+    assert not m[:, N_POSE:].any() and not f[:, N_POSE:].any()
+    np.testing.assert_array_equal(f[:, :N_POSE], frames[:, :N_POSE])
+
+
+def test_route_recording_gesture_carries_the_pose() -> None:
+    frames, mask = recording()
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="gesture", pose_every=3))
+    assert counts == {"pose": 4, "hands": 12, "frames": 12}
+    assert m.all()
+    np.testing.assert_array_equal(f[:, N_POSE:], frames[:, N_POSE:])
+    for i in range(12):  # pose measured on 0, 3, 6, 9 and carried in between
+        np.testing.assert_array_equal(f[i, :N_POSE], frames[i - i % 3, :N_POSE])
+
+
+def test_route_recording_masks_a_pose_older_than_max_age() -> None:
+    frames, mask = recording()
+    f, m, _ = route_recording(frames, mask,
+                              FrontEndPolicy(task="gesture", pose_every=3, max_age=1))
+    assert [bool(m[i, :N_POSE].any()) for i in range(4)] == [True, True, False, True]
+    assert [bool(m[i, N_POSE:].all()) for i in range(4)] == [True] * 4
+    assert not f[2, :N_POSE].any()
+
+
+def test_route_recording_auto_and_full() -> None:
+    frames, mask = recording()
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="full"))
+    np.testing.assert_array_equal(f, frames)
+    assert m.all() and counts["hands"] == 12
+    # hands present in every frame: the first run finds them, tracking keeps them on
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto"))
+    np.testing.assert_array_equal(f, frames)
+    assert counts == {"pose": 12, "hands": 12, "frames": 12}
+    # no hands recorded and arms hanging: every 4th frame
+    mask[:, N_POSE:] = False
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto", hand_every=4))
+    assert counts["hands"] == 3 and not m[:, N_POSE:].any()
+
+
+def test_pipeline_picks_the_policy_of_its_task() -> None:
+    pytest.importorskip("onnxruntime")
+    from edge.assets import bundled_model
+    from edge.pipeline import Pipeline
+
+    for task, want in (("auto", "auto"), ("action", "action"), ("gesture", "gesture")):
+        with Pipeline.from_model(bundled_model(), task=task) as pipe:
+            assert pipe.front_end_policy().task == want
+            assert pipe.front_end_policy(full=True).task == "full"
