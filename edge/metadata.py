@@ -3,7 +3,10 @@
 One :class:`ModelMeta` travels with a model through every stage: the checkpoint keeps it,
 ONNX export writes it into ``metadata_props`` (key ``skelmtl``, one JSON string), the
 TensorRT engine header repeats it, and the runtime refuses a model whose layout or
-preprocessing version differ from this package's.
+preprocessing version differ from this package's. A model with a frame rate records it
+as ``preprocess.fps`` (preprocessing version 3); the runtime resamples every source to it
+(:class:`edge.stream.RateConverter`) and training, evaluation and calibration resample
+each clip from its store's ``fps`` (a clip without one is refused).
 
 Output names are fixed: ``logits_<task>`` per task head and ``task_logits`` for the task
 head; the input is ``input`` with shape ``(N, C', T, V)``.
@@ -40,10 +43,13 @@ class ModelMeta:
     """Self-description of a trained model.
 
     Attributes:
-        preprocess: the input the model expects (window, dims, streams, layout).
+        preprocess: the input the model expects (window, dims, streams, layout, and the
+            frame rate ``fps`` its windows are built at, None for a model that stretches
+            every clip to its window).
         tasks: task names, in head order.
         labels: label names per task.
-        stride: frames between two windows when streaming.
+        stride: frames between two windows when streaming (at the model's rate, when it
+            has one).
         has_task_head: whether ``task_logits`` exists (the router's "auto" uses it).
         graph_tasks: the tasks whose heads this graph computes (all, or one for a
             per-task export of a soft-sharing model).
@@ -80,6 +86,11 @@ class ModelMeta:
     @property
     def window(self) -> int:
         return self.preprocess.window
+
+    @property
+    def fps(self) -> float | None:
+        """The frame rate the model's windows are built at (None: no rate, version <= 2)."""
+        return self.preprocess.fps
 
     def output_names(self) -> list[str]:
         """The graph's outputs, in order."""

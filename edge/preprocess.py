@@ -22,14 +22,27 @@ Steps, in order:
        (joint minus its parent in the layout's tree), and optionally the presence mask as
        one more channel. Masked joints are exactly zero in every stream.
 
+A model with a frame rate (``fps``, version 3) builds its window in time, not by stretching:
+after step 1 the clip is resampled from its own rate to the model's (:func:`resample_rate`:
+frame ``k`` at ``t0 + k / fps``, linear between the two source frames around it, the
+source frame itself where a sample falls on one, the observed one where only one of the
+two is, masked where neither is), then fitted to the window: a longer clip keeps its
+middle ``window`` frames, a shorter one is centred between masked frames, so a 1 s action
+stays 1 s long instead of being stretched over the window. Steps 2-3 then measure the
+window, not the whole clip (as the streaming runtime sees it), and step 4 is skipped.
+The streaming runtime resamples frame by frame (:class:`edge.stream.RateConverter`,
+through :func:`interpolate`): the same numbers for the same times.
+
 Before step 1, a model that names its ``joints`` (version 2) has every other joint masked,
 so that centre, scale and every stream come from the joints it was trained on: a model
 trained on JHMDB's 13 body joints sees those 13 from MediaPipe's 75 too, not hands and
 feet it never saw ("train as you deploy").
 
-Versions: 1 had neither ``joints`` nor ``scale``; 2 added both. A version-1 config is read
-as ``joints = ()`` (all joints) and ``scale = "shoulders"``, which computes exactly what
-version 1 computed.
+Versions: 1 had neither ``joints`` nor ``scale``; 2 added both; 3 added ``fps``. A version-1
+config is read as ``joints = ()`` (all joints) and ``scale = "shoulders"``, which computes
+exactly what version 1 computed. A config without ``fps`` is recorded as version 2 (the
+lowest version that computes it), so artefacts without a rate stay readable by packages
+that know only versions 1-2, and their metadata is byte for byte what it was.
 
 Shapes:
     frames ``(T, V, C)``, mask ``(T, V)`` -> ``(C', window, V)`` float32, with
@@ -38,6 +51,7 @@ Shapes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -52,9 +66,9 @@ from edge.layout import (
     Layout,
 )
 
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3
 # Versions whose configs this package still computes exactly (see the module docstring).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 STREAMS = ("joint", "motion", "bone")
 SCALES = ("torso", "shoulders")
 # A torso is about 1.8 shoulder widths long (JHMDB, frontal views); 0.6 x its length stands
@@ -76,6 +90,9 @@ class PreprocessConfig:
         joints: the layout joints the model uses, sorted (empty = all); the others are
             masked before anything else happens. Recorded from the training data.
         scale: how a body's size is measured (``torso`` | ``shoulders``; see step 3).
+        fps: the model's frame rate: clips are resampled to it and windows cover
+            ``window / fps`` seconds (version 3). None: every clip is stretched to
+            ``window`` frames whatever its length and rate (versions 1-2).
     """
 
     window: int = 32
@@ -85,6 +102,7 @@ class PreprocessConfig:
     layout: str = "mp75"
     joints: tuple[int, ...] = ()
     scale: str = "torso"
+    fps: float | None = None
 
     def __post_init__(self) -> None:
         if self.window < 2:
@@ -105,6 +123,16 @@ class PreprocessConfig:
         object.__setattr__(self, "joints", joints)
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
+        if self.fps is not None:
+            if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) \
+                    or not math.isfinite(self.fps) or self.fps <= 0:
+                raise ValueError(f"fps must be a number > 0 (or absent), got {self.fps!r}")
+            object.__setattr__(self, "fps", float(self.fps))
+
+    @property
+    def version(self) -> int:
+        """The lowest preprocessing version that computes this config (what artefacts record)."""
+        return 3 if self.fps is not None else 2
 
     @property
     def channels(self) -> int:
@@ -115,7 +143,9 @@ class PreprocessConfig:
         d = asdict(self)
         d["streams"] = list(self.streams)
         d["joints"] = list(self.joints)
-        d["version"] = PREPROCESS_VERSION
+        if self.fps is None:
+            del d["fps"]  # a version-2 config, written exactly as version 2 wrote it
+        d["version"] = self.version
         return d
 
     @classmethod
@@ -130,6 +160,8 @@ class PreprocessConfig:
             if {"joints", "scale"} & set(d):
                 raise ValueError("preprocessing version 1 has no 'joints' or 'scale'")
             d["scale"] = "shoulders"  # what version 1 computed
+        if version in (1, 2) and "fps" in d:
+            raise ValueError(f"preprocessing version {version} has no 'fps' (version 3 has)")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -189,13 +221,99 @@ def _resample(x: np.ndarray, m: np.ndarray, window: int) -> tuple[np.ndarray, np
     return np.where(mm[..., None], y, 0.0).astype(np.float32), mm
 
 
-def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+def interpolate(x0: np.ndarray, m0: np.ndarray, x1: np.ndarray, m1: np.ndarray,
+                w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``w`` of the way from frames ``0`` to ``1``, the mask rule of step 4.
+
+    Shapes: ``x0, x1 (..., V, C)`` float32, ``m0, m1 (..., V)`` bool, ``w (...)`` float64
+    in [0, 1]. ``w == 0`` is frame 0 itself and ``w == 1`` frame 1 itself (value and mask),
+    so a sample that falls on a source frame does not depend on its neighbour; otherwise
+    linear where both joints are observed, the observed one where only one is, masked
+    where neither is. :func:`resample_rate` and the streaming
+    :class:`edge.stream.RateConverter` both call this, so they give the same numbers.
+    """
+    w = np.asarray(w, np.float64)
+    wf = w.astype(np.float32)[..., None, None]
+    both = (m0 & m1)[..., None]
+    only0 = (m0 & ~m1)[..., None]
+    y = np.where(both, (1.0 - wf) * x0 + wf * x1, np.where(only0, x0, x1))
+    mm = m0 | m1
+    at0, at1 = (w == 0.0)[..., None], (w == 1.0)[..., None]
+    mm = np.where(at0, m0, np.where(at1, m1, mm))
+    y = np.where(at0[..., None], x0, np.where(at1[..., None], x1, y))
+    return np.where(mm[..., None], y, 0.0).astype(np.float32), mm
+
+
+def rate_grid(t0: float, t_end: float, fps: float) -> np.ndarray:
+    """Sample times ``t0 + k / fps`` for ``k = 0, 1, ...`` up to ``t_end`` (float64).
+
+    Computed element by element as ``t0 + k / fps``, as the streaming converter does.
+    """
+    n = int(math.floor((t_end - t0) * fps)) + 2
+    g = t0 + np.arange(n, dtype=np.float64) / fps
+    return g[g <= t_end]
+
+
+def resample_rate(x: np.ndarray, m: np.ndarray, times: np.ndarray, fps: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A clip at frame times ``times`` resampled to ``fps``, from its first frame on.
+
+    Args:
+        x: ``(T, V, C)`` float32, zero where masked; m: ``(T, V)`` bool; times: ``(T,)``
+            seconds, increasing; fps: the target rate.
+
+    Returns:
+        ``(x', m')`` with ``T' = len(rate_grid(times[0], times[-1], fps))`` frames.
+    """
+    times = np.asarray(times, np.float64)
+    g = rate_grid(float(times[0]), float(times[-1]), fps)
+    a = np.searchsorted(times, g, side="right") - 1  # times[a] <= g < times[a + 1]
+    b = np.minimum(a + 1, len(times) - 1)
+    span = times[b] - times[a]
+    w = np.where(span > 0, (g - times[a]) / np.where(span > 0, span, 1.0), 0.0)
+    return interpolate(x[a], m[a], x[b], m[b], w)
+
+
+def fit_window(x: np.ndarray, m: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The middle ``window`` frames of a longer clip; a shorter one centred between masked
+    (zero) frames. Shapes as :func:`resample_rate`'s output."""
+    t = x.shape[0]
+    if t >= window:
+        a = (t - window) // 2
+        return x[a: a + window], m[a: a + window]
+    a = (window - t) // 2
+    y = np.zeros((window, *x.shape[1:]), np.float32)
+    mm = np.zeros((window, m.shape[1]), bool)
+    y[a: a + t], mm[a: a + t] = x, m
+    return y, mm
+
+
+def clip_rate(fps: float | None, cfg: PreprocessConfig) -> float | None:
+    """The source rate to pass to :func:`preprocess` for a stored clip of rate ``fps``.
+
+    Raises:
+        ValueError: the model has a rate and the clip's is unknown (0): resampling would
+            have to guess.
+    """
+    if cfg.fps is None:
+        return None
+    if fps is None or not fps > 0:
+        raise ValueError(f"the clip's frame rate is unknown (fps {fps}) but the model works "
+                         f"at {cfg.fps:g} fps; give the store its fps")
+    return float(fps)
+
+
+def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig,
+               fps: float | None = None) -> np.ndarray:
     """Turn one clip into the model input.
 
     Args:
         frames: ``(T, V, C)`` mp75 coordinates, C >= ``cfg.dims``; T >= 1.
         mask: ``(T, V)`` bool presence.
         cfg: the model's preprocessing config.
+        fps: the frames' rate, for a model with a rate (``cfg.fps``): the clip is
+            resampled from it. None: the frames are at the model's rate already (what the
+            streaming runtime passes). Ignored when ``cfg.fps`` is None.
 
     Returns:
         ``(C', cfg.window, V)`` float32.
@@ -221,12 +339,19 @@ def preprocess(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig) -> n
         keep[list(cfg.joints)] = True
         m = m & keep
     x = np.where(m[..., None], x, 0.0)
+    if cfg.fps is not None:
+        if fps is not None and fps != cfg.fps:
+            if not (math.isfinite(fps) and fps > 0):
+                raise ValueError(f"the frames' rate must be a number > 0, got {fps}")
+            x, m = resample_rate(x, m, np.arange(len(x), dtype=np.float64) / fps, cfg.fps)
+        x, m = fit_window(x, m, cfg.window)
 
     centre, scale = _centre_scale(x, m, layout, cfg.scale)
     if not np.isfinite(scale) or scale < _EPS:
         scale = 1.0
     x = np.where(m[..., None], (x - centre) / scale, 0.0).astype(np.float32)
-    x, m = _resample(x, m, cfg.window)
+    if cfg.fps is None:
+        x, m = _resample(x, m, cfg.window)
 
     out = []
     mf = m[..., None]

@@ -9,6 +9,17 @@ frames ``[k*S, k*S + W)`` of the stream, and it is run when frame ``k*S + W - 1`
 :func:`window_bounds` lists them and :func:`batch_inputs` builds the same inputs in one
 batch through the one :func:`edge.preprocess.preprocess`.
 
+Frame rate: a model with a rate (``meta.preprocess.fps``) counts its window and stride in
+frames at that rate, whatever the source delivers: :class:`RateConverter` turns the
+stream into frames at ``t0 + k / fps`` (``t0``: the first frame's time) by the same
+interpolation as :func:`edge.preprocess.resample_rate`, before the ring buffer; for a model
+without a rate it passes every frame through unchanged.
+
+A stream shorter than one window (at least :func:`flush_frames` frames) gets one window
+over all its frames when it ends (``StreamConfig.flush``), built as training builds a
+short clip (:func:`edge.preprocess.preprocess`: stretched to the window without a rate,
+centred between masked frames with one).
+
 Smoothing and events: per task, the probabilities of successive windows are smoothed
 causally (:class:`Smoother`: exponential moving average or a moving mean over the last
 windows), and :class:`LabelTracker` turns them into ``begin``/``end`` events with
@@ -40,7 +51,7 @@ import numpy as np
 from edge.errors import SkelmtlError
 from edge.events import Event
 from edge.layout import N_POSE, NUM_JOINTS
-from edge.preprocess import PreprocessConfig, preprocess
+from edge.preprocess import PreprocessConfig, interpolate, preprocess, resample_rate
 
 SMOOTHING = ("ema", "mean", "none")
 
@@ -68,9 +79,8 @@ class StreamConfig:
         queue_size: frames buffered between the reader and inference in threaded mode.
         drop_report_s: at most one ``drop`` event per this many seconds of source time.
         flush: a stream that ends before its first window (shorter than ``window``
-            frames, at least half of it) gets one window over all its frames when it
-            finishes; preprocessing resamples it to the window length, as training does
-            with short clips.
+            frames, at least :func:`flush_frames` of them) gets one window over all its
+            frames when it finishes, preprocessed as training preprocesses a short clip.
     """
 
     smoothing: str = "ema"
@@ -211,14 +221,73 @@ class RingBuffer:
         self.total = 0
 
 
+class RateConverter:
+    """The stream at the model's frame rate (``cfg.fps``), frame by frame.
+
+    Sample ``k`` is taken at ``t0 + k / fps`` (``t0``: the first frame's time) once a
+    frame at or after that time has arrived, with :func:`edge.preprocess.interpolate`
+    between the two frames around it: the numbers :func:`edge.preprocess.resample_rate`
+    gives for the whole clip. A model without a rate gets every frame unchanged. A frame
+    whose time is not after the previous one's cannot be placed in time: it is skipped
+    and counted in :attr:`skipped`.
+
+    Frames: ``joints (75, C)`` float32 (only the first ``cfg.dims`` coordinates are kept
+    when resampling), ``mask (75,)`` bool; non-finite joints count as missing.
+    """
+
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.fps = cfg.fps
+        self.dims = cfg.dims
+        self.skipped = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._prev: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._t0 = 0.0
+        self._k = 0
+
+    def push(self, joints: np.ndarray, mask: np.ndarray, t: float
+             ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """The frames at the model's rate that this source frame completes (0, 1 or more)."""
+        if self.fps is None:
+            return [(joints, mask, t)]
+        x = np.asarray(joints, np.float32)[:, : self.dims]
+        m = np.asarray(mask, bool) & np.isfinite(x).all(-1)
+        x = np.where(m[:, None], x, 0.0).astype(np.float32)
+        prev = self._prev
+        if prev is not None and not t > prev[2]:
+            self.skipped += 1
+            return []
+        if prev is None:
+            self._t0 = t
+        out = []
+        while True:
+            g = self._t0 + self._k / self.fps
+            if g > t:
+                break
+            if prev is None or g == t:
+                y, ym = x, m
+            else:
+                y, ym = interpolate(prev[0], prev[1], x, m,
+                                    np.float64((g - prev[2]) / (t - prev[2])))
+            out.append((y, ym, g))
+            self._k += 1
+        self._prev = (x, m, t)
+        return out
+
+
 def window_due(frames_seen: int, window: int, stride: int) -> bool:
     """True when the frame just pushed (the ``frames_seen``-th) completes a window."""
     return frames_seen >= window and (frames_seen - window) % stride == 0
 
 
 def flush_frames(window: int) -> int:
-    """Fewest frames a stream shorter than one window needs for its end-of-stream window."""
-    return max(2, window // 2)
+    """Fewest frames a stream shorter than one window needs for its end-of-stream window.
+
+    Two: any segment with motion in it, however short, gets its window (short actions at
+    low frame rates used to be dropped when they were under half a window).
+    """
+    return 2
 
 
 def window_bounds(n_frames: int, window: int, stride: int, flush: bool = False
@@ -236,19 +305,24 @@ def window_bounds(n_frames: int, window: int, stride: int, flush: bool = False
 
 
 def batch_inputs(frames: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig,
-                 stride: int, flush: bool = False) -> np.ndarray:
+                 stride: int, flush: bool = False, fps: float | None = None) -> np.ndarray:
     """Every streaming window of a clip at once, through the one preprocessing function.
 
     Args:
         frames: ``(T, 75, C)``; mask: ``(T, 75)``; cfg: the model's preprocessing; stride:
-            frames between windows; flush: as :func:`window_bounds`.
+            frames between windows (at the model's rate); flush: as :func:`window_bounds`;
+            fps: the clip's rate, for a model with a rate (None: the model's rate already).
 
     Returns:
-        ``(N, C', W, 75)`` float32, N = ``len(window_bounds(T, W, stride, flush))``.
+        ``(N, C', W, 75)`` float32, N = ``len(window_bounds(T', W, stride, flush))``, T'
+        the clip's frames at the model's rate (``T`` for a model without one).
     """
     frames = np.asarray(frames, np.float32)[..., : cfg.dims]
     mask = np.asarray(mask, bool) & np.isfinite(frames).all(-1)
     frames = np.where(mask[..., None], frames, 0.0).astype(np.float32)
+    if cfg.fps is not None and fps is not None and fps != cfg.fps and len(frames):
+        # What RateConverter feeds the ring buffer when the frames come at 1 / fps.
+        frames, mask = resample_rate(frames, mask, np.arange(len(frames)) / fps, cfg.fps)
     bounds = window_bounds(len(frames), cfg.window, stride, flush)
     out = np.zeros((len(bounds), cfg.channels, cfg.window, NUM_JOINTS), np.float32)
     for i, (a, b) in enumerate(bounds):
@@ -523,6 +597,6 @@ def threaded_reader(source: Iterable[T], maxsize: int, stop: threading.Event | N
 
 
 __all__ = ["SMOOTHING", "Closed", "FrameError", "LabelTracker", "LatestQueue",
-           "PresenceTracker", "RingBuffer", "Smoother", "StreamConfig", "StreamConfigError",
+           "PresenceTracker", "RateConverter", "RingBuffer", "Smoother", "StreamConfig", "StreamConfigError",
            "as_frame", "batch_inputs", "flush_frames", "presence_state", "softmax", "threaded_reader",
            "window_bounds", "window_due"]

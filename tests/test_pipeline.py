@@ -30,7 +30,7 @@ from tests.runtime_models import (
     volleyball_sequence,
 )
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")  # the tiny models are written with onnx.helper (no torch)
 
 
 class Scripted(Backend):
@@ -72,7 +72,6 @@ def _push_all(pipe: Pipeline, frames: np.ndarray, mask: np.ndarray, fps: float =
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
     return tiny_onnx(tmp_path_factory.mktemp("m") / "tiny.onnx")
 
 
@@ -100,7 +99,7 @@ def test_streaming_gives_the_same_logits_as_one_batch(tiny: Path, shared_data: P
 def test_a_stream_shorter_than_a_window_gets_one_window_at_finish(tiny: Path,
                                                                    shared_data: Path) -> None:
     f, m = volleyball_sequence(shared_data, "pointL", 9)
-    f, m = f[:12], m[:12]  # 12 frames < window 16, >= half of it
+    f, m = f[:12], m[:12]  # 12 frames < window 16
     pipe = Pipeline.from_model(tiny, task="gesture", enter=0.2, exit=0.1)
     ev = _push_all(pipe, f, m)
     assert pipe.windows == 0 and [e.kind for e in ev] == ["state"]
@@ -112,7 +111,7 @@ def test_a_stream_shorter_than_a_window_gets_one_window_at_finish(tiny: Path,
     np.testing.assert_allclose(batch["logits_gesture"][0],
                                pipe.last_result.outputs["logits_gesture"], rtol=1e-5)
     short = Pipeline.from_model(tiny, task="gesture")
-    _push_all(short, f[:7], m[:7])
+    _push_all(short, f[:1], m[:1])  # one frame: no motion, no window
     assert [e.kind for e in short.finish()] == ["stream"] and short.windows == 0
     off = Pipeline.from_model(tiny, task="gesture", flush=False)
     _push_all(off, f, m)

@@ -85,7 +85,8 @@ def test_window_due_matches_window_bounds(n: int, w: int, s: int) -> None:
 
 
 @pytest.mark.parametrize("n,expected", [(40, [(0, 16), (8, 24), (16, 32), (24, 40)]),
-                                        (15, [(0, 15)]), (8, [(0, 8)]), (7, [])])
+                                        (15, [(0, 15)]), (8, [(0, 8)]), (2, [(0, 2)]),
+                                        (1, [])])
 def test_window_bounds_flush_short_streams(n: int, expected: list[tuple[int, int]]) -> None:
     assert window_bounds(n, 16, 8, flush=True) == expected
 
