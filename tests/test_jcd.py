@@ -244,6 +244,30 @@ def test_each_task_sees_only_its_own_joints() -> None:
         create_model("jcd_tiny", in_channels=3, tasks={"a": 2}, task_joints={"b": [0, 1]})
 
 
+def test_task_head_sees_only_the_joints_every_task_has() -> None:
+    """With ``task_head_joints`` the routing decision cannot depend on joints one
+    dataset never filled: moving the hands leaves the task logits exactly as they were,
+    while the gesture head (which sees the hands) changes; without it, they change."""
+    hands = list(range(33, 75))
+    kw: dict = dict(in_channels=3, tasks={"action": 5, "gesture": 4}, dims=2,
+                    joints=JOINTS + hands, task_joints={"action": JOINTS})
+    torch.manual_seed(0)
+    m = create_model("jcd_tiny", task_head_joints=JOINTS, **kw).eval()
+    torch.manual_seed(0)
+    old = create_model("jcd_tiny", **kw).eval()
+    x = _window(2, 16)
+    y = x.clone()
+    y[:, :2, :, hands] += torch.randn(2, 2, 16, len(hands))
+    with torch.no_grad():
+        a, b, oa, ob = m(x), m(y), old(x), old(y)
+    torch.testing.assert_close(a["task_logits"], b["task_logits"], rtol=0, atol=0)
+    assert not torch.allclose(a["logits_gesture"], b["logits_gesture"])
+    assert not torch.allclose(oa["task_logits"], ob["task_logits"])
+    assert m.task_head_view == m.task_view[0] and old.task_head_view == 0
+    with pytest.raises(ValueError, match="task_head_joints must be >= 2"):
+        create_model("jcd_tiny", task_head_joints=[74], **kw)
+
+
 def test_views_share_batch_norm_statistics_as_in_training() -> None:
     """With momentum 1 the running statistics are the last training batch's: evaluating
     that batch must give what training computed, for every head (each view alone through

@@ -265,6 +265,11 @@ def test_jcd_run_records_the_data_joints(store: Path, tmp_path: Path) -> None:
     joints = ck.meta.preprocess.joints
     assert joints and set(joints) <= set(np.flatnonzero(present).tolist())
     assert ck.model.model_args["joints"] == list(joints)
+    # Two tasks: the task head sees the joints both tasks' clips have, nothing more.
+    args = ck.model.model_args
+    per_task = args["task_joints"]
+    common = sorted(set.intersection(*(set(per_task.get(t, joints)) for t in args["tasks"])))
+    assert len(args["tasks"]) == 2 and args["task_head_joints"] == common
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -122,6 +122,14 @@ def build_model(cfg: TrainConfig, tasks: tuple[str, ...], labels: dict[str, tupl
         extra = {"dims": pre.dims, "with_mask": pre.with_mask, "joints": list(pre.joints)}
         if task_joints and len(tasks) > 1:
             extra["task_joints"] = {t: list(task_joints[t]) for t in tasks if t in task_joints}
+            # The task head sees only what every task's data has, so it tells the tasks
+            # apart by movement, not by which joints a dataset happened to fill.
+            common = set.intersection(*(set(task_joints.get(t, pre.joints)) for t in tasks))
+            if m.task_head and len(common) >= 2:
+                extra["task_head_joints"] = sorted(common)
+            elif m.task_head:
+                logger.warning("the tasks' data share %d joints: the task head sees all %d",
+                               len(common), len(pre.joints))
     try:
         return create_model(m.name, in_channels=cfg.preprocess.channels,
                             tasks={t: len(labels[t]) for t in tasks}, sharing=m.sharing,

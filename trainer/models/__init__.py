@@ -94,7 +94,7 @@ JCD_MODELS: dict[str, JCDSpec] = {
 # What a jcd network needs to know about its input (the trainer passes these from the
 # preprocessing config; they are stored in model_args like every other argument).
 _JCD_INPUT_ARGS: dict[str, Any] = {"dims": 2, "joints": (), "with_mask": True,
-                                   "task_joints": {}}
+                                   "task_joints": {}, "task_head_joints": ()}
 
 # Sharing-specific arguments of MultiTaskSTGCN and their defaults (stored in model_args).
 _SOFT_ARGS = {"stitch_init": 0.9}
@@ -179,6 +179,7 @@ def _create_jcd(name: str, *, in_channels: int, tasks: dict[str, int], num_joint
         raise ValueError(f"unknown model overrides {unknown}; allowed: {sorted(spec)}")
     spec.update(overrides)
     spec["joints"] = sorted(int(j) for j in spec["joints"])
+    spec["task_head_joints"] = sorted(int(j) for j in spec["task_head_joints"] or ())
     spec["task_joints"] = {str(t): sorted(int(j) for j in js)
                            for t, js in dict(spec["task_joints"] or {}).items()}
     tasks = {str(t): int(k) for t, k in tasks.items()}

@@ -117,13 +117,18 @@ class MultiTaskJCD(nn.Module):
         feature_dropout: channel dropout inside the embeddings and the trunk.
         task_joints: per task, the joints (a subset of ``joints``) its head sees; a task
             not named sees all ``joints``.
+        task_head_joints: the joints the task head sees (a subset of ``joints``; None =
+            all). The trainer passes the joints every task's data has: a task head that
+            saw all 59 joints learned "13 joints filled = action" from JHMDB's puppet,
+            which no MediaPipe frame at run time ever shows.
     """
 
     def __init__(self, *, tasks: dict[str, int], in_channels: int, dims: int,
                  joints: Sequence[int] = (), with_mask: bool = True, num_joints: int = 75,
                  filters: int = 32, head_width: int = 128, task_head: bool = True,
                  dropout: float = 0.5, feature_dropout: float = 0.1,
-                 task_joints: dict[str, Sequence[int]] | None = None) -> None:
+                 task_joints: dict[str, Sequence[int]] | None = None,
+                 task_head_joints: Sequence[int] | None = None) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a model needs at least one task")
@@ -146,6 +151,12 @@ class MultiTaskJCD(nn.Module):
             if sub not in views:
                 views.append(sub)
             self.task_view.append(views.index(sub))
+        sub = tuple(sorted(int(j) for j in (task_head_joints or joints)))
+        if not set(sub) <= set(joints) or len(sub) < 2:
+            raise ValueError("task_head_joints must be >= 2 of the model's joints")
+        if sub not in views:
+            views.append(sub)
+        self.task_head_view = views.index(sub)
         unknown = set(task_joints or {}) - set(self.task_names)
         if unknown:
             raise ValueError(f"task_joints names unknown tasks {sorted(unknown)}")
@@ -269,7 +280,8 @@ class MultiTaskJCD(nn.Module):
         if not torch.jit.is_tracing() and (x.shape[2] % 2 or x.shape[2] < 4):
             raise ValueError(f"{type(self).__name__} needs an even window of >= 4 frames, "
                              f"got {x.shape[2]}")
-        need = sorted({self.task_view[k] for k in want} | ({0} if want_task else set()))
+        need = sorted({self.task_view[k] for k in want}
+                      | ({self.task_head_view} if want_task else set()))
         # One trunk pass per view, each with its own batch-norm statistics
         # (ViewBatchNorm); the convolution weights are shared.
         pooled = {}
@@ -280,7 +292,7 @@ class MultiTaskJCD(nn.Module):
         out = {logits_name(self.task_names[k]): self.heads[k](pooled[self.task_view[k]])
                for k in want}
         if want_task and self.task_head is not None:
-            out[TASK_OUTPUT] = self.task_head(pooled[0])
+            out[TASK_OUTPUT] = self.task_head(pooled[self.task_head_view])
         return out
 
     def _trunk(self, jcd: torch.Tensor, slow: torch.Tensor, fast: torch.Tensor,
