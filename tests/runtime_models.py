@@ -1,98 +1,97 @@
-"""Tiny models for the runtime tests: a torch module, its ONNX export with metadata.
+"""Tiny models for the runtime tests: ONNX files with metadata, made without torch.
 
 The runtime tests need real ONNX files (with ``metadata_props``) but not a trained
-network; these are built in a fraction of a second with the TorchScript exporter.
+network. ``tests/fixtures/make_runtime_models.py`` writes them node by node with
+onnx.helper and numpy, so these tests run where torch is absent (the Jetson image,
+``make test-oldest``); :func:`reference` is the numpy twin the outputs are compared with.
+:func:`tiny_torch` is the same network in torch, for the tests that compare with PyTorch.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edge.metadata import META_KEY, TASK_OUTPUT, ModelMeta, logits_name
-from edge.preprocess import PreprocessConfig
+from tests.fixtures.make_runtime_models import (
+    LABELS,
+    reference,
+    tiny_meta,
+    weights,
+    write,
+    write_per_task,
+)
 
-LABELS = {"action": ("walk", "jump", "sit"), "gesture": ("wave", "point", "stop", "none")}
+__all__ = ["LABELS", "export_onnx", "per_task_onnx", "reference", "synthetic_frames", "tiny_int8_onnx",
+           "tiny_meta", "tiny_onnx", "tiny_torch", "volleyball_sequence"]
 
 
-def tiny_meta(tasks: Sequence[str] = ("action", "gesture"), *, has_task_head: bool = True,
-              window: int = 16, stride: int = 4, graph_tasks: Sequence[str] = (),
-              precision: str = "fp32") -> ModelMeta:
-    return ModelMeta(preprocess=PreprocessConfig(window=window), tasks=tuple(tasks),
-                     labels={t: LABELS[t] for t in tasks}, stride=stride,
-                     has_task_head=has_task_head and len(tasks) > 1,
-                     graph_tasks=tuple(graph_tasks), model_name="tiny", precision=precision)
+def tiny_onnx(path: Path, meta: ModelMeta | None = None, seed: int = 0, *,
+              batch: str | int = "N") -> Path:
+    """The tiny FP32 model at ``path``; ``batch`` a name (dynamic) or a fixed size."""
+    return write(path, meta, seed, batch=batch)
+
+
+def tiny_int8_onnx(path: Path, meta: ModelMeta | None = None, seed: int = 0) -> Path:
+    """The same network in Q/DQ form (``precision: int8``); ``reference(..., int8=True)``."""
+    return write(path, meta, seed, int8=True)
+
+
+def per_task_onnx(folder: Path, meta: ModelMeta, seed: int = 0) -> list[Path]:
+    """One ONNX per task (``model.<task>.onnx``) sharing the same weights."""
+    return write_per_task(folder, meta, seed)
 
 
 def tiny_torch(meta: ModelMeta, seed: int = 0):  # -> torch.nn.Module
-    """A small deterministic network: per-channel/joint pooling, then linear heads.
-
-    It looks at every input channel and joint, so the output changes with the input.
-    """
+    """The tiny network as a torch module with the ONNX files' weights (needs torch)."""
     import torch
     from torch import nn
 
-    torch.manual_seed(seed)
+    w = {k: torch.from_numpy(v) for k, v in weights(meta, seed).items()}
 
     class Tiny(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            c = meta.preprocess.channels
-            self.mix = nn.Conv2d(c, 8, kernel_size=(3, 1), padding=(1, 0))
-            self.heads = nn.ModuleDict({t: nn.Linear(8 * 75, len(meta.labels[t]))
-                                        for t in meta.tasks})
-            self.task = nn.Linear(8 * 75, len(meta.tasks)) if meta.has_task_head else None
-            self.graph_tasks = tuple(meta.graph_tasks)
+            hidden, c = w["conv.W"].shape[:2]
+            self.mix = nn.Conv2d(c, hidden, kernel_size=(3, 1), padding=(1, 0))
+            self.mix.weight = nn.Parameter(w["conv.W"])
+            self.mix.bias = nn.Parameter(w["conv.b"])
+            self.heads = nn.ModuleDict()
+            for name in [logits_name(t) for t in meta.tasks] + (
+                    [TASK_OUTPUT] if meta.has_task_head else []):
+                k, d = w[f"{name}.W"].shape
+                lin = nn.Linear(d, k)
+                lin.weight, lin.bias = nn.Parameter(w[f"{name}.W"]), nn.Parameter(w[f"{name}.b"])
+                self.heads[name] = lin
+            self.outputs = meta.output_names()
 
         def forward(self, x):  # (N, C', T, V) -> dict of logits
             h = torch.tanh(self.mix(x)).mean(dim=2).flatten(1)
-            out = {logits_name(t): self.heads[t](h) for t in self.graph_tasks}
-            if self.task is not None:
-                out[TASK_OUTPUT] = self.task(h)
-            return out
+            return {name: self.heads[name](h) for name in self.outputs}
 
     return Tiny().eval()
 
 
-def export_onnx(model, meta: ModelMeta, path: Path, *, batch: str | int = "N") -> Path:
-    """Export ``model`` to ONNX at ``path`` and store ``meta`` in its metadata_props."""
+def export_onnx(model, meta: ModelMeta, path: Path) -> Path:  # model: torch.nn.Module
+    """Export a torch ``model`` (dynamic batch) to ONNX with ``meta`` in its metadata_props,
+    without export's simplification: for the tests that compare with PyTorch."""
     import onnx
     import torch
 
     p = meta.preprocess
-    x = torch.zeros(1, p.channels, p.window, 75)
-    names = meta.output_names()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=names,
-                          dynamic_axes={"input": {0: batch}} if isinstance(batch, str) else None,
-                          dynamo=False)
+        torch.onnx.export(model, (torch.zeros(1, p.channels, p.window, 75),), str(path),
+                          input_names=["input"], output_names=meta.output_names(),
+                          dynamic_axes={"input": {0: "N"}}, dynamo=False)
     m = onnx.load(str(path))
     del m.metadata_props[:]
     entry = m.metadata_props.add()
     entry.key, entry.value = META_KEY, meta.to_json()
     onnx.save(m, str(path))
     return path
-
-
-def tiny_onnx(path: Path, meta: ModelMeta | None = None, seed: int = 0) -> Path:
-    meta = meta or tiny_meta()
-    return export_onnx(tiny_torch(meta, seed), meta, path)
-
-
-def per_task_onnx(folder: Path, meta: ModelMeta, seed: int = 0) -> list[Path]:
-    """One ONNX per task (``model.<task>.onnx``) sharing the same weights."""
-    full = tiny_torch(meta, seed)
-    paths = []
-    for t in meta.tasks:
-        m = meta.with_(graph_tasks=(t,))
-        full.graph_tasks = (t,)
-        paths.append(export_onnx(full, m, folder / f"model.{t}.onnx"))
-    full.graph_tasks = tuple(meta.tasks)
-    return paths
 
 
 def synthetic_frames(n: int, *, seed: int = 0, hands: bool = True, body: bool = True,

@@ -19,23 +19,24 @@ from edge.backends.base import BackendError
 from edge.backends.onnxruntime import OnnxRuntimeBackend, resolve_providers
 from edge.engine_header import EngineHeader, EngineHeaderError, write_engine
 from edge.metadata import META_KEY, MetadataError, ModelMeta
+from edge.preprocess import PREPROCESS_VERSION
 from edge.stream import batch_inputs
 from tests.runtime_models import (
     export_onnx,
+    reference,
     synthetic_frames,
+    tiny_int8_onnx,
     tiny_meta,
     tiny_onnx,
     tiny_torch,
     volleyball_sequence,
 )
 
-torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
     return tiny_onnx(tmp_path_factory.mktemp("m") / "tiny.onnx")
 
 
@@ -58,9 +59,9 @@ def test_onnxruntime_reads_metadata_and_runs(tiny: Path) -> None:
     out = b.infer(x)
     assert {k: v.shape for k, v in out.items()} == {
         "logits_action": (3, 3), "logits_gesture": (3, 4), "task_logits": (3, 2)}
-    ref = tiny_torch(tiny_meta())(torch.from_numpy(x))
+    ref = reference(tiny_meta(), x)
     for k, v in out.items():
-        np.testing.assert_allclose(v, ref[k].detach().numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(v, ref[k], rtol=1e-4, atol=1e-5)
     with pytest.raises(BackendError, match=r"input \(3, 7, 32, 75\) does not match"):
         b.infer(np.zeros((3, 7, 32, 75), np.float32))
     b.close()
@@ -68,17 +69,54 @@ def test_onnxruntime_reads_metadata_and_runs(tiny: Path) -> None:
 
 def test_fixed_batch_one_graph_runs_window_by_window(tmp_path: Path) -> None:
     meta = tiny_meta()
-    path = export_onnx(tiny_torch(meta), meta, tmp_path / "b1.onnx", batch=1)
+    path = tiny_onnx(tmp_path / "b1.onnx", meta, batch=1)
     b = OnnxRuntimeBackend(path)
     x = np.random.default_rng(1).standard_normal((4, 7, 16, 75)).astype(np.float32)
     out = b.infer(x)
     one = b.infer(x[2:3])
     np.testing.assert_allclose(out["logits_gesture"][2], one["logits_gesture"][0], rtol=1e-6)
+    np.testing.assert_allclose(out["logits_gesture"], reference(meta, x)["logits_gesture"],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_onnxruntime_runs_a_qdq_int8_model(tmp_path: Path) -> None:
+    """A Q/DQ model (the form calibrate writes) runs with the INT8 numbers: the reference's
+    fake quantization, not the float network's. The tolerance covers a tanh output on a
+    rounding boundary landing in the next INT8 step (measured: 1.5e-3 at most here)."""
+    meta = tiny_meta()
+    b = OnnxRuntimeBackend(tiny_int8_onnx(tmp_path / "m.int8.onnx", meta))
+    assert b.precision == "int8" and b.meta == meta.with_(precision="int8")
+    x = np.random.default_rng(0).standard_normal((3, 7, 16, 75)).astype(np.float32)
+    out = b.infer(x)
+    int8, fp32 = reference(meta, x, int8=True), reference(meta, x)
+    for k in int8:
+        np.testing.assert_allclose(out[k], int8[k], atol=5e-3, err_msg=k)
+        assert np.abs(out[k] - fp32[k]).max() > 1e-4, k  # really quantized
+    b.close()
+
+
+def test_tiny_models_are_deterministic(tmp_path: Path) -> None:
+    """tests/fixtures/make_runtime_models.py writes the same bytes for the same arguments."""
+    a = tiny_onnx(tmp_path / "a.onnx").read_bytes()
+    assert a == tiny_onnx(tmp_path / "b.onnx").read_bytes()
+    assert a != tiny_onnx(tmp_path / "c.onnx", seed=1).read_bytes()
+
+
+def test_tiny_torch_twin_computes_the_numpy_reference() -> None:
+    """The torch twin of the fixture network (for the tests that compare with PyTorch)
+    computes what the numpy reference, and so the ONNX files, compute."""
+    torch = pytest.importorskip("torch")
+    meta = tiny_meta()
+    x = np.random.default_rng(2).standard_normal((2, 7, 16, 75)).astype(np.float32)
+    with torch.no_grad():
+        got = tiny_torch(meta)(torch.from_numpy(x))
+    for k, v in reference(meta, x).items():
+        np.testing.assert_allclose(got[k].numpy(), v, rtol=1e-4, atol=1e-6, err_msg=k)
 
 
 @pytest.mark.parametrize("change,match", [
     (lambda d: d["preprocess"].update(version=99),
-     "preprocessing version 99 does not match this package's 2"),
+     f"preprocessing version 99 does not match this package's {PREPROCESS_VERSION}"),
     (lambda d: d["preprocess"].update(layout="coco17"), "layout 'coco17' does not match"),
     (lambda d: d.update(schema=7), "metadata schema 7"),
     (lambda d: d.update(surprise=1), r"unknown metadata keys \['surprise'\]"),
@@ -163,7 +201,10 @@ def test_unknown_backend_options_and_names(tiny: Path) -> None:
 # -- output agreement: every backend available here against the torch model ----------
 @pytest.fixture(scope="module")
 def stgcn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A (random-weight) stgcn_tiny: its checkpoint, its ONNX export, the module itself."""
+    """A (random-weight) stgcn_tiny: its checkpoint, its ONNX export, the module itself.
+
+    These tests compare with PyTorch: without torch they skip (here, and only here)."""
+    torch = pytest.importorskip("torch")
     pytest.importorskip("trainer.models")
     from trainer.checkpoint import save_checkpoint
     from trainer.models import create_model
@@ -188,6 +229,7 @@ def _real_windows(shared_data: Path) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_backends_agree_with_the_torch_model(stgcn: dict[str, Any], backend: str,
                                              shared_data: Path) -> None:
+    torch = pytest.importorskip("torch")
     x = _real_windows(shared_data)
     assert x.shape == (3, 7, 16, 75)
     with torch.no_grad():
