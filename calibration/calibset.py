@@ -2,7 +2,8 @@
 
 Calibration must see what the deployed model sees, so every clip goes through
 :func:`edge.preprocess.preprocess` with the model's own :class:`PreprocessConfig` (read
-from its metadata), exactly as the runtime and the trainer do.
+from its metadata) and the clip's frame rate (a model with a rate resamples each clip to
+it; a clip without one is refused), exactly as the runtime and the trainer do.
 
 The calibration set is stratified: clips of the chosen split are grouped by (task,
 class) and drawn round-robin over the groups, so a class with many clips cannot crowd out
@@ -19,7 +20,7 @@ import numpy as np
 
 from edge.clipstore import ClipStore, StoreError
 from edge.metadata import ModelMeta
-from edge.preprocess import preprocess
+from edge.preprocess import clip_rate, preprocess
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def _windows(stores: list[ClipStore], picks: list[tuple[int, int]], meta: ModelM
         clip = stores[si][ci]
         frames = np.asarray(clip.frames)[..., : cfg.dims]
         try:
-            xs.append(preprocess(frames, np.asarray(clip.mask), cfg))
+            xs.append(preprocess(frames, np.asarray(clip.mask), cfg, clip_rate(clip.fps, cfg)))
         except ValueError as e:
             raise StoreError(f"{stores[si].path}: clip {clip.clip_id!r}: {e}") from None
         tasks.append(clip.task)

@@ -3,7 +3,8 @@
 A :class:`Composite` joins several clip stores (e.g. an action set and a gesture set) into
 one indexable set with one label space per task. :class:`ClipDataset` augments raw mp75
 frames (before preprocessing, so augmentation respects the skeleton) and then calls THE
-preprocessing function, :func:`edge.preprocess.preprocess`. :class:`CompositeSampler`
+preprocessing function, :func:`edge.preprocess.preprocess` (with each clip's ``fps``, so a
+model with a frame rate builds every window at it). :class:`CompositeSampler`
 draws a configurable mix of sources per epoch and shards it across DDP ranks.
 
 Items: ``x (C', T, V) float32``, ``task index``, ``label index`` (within the task).
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,10 +25,11 @@ from torch.utils.data import Dataset, Sampler
 
 from edge.clipstore import ClipStore, StoreError
 from edge.layout import LEFT_HAND0, MP75, N_HAND, RIGHT_HAND0
-from edge.preprocess import PreprocessConfig, preprocess
+from edge.preprocess import PreprocessConfig, clip_rate, preprocess
 from trainer.config import AugmentConfig, ConfigError, DataConfig
 
 _MIRROR = np.asarray(MP75.mirror)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Composite:
             raise StoreError("the config lists no data sources (data.sources)")
         self.cfg = cfg
         self.stores = [ClipStore(s.store) for s in cfg.sources]
+        self._fps = [np.asarray(s.column("fps"), np.float64) for s in self.stores]
+        self._warned = False  # the windows' time scales, said once
         dims = {s.dims for s in self.stores}
         self.dims = min(dims)
         per_clip: list[list[tuple[str, str]]] = []
@@ -143,6 +149,39 @@ class Composite:
         c = self.stores[r.source][r.index]
         return np.asarray(c.frames[..., : self.dims]), np.asarray(c.mask), r
 
+    def fps(self, i: int) -> float:
+        """Clip ``i``'s frame rate as its store records it (0: unknown)."""
+        r = self.refs[i]
+        return float(self._fps[r.source][r.index])
+
+    def check_rates(self, indices: Sequence[int], pre: PreprocessConfig) -> None:
+        """Refuse clips a model with a rate cannot place in time; say how long the windows
+        of a model without one are.
+
+        Raises:
+            StoreError: ``pre.fps`` is set and clips of ``indices`` have no fps (0), naming
+                the store and how many.
+        """
+        if pre.fps is None:
+            lengths = [s.lengths() for s in self.stores]
+            secs = [lengths[self.refs[i].source][self.refs[i].index] / f
+                    for i in indices if (f := self.fps(i)) > 0]
+            if secs and max(secs) > 1.5 * min(secs) and not self._warned:
+                self._warned = True
+                log.warning("clips last %.1f-%.1f s and each is stretched to %d frames "
+                            "(no preprocess.fps): windows of different time scales; set "
+                            "preprocess.fps to build every window at one frame rate",
+                            min(secs), max(secs), pre.window)
+            return
+        unknown: dict[int, int] = {}
+        for i in indices:
+            if not self.fps(i) > 0:
+                unknown[self.refs[i].source] = unknown.get(self.refs[i].source, 0) + 1
+        for si, n in sorted(unknown.items()):
+            raise StoreError(f"{self.stores[si].path}: {n} clip(s) have no frame rate (fps 0) "
+                             f"but preprocess.fps is {pre.fps:g}: give the store its fps "
+                             f"(write_store(..., fps=...)) or remove preprocess.fps")
+
 
 class Augmenter:
     """Skeleton-aware augmentation on raw mp75 frames ``(T, V, C)``.
@@ -225,6 +264,7 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
         if pre.dims > comp.dims:
             raise StoreError(f"the model wants {pre.dims}D joints but a store holds "
                              f"{comp.dims}D clips")
+        comp.check_rates(self.indices, pre)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -236,10 +276,25 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
         i = self.indices[k]
         x, m, r = self.comp.clip(i)
         label = r.label
+        fps = clip_rate(self.comp.fps(i), self.pre)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
+            if fps is not None:  # a window at a random place, not always the middle one
+                x, m = random_window(x, m, fps, self.pre, rng)
             x, m, label = self.augment(x, m, r.task, label, rng)
-        return torch.from_numpy(preprocess(x, m, self.pre)), r.task, label
+        return torch.from_numpy(preprocess(x, m, self.pre, fps)), r.task, label
+
+
+def random_window(x: np.ndarray, m: np.ndarray, fps: float, pre: PreprocessConfig,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The source frames of one model window (``pre.window`` frames at ``pre.fps``) at a
+    random place of a clip at ``fps``; a clip no longer than that, whole."""
+    assert pre.fps is not None
+    span = math.ceil((pre.window - 1) * fps / pre.fps) + 1
+    if len(x) <= span:
+        return x, m
+    a = int(rng.integers(0, len(x) - span + 1))
+    return x[a: a + span], m[a: a + span]
 
 
 class CompositeSampler(Sampler[int]):

@@ -176,8 +176,9 @@ def _score(be: Backend, path: Path, dcfg: DataConfig, split: str, seed: int,
     idx = comp.splits(seed)["val" if split == "val" else "test"]
     if not idx:
         raise StoreError(f"no clips in split {split!r} of {stores}")
-    # ClipDataset makes each window with edge.preprocess.preprocess and the model's own
-    # preprocessing config: the same function training, calibration and the runtime use.
+    # ClipDataset makes each window with edge.preprocess.preprocess, the model's own
+    # preprocessing config and each clip's fps (resampled to the model's rate when it has
+    # one): the same function training, calibration and the runtime use.
     ds = ClipDataset(comp, idx, meta.preprocess)
     outs: dict[str, list[np.ndarray]] = {}
     task_idx = np.zeros(len(ds), np.int64)
