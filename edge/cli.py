@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "accuracy": ("trainer.accuracy", "the accuracy table: our models vs the peer (resumable)"),
     "export": ("trainer.export", "checkpoint -> ONNX with metadata"),
     "calibrate": ("calibration.quantize", "ONNX -> INT8 Q/DQ ONNX from real clips"),
+    "convert-landmarks": ("calibration.convert_landmarks", "MediaPipe .tflite -> ONNX front end (once); --check compares with MediaPipe"),
     "build-engine": ("calibration.engine", "Q/DQ ONNX -> TensorRT engine (on the Jetson)"),
     "selfcheck": ("calibration.selfcheck", "prove the TensorRT path on this device: engine, layer precisions, agreement with ONNX Runtime"),
     "run": ("edge.run", "stream a source through a model; events as JSON lines"),
