@@ -439,7 +439,8 @@ class Landmarker:
         t3 = time.perf_counter()
         self.last_plan = plan
         self.last_timings = {"pose_ms": (t1 - t0) * 1e3 if plan.pose else 0.0,
-                             "hands_ms": (t2 - t1) * 1e3, "merge_ms": (t3 - t2) * 1e3,
+                             "hands_ms": (t2 - t1) * 1e3 if hand_res is not None else 0.0,
+                             "merge_ms": (t3 - t2) * 1e3,
                              "total_ms": (t3 - t0) * 1e3}
         return frame
 

@@ -12,18 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.benchstats import (
-    BENCH_SCHEMA,
-    make_entry,
-    ratio,
-    render_markdown,
-    render_table,
-    round_robin,
-    summarize,
-    throughput,
-    validate_report,
-    write_report,
-)
+from edge.bench.render import render_markdown, render_table
+from edge.bench.report import BENCH_SCHEMA, validate_report, write_report
+from edge.bench.stats import make_entry, ratio, round_robin, summarize, throughput
 from edge.metadata import META_KEY, ModelMeta
 from edge.preprocess import PreprocessConfig
 
@@ -190,23 +181,23 @@ def test_ratio_per_round() -> None:
     stages = [round_entry("model", f"model onnxruntime {p} b1", r, backend="onnxruntime",
                           precision=p, batch=1)
               for p, r in (("fp32", [[2.0, 2.0], [4.0, 4.0]]), ("int8", [[1.0, 1.0], [3.0, 3.0]]))]
-    assert stages[0]["rounds_p50_ms"] == [2.0, 4.0]
-    assert stages[0]["samples_ms"] == [2.0, 2.0, 4.0, 4.0]
+    assert stages[0].rounds_p50_ms == (2.0, 4.0)
+    assert stages[0].samples_ms == (2.0, 2.0, 4.0, 4.0)
     r = compute_ratios(stages, stride=4)["int8_over_fp32_onnxruntime_b1"]
-    assert r["value"] == pytest.approx(2.0 / 3.0)
-    assert r["rounds"] == [0.5, 0.75]
-    assert "0.50 to 0.75 (2 rounds)" in r["note"]
+    assert r.value == pytest.approx(2.0 / 3.0)
+    assert r.rounds == (0.5, 0.75)
+    assert "0.50 to 0.75 (2 rounds)" in r.note
     single = round_entry("model", "m", [[1.0]], batch=1)
-    assert "rounds_p50_ms" not in single
+    assert single.rounds_p50_ms is None and "rounds_p50_ms" not in single.to_dict()
 
 
 def test_make_entry_ok_and_skipped() -> None:
     e = make_entry("model", "model onnxruntime fp32 b4", [1.0, 3.0], batch=4,
                    backend="onnxruntime", precision="fp32", window=32)
-    assert e["status"] == "ok" and e["stats"]["p50_ms"] == 2.0
-    assert e["throughput_per_s"] == pytest.approx(4 * 2 * 1000 / 4.0)
+    assert e.status == "ok" and e.stats is not None and e.stats.p50_ms == 2.0
+    assert e.throughput_per_s == pytest.approx(4 * 2 * 1000 / 4.0)
     s = make_entry("model", "model tensorrt int8 b1", None, reason="TensorRT is not installed")
-    assert (s["status"], s["stats"], s["reason"]) == ("skipped", None, "TensorRT is not installed")
+    assert (s.status, s.stats, s.reason) == ("skipped", None, "TensorRT is not installed")
     with pytest.raises(ValueError, match="unknown stage"):
         make_entry("warp_drive", "x", [1.0])
 
@@ -240,11 +231,11 @@ def fixed_report() -> dict[str, Any]:
                   "window": 32, "stride": 4, "channels": 7, "params": 1399,
                   "flops_per_window": 6067424, "macs_per_window": 3033712,
                   "flops_source": "onnx graph"},
-        "stages": stages,
+        "stages": [e.to_dict() for e in stages],
         "sweep": [make_entry("model", "model onnxruntime fp32 w16 b8", [1.0], batch=8,
-                             backend="onnxruntime", precision="fp32", window=16)],
+                             backend="onnxruntime", precision="fp32", window=16).to_dict()],
         "memory": {"peak_rss_mb": 321.0, "rss_mb_after": {"model": 300.0}, "gpu": None},
-        "ratios": compute_ratios(stages, stride=4),
+        "ratios": {k: r.to_dict() for k, r in compute_ratios(stages, stride=4).items()},
         "skipped": [{"stage": "model tensorrt int8 b1", "reason": "TensorRT is not installed"}],
     }
 
@@ -343,7 +334,7 @@ def test_bench_json_keeps_each_array_on_one_line(tmp_path: Path) -> None:
     big = fixed_report()
     samples = [round(1.0 + i / 1000, 5) for i in range(5000)]
     big["stages"][3] = make_entry("model", "model onnxruntime fp32 b1", samples,
-                                  backend="onnxruntime", precision="fp32", window=32)
+                                  backend="onnxruntime", precision="fp32", window=32).to_dict()
     texts = []
     for name, r in (("small", small), ("big", big)):
         path = write_report(r, tmp_path / name, plot=False)["json"]
@@ -448,7 +439,7 @@ def test_missing_model_is_one_line_error(tmp_path: Path,
 
 
 def test_count_onnx_static_inference_fallback(tmp_path: Path, monkeypatch: Any) -> None:
-    import edge.bench as bench
+    import edge.bench.flops as bench
 
     p = tiny_model(tmp_path / "model.onnx")
     want = bench.count_onnx(p)
@@ -520,6 +511,7 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
     from the FP32 / Q/DQ models and timed with the others (stand-ins: no GPU here)."""
     import edge.backends
     import edge.bench as bench
+    import edge.bench.models
     import edge.engine_cache
 
     model = tmp_path / "model"
@@ -553,14 +545,14 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
     def load_backend(path: Any, name: str = "auto", **kw: Any) -> Any:
         return StandIn(Path(path)) if name == "tensorrt" else real_load(path, name, **kw)
 
-    monkeypatch.setattr(bench, "_tensorrt_version", lambda: "10.3.0")
+    monkeypatch.setattr(bench.models, "_tensorrt_version", lambda: "10.3.0")
     monkeypatch.setattr(edge.engine_cache, "ensure_engine", ensure_engine)
     monkeypatch.setattr(edge.backends, "load_backend", load_backend)
     opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
                               iters=2, batches=(1,), sweep_windows=(),
                               backends=("onnxruntime-fp32", "tensorrt-fp16", "tensorrt-int8"))
     lines: list[str] = []
-    report = bench.run_bench(opts, log=lines.append)
+    report = bench.run_bench(opts, log=lines.append).to_dict()
     validate_report(report)
     assert sorted(built) == [("model.int8.onnx", "int8"), ("model.onnx", "fp16")]
     assert sorted(ln for ln in lines if ln.startswith("skelmtl engine cache: ")) == [
@@ -587,7 +579,7 @@ def test_video_stages_on_carphone(tmp_path: Path) -> None:
     opts = bench.BenchOptions(model=model, video="carphone", out=tmp_path / "out", warmup=0,
                               iters=2, frames=4, batches=(1,), sweep_windows=(),
                               backends=("onnxruntime-fp32",))
-    report = bench.run_bench(opts)
+    report = bench.run_bench(opts).to_dict()
     validate_report(report)
     got = {e["label"]: e for e in report["stages"]}
     decode = got["video_decode"]
@@ -599,6 +591,12 @@ def test_video_stages_on_carphone(tmp_path: Path) -> None:
         return
     assert lm["stats"]["n"] == 4 and "person in 100% of frames" in lm["reason"]
     assert got["end_to_end"]["stats"]["n"] == 4
+    # every routed front end side by side with the full one, and its cost ratio
+    for variant in ("action", "gesture", "auto"):
+        assert got[f"landmarks {variant}"]["stats"]["n"] == 4
+        assert f"policy {variant}: pose ran on" in got[f"landmarks {variant}"]["reason"]
+        assert report["ratios"][f"front_end_{variant}_over_full"]["value"] is not None
+    assert got["landmarks_hands action"]["stats"]["max_ms"] == 0.0  # never runs
     # Frames 0-15 are warm-up (the first window runs at frame 15); with stride 4 the
     # next runs at frame 19, the last of the 4 timed frames.
     assert got["end_to_end (window frames)"]["stats"]["n"] == 1
@@ -609,6 +607,7 @@ def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatc
     """TensorRT installed but the engine does not build: the rows are 'failed', the report
     lists them, and the command exits 1 (a skip hid it: issue 14, item 12)."""
     import edge.bench as bench
+    import edge.bench.models
     import edge.engine_cache
     from edge.errors import SkelmtlError
 
@@ -619,13 +618,13 @@ def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatc
     def ensure_engine(src: Path, cache: Path, precision: str, **kw: Any) -> Any:
         raise SkelmtlError(f"{src}: the parser refused node /conv (stand-in)")
 
-    monkeypatch.setattr(bench, "_tensorrt_version", lambda: "8.5.2.2")
+    monkeypatch.setattr(bench.models, "_tensorrt_version", lambda: "8.5.2.2")
     monkeypatch.setattr(edge.engine_cache, "ensure_engine", ensure_engine)
     opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
                               iters=2, batches=(1,), sweep_windows=(),
                               backends=("onnxruntime-fp32", "tensorrt-int8"))
     lines: list[str] = []
-    report = bench.run_bench(opts, log=lines.append)
+    report = bench.run_bench(opts, log=lines.append).to_dict()
     validate_report(report)
     rows = {(e["backend"], e["precision"]): e["status"] for e in report["stages"]
             if e["stage"] == "model"}
@@ -634,7 +633,7 @@ def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatc
         f"SkelmtlError: {model / 'model.int8.onnx'}: the parser refused node /conv (stand-in)")}]
     assert any(ln.startswith("bench: FAILED model tensorrt int8 b1: ") for ln in lines)
     # Without TensorRT the same row is a skip, and nothing failed.
-    monkeypatch.setattr(bench, "_tensorrt_version", lambda: None)
-    report = bench.run_bench(opts, log=lines.append)
+    monkeypatch.setattr(bench.models, "_tensorrt_version", lambda: None)
+    report = bench.run_bench(opts, log=lines.append).to_dict()
     assert [e["status"] for e in report["stages"] if e["backend"] == "tensorrt"] == ["skipped"]
     assert report["failed"] == []

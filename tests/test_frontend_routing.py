@@ -190,3 +190,23 @@ def test_pipeline_picks_the_policy_of_its_task() -> None:
         with Pipeline.from_model(bundled_model(), task=task) as pipe:
             assert pipe.front_end_policy().task == want
             assert pipe.front_end_policy(full=True).task == "full"
+
+
+def test_event_agreement_matches_begins_within_the_tolerance() -> None:
+    from types import SimpleNamespace as NS
+
+    from edge.bench.frontend import event_agreement
+
+    def begin(t: float, label: str, task: str = "gesture") -> NS:
+        return NS(kind="begin", t=t, task=task, label=label)
+
+    ref = [begin(1.0, "pointL"), begin(3.0, "DbHit"), NS(kind="end", t=2.0, task=None,
+                                                          label=None)]
+    got = [begin(1.2, "pointL"), begin(3.0, "OutofB"), begin(5.0, "DbHit")]
+    wins = ([NS(task="gesture", label="pointL")] * 3,
+            [NS(task="gesture", label="pointL")] * 2 + [NS(task="action", label="wave")])
+    a = event_agreement(ref, got, wins, tolerance_s=0.3)
+    assert (a.matched, a.reference, a.variant, a.windows, a.windows_same) == (1, 2, 3, 3, 2)
+    assert a.value == pytest.approx(2 * 1 / 5)
+    assert event_agreement(ref, got, tolerance_s=0.1).matched == 0
+    assert event_agreement([], []).value == 1.0

@@ -1,0 +1,176 @@
+"""What routing the front end changes in the events: a routed front end against the full one.
+
+The front-end variants (:mod:`edge.frontend_policy`: ``action``, ``gesture``, ``auto``)
+skip landmark stages; here their events are compared with those of the full front end
+(pose + hands on every frame) under the same task:
+
+* on a video (:func:`video_agreement`): the landmark frames each variant's own
+  :class:`edge.landmarks.Landmarker` produced in the benchmark's pass, each fed to a
+  fresh :class:`edge.pipeline.Pipeline`;
+* on recorded clips (:func:`replay_agreement`): each clip as the variant would have seen
+  it (:func:`edge.frontend_policy.route_recording`: the recorded joints where a stage
+  runs, carried or masked where it is skipped), each clip its own stream.
+
+The measure (:func:`event_agreement`): ``begin`` events of the same task and label whose
+times differ by at most ``tolerance_s`` are matched one to one; the agreement is the F1
+of the matching, 2 x matched / (events of the reference + events of the variant), 1 when
+neither has an event. Beside it, the share of windows with the same routed task and top
+label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bench.report import Ratio
+
+# A begin event may move by this much (s) and still be the same event: two strides at 30 fps.
+TOLERANCE_S = 0.3
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Events and windows of a variant against the full front end's.
+
+    Attributes:
+        matched: begin events matched (same task and label, within the tolerance).
+        reference, variant: begin events of the full front end and of the variant.
+        windows, windows_same: windows compared, and those with the same task and label.
+    """
+
+    matched: int = 0
+    reference: int = 0
+    variant: int = 0
+    windows: int = 0
+    windows_same: int = 0
+
+    @property
+    def value(self) -> float:
+        total = self.reference + self.variant
+        return 1.0 if total == 0 else 2.0 * self.matched / total
+
+    def __add__(self, other: Agreement) -> Agreement:
+        return Agreement(self.matched + other.matched, self.reference + other.reference,
+                         self.variant + other.variant, self.windows + other.windows,
+                         self.windows_same + other.windows_same)
+
+    def note(self) -> str:
+        share = self.windows_same / self.windows if self.windows else float("nan")
+        return (f"begin events matched {self.matched} of {self.reference} (full) and "
+                f"{self.variant} (routed); windows with the same task and label "
+                f"{self.windows_same}/{self.windows} ({share:.0%})")
+
+
+def event_agreement(reference: Sequence[Any], variant: Sequence[Any],
+                    windows: tuple[Sequence[Any], Sequence[Any]] = ((), ()),
+                    tolerance_s: float = TOLERANCE_S) -> Agreement:
+    """Match the ``begin`` events of two runs (see the module doc).
+
+    Args:
+        reference, variant: :class:`edge.events.Event` sequences.
+        windows: the two runs' :class:`edge.pipeline.WindowResult` sequences, compared
+            position by position (the shorter one decides how many).
+        tolerance_s: the largest time difference of a match.
+    """
+    ref = [e for e in reference if e.kind == "begin"]
+    got = [e for e in variant if e.kind == "begin"]
+    used = [False] * len(got)
+    matched = 0
+    for e in ref:
+        best, best_dt = -1, tolerance_s
+        for j, g in enumerate(got):
+            dt = abs(g.t - e.t)
+            if not used[j] and (g.task, g.label) == (e.task, e.label) and dt <= best_dt:
+                best, best_dt = j, dt
+        if best >= 0:
+            used[best] = True
+            matched += 1
+    a, b = windows
+    n = min(len(a), len(b))
+    same = sum(1 for x, y in zip(a, b) if (x.task, x.label) == (y.task, y.label))
+    return Agreement(matched, len(ref), len(got), n, same)
+
+
+def run_stream(pipe: Any, frames: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """Events and window results of one stream through a reset pipeline."""
+    pipe.reset()
+    events: list[Any] = []
+    windows: list[Any] = []
+    for step in pipe.steps(frames, threaded=False):
+        events.extend(step.events)
+        if step.new_window and step.result is not None:
+            windows.append(step.result)
+    return events, windows
+
+
+def pipeline_task(pipe: Any, variant: str) -> str:
+    """The model task a front-end variant serves (``action`` -> the router's body task)."""
+    router = pipe.router
+    return {"action": router.body_task, "gesture": router.hand_task}.get(variant, "auto")
+
+
+def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
+                    ) -> dict[str, Ratio]:
+    """``events_<variant>_vs_full_<name>`` ratios from each variant's landmark frames.
+
+    Args:
+        open_pipe: ``task -> Pipeline`` (a new pipeline on the benchmark's model).
+        runs: variant -> its :class:`edge.landmarks.LandmarkFrame` list; ``full`` is the
+            reference.
+        name: the video's name, for the ratio's key.
+    """
+    out: dict[str, Ratio] = {}
+    for variant, frames in runs.items():
+        if variant == "full":
+            continue
+        probe = open_pipe("auto")
+        task = pipeline_task(probe, variant)
+        probe.close()
+        with open_pipe(task) as pipe:
+            ref = run_stream(pipe, runs["full"])
+            got = run_stream(pipe, frames)
+        agr = event_agreement(ref[0], got[0], (ref[1], got[1]))
+        out[f"events_{variant}_vs_full_{name}"] = Ratio(
+            agr.value, f"{variant} front end, task {task}", f"full front end, task {task}",
+            f"{name}: {agr.note()}")
+    return out
+
+
+def replay_agreement(open_pipe: Any, clips: Sequence[Path], variants: Sequence[str]
+                     ) -> dict[str, Ratio]:
+    """``events_<variant>_vs_full_clips`` ratios: every clip replayed as the variant would
+    have seen it, against the clip as recorded (each clip its own stream)."""
+    from edge.frontend_policy import policy_for_task, route_recording
+    from edge.landmarks import from_recording
+    from edge.recording import Recording, load_recording
+
+    recs = [load_recording(c) for c in clips]
+    out: dict[str, Ratio] = {}
+    for variant in variants:
+        if variant == "full":
+            continue
+        probe = open_pipe("auto")
+        task = pipeline_task(probe, variant)
+        probe.close()
+        total = Agreement()
+        ran = np.zeros(3, np.int64)
+        with open_pipe(task) as pipe:
+            for rec in recs:
+                f, m, counts = route_recording(rec.frames, rec.mask, policy_for_task(variant))
+                routed = Recording(f, m, rec.timestamps_ms, rec.meta)
+                ran += (counts["frames"], counts["pose"], counts["hands"])
+                ref = run_stream(pipe, from_recording(rec))
+                got = run_stream(pipe, from_recording(routed))
+                total = total + event_agreement(ref[0], got[0], (ref[1], got[1]))
+        frames = max(int(ran[0]), 1)
+        out[f"events_{variant}_vs_full_clips"] = Ratio(
+            total.value, f"{variant} front end (replayed), task {task}",
+            f"recorded clips, task {task}",
+            f"{len(recs)} clips: {total.note()}; pose ran on {ran[1] / frames:.0%} and "
+            f"hands on {ran[2] / frames:.0%} of {int(ran[0])} frames")
+    return out
