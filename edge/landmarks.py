@@ -285,16 +285,22 @@ FRONT_ENDS = {"mediapipe": "edge.landmarks:Landmarker"}
 def open_front_end(name: str = "mediapipe", *, mode: Mode = "video",
                    pose_model: str | os.PathLike[str] | None = None,
                    hand_model: str | os.PathLike[str] | None = None,
-                   policy: FrontEndPolicy | str | None = None) -> FrontEnd:
-    """A landmark front end by name (:data:`FRONT_ENDS`), with its routing policy."""
+                   policy: FrontEndPolicy | str | None = None, **options: Any) -> FrontEnd:
+    """A landmark front end by name (:data:`FRONT_ENDS`), with its routing policy.
+
+    Only the arguments given (not None) are passed on, with ``options`` (an
+    implementation's own, e.g. a model folder), so that an implementation takes just the
+    keywords it knows.
+    """
     import importlib
 
     if name not in FRONT_ENDS:
         raise LandmarkerError(f"unknown landmark front end {name!r}; use one of "
                               f"{sorted(FRONT_ENDS)}")
+    given = {"pose_model": pose_model, "hand_model": hand_model, "policy": policy, **options}
     module, cls = FRONT_ENDS[name].split(":")
     front: FrontEnd = getattr(importlib.import_module(module), cls)(
-        mode=mode, pose_model=pose_model, hand_model=hand_model, policy=policy)
+        mode=mode, **{k: v for k, v in given.items() if v is not None})
     return front
 
 

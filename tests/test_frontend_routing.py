@@ -210,3 +210,20 @@ def test_event_agreement_matches_begins_within_the_tolerance() -> None:
     assert a.value == pytest.approx(2 * 1 / 5)
     assert event_agreement(ref, got, tolerance_s=0.1).matched == 0
     assert event_agreement([], []).value == 1.0
+
+
+def test_open_front_end_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge.landmarks as landmarks
+
+    got: dict[str, object] = {}
+
+    class Stand:
+        def __init__(self, **kw: object) -> None:
+            got.update(kw)
+
+    monkeypatch.setitem(landmarks.FRONT_ENDS, "stand", f"{__name__}:Stand")
+    monkeypatch.setitem(globals(), "Stand", Stand)
+    landmarks.open_front_end("stand", policy="auto", model_dir="m")
+    assert got == {"mode": "video", "policy": "auto", "model_dir": "m"}
+    with pytest.raises(landmarks.LandmarkerError, match="unknown landmark front end 'x'"):
+        landmarks.open_front_end("x")
