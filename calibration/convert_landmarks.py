@@ -267,10 +267,24 @@ def run_check(model_dir: Path, images: list[str], threads: int = 1) -> int:
     from edge.landmarks import Landmarker
 
     frames = lc.real_frames(images)
+    timings: dict[str, list[dict[str, float]]] = {"tasks": [], "onnx": []}
+
+    def timed(name: str, lm: Any) -> lc.Process:
+        def process(img: np.ndarray) -> Any:
+            frame = lm.process(img)
+            timings[name].append(dict(lm.last_timings))
+            return frame
+        return process
+
     with OnnxLandmarker(mode="image", model_dir=model_dir, threads=threads) as onnx, \
             Landmarker(mode="image") as tasks:
-        checks = lc.check_frames(frames, onnx.process, tasks.process)
+        checks = lc.check_frames(frames, timed("onnx", onnx), timed("tasks", tasks))
     print(lc.format_checks(checks))
+    for name, rows in timings.items():
+        # check_frames runs the Tasks API twice per frame (the JPEG copy): the originals
+        rows = rows[::2] if name == "tasks" else rows
+        print(f"image mode, median ms per frame, {name}: "
+              + _fmt({k: float(np.median([r[k] for r in rows])) for k in rows[0]}))
     failed = [c.name for c in checks if not lc.meets_bar(c)]
     print(f"\n{len(checks) - len(failed)} of {len(checks)} frames within the bar"
           + (f"; over it: {', '.join(failed)}" if failed else ""))
@@ -279,9 +293,15 @@ def run_check(model_dir: Path, images: list[str], threads: int = 1) -> int:
         clip = lc.read_video(video)
         print(f"\nper-stage median ms per frame, {video.name} ({len(clip)} frames, video mode):")
         with Landmarker(mode="video") as tasks:
-            print("  tasks:", _fmt(lc.time_stages(tasks, clip)))
+            t_tasks, f_tasks = lc.time_stages(tasks, clip)
         with OnnxLandmarker(mode="video", model_dir=model_dir, threads=threads) as onnx:
-            print("  onnx: ", _fmt(lc.time_stages(onnx, clip)))
+            t_onnx, f_onnx = lc.time_stages(onnx, clip)
+        print("  tasks:", _fmt(t_tasks))
+        print("  onnx: ", _fmt(t_onnx))
+        print("  onnx vs tasks, both tracking, mean px per part:",
+              _fmt(lc.clip_errors(f_onnx, f_tasks)),
+              f"(hands found in frames: onnx {sum(f.num_hands for f in f_onnx)}, "
+              f"tasks {sum(f.num_hands for f in f_tasks)})")
     return 1 if failed else 0
 
 

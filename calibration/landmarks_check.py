@@ -107,7 +107,10 @@ def jpeg95(image: np.ndarray) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise ValueError("JPEG encoding failed")
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    back = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if back is None:
+        raise ValueError("JPEG decoding failed")
+    return np.ascontiguousarray(back[:, :, ::-1])
 
 
 def real_frames(extra: Iterable[str | os.PathLike[str]] = ()) -> dict[str, np.ndarray]:
@@ -182,22 +185,27 @@ def check_frames(frames: dict[str, np.ndarray], onnx: Process, tasks: Process
     return out
 
 
-def time_stages(landmarker: Any, clip: list[np.ndarray], repeats: int = 1
-                ) -> dict[str, float]:
+def time_stages(landmarker: Any, clip: list[np.ndarray]
+                ) -> tuple[dict[str, float], list[LandmarkFrame]]:
     """Median ms per frame of each ``last_timings`` stage over a clip in video mode
-    (the first frame, which loads and warms up, is not counted)."""
+    (the first frame, which loads and warms up, is not counted), and the frames."""
     rows: list[dict[str, float]] = []
-    for _ in range(repeats):
-        for i, img in enumerate(clip):
-            t0 = time.perf_counter()
-            landmarker.process(img, t=i / 30.0, index=i)
-            wall = (time.perf_counter() - t0) * 1e3
-            if i > 0:
-                rows.append({**landmarker.last_timings, "wall_ms": wall})
-        if hasattr(landmarker, "reset"):
-            landmarker.reset()
+    frames = []
+    for i, img in enumerate(clip):
+        t0 = time.perf_counter()
+        frames.append(landmarker.process(img, t=i / 30.0, index=i))
+        wall = (time.perf_counter() - t0) * 1e3
+        if i > 0:
+            rows.append({**landmarker.last_timings, "wall_ms": wall})
     keys = rows[0].keys() if rows else ()
-    return {k: float(np.median([r[k] for r in rows])) for k in keys}
+    return {k: float(np.median([r[k] for r in rows])) for k in keys}, frames
+
+
+def clip_errors(got: list[LandmarkFrame], ref: list[LandmarkFrame]) -> dict[str, float]:
+    """Per part: mean over the frames where both found it of :func:`part_errors`."""
+    per = [part_errors(a, b) for a, b in zip(got, ref)]
+    return {p: float(np.nanmean(v)) if np.isfinite(v := [e[p] for e in per]).any()
+            else float("nan") for p in PARTS}
 
 
 def format_checks(checks: list[FrameCheck]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -214,7 +215,7 @@ def test_converted_path_matches_the_tasks_api_reference_on_real_frames() -> None
             img = frames[name]
             size = tuple(int(v) for v in ref[f"{name}/size"])
             assert size == (img.shape[1], img.shape[0]), name
-            want = _frame(ref[f"{name}/joints"], ref[f"{name}/mask"], size)  # type: ignore[arg-type]
+            want = _frame(ref[f"{name}/joints"], ref[f"{name}/mask"], size)
             got = onnx.process(img)
             assert got.has_person == want.has_person, name
             e = lc.part_errors(got, want)
@@ -229,3 +230,100 @@ def test_converted_path_matches_the_tasks_api_reference_on_real_frames() -> None
                 elif np.isfinite(palm):  # the Tasks API found a hand we did not
                     pytest.fail(f"{name}: the ONNX path missed the {part} hand")
     assert compared["pose"] == len(names)
+
+
+# ------------------------------------------------- the landmarker's flow, fake models
+class _FakeModel:
+    """A stand-in for a converted model: fixed outputs, counts its calls."""
+
+    def __init__(self, name: str) -> None:
+        self.path = Path(name)
+        self.calls = 0
+        size = 256 if "pose_landmarks" in name else 224
+        self.input_shape = (1, size, size, 3)
+        self.out: dict[str, np.ndarray]
+        if name.startswith("pose_detector"):
+            regs = np.zeros((1, 2254, 12), np.float32)
+            scores = np.full((1, 2254, 1), -10.0, np.float32)
+            k = 28 * 28 * 2 + 14 * 14 * 2 + (3 * 7 + 3) * 6  # a 7x7 cell at the centre
+            scores[0, k] = 5.0
+            regs[0, k, 4:8] = [0.0, 22.4, 0.0, -44.8]  # hips 0.1 below, scale point above
+            self.out = {"Identity": regs, "Identity_1": scores}
+        elif name.startswith("pose_landmarks"):
+            lms = np.zeros((39, 5), np.float32)
+            lms[:, 0], lms[:, 1] = 128.0, 128.0
+            lms[:, 3:] = 10.0  # visible and present
+            lms[15:21, :2] = [[100, 160], [156, 160], [95, 130], [161, 130], [105, 130],
+                              [151, 130]]  # wrists, pinkies, index fingers
+            lms[33] = [128, 160, 0, 10, 10]
+            lms[34] = [128, 64, 0, 10, 10]
+            self.out = {"Identity": lms.reshape(1, -1), "Identity_1": np.full((1, 1), 0.99),
+                        "Identity_3": np.full((1, 64, 64, 39), -10.0, np.float32)}
+        else:
+            hand = np.zeros((21, 3), np.float32)
+            hand[:, 0] = np.linspace(100, 124, 21)
+            hand[:, 1] = np.linspace(150, 80, 21)
+            self.out = {"Identity": hand.reshape(1, -1), "Identity_1": np.full((1, 1), 0.9),
+                        "Identity_2": np.full((1, 1), 0.2)}
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        assert x.shape == self.input_shape and x.dtype == np.float32
+        self.calls += 1
+        return self.out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_landmarker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    pytest.importorskip("cv2")
+    from edge.frontend_onnx import landmarker as lmod
+
+    for f in lmod.MODEL_FILES:
+        (tmp_path / f).write_bytes(b"")
+    monkeypatch.setattr(lmod, "open_tensor_model", lambda p, **kw: _FakeModel(Path(p).name))
+    return lambda **kw: lmod.OnnxLandmarker(model_dir=tmp_path, **kw)
+
+
+def test_video_mode_detects_once_then_tracks_and_places_both_hands(fake_landmarker: Any) -> None:
+    lm = fake_landmarker(mode="video")
+    img = np.zeros((120, 160, 3), np.uint8)
+    first = lm.process(img, t=0.0, index=0)
+    assert first.has_person and first.num_hands == 2 and first.image_size == (160, 120)
+    assert lm._detector.calls == 1
+    assert lm.hand_passes == 4  # each hand: placed from the pose, then re-cropped
+    second = lm.process(img, t=1 / 30, index=1)
+    assert lm._detector.calls == 1  # the pose ROI came from the previous landmarks
+    assert lm.hand_passes == 2  # tracked hands: one pass each
+    assert second.num_hands == 2 and second.index == 1
+    # the fake hand model calls both hands "Left" (0.2): the right slot disagrees
+    assert second.hands_swapped == 1
+    assert lm.last_timings["detect_ms"] == 0.0 and second.pose_age == 0
+
+
+def test_routing_action_runs_no_hand_model_and_masks_the_hands(fake_landmarker: Any) -> None:
+    lm = fake_landmarker(mode="video", policy="action")
+    img = np.zeros((120, 160, 3), np.uint8)
+    frames = [lm.process(img, t=i / 30, index=i) for i in range(3)]
+    assert lm._hand.calls == 0 and lm.stages.counts == {"pose": 3, "hands": 0, "frames": 3}
+    assert all(f.has_person and f.num_hands == 0 and f.hands_age == -1 for f in frames)
+    assert lm.last_timings["hands_ms"] == 0.0 and lm.last_plan.reason == "action: no hands"
+
+
+def test_task_files_are_refused_with_the_conversion_command(fake_landmarker: Any) -> None:
+    with pytest.raises(LandmarkerError, match=r"convert-landmarks --pose-model P"):
+        fake_landmarker(pose_model="pose_landmarker_heavy.task")
+
+
+def test_image_mode_detects_every_frame_and_pose_only_runs_no_hand_model(fake_landmarker: Any) -> None:
+    lm = fake_landmarker(mode="image", hands=False)
+    img = np.zeros((100, 100, 3), np.uint8)
+    for _ in range(2):
+        frame = lm.process(img)
+    assert lm._detector.calls == 2 and lm._hand is None
+    assert frame.has_person and frame.num_hands == 0
+    # the fake pose puts the nose at the crop's centre: the detected hip centre
+    np.testing.assert_allclose(frame.joints[0, :2], [0.5, 0.6], atol=1e-3)
+    with pytest.raises(LandmarkerError, match=r"expected an \(H, W, 3\) uint8 RGB image"):
+        lm.process(np.zeros((10, 10), np.uint8))

@@ -133,8 +133,10 @@ def weighted_nms(dets: list[Detection], iou_threshold: float = 0.3,
     out: list[Detection] = []
     while remaining and len(out) < max_detections:
         top = remaining[0]
-        group = [d for d in remaining if _iou(top.box, d.box) > iou_threshold]
-        rest = [d for d in remaining if _iou(top.box, d.box) <= iou_threshold]
+        # The top one always belongs to its own group (even a degenerate, empty box).
+        near = [d is top or _iou(top.box, d.box) > iou_threshold for d in remaining]
+        group = [d for d, n in zip(remaining, near) if n]
+        rest = [d for d, n in zip(remaining, near) if not n]
         w = np.asarray([d.score for d in group], np.float32)
         box = np.tensordot(w, np.stack([d.box for d in group]), 1) / w.sum()
         kps = np.tensordot(w, np.stack([d.keypoints for d in group]), 1) / w.sum()

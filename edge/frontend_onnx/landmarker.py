@@ -40,6 +40,7 @@ import numpy as np
 
 from edge.frontend_onnx import geometry as g
 from edge.frontend_onnx.runner import TensorModel, open_tensor_model
+from edge.frontend_policy import FrontEndPolicy, StagePlan, StageRouter, policy_for_task
 from edge.landmarks import LandmarkerError, LandmarkFrame
 from edge.layout import LEFT_HAND0, N_HAND, N_POSE, NUM_JOINTS, RIGHT_HAND0
 
@@ -79,7 +80,8 @@ class HandResult:
     Attributes:
         landmarks: ``(21, 3)`` float32, image-normalised x, y and z.
         presence: the model's hand-presence score.
-        right: the model's score that this is a right hand.
+        right: the model's handedness score, MediaPipe's "Right" (the subject's right
+            hand in an unmirrored image).
         rect: the ROI it was found in.
     """
 
@@ -104,6 +106,8 @@ class OnnxLandmarker:
         last_timings: ms of the last frame: ``detect_ms`` (0 when tracking), ``pose_ms``
             (detector included), ``hands_ms``, ``merge_ms``, ``total_ms``.
         hand_passes: hand-model runs in the last frame.
+        policy, stages, last_plan: the routing policy, its state and the last frame's
+            plan, as in :class:`edge.landmarks.Landmarker`.
     """
 
     def __init__(self, *, mode: Mode = "video", model_dir: str | os.PathLike[str] | None = None,
@@ -111,8 +115,10 @@ class OnnxLandmarker:
                  threads: int = 1, min_detection_confidence: float = 0.5,
                  min_presence_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  hand_from_pose_scale: float = 2.7, hand_refine: bool = True,
-                 min_wrist_visibility: float = 0.1,
-                 trt_cache_dir: str | None = None) -> None:
+                 min_wrist_visibility: float = 0.1, trt_cache_dir: str | None = None,
+                 policy: FrontEndPolicy | str | None = None,
+                 pose_model: str | os.PathLike[str] | None = None,
+                 hand_model: str | os.PathLike[str] | None = None) -> None:
         """Open the three converted models.
 
         Args:
@@ -129,6 +135,11 @@ class OnnxLandmarker:
                 hand is placed from the pose (not when tracked).
             min_wrist_visibility: pose wrist visibility below which no hand is looked for.
             trt_cache_dir: TensorRT execution provider engine cache.
+            policy: which stages run per frame (:mod:`edge.frontend_policy`): a policy, a
+                task name, or None for ``full``.
+            pose_model, hand_model: refused: this front end reads converted models from
+                ``model_dir`` (convert other ``.task`` files with
+                ``skelmtl convert-landmarks --pose-model/--hand-model``).
 
         Raises:
             LandmarkerError: a model file is missing (the message says how to convert).
@@ -136,7 +147,16 @@ class OnnxLandmarker:
         """
         if mode not in ("video", "image"):
             raise LandmarkerError(f"mode must be 'video' or 'image', got {mode!r}")
+        if pose_model is not None or hand_model is not None:
+            raise LandmarkerError("the onnx front end takes converted models from its model "
+                                  "folder, not .task files; convert them with 'skelmtl "
+                                  "convert-landmarks --pose-model P --hand-model H -o DIR'")
         self.mode: Mode = mode
+        if not isinstance(policy, FrontEndPolicy):
+            policy = policy_for_task(policy or "full")
+        self.policy = policy
+        self.stages = StageRouter(policy)
+        self.last_plan: StagePlan | None = None
         self.model_dir = Path(model_dir).expanduser() if model_dir else default_model_dir()
         missing = missing_models(self.model_dir)
         if not hands:
@@ -165,6 +185,7 @@ class OnnxLandmarker:
         self._pose_rect: g.Rect | None = None
         self._hand_tracks: dict[str, np.ndarray] = {}
         self.hand_passes = 0
+        self._detect_s = 0.0
         self.last_timings: dict[str, float] = {"detect_ms": 0.0, "pose_ms": 0.0,
                                                "hands_ms": 0.0, "merge_ms": 0.0,
                                                "total_ms": 0.0}
@@ -273,70 +294,99 @@ class OnnxLandmarker:
     # ------------------------------------------------------------------------------
     def process(self, image: np.ndarray, t: float | None = None, index: int = -1
                 ) -> LandmarkFrame:
-        """Landmarks of one ``(H, W, 3)`` uint8 RGB frame (``t`` in seconds; None: the
-        frame count at 30 fps)."""
+        """Landmarks of one ``(H, W, 3)`` uint8 RGB frame.
+
+        Args:
+            image: the RGB frame.
+            t: capture time in seconds (None: ``index`` at 30 fps).
+            index: the frame's number in its source, copied to the result.
+
+        Returns:
+            The merged frame; the stages the policy skipped are carried or masked
+            (``pose_age`` / ``hands_age``).
+        """
         if self._pose is None:
             raise LandmarkerError("this OnnxLandmarker is closed")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise LandmarkerError(f"expected an (H, W, 3) uint8 RGB image, got "
                                   f"{image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        t = float(index if index >= 0 else 0) / 30.0 if t is None else float(t)
+        t = float(max(index, 0)) / 30.0 if t is None else float(t)
         self.hand_passes = 0
         t0 = time.perf_counter()
+        self._detect_s = 0.0
+        body: tuple[np.ndarray, np.ndarray] | None = None
+        if self.stages.plan_pose():
+            body = self._run_pose(image)
+            placing = None if body is None else (body[0][:N_POSE], body[1][:N_POSE])
+        else:
+            placing = self.stages.carried_pose()
+        t1 = time.perf_counter()
+        plan = self.stages.plan(*(placing if placing is not None else (None, None)))
+        hands: dict[str, HandResult] = {}
+        if plan.hands and self._hand is not None and placing is not None:
+            for side in ("left", "right"):
+                found = self.find_hand(image, placing[0], placing[1], side)
+                if found is not None:
+                    hands[side] = found
+        elif plan.hands or self._hand is None:
+            self._hand_tracks.clear()  # no body to check tracks against
+        t2 = time.perf_counter()
+        frame = self._merge(plan, body, hands, t, (w, h), index)
+        t3 = time.perf_counter()
+        self.last_plan = plan
+        self.last_timings = {"detect_ms": self._detect_s * 1e3,
+                             "pose_ms": (t1 - t0) * 1e3 if plan.pose else 0.0,
+                             "hands_ms": (t2 - t1) * 1e3 if plan.hands else 0.0,
+                             "merge_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3}
+        return frame
+
+    def _run_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Track (video) or detect the pose: ``(39, 3)`` landmarks and ``(39,)``
+        visibility, or None when no person is found; keeps the next frame's ROI."""
+        h, w = image.shape[:2]
         rect = self._pose_rect if self.mode == "video" else None
         detected = rect is None
-        t_det = 0.0
         if rect is None:
-            rect = self.detect_pose(image)
-            t_det = time.perf_counter() - t0
-        pose = vis = None
+            rect = self._timed_detect(image)
+        pose = None
         if rect is not None:
-            lms, v, presence = self.pose_landmarks(image, rect)
+            lms, vis, presence = self.pose_landmarks(image, rect)
             if presence < self.min_tracking and not detected:
                 # Lost track: detect again on this frame rather than report nothing.
-                t1 = time.perf_counter()
-                rect = self.detect_pose(image)
-                t_det += time.perf_counter() - t1
+                rect = self._timed_detect(image)
                 if rect is not None:
-                    lms, v, presence = self.pose_landmarks(image, rect)
+                    lms, vis, presence = self.pose_landmarks(image, rect)
             if rect is not None and presence >= self.min_presence:
-                pose, vis = lms, v
+                pose = (lms, vis)
         self._pose_rect = None
         if pose is not None and self.mode == "video":
             self._pose_rect = g.transform_rect(
-                g.alignment_rect(pose[_AUX_START], pose[_AUX_END], (w, h)), (w, h), scale=1.25)
-        t2 = time.perf_counter()
-        hands: dict[str, HandResult] = {}
-        if self._hand is not None and pose is not None and vis is not None:
-            for side in ("left", "right"):
-                found = self.find_hand(image, pose, vis, side)
-                if found is not None:
-                    hands[side] = found
-        elif pose is None:
-            self._hand_tracks.clear()
-        t3 = time.perf_counter()
-        frame = self._merge(pose, vis, hands, t, (w, h), index)
-        t4 = time.perf_counter()
-        self.last_timings = {"detect_ms": t_det * 1e3, "pose_ms": (t2 - t0) * 1e3,
-                             "hands_ms": (t3 - t2) * 1e3, "merge_ms": (t4 - t3) * 1e3,
-                             "total_ms": (t4 - t0) * 1e3}
-        return frame
+                g.alignment_rect(pose[0][_AUX_START], pose[0][_AUX_END], (w, h)), (w, h),
+                scale=1.25)
+        return pose
+
+    def _timed_detect(self, image: np.ndarray) -> g.Rect | None:
+        t0 = time.perf_counter()
+        rect = self.detect_pose(image)
+        self._detect_s += time.perf_counter() - t0
+        return rect
 
     __call__ = process
 
-    @staticmethod
-    def _merge(pose: np.ndarray | None, vis: np.ndarray | None, hands: dict[str, HandResult],
-               t: float, size: tuple[int, int], index: int) -> LandmarkFrame:
+    def _merge(self, plan: StagePlan, body: tuple[np.ndarray, np.ndarray] | None,
+               hands: dict[str, HandResult], t: float, size: tuple[int, int], index: int
+               ) -> LandmarkFrame:
         joints = np.zeros((NUM_JOINTS, 3), np.float32)
         visibility = np.zeros(NUM_JOINTS, np.float32)
         mask = np.zeros(NUM_JOINTS, bool)
-        if pose is not None and vis is not None:
-            joints[:N_POSE] = pose[:N_POSE]
-            visibility[:N_POSE] = vis[:N_POSE]
+        if body is not None:
+            joints[:N_POSE] = body[0][:N_POSE]
+            visibility[:N_POSE] = body[1][:N_POSE]
             mask[:N_POSE] = True
-        # MediaPipe's hand model names hands as seen in a mirrored image: "right" there
-        # is the subject's left hand in a camera image.
+        # The hand model's handedness output is the Tasks API's "Right" score (it labels
+        # messi5's left hand "Left" 0.73 where this model says 0.27). It is often wrong
+        # (the same hand is "Right" 0.9 in a zoomed copy), so it only counts here.
         disagree = 0
         for side, start in (("left", LEFT_HAND0), ("right", RIGHT_HAND0)):
             if side in hands:
@@ -344,12 +394,14 @@ class OnnxLandmarker:
                 joints[start:start + N_HAND] = hr.landmarks
                 visibility[start:start + N_HAND] = hr.presence
                 mask[start:start + N_HAND] = True
-                disagree += int((hr.right >= 0.5) != (side == "left"))
+                disagree += int((hr.right >= 0.5) != (side == "right"))
         mask &= np.isfinite(joints).all(axis=1)
         joints[~mask] = 0.0
         visibility[~mask] = 0.0
+        pose_age, hands_age = self.stages.finish(plan, joints, mask, visibility)
         return LandmarkFrame(t=t, joints=joints, mask=mask, image_size=size,
-                             visibility=visibility, index=index, hands_swapped=disagree)
+                             visibility=visibility, index=index, hands_swapped=disagree,
+                             pose_age=pose_age, hands_age=hands_age)
 
     def run(self, frames: Iterable[Any]) -> Iterator[LandmarkFrame]:
         """Landmarks for each :class:`edge.sources.VideoFrame`; a :class:`LandmarkFrame`
@@ -358,9 +410,10 @@ class OnnxLandmarker:
             yield f if isinstance(f, LandmarkFrame) else self.process(f.image, f.t, f.index)
 
     def reset(self) -> None:
-        """Forget the tracked pose and hands (a new clip)."""
+        """Forget the tracked pose and hands and the routing state (a new clip)."""
         self._pose_rect = None
         self._hand_tracks.clear()
+        self.stages.reset()
 
     def close(self) -> None:
         """Free the sessions (idempotent)."""
