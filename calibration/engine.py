@@ -7,7 +7,7 @@ quantization), prepared for the installed TensorRT by :mod:`calibration.trt_prep
 TensorRT 8.5 (JetPack 5.1) and 8.6 (JetPack 6.0) the float model plus ``--calib-cache``
 (the legacy entropy calibrator replaying the cache ``calibrate`` wrote) is the
 alternative. FP16 and FP32 engines come from the float ``model.onnx``. Every difference
-between TensorRT 8.5/8.6, 10.x and 11.x is handled in :mod:`calibration.trt_compat`.
+between TensorRT 8.5/8.6, 10.x and 11.x is handled in :mod:`calibration.trt`.
 
 The build never lowers precision silently: it stops when the GPU reports no fast INT8 /
 FP16, when an ONNX operator is not supported by this TensorRT, or when the built engine's
@@ -26,8 +26,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from calibration import trt_compat as tc
 from calibration.onnx_meta import load_onnx, read_meta, save_onnx_atomic
+from calibration.trt.builder import (
+    attach_calibrator,
+    check_platform,
+    configure_precision,
+    make_cache_calibrator,
+    network_flags,
+    open_timing_cache,
+    parser_errors,
+    set_workspace,
+    use_strong_typing,
+)
+from calibration.trt.calib_cache import check_calibration_cache
+from calibration.trt.inspection import inspect_engine, precision_problems
+from calibration.trt.onnx_checks import (
+    Issue,
+    check_onnx,
+    compute_node_names,
+    qdq_nodes,
+    raise_on_errors,
+)
+from calibration.trt.versions import TensorRTError, profile_for
 from edge import __version__
 from edge.atomic import atomic_write
 from edge.engine_header import EngineHeader, write_engine
@@ -43,12 +63,12 @@ def import_tensorrt() -> Any:
     """``import tensorrt`` (lazy: it exists only on machines with JetPack / a TensorRT wheel).
 
     Raises:
-        tc.TensorRTError: the bindings are not importable.
+        TensorRTError: the bindings are not importable.
     """
     try:
         import tensorrt
     except ImportError as e:
-        raise tc.TensorRTError(
+        raise TensorRTError(
             f"TensorRT's Python bindings are not importable ({e}); on a Jetson they come "
             "with JetPack (apt install python3-libnvinfer); engines must be built on the "
             "device that runs them") from None
@@ -102,7 +122,7 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
             (:class:`calibration.trt_prepare.PrepareOptions`; ``auto`` follows NVIDIA's
             documentation for the version).
         typing: ``auto``, ``strong`` or ``weak`` network typing
-            (:func:`calibration.trt_compat.use_strong_typing`).
+            (:func:`calibration.trt.builder.use_strong_typing`).
         float_islands: precision TensorRT may use for the layers of a weakly typed INT8
             build that are not quantized: ``fp16`` (NVIDIA's advice) or ``fp32``.
         save_prepared: also write the prepared ONNX here, for inspection.
@@ -122,19 +142,19 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     from calibration import trt_prepare as tp
 
     if precision not in ("int8", "fp16", "fp32"):
-        raise tc.TensorRTError(f"unknown precision {precision!r}; use int8, fp16 or fp32")
+        raise TensorRTError(f"unknown precision {precision!r}; use int8, fp16 or fp32")
     if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise tc.TensorRTError(f"need 1 <= min-batch <= opt-batch <= max-batch, got "
-                               f"{min_batch}, {opt_batch}, {max_batch}")
+        raise TensorRTError(f"need 1 <= min-batch <= opt-batch <= max-batch, got "
+                            f"{min_batch}, {opt_batch}, {max_batch}")
     if workspace_mb < 1:
-        raise tc.TensorRTError(f"--workspace-mb must be at least 1, got {workspace_mb}")
+        raise TensorRTError(f"--workspace-mb must be at least 1, got {workspace_mb}")
     model_path, out = Path(model_path), Path(out)
     _refuse_overwriting_inputs([model_path] + ([Path(calib_cache)] if calib_cache else []),
                                {"-o/--output": out, "--save-prepared": save_prepared,
                                 "--timing-cache": timing_cache})
     trt = trt if trt is not None else import_tensorrt()
     version = str(trt.__version__)
-    profile = tc.profile_for(version)
+    profile = profile_for(version)
     options = tp.PrepareOptions(weights, matmul, qdq_placement).resolve(profile)
 
     model = load_onnx(model_path)
@@ -142,8 +162,8 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     prepared = tp.prepare_for_tensorrt(model, profile, options)
     for line in prepared.lines():
         log(line)
-    has_qdq = bool(tc.qdq_nodes(model))
-    strong = tc.use_strong_typing(profile, precision, has_qdq, typing)
+    has_qdq = bool(qdq_nodes(model))
+    strong = use_strong_typing(profile, precision, has_qdq, typing)
     log(f"TensorRT {version} (rules of TensorRT {profile.family}, JetPack {profile.jetpack}); "
         f"{'strongly typed network' if strong else 'precision by builder flags'}")
     uses_fp16 = any(t.data_type == 10 for t in model.graph.initializer)
@@ -152,24 +172,24 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     if save_prepared is not None:
         save_onnx_atomic(model, save_prepared)
         log(f"prepared ONNX written to {save_prepared}")
-    issues = tc.check_onnx(model, profile, precision, calibration_cache=calib_cache is not None)
+    issues = check_onnx(model, profile, precision, calibration_cache=calib_cache is not None)
     if has_qdq:
-        issues += [tc.Issue("error", m) for m in tp.prepared_problems(model, profile, options)]
+        issues += [Issue("error", m) for m in tp.prepared_problems(model, profile, options)]
     for i in issues:
         if i.severity != "error":
             log(str(i))
-    tc.raise_on_errors(issues, str(model_path))
+    raise_on_errors(issues, str(model_path))
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    log(tc.check_platform(trt, builder, profile, precision))
-    network = builder.create_network(tc.network_flags(trt, profile, strong))
+    log(check_platform(trt, builder, profile, precision))
+    network = builder.create_network(network_flags(trt, profile, strong))
     parser = trt.OnnxParser(network, logger)
     data = model.SerializeToString()
     if not parser.parse(data, str(model_path)):
-        errors = tc.parser_errors(parser)
-        raise tc.TensorRTError(f"{model_path}: TensorRT {version}'s ONNX parser failed:\n  - "
-                               + "\n  - ".join(errors or ["(no error reported)"]))
+        errors = parser_errors(parser)
+        raise TensorRTError(f"{model_path}: TensorRT {version}'s ONNX parser failed:\n  - "
+                            + "\n  - ".join(errors or ["(no error reported)"]))
 
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     outputs = [network.get_output(i) for i in range(network.num_outputs)]
@@ -177,27 +197,27 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         for t in tensors:
             log(f"{kind} {t.name}: shape {tuple(t.shape)} {getattr(t.dtype, 'name', t.dtype)}")
     if [t.name for t in inputs] != [INPUT_NAME]:
-        raise tc.TensorRTError(f"{model_path}: network inputs {[t.name for t in inputs]}, "
-                               f"expected [{INPUT_NAME!r}]")
+        raise TensorRTError(f"{model_path}: network inputs {[t.name for t in inputs]}, "
+                            f"expected [{INPUT_NAME!r}]")
     if [t.name for t in outputs] != meta.output_names():
-        raise tc.TensorRTError(f"{model_path}: network outputs {[t.name for t in outputs]} do "
-                               f"not match the metadata's {meta.output_names()}")
+        raise TensorRTError(f"{model_path}: network outputs {[t.name for t in outputs]} do "
+                            f"not match the metadata's {meta.output_names()}")
 
     config = builder.create_builder_config()
-    tc.set_workspace(trt, config, workspace_mb << 20)
+    set_workspace(trt, config, workspace_mb << 20)
     # DETAILED verbosity puts per-layer data types in the engine, which the precision
     # check below needs.
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    flags = tc.configure_precision(trt, config, profile, precision, strong=strong,
-                                   float_islands=float_islands)
+    flags = configure_precision(trt, config, profile, precision, strong=strong,
+                                float_islands=float_islands)
     if "FP16" in flags and precision == "int8":
         log("INT8 with the FP16 flag: layers left float (heads, float MatMuls) may run in "
             "FP16; --float-islands fp32 keeps them FP32")
 
     shape = tuple(inputs[0].shape)
     if any(int(d) < 0 for d in shape[1:]):
-        raise tc.TensorRTError(f"{model_path}: input {INPUT_NAME} has dynamic non-batch "
-                               f"dimensions {shape}; export with a fixed window")
+        raise TensorRTError(f"{model_path}: input {INPUT_NAME} has dynamic non-batch "
+                            f"dimensions {shape}; export with a fixed window")
     rest = tuple(int(d) for d in shape[1:])
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(INPUT_NAME, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
@@ -206,9 +226,9 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
 
     calibration = "qdq" if has_qdq else None
     if calib_cache is not None:
-        cache = tc.check_calibration_cache(Path(calib_cache), profile)
-        tc.attach_calibrator(trt, config, profile, tc.make_cache_calibrator(trt, profile, cache),
-                             opt_profile)
+        cache = check_calibration_cache(Path(calib_cache), profile)
+        attach_calibrator(trt, config, profile, make_cache_calibrator(trt, profile, cache),
+                          opt_profile)
         calibration = f"legacy-cache:{Path(calib_cache).name}"
         log(f"implicit INT8 from calibration cache {calib_cache}")
 
@@ -219,19 +239,19 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         except OSError as e:
             log(f"timing cache {tc_path} is unreadable ({e.strerror}); starting from an empty one")
             blob = b""
-        cache_obj = tc.open_timing_cache(config, blob, str(tc_path), log)
+        cache_obj = open_timing_cache(config, blob, str(tc_path), log)
         if not config.set_timing_cache(cache_obj, False):
             log(f"timing cache {tc_path} was made by another TensorRT or GPU; starting a "
                 "fresh one")
-            config.set_timing_cache(tc.open_timing_cache(config, b"", str(tc_path), log), False)
+            config.set_timing_cache(open_timing_cache(config, b"", str(tc_path), log), False)
         elif blob:
             log(f"reusing timing cache {tc_path}")
 
     log(f"building a {precision} engine (minutes on a Jetson)")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise tc.TensorRTError(f"{model_path}: TensorRT {version} failed to build the engine "
-                               "(its log above says why)")
+        raise TensorRTError(f"{model_path}: TensorRT {version} failed to build the engine "
+                            "(its log above says why)")
     engine_bytes = bytes(serialized)
     if tc_path is not None:
         cache_now = config.get_timing_cache()
@@ -242,17 +262,17 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
-        raise tc.TensorRTError(f"{model_path}: the engine TensorRT just built does not "
-                               "deserialise")
-    layers = tc.inspect_engine(trt, engine, profile)
+        raise TensorRTError(f"{model_path}: the engine TensorRT just built does not "
+                            "deserialise")
+    layers = inspect_engine(trt, engine, profile)
     for lay in layers:
         log(f"layer {lay.name!r} ({lay.layer_type or '?'}): "
             f"{'/'.join(sorted(lay.dtypes)) or 'no types'}")
     matmul_int8 = options.matmul == "int8" and profile.int8_matmul
     notes: list[str] = []
-    problems = tc.precision_problems(layers, precision,
-                                     tp.quantized_compute_nodes(model, matmul_int8),
-                                     tc.compute_node_names(model), notes)
+    problems = precision_problems(layers, precision,
+                                  tp.quantized_compute_nodes(model, matmul_int8),
+                                  compute_node_names(model), notes)
     check = "passed"
     for note in notes:
         log(f"warning: {note}")
@@ -261,8 +281,8 @@ def build_engine(model_path: str | os.PathLike[str], out: str | os.PathLike[str]
         text = (f"{model_path}: the {precision} engine does not compute in {precision}:\n  - "
                 + "\n  - ".join(problems))
         if not allow_precision_mismatch:
-            raise tc.TensorRTError(text + "\n(refusing to write it; "
-                                   "--allow-precision-mismatch writes it anyway)")
+            raise TensorRTError(text + "\n(refusing to write it; "
+                                "--allow-precision-mismatch writes it anyway)")
         log("warning: " + text + "\n(writing it anyway: --allow-precision-mismatch)")
         check = "overridden: " + "; ".join(problems)
     counts: dict[str, int] = {}
@@ -297,7 +317,7 @@ def _refuse_overwriting_inputs(inputs: list[Path],
     """An output that is an input (``build-engine m.onnx -o m.onnx``) would destroy it.
 
     Raises:
-        tc.TensorRTError: naming the option and the file.
+        TensorRTError: naming the option and the file.
     """
     for option, path in outputs.items():
         if path is None:
@@ -309,8 +329,8 @@ def _refuse_overwriting_inputs(inputs: list[Path],
             except OSError:
                 same = False
             if same:
-                raise tc.TensorRTError(f"{path}: {option} is an input of this build; "
-                                       "write the output to another file")
+                raise TensorRTError(f"{path}: {option} is an input of this build; "
+                                    "write the output to another file")
 
 
 def _sha256(path: Path) -> str:

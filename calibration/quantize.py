@@ -33,7 +33,7 @@ import numpy as np
 
 from calibration.calibset import WindowSet, draw_calibration_set
 from calibration.onnx_meta import OnnxModelError, load_onnx, read_meta, save_onnx_atomic, write_meta
-from calibration.trt_compat import encode_calibration_cache
+from calibration.trt.calib_cache import encode_calibration_cache
 from edge.errors import SkelmtlError
 from edge.metadata import INPUT_NAME, ModelMeta
 

@@ -151,16 +151,17 @@ def engine_layers(trt: Any, engine_path: Path) -> list[Any]:
     Raises:
         SkelmtlError: the engine does not deserialise here.
     """
-    from calibration import trt_compat as tc
+    from calibration.trt.inspection import inspect_engine
+    from calibration.trt.versions import TensorRTError, profile_for
     from edge.engine_header import read_engine
 
     _, blob = read_engine(engine_path)
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(blob)
     if engine is None:
-        raise tc.TensorRTError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialise "
-                               "the engine (its log above says why)")
-    return tc.inspect_engine(trt, engine, tc.profile_for(str(trt.__version__)))
+        raise TensorRTError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialise "
+                            "the engine (its log above says why)")
+    return inspect_engine(trt, engine, profile_for(str(trt.__version__)))
 
 
 def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
@@ -247,7 +248,7 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
     for lay in layers:
         out(f"    layer {lay.name} [{lay.layer_type or '?'}]: "
             f"{'/'.join(sorted(lay.dtypes)) or 'no types'}")
-    from calibration.trt_compat import is_opaque
+    from calibration.trt.inspection import is_opaque
 
     int8 = [lay.name for lay in layers if "int8" in lay.dtypes and not is_opaque(lay)]
     opaque = [lay.name for lay in layers if is_opaque(lay)]

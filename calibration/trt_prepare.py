@@ -9,7 +9,8 @@ inspection (Netron, ``polygraphy inspect model``).
 
 What is rewritten, and the source for each rule:
 
-* **int32 biases** are folded into float biases (:func:`calibration.trt_compat.fold_int32_dequantize`):
+* **int32 biases** are folded into float biases
+  (:func:`calibration.trt.onnx_checks.fold_int32_dequantize`):
   onnx-tensorrt's ``docs/operators.md`` (8.5) lists ``DequantizeLinear`` for INT8 only.
 * **Weights** (``weights="qdq"``): on TensorRT 8.x an int8 initializer feeding
   ``DequantizeLinear`` is replaced by its float value feeding a ``QuantizeLinear`` ->
@@ -51,7 +52,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from calibration import trt_compat as tc
+from calibration.trt import onnx_checks
+from calibration.trt.onnx_checks import fold_int32_dequantize, qdq_nodes
+from calibration.trt.versions import TensorRTError, TrtProfile
 
 LOG = logging.getLogger(__name__)
 
@@ -84,17 +87,17 @@ class PrepareOptions:
     matmul: str = "auto"
     placement: str = "tensorrt"
 
-    def resolve(self, profile: tc.TrtProfile) -> PrepareOptions:
+    def resolve(self, profile: TrtProfile) -> PrepareOptions:
         """The options with ``auto`` replaced by what ``profile``'s TensorRT documents.
 
         Raises:
-            tc.TensorRTError: an unknown mode.
+            TensorRTError: an unknown mode.
         """
         for name, value, allowed in (("weights", self.weights, WEIGHT_MODES),
                                      ("matmul", self.matmul, MATMUL_MODES),
                                      ("placement", self.placement, PLACEMENTS)):
             if value not in allowed:
-                raise tc.TensorRTError(f"unknown {name} mode {value!r}; use one of {allowed}")
+                raise TensorRTError(f"unknown {name} mode {value!r}; use one of {allowed}")
         weights = self.weights if self.weights != "auto" else (
             "int8" if profile.quantized_weights else "qdq")
         matmul = self.matmul if self.matmul != "auto" else (
@@ -446,7 +449,7 @@ def requantize_weights(model: Any) -> list[str]:
     return done
 
 
-def prepare_for_tensorrt(model: Any, profile: tc.TrtProfile,
+def prepare_for_tensorrt(model: Any, profile: TrtProfile,
                          options: PrepareOptions | None = None) -> PrepareReport:
     """Rewrite ``model`` (in place) into what ``profile``'s TensorRT should parse.
 
@@ -458,8 +461,8 @@ def prepare_for_tensorrt(model: Any, profile: tc.TrtProfile,
     """
     opts = (options or PrepareOptions()).resolve(profile)
     report = PrepareReport(opts)
-    report.folded_biases = tc.fold_int32_dequantize(model)
-    if not tc.qdq_nodes(model):
+    report.folded_biases = fold_int32_dequantize(model)
+    if not qdq_nodes(model):
         return report
     report.merged_quantizers, report.kept_duplicates = merge_duplicate_quantizers(model)
     if opts.placement == "tensorrt":
@@ -486,7 +489,7 @@ def _weight_axis(consumer: Any, input_index: int, ndim: int) -> int | None:
     return None
 
 
-def prepared_problems(model: Any, profile: tc.TrtProfile,
+def prepared_problems(model: Any, profile: TrtProfile,
                       options: PrepareOptions | None = None) -> list[str]:
     """The rules ``profile``'s parser and documentation state, checked on a prepared model.
 
@@ -578,7 +581,8 @@ def quantized_compute_nodes(model: Any, matmul_int8: bool) -> list[str]:
     version has INT8 MatMul and the options kept it quantized)."""
     kinds: Iterable[str] = ("Conv", "Gemm", "ConvTranspose") + (
         ("MatMul",) if matmul_int8 else ())
-    return [n for n in tc.quantized_compute_nodes(model) if n in _names_of(model, kinds)]
+    return [n for n in onnx_checks.quantized_compute_nodes(model)
+            if n in _names_of(model, kinds)]
 
 
 def _names_of(model: Any, kinds: Iterable[str]) -> set[str]:

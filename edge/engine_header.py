@@ -198,7 +198,11 @@ def read_engine(path: str | os.PathLike[str], *, verify: bool = True) -> tuple[E
 
 def tensorrt_version_parts(v: str) -> tuple[int, ...]:
     """Every numeric component of a TensorRT version, padded to four: ``"8.5.2.2"`` ->
-    ``(8, 5, 2, 2)``, ``"10.3.0"`` -> ``(10, 3, 0, 0)``."""
+    ``(8, 5, 2, 2)``, ``"10.3.0"`` -> ``(10, 3, 0, 0)``.
+
+    The one place TensorRT version strings are split into numbers: the runtime compares
+    engines with it, and :func:`calibration.trt.versions.parse_version` reads the
+    ``(major, minor, patch)`` of a profile from it."""
     parts = []
     for p in str(v).split("."):
         digits = "".join(ch for ch in p if ch.isdigit())

@@ -18,7 +18,6 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from calibration import trt_compat as tc
 from calibration.calibset import draw_calibration_set, load_split
 from calibration.onnx_meta import read_meta
 from calibration.quantize import (
@@ -30,6 +29,9 @@ from calibration.quantize import (
     quantizer_missing,
 )
 from calibration.report import compare_models, format_report, head_accuracy
+from calibration.trt.calib_cache import decode_calibration_cache
+from calibration.trt.onnx_checks import check_onnx, qdq_nodes
+from calibration.trt.versions import profile_for
 from edge.clipstore import Clip, StoreError, write_store
 from edge.metadata import MetadataError
 from tests import synth
@@ -142,7 +144,7 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     assert sorted(res.quantized_nodes) == ["/conv1/Conv", "/conv2/Conv", "/logits_action/Gemm",
                                            "/logits_gesture/Gemm"]
     inits = _inits(m)
-    qdq = tc.qdq_nodes(m)
+    qdq = qdq_nodes(m)
     assert qdq
     for n in qdq:
         zp = inits[n.input[2]]
@@ -154,7 +156,7 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     assert {inits[n.input[1]].shape for n in conv_w} == {(8,)}
     assert all(np.abs(inits[n.input[0]]).max() <= 127 for n in conv_w)
     # the model the CPU runs and the one TensorRT builds agree
-    issues = tc.check_onnx(m, tc.profile_for("10.3.0"), "int8")
+    issues = check_onnx(m, profile_for("10.3.0"), "int8")
     assert [i.message for i in issues if "int32" not in i.message and i.severity == "error"] == []
     # and INT8 stays close to FP32 on these windows
     s32 = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
@@ -166,7 +168,7 @@ def test_qdq_model_is_what_tensorrt_needs(fp32: Path, tmp_path: Path, method: st
     head = next(n for n in m.graph.node if n.name == "/task_logits/Gemm")
     assert inits[head.input[1]].dtype == np.float32
     np.testing.assert_allclose(a[2], b[2], atol=0.02)
-    cache = tc.decode_calibration_cache((tmp_path / "m.calib").read_bytes())
+    cache = decode_calibration_cache((tmp_path / "m.calib").read_bytes())
     assert cache.version == 8502 and cache.algorithm == "EntropyCalibration2"
     assert {"input", "c1", "r1", "r2", "f"} <= set(cache.scales)
     assert cache.scales["input"] == pytest.approx(np.abs(x).max() / 127, rel=0.5)
@@ -236,7 +238,7 @@ def test_modelopt_quantizer_arguments_and_metadata(fp32: Path, tmp_path: Path,
     assert cal["quantizer"] == "modelopt" and cal["modelopt"] == "0.47.0"
     assert res.quantized_nodes == ours.quantized_nodes
     # the legacy TensorRT cache still comes from our own calibration pass
-    cache = tc.decode_calibration_cache((tmp_path / "mo.calib").read_bytes())
+    cache = decode_calibration_cache((tmp_path / "mo.calib").read_bytes())
     assert {"input", "c1", "r1", "r2", "f"} <= set(cache.scales)
 
 
@@ -349,7 +351,8 @@ def test_entropy_clips_outliers(fp32: Path, tmp_path: Path) -> None:
     for method in ("minmax", "entropy"):
         res = quantize_onnx(fp32, tmp_path / f"{method}.onnx", x, method=method,
                             trt_cache=tmp_path / f"{method}.calib", log=_quiet)
-        cache = tc.decode_calibration_cache(res.calibration_cache.read_bytes())  # type: ignore[union-attr]
+        assert res.calibration_cache is not None
+        cache = decode_calibration_cache(res.calibration_cache.read_bytes())
         scales[method] = cache.scales["input"]
     assert scales["minmax"] == pytest.approx(200.0 / 127, rel=1e-3)
     assert scales["entropy"] < 0.15 * scales["minmax"]  # amax ~20 instead of 200

@@ -21,14 +21,22 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from calibration import trt_compat as tc  # noqa: E402
 from calibration import trt_prepare as tp  # noqa: E402
 from calibration.engine import build_engine  # noqa: E402
+from calibration.trt.builder import use_strong_typing  # noqa: E402
+from calibration.trt.inspection import (  # noqa: E402
+    LayerInfo,
+    is_opaque,
+    layer_tokens,
+    precision_problems,
+)
+from calibration.trt.versions import TensorRTError, profile_for  # noqa: E402
+from edge.assets import assets_dir  # noqa: E402
 from edge.engine_header import read_engine  # noqa: E402
 from tests.fake_tensorrt import engine_blob, make_tensorrt  # noqa: E402
 from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows  # noqa: E402
 
-BUNDLED = Path(__file__).resolve().parents[1] / "edge" / "assets" / "model" / "model.int8.onnx"
+BUNDLED = assets_dir() / "model" / "model.int8.onnx"  # a checkout's or the installed one
 VERSIONS = ("8.5.2.2", "8.6.2", "10.3.0", "10.13.3", "11.4.1")
 
 
@@ -60,7 +68,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _prepared(model: object, version: str, **kw: str) -> tuple[object, tp.PrepareReport]:
     m = copy.deepcopy(model)
-    report = tp.prepare_for_tensorrt(m, tc.profile_for(version), tp.PrepareOptions(**kw))
+    report = tp.prepare_for_tensorrt(m, profile_for(version), tp.PrepareOptions(**kw))
     return m, report
 
 
@@ -73,7 +81,7 @@ def _dq_of_int_weight(model: object) -> list[str]:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_bundled_model_follows_the_rules_once_prepared(bundled: object, version: str) -> None:
-    profile = tc.profile_for(version)
+    profile = profile_for(version)
     before = tp.prepared_problems(copy.deepcopy(bundled), profile)
     m, report = _prepared(bundled, version)
     assert tp.prepared_problems(m, profile) == []
@@ -144,7 +152,7 @@ def test_prepared_model_computes_what_the_calibrated_one_does(bundled: object,
 def test_as_calibrated_keeps_the_placement_but_merges_nothing_else(bundled: object) -> None:
     m, report = _prepared(bundled, "10.3.0", placement="as-calibrated")
     assert report.removed_output_qdq == [] and len(report.merged_quantizers) == 3
-    assert tp.prepared_problems(m, tc.profile_for("10.3.0"),
+    assert tp.prepared_problems(m, profile_for("10.3.0"),
                                 tp.PrepareOptions(placement="as-calibrated")) == []
 
 
@@ -155,9 +163,9 @@ def test_duplicates_with_really_different_scales_are_kept_and_reported(bundled: 
     for t in m.graph.initializer:  # type: ignore[attr-defined]
         if t.name == "/model/trunk.0/Relu_1_output_0_scale_pair1":
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 2, t.name))
-    report = tp.prepare_for_tensorrt(m, tc.profile_for("10.3.0"))
+    report = tp.prepare_for_tensorrt(m, profile_for("10.3.0"))
     assert report.kept_duplicates == ["/model/trunk.0/Relu_1_output_0"]
-    problems = tp.prepared_problems(m, tc.profile_for("10.3.0"))
+    problems = tp.prepared_problems(m, profile_for("10.3.0"))
     assert problems == ["tensor '/model/trunk.0/Relu_1_output_0' has 2 quantizers "
                         "(/model/trunk.0/Relu_1_output_0_QuantizeLinear_1, "
                         "/model/trunk.0/Relu_1_output_0_QuantizeLinear_2); TensorRT wants one "
@@ -174,7 +182,7 @@ def test_rules_catch_asymmetric_and_misplaced_axes(bundled: object) -> None:
     for t in m.graph.initializer:
         if t.name == "input_zero_point":
             t.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), t.name))
-    problems = tp.prepared_problems(m, tc.profile_for("10.3.0"))
+    problems = tp.prepared_problems(m, profile_for("10.3.0"))
     assert "DequantizeLinear 'onnx::Conv_133_DequantizeLinear': 24 scales for axis 1 of size 7" \
         in problems
     assert any(p.startswith("QuantizeLinear 'input_QuantizeLinear': zero point must be int8 0 "
@@ -188,7 +196,7 @@ def test_bundled_model_builds_with_every_stand_in(bundled: object, tmp_path: Pat
     h = build_engine(BUNDLED, tmp_path / "m.engine", "int8", trt=make_tensorrt(version),
                      gpu="g", save_prepared=saved, log=_quiet)
     prepared = onnx.load(str(saved))
-    assert tp.prepared_problems(prepared, tc.profile_for(version)) == []
+    assert tp.prepared_problems(prepared, profile_for(version)) == []
     assert h.build["prepared"]["placement"] == "tensorrt"
     assert h.build["precision_check"] == "passed"
     blob = engine_blob(read_engine(tmp_path / "m.engine")[1])
@@ -209,7 +217,7 @@ def test_unprepared_int8_weights_are_refused_by_the_85_parser(bundled: object,
                                                                tmp_path: Path) -> None:
     # weights=int8 on 8.x is what calibrate writes; the prepared-model rules stop it before
     # the parser, and the stand-in's parser refuses it the way TensorRT 8.x does
-    with pytest.raises(tc.TensorRTError, match="(?s)integer weight 'onnx::Conv_133_quantized' "
+    with pytest.raises(TensorRTError, match="(?s)integer weight 'onnx::Conv_133_quantized' "
                                                "feeds it directly; TensorRT 8.5.2 wants float"):
         build_engine(BUNDLED, tmp_path / "m.engine", "int8", weights="int8",
                      trt=make_tensorrt("8.5.2.2"), gpu="g", log=_quiet)
@@ -235,19 +243,19 @@ def test_fresh_model_follows_the_rules(fresh: Path, tmp_path: Path) -> None:
     model = onnx.load(str(fresh))
     for version in VERSIONS:
         m, report = _prepared(model, version)
-        assert tp.prepared_problems(m, tc.profile_for(version)) == [], version
+        assert tp.prepared_problems(m, profile_for(version)) == [], version
         assert report.summary()["weights"] == ("qdq" if version[0] == "8" else "int8")
         build_engine(fresh, tmp_path / f"{version}.engine", "int8", trt=make_tensorrt(version),
                      gpu="g", log=_quiet)
 
 
 def test_unknown_modes_refused() -> None:
-    with pytest.raises(tc.TensorRTError, match="unknown weights mode 'int4'"):
-        tp.PrepareOptions(weights="int4").resolve(tc.profile_for("10.3.0"))
-    with pytest.raises(tc.TensorRTError, match="TensorRT 8.5.2 has no strongly typed"):
-        tc.use_strong_typing(tc.profile_for("8.5.2"), "int8", True, "strong")
-    with pytest.raises(tc.TensorRTError, match="strongly typed networks only"):
-        tc.use_strong_typing(tc.profile_for("11.4.1"), "int8", True, "weak")
+    with pytest.raises(TensorRTError, match="unknown weights mode 'int4'"):
+        tp.PrepareOptions(weights="int4").resolve(profile_for("10.3.0"))
+    with pytest.raises(TensorRTError, match="TensorRT 8.5.2 has no strongly typed"):
+        use_strong_typing(profile_for("8.5.2"), "int8", True, "strong")
+    with pytest.raises(TensorRTError, match="strongly typed networks only"):
+        use_strong_typing(profile_for("11.4.1"), "int8", True, "weak")
 
 
 def test_strong_typing_rejects_precision_flags_in_the_stand_in(tmp_path: Path,
@@ -268,37 +276,37 @@ def test_strong_typing_rejects_precision_flags_in_the_stand_in(tmp_path: Path,
 
 
 def test_layer_tokens_match_whole_names() -> None:
-    assert tc.layer_tokens("w1 + QuantizeLinear_342_quantize_scale_node + Conv_344 + "
-                           "Relu_346") == {"w1", "QuantizeLinear_342", "Conv_344", "Relu_346"}
-    assert tc.layer_tokens("PWN(/a/Relu, /a/Add)") == {"/a/Relu", "/a/Add"}
+    assert layer_tokens("w1 + QuantizeLinear_342_quantize_scale_node + Conv_344 + "
+                        "Relu_346") == {"w1", "QuantizeLinear_342", "Conv_344", "Relu_346"}
+    assert layer_tokens("PWN(/a/Relu, /a/Add)") == {"/a/Relu", "/a/Add"}
     # substring matching used to find '/conv1/Conv' inside this float layer and refuse
-    layers = [tc.LayerInfo("/conv1/Conv_1", "Conv", frozenset({"fp32"})),
-              tc.LayerInfo("w + /conv1/Conv", "Conv", frozenset({"int8"}))]
-    assert tc.precision_problems(layers, "int8", ["/conv1/Conv"],
-                                 ["/conv1/Conv", "/conv1/Conv_1"]) == []
-    only_q = [tc.LayerInfo("input_QuantizeLinear_quantize_scale_node", "Scale",
-                           frozenset({"fp32", "int8"})),
-              tc.LayerInfo("w + /conv1/Conv", "Conv", frozenset({"fp32"}))]
-    assert tc.precision_problems(only_q, "int8", [], ["/conv1/Conv"])[0].startswith(
+    layers = [LayerInfo("/conv1/Conv_1", "Conv", frozenset({"fp32"})),
+              LayerInfo("w + /conv1/Conv", "Conv", frozenset({"int8"}))]
+    assert precision_problems(layers, "int8", ["/conv1/Conv"],
+                              ["/conv1/Conv", "/conv1/Conv_1"]) == []
+    only_q = [LayerInfo("input_QuantizeLinear_quantize_scale_node", "Scale",
+                        frozenset({"fp32", "int8"})),
+           LayerInfo("w + /conv1/Conv", "Conv", frozenset({"fp32"}))]
+    assert precision_problems(only_q, "int8", [], ["/conv1/Conv"])[0].startswith(
         "no computing layer of the engine runs in INT8")
 
 
 def test_opaque_regions_are_not_refused_but_noted() -> None:
     # TensorRT 10 may compile the whole graph as one Myelin region whose boundary is FP32:
     # refusing it would rebuild and refuse at every start (a crash loop)
-    region = tc.LayerInfo("{ForeignNode[/model/trunk.0/gcn/mm/MatMul.../model/task_head/Gemm]}",
-                          "Myelin", frozenset({"fp32"}))
+    region = LayerInfo("{ForeignNode[/model/trunk.0/gcn/mm/MatMul.../model/task_head/Gemm]}",
+                       "Myelin", frozenset({"fp32"}))
     notes: list[str] = []
-    assert tc.is_opaque(region) and tc.layer_tokens(region.name) == {
+    assert is_opaque(region) and layer_tokens(region.name) == {
         "/model/trunk.0/gcn/mm/MatMul.../model/task_head/Gemm"}
-    assert tc.precision_problems([region], "int8", ["/model/trunk.0/gcn/conv/Conv"],
-                                 ["/model/trunk.0/gcn/conv/Conv"], notes) == []
+    assert precision_problems([region], "int8", ["/model/trunk.0/gcn/conv/Conv"],
+                              ["/model/trunk.0/gcn/conv/Conv"], notes) == []
     assert notes and "cannot be verified" in notes[0]
     # a visible FP32 Conv beside the region is still refused
-    conv = tc.LayerInfo("w + /model/trunk.0/gcn/conv/Conv", "Conv", frozenset({"fp32"}))
-    assert tc.precision_problems([region, conv], "int8", ["/model/trunk.0/gcn/conv/Conv"],
-                                 ["/model/trunk.0/gcn/conv/Conv"]) == [
-        "no computing layer of the engine runs in INT8 (only quantize/dequantize or reformat "
-        "layers, if any)",
-        "quantized node '/model/trunk.0/gcn/conv/Conv' runs in fp32, not INT8 (layer "
-        "'w + /model/trunk.0/gcn/conv/Conv')"]
+    conv = LayerInfo("w + /model/trunk.0/gcn/conv/Conv", "Conv", frozenset({"fp32"}))
+    assert precision_problems([region, conv], "int8", ["/model/trunk.0/gcn/conv/Conv"],
+                              ["/model/trunk.0/gcn/conv/Conv"]) == [
+     "no computing layer of the engine runs in INT8 (only quantize/dequantize or reformat "
+     "layers, if any)",
+     "quantized node '/model/trunk.0/gcn/conv/Conv' runs in fp32, not INT8 (layer "
+     "'w + /model/trunk.0/gcn/conv/Conv')"]

@@ -68,17 +68,19 @@ from typing import Any
 
 import onnx
 
+from edge.engine_header import tensorrt_version_parts
+
 MAGIC = b"FAKETRT\x00"
 
 
 def _family(version: str) -> str:
-    major, minor = (int(x) for x in version.split(".")[:2])
+    major = tensorrt_version_parts(version)[0]
     if major == 8:
         return "8"
     return "10" if major == 10 else "11"
 
 
-# Operators each version's parser rejects (subset, mirrors calibration.trt_compat's source).
+# Operators each version's parser rejects (subset, mirrors calibration.trt.versions' lists).
 _UNSUPPORTED = {
     "8.5": {"LayerNormalization", "QLinearConv", "QLinearMatMul", "ConvInteger",
             "MatMulInteger", "DynamicQuantizeLinear", "Unique", "Hardmax", "IsInf"},
@@ -103,7 +105,8 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
             quantized layers (what the post-build precision check must catch).
     """
     fam = _family(version)
-    minor_key = ".".join(version.split(".")[:2])
+    major, minor, patch, _ = tensorrt_version_parts(version)
+    minor_key = f"{major}.{minor}"
     unsupported = _UNSUPPORTED.get(minor_key, _UNSUPPORTED.get(fam, set()))
     m = types.ModuleType("tensorrt")
     m.__version__ = version
@@ -155,7 +158,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
         dtypes["FP8"] = 6
     if fam != "8":
         dtypes.update(BF16=7, INT64=8, INT4=9)
-        if fam == "11" or int(version.split(".")[1]) >= 8:
+        if fam == "11" or minor >= 8:
             dtypes["FP4"] = 10
     m.DataType = enum.IntEnum("DataType", dtypes)
     m.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
@@ -485,7 +488,7 @@ def make_tensorrt(version: str = "10.3.0", *, fast_int8: bool = True, fast_fp16:
         if not data:
             return None
         text = bytes(data).decode("ascii", "replace").splitlines()
-        major, minor, patch = (int(x) for x in (version.split(".") + ["0", "0"])[:3])
+        # NV_TENSORRT_VERSION, as TensorRT writes it in the cache header
         num = major * 1000 + minor * 100 + patch if major < 10 else \
             major * 10000 + minor * 100 + patch
         if not text or text[0].strip() != f"TRT-{num}-EntropyCalibration2":
