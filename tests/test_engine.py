@@ -21,10 +21,18 @@ import onnx
 import pytest
 from onnx import helper
 
-from calibration import trt_compat as tc
 from calibration.engine import build_engine
 from calibration.onnx_meta import OnnxModelError
 from calibration.quantize import quantize_onnx
+from calibration.trt.builder import make_cache_calibrator, network_flags, parser_errors
+from calibration.trt.calib_cache import (
+    check_calibration_cache,
+    decode_calibration_cache,
+    encode_calibration_cache,
+)
+from calibration.trt.inspection import parse_inspector_json, precision_problems
+from calibration.trt.onnx_checks import check_onnx, fold_int32_dequantize
+from calibration.trt.versions import TensorRTError, UnsupportedTensorRT, profile_for, version_number
 from edge.engine_header import (
     EngineHeader,
     EngineHeaderError,
@@ -37,7 +45,7 @@ from edge.engine_header import (
 from edge.errors import SkelmtlError
 from edge.metadata import MetadataError
 from tests.fake_tensorrt import call_names, engine_blob, make_tensorrt
-from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows
+from tests.fake_tensorrt.onnx_models import qdq_model, save, tiny_meta, tiny_model, windows
 
 VERSIONS = ("8.5.2.2", "8.6.2", "10.3.0", "11.4.1")
 
@@ -48,22 +56,30 @@ def _quiet(msg: str) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny model in FP32, in Q/DQ INT8 with the heads quantized too (so that every
+    compute layer of the engine is INT8) and with float heads (what calibrate writes by
+    default), and its legacy calibration cache for TensorRT 8.5.2.
+
+    With ``skelmtl calibrate``'s quantizer (onnxruntime >= 1.27) they are its output;
+    without it (a Jetson, ``make test-oldest``) ``onnx_models.qdq_model`` writes the same
+    layout, so the builder tests run there too."""
     from calibration.quantize import quantizer_missing
 
-    if quantizer_missing():
-        pytest.skip(str(quantizer_missing()))
     d = tmp_path_factory.mktemp("models")
     meta = tiny_meta()
     fp32 = save(tiny_model(meta), d / "model.onnx")
-    int8 = d / "model.int8.onnx"
-    # The heads quantized too, so that every compute layer of the engine is INT8;
-    # "int8_float_heads" is what calibrate writes by default.
-    quantize_onnx(fp32, int8, windows(meta, 48), method="minmax", trt_cache=d / "model.calib",
-                  trt_cache_version="8.5.2", quantize_heads=True, log=_quiet)
-    heads = d / "model.heads.int8.onnx"
-    quantize_onnx(fp32, heads, windows(meta, 48), method="minmax", trt_cache=None, log=_quiet)
-    return {"fp32": fp32, "int8": int8, "int8_float_heads": heads, "calib": d / "model.calib",
-            "dir": d}
+    int8, heads, calib = d / "model.int8.onnx", d / "model.heads.int8.onnx", d / "model.calib"
+    if quantizer_missing():
+        q, scales = qdq_model(tiny_model(meta), windows(meta, 48), quantize_heads=True)
+        save(q, int8)
+        save(qdq_model(tiny_model(meta), windows(meta, 48), quantize_heads=False)[0], heads)
+        calib.write_bytes(encode_calibration_cache(scales, "8.5.2"))
+    else:
+        quantize_onnx(fp32, int8, windows(meta, 48), method="minmax", trt_cache=calib,
+                      trt_cache_version="8.5.2", quantize_heads=True, log=_quiet)
+        quantize_onnx(fp32, heads, windows(meta, 48), method="minmax", trt_cache=None,
+                      log=_quiet)
+    return {"fp32": fp32, "int8": int8, "int8_float_heads": heads, "calib": calib, "dir": d}
 
 
 # --- engine header ------------------------------------------------------------------------
@@ -208,28 +224,28 @@ def test_backend_refuses_an_engine_others_can_write(tmp_path: Path,
 ])
 def test_profiles(version: str, family: str, jetpack: str, strong: bool, flags: bool,
                   calib: bool, number: int) -> None:
-    p = tc.profile_for(version)
+    p = profile_for(version)
     assert (p.family, p.jetpack, p.strongly_typed, p.precision_flags, p.legacy_calibrator) == \
         (family, jetpack, strong, flags, calib)
-    assert tc.version_number(version) == number
+    assert version_number(version) == number
 
 
 @pytest.mark.parametrize("version", ["7.1.3", "8.4.1", "9.2.0", "nonsense"])
 def test_unsupported_versions(version: str) -> None:
-    with pytest.raises(tc.UnsupportedTensorRT):
-        tc.profile_for(version)
+    with pytest.raises(UnsupportedTensorRT):
+        profile_for(version)
 
 
 @pytest.mark.parametrize("version, expected", [("8.5.2", 1), ("10.3.0", 0), ("11.4.1", 2)])
 def test_network_flags(version: str, expected: int) -> None:
     trt = make_tensorrt(version)
-    assert tc.network_flags(trt, tc.profile_for(version)) == expected
+    assert network_flags(trt, profile_for(version)) == expected
 
 
 # --- ONNX checks ----------------------------------------------------------------------------
 
 def _errors(model: onnx.ModelProto, version: str, precision: str, **kw: bool) -> list[str]:
-    return [i.message for i in tc.check_onnx(model, tc.profile_for(version), precision, **kw)
+    return [i.message for i in check_onnx(model, profile_for(version), precision, **kw)
             if i.severity == "error"]
 
 
@@ -279,7 +295,7 @@ def test_checks_quantization_parameters(models: dict[str, Path]) -> None:
     m = onnx.load(str(models["int8"]))
     errs = _errors(m, "10.3.0", "int8")
     assert any("int32" in e for e in errs)  # the quantized biases, before folding
-    assert tc.fold_int32_dequantize(m) == 5
+    assert fold_int32_dequantize(m) == 5
     assert _errors(m, "10.3.0", "int8") == []
     zp = next(t for t in m.graph.initializer if t.name.endswith("zero_point"))
     arr = onnx.numpy_helper.to_array(zp).copy()
@@ -294,7 +310,7 @@ def test_bias_folding_keeps_values(models: dict[str, Path]) -> None:
     m = onnx.load(str(models["int8"]))
     x = windows(tiny_meta(), 4, seed=3)
     before = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    tc.fold_int32_dequantize(m)
+    fold_int32_dequantize(m)
     after = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     a, b = before.run(None, {"input": x}), after.run(None, {"input": x})
     for u, v in zip(a, b):
@@ -304,28 +320,28 @@ def test_bias_folding_keeps_values(models: dict[str, Path]) -> None:
 # --- calibration cache --------------------------------------------------------------------
 
 def test_calibration_cache_format() -> None:
-    data = tc.encode_calibration_cache({"input": 0.0208, "c1": 2.5 / 127, "zero": 0.0},
-                                       "8.5.2.2")
+    data = encode_calibration_cache({"input": 0.0208, "c1": 2.5 / 127, "zero": 0.0},
+                                    "8.5.2.2")
     lines = data.decode().splitlines()
     assert lines[0] == "TRT-8502-EntropyCalibration2"
     assert lines[1] == f"c1: {struct.pack('>f', 2.5 / 127).hex()}"
     assert len(lines) == 3  # the zero scale is dropped
-    cache = tc.decode_calibration_cache(data)
+    cache = decode_calibration_cache(data)
     assert cache.version == 8502 and cache.algorithm == "EntropyCalibration2"
     assert cache.scales["input"] == pytest.approx(0.0208, rel=1e-6)
     # a line as TensorRT itself writes it
-    real = tc.decode_calibration_cache(b"TRT-8401-EntropyCalibration2\ninput: 3caa54fc\n")
+    real = decode_calibration_cache(b"TRT-8401-EntropyCalibration2\ninput: 3caa54fc\n")
     assert real.scales["input"] == pytest.approx(0.020792, rel=1e-4)
 
 
 def test_calibration_cache_version_checked(tmp_path: Path) -> None:
     p = tmp_path / "c.calib"
-    p.write_bytes(tc.encode_calibration_cache({"input": 0.1}, "8.6.1"))
-    with pytest.raises(tc.TensorRTError, match="written for TensorRT version 8601, this is 8.5.2"):
-        tc.check_calibration_cache(p, tc.profile_for("8.5.2"))
+    p.write_bytes(encode_calibration_cache({"input": 0.1}, "8.6.1"))
+    with pytest.raises(TensorRTError, match="written for TensorRT version 8601, this is 8.5.2"):
+        check_calibration_cache(p, profile_for("8.5.2"))
     p.write_bytes(b"\x89PNG...")
-    with pytest.raises(tc.TensorRTError, match="not a TensorRT calibration cache"):
-        tc.check_calibration_cache(p, tc.profile_for("8.5.2"))
+    with pytest.raises(TensorRTError, match="not a TensorRT calibration cache"):
+        check_calibration_cache(p, profile_for("8.5.2"))
 
 
 # --- the inspector's JSON, both schemas ---------------------------------------------------------
@@ -342,12 +358,12 @@ def test_inspector_schemas() -> None:
          "Inputs": [{"Name": "in", "Format": "kLINEAR", "DataType": "Int8"}],
          "Outputs": [{"Name": "out", "Format": "kLINEAR", "DataType": "Float"}]}],
         "I/O Tensors": [{"Name": "input"}]})
-    a = tc.parse_inspector_json(old, tc.profile_for("10.3.0"))
-    b = tc.parse_inspector_json(new, tc.profile_for("11.4.1"))
+    a = parse_inspector_json(old, profile_for("10.3.0"))
+    b = parse_inspector_json(new, profile_for("11.4.1"))
     assert a[0].dtypes == {"int8", "fp16"} and b[0].dtypes == {"int8", "fp32"}
-    names = tc.parse_inspector_json(json.dumps({"Layers": ["a", "b"]}), tc.profile_for("10.3.0"))
-    assert tc.precision_problems(names, "int8") and "DETAILED" in \
-        tc.precision_problems(names, "int8")[0]
+    names = parse_inspector_json(json.dumps({"Layers": ["a", "b"]}), profile_for("10.3.0"))
+    assert precision_problems(names, "int8") and "DETAILED" in \
+        precision_problems(names, "int8")[0]
 
 
 # --- the builder against the stand-in --------------------------------------------------------
@@ -360,7 +376,7 @@ def test_build_int8_from_qdq(models: dict[str, Path], tmp_path: Path, version: s
                      timing_cache=tmp_path / "t.cache", trt=trt, gpu="Orin sm_87", log=_quiet)
     calls = trt.calls
     names = call_names(trt)
-    profile = tc.profile_for(version)
+    profile = profile_for(version)
     net_flags = next(a[0] for n, a in calls if n == "Builder.create_network")
     set_flags = [a[0] for n, a in calls if n == "IBuilderConfig.set_flag"]
     if profile.strongly_typed:
@@ -471,7 +487,6 @@ def test_legacy_calibrator_from_cache(models: dict[str, Path], tmp_path: Path,
                                       version: str) -> None:
     trt = make_tensorrt(version)
     cache = tmp_path / "model.calib"
-    from calibration.trt_compat import decode_calibration_cache, encode_calibration_cache
 
     scales = decode_calibration_cache(models["calib"].read_bytes()).scales
     cache.write_bytes(encode_calibration_cache(scales, version))
@@ -488,7 +503,7 @@ def test_legacy_calibrator_from_cache(models: dict[str, Path], tmp_path: Path,
 
 
 def test_legacy_cache_for_other_version_refused(models: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(tc.TensorRTError, match="written for TensorRT version 8502, this is 8.6.2"):
+    with pytest.raises(TensorRTError, match="written for TensorRT version 8502, this is 8.6.2"):
         build_engine(models["fp32"], tmp_path / "m.engine", "int8", calib_cache=models["calib"],
                      trt=make_tensorrt("8.6.2"), gpu="g", log=_quiet)
 
@@ -496,7 +511,7 @@ def test_legacy_cache_for_other_version_refused(models: dict[str, Path], tmp_pat
 @pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0"])
 def test_no_fast_int8_fails_loudly(models: dict[str, Path], tmp_path: Path, version: str) -> None:
     trt = make_tensorrt(version, fast_int8=False)
-    with pytest.raises(tc.TensorRTError, match="no fast INT8"):
+    with pytest.raises(TensorRTError, match="no fast INT8"):
         build_engine(models["int8"], tmp_path / "m.engine", "int8", trt=trt, gpu="g", log=_quiet)
     assert "Builder.build_serialized_network" not in call_names(trt)
     assert not (tmp_path / "m.engine").exists()
@@ -510,7 +525,7 @@ def test_layer_precision_mismatch_fails(models: dict[str, Path], tmp_path: Path,
     # The standalone quantize layers still output INT8: the old check ("some layer runs
     # INT8") passed on them; computing layers are what counts.
     low = "fp16" if version.startswith("10") else "fp32"  # FP16 float islands on 10.x
-    with pytest.raises(tc.TensorRTError, match="(?s)does not compute in int8.*no computing "
+    with pytest.raises(TensorRTError, match="(?s)does not compute in int8.*no computing "
                                                "layer of the engine runs in INT8.*"
                                                f"'/conv1/Conv' runs in {low}, not INT8"):
         build_engine(models["int8"], tmp_path / "m.engine", "int8", trt=trt, gpu="g", log=_quiet)
@@ -524,7 +539,7 @@ def test_layer_precision_mismatch_fails(models: dict[str, Path], tmp_path: Path,
 
 
 def test_fp16_without_fast_fp16(models: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(tc.TensorRTError, match="no fast FP16"):
+    with pytest.raises(TensorRTError, match="no fast FP16"):
         build_engine(models["fp32"], tmp_path / "m.engine", "fp16",
                      trt=make_tensorrt("10.3.0", fast_fp16=False), gpu="g", log=_quiet)
 
@@ -534,7 +549,7 @@ def test_parser_errors_listed(tmp_path: Path) -> None:
     # caught by our check before TensorRT's parser sees it
     m.graph.node.append(helper.make_node("Hardmax", ["f"], ["h"], name="/hardmax"))
     p = save(m, tmp_path / "m.onnx")
-    with pytest.raises(tc.TensorRTError, match=r"TensorRT 8.6.2 does not support: Hardmax"):
+    with pytest.raises(TensorRTError, match=r"TensorRT 8.6.2 does not support: Hardmax"):
         build_engine(p, tmp_path / "m.engine", "fp32", trt=make_tensorrt("8.6.2"), gpu="g",
                      log=_quiet)
     # the parser's own report, with node names on 10.x
@@ -544,8 +559,8 @@ def test_parser_errors_listed(tmp_path: Path) -> None:
     bad = tiny_model()
     bad.graph.node.append(helper.make_node("QLinearConv", ["f"], ["q"], name="/qconv"))
     assert not parser.parse(bad.SerializeToString())
-    assert tc.parser_errors(parser) == ["No importer registered for op: QLinearConv "
-                                        "(node '/qconv', op QLinearConv)"]
+    assert parser_errors(parser) == ["No importer registered for op: QLinearConv "
+                                     "(node '/qconv', op QLinearConv)"]
 
 
 @pytest.mark.parametrize("version, has, lacks", [
@@ -570,8 +585,8 @@ def test_removed_apis_absent_in_11() -> None:
         assert not hasattr(trt.BuilderFlag, name)
     assert not hasattr(trt, "IInt8EntropyCalibrator2")
     assert not hasattr(trt.Builder(trt.Logger()), "platform_has_fast_int8")
-    with pytest.raises(tc.TensorRTError, match="no INT8 calibrators"):
-        tc.make_cache_calibrator(trt, tc.profile_for("11.4.1"), b"")
+    with pytest.raises(TensorRTError, match="no INT8 calibrators"):
+        make_cache_calibrator(trt, profile_for("11.4.1"), b"")
 
 
 @pytest.mark.parametrize("content, error", [
@@ -597,14 +612,14 @@ def test_outputs_that_are_inputs_are_refused(models: dict[str, Path], tmp_path: 
                        (dict(save_prepared=models["int8"]), "--save-prepared"),
                        (dict(timing_cache=models["int8"]), "--timing-cache")):
         out = kw.pop("out", tmp_path / "m.engine")
-        with pytest.raises(tc.TensorRTError, match=f"{option} is an input of this build"):
+        with pytest.raises(TensorRTError, match=f"{option} is an input of this build"):
             build_engine(models["int8"], out, "int8", trt=make_tensorrt("10.3.0"), gpu="g",
                          log=_quiet, **kw)  # type: ignore[arg-type]
     assert models["int8"].read_bytes() == before
 
 
 def test_batch_profile_validated(models: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(tc.TensorRTError, match="min-batch <= opt-batch <= max-batch"):
+    with pytest.raises(TensorRTError, match="min-batch <= opt-batch <= max-batch"):
         build_engine(models["int8"], tmp_path / "m.engine", "int8", min_batch=4, opt_batch=2,
                      trt=make_tensorrt("10.3.0"), log=_quiet)
 
@@ -623,7 +638,7 @@ def test_cli_without_tensorrt(models: dict[str, Path], tmp_path: Path,
 
 
 def test_errors_are_skelmtl_errors() -> None:
-    assert issubclass(tc.TensorRTError, SkelmtlError)
+    assert issubclass(TensorRTError, SkelmtlError)
     assert issubclass(EngineHeaderError, SkelmtlError)
 
 

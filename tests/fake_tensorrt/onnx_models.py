@@ -83,3 +83,145 @@ def windows(meta: ModelMeta, n: int, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     p = meta.preprocess
     return rng.normal(0, 1, (n, p.channels, p.window, 75)).astype(np.float32)
+
+
+def activation_scales(model: onnx.ModelProto, x: np.ndarray) -> dict[str, float]:
+    """Symmetric INT8 steps (``max |t| / 127``, min-max calibration) of every float tensor
+    a node of ``model`` computes, and of its input, over the windows ``x`` (ONNX Runtime)."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    known = {o.name for o in m.graph.output}
+    for n in m.graph.node:
+        for t in n.output:
+            if t not in known:
+                m.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    values = dict(zip(names, sess.run(None, {INPUT_NAME: x})))
+    values[INPUT_NAME] = x
+    return {k: float(np.abs(v).max()) / 127 for k, v in values.items()}
+
+
+def qdq_model(model: onnx.ModelProto, x: np.ndarray, *, quantize_heads: bool = True
+              ) -> tuple[onnx.ModelProto, dict[str, float]]:
+    """:func:`tiny_model` in the Q/DQ form ``skelmtl calibrate`` writes for it, without a
+    quantizer (onnxruntime >= 1.27 is not on a Jetson nor in ``make test-oldest``).
+
+    The layout and names are ONNX Runtime's static quantizer's in QDQ format (symmetric,
+    min-max over ``x``): per-channel int8 weights behind ``DequantizeLinear`` (axis 0),
+    int32 biases with ``input scale x weight scale``, a QuantizeLinear/DequantizeLinear
+    pair on the input and on each Conv's output and input, and, with ``quantize_heads``, on
+    the heads' shared input and their outputs (one pair, where ONNX Runtime writes one per
+    head). Returns the model and the activation scales (for a calibration cache).
+    """
+    scales = activation_scales(model, x)
+    src = onnx.ModelProto()
+    src.CopyFrom(model)  # the Relus are rewired below: leave the caller's model alone
+    model = src
+    g = model.graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    kinds = ("Conv", "Gemm") if quantize_heads else ("Conv",)
+    quantized = [n for n in g.node if n.op_type in kinds]
+    new_init: list[onnx.TensorProto] = []
+    pre: list[onnx.NodeProto] = []
+    pairs: dict[str, str] = {}  # tensor -> its dequantized name
+
+    def act(tensor: str) -> str:
+        if tensor not in pairs:
+            s, z = f"{tensor}_scale", f"{tensor}_zero_point"
+            new_init.extend([numpy_helper.from_array(np.array(scales[tensor], np.float32), s),
+                             numpy_helper.from_array(np.array(0, np.int8), z)])
+            pre.extend([
+                helper.make_node("QuantizeLinear", [tensor, s, z], [f"{tensor}_QuantizeLinear_Output"],
+                                 name=f"{tensor}_QuantizeLinear"),
+                helper.make_node("DequantizeLinear", [f"{tensor}_QuantizeLinear_Output", s, z],
+                                 [f"{tensor}_DequantizeLinear_Output"],
+                                 name=f"{tensor}_DequantizeLinear")])
+            pairs[tensor] = f"{tensor}_DequantizeLinear_Output"
+        return pairs[tensor]
+
+    nodes: list[onnx.NodeProto] = []
+    dropped: set[str] = set()
+    for n in g.node:
+        if n not in quantized:
+            nodes.append(n)
+            continue
+        x_in, w_name, b_name = n.input[0], n.input[1], n.input[2]
+        w = init[w_name]
+        w_scale = (np.abs(w.reshape(len(w), -1)).max(axis=1) / 127).astype(np.float32)
+        wq = np.clip(np.rint(w / w_scale.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
+        b_scale = (np.float32(scales[x_in]) * w_scale).astype(np.float32)
+        bq = np.rint(init[b_name] / b_scale).astype(np.int32)
+        new_init += [numpy_helper.from_array(wq.astype(np.int8), f"{w_name}_quantized"),
+                     numpy_helper.from_array(w_scale, f"{w_name}_scale"),
+                     numpy_helper.from_array(np.zeros(len(w), np.int8), f"{w_name}_zero_point"),
+                     numpy_helper.from_array(bq, f"{b_name}_quantized"),
+                     numpy_helper.from_array(b_scale, f"{b_name}_quantized_scale"),
+                     numpy_helper.from_array(np.zeros(len(bq), np.int32),
+                                             f"{b_name}_quantized_zero_point")]
+        pre += [helper.make_node("DequantizeLinear", [f"{w_name}_quantized", f"{w_name}_scale",
+                                                      f"{w_name}_zero_point"],
+                                 [f"{w_name}_DequantizeLinear_Output"],
+                                 name=f"{w_name}_DequantizeLinear", axis=0),
+                helper.make_node("DequantizeLinear", [f"{b_name}_quantized",
+                                                      f"{b_name}_quantized_scale",
+                                                      f"{b_name}_quantized_zero_point"],
+                                 [b_name], name=f"{b_name}_DequantizeLinear", axis=0)]
+        dropped |= {w_name, b_name}
+        out = n.output[0]
+        is_output = out in {o.name for o in g.output}
+        q_in = f"{out}_QuantizeLinear_Input" if is_output else out
+        node = helper.make_node(n.op_type, [act(x_in), f"{w_name}_DequantizeLinear_Output",
+                                            b_name], [q_in], name=n.name)
+        node.attribute.extend(n.attribute)
+        nodes.append(node)
+        if is_output:  # the head's output pair, written under the graph output's name
+            s, z = f"{out}_scale", f"{out}_zero_point"
+            new_init += [numpy_helper.from_array(np.array(scales[out], np.float32), s),
+                         numpy_helper.from_array(np.array(0, np.int8), z)]
+            nodes += [helper.make_node("QuantizeLinear", [q_in, s, z],
+                                       [f"{out}_QuantizeLinear_Output"],
+                                       name=f"{out}_QuantizeLinear"),
+                      helper.make_node("DequantizeLinear", [f"{out}_QuantizeLinear_Output", s, z],
+                                       [out], name=f"{out}_DequantizeLinear")]
+        elif n.op_type == "Conv":  # its output quantized for the next node, as ORT does
+            act(out)
+            for later in g.node:
+                for i, t in enumerate(later.input):
+                    if t == out and later not in quantized:
+                        later.input[i] = pairs[out]
+    q = onnx.ModelProto()
+    q.CopyFrom(model)
+    del q.graph.node[:]
+    q.graph.node.extend(pre + nodes)
+    keep = [t for t in model.graph.initializer if t.name not in dropped]
+    del q.graph.initializer[:]
+    q.graph.initializer.extend(keep + new_init)
+    meta = ModelMeta.from_json(next(p.value for p in model.metadata_props if p.key == META_KEY))
+    del q.metadata_props[:]
+    entry = q.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.with_(precision="int8").to_json()
+    _toposort(q.graph)
+    onnx.checker.check_model(q, full_check=True)
+    return q, scales
+
+
+def _toposort(graph: onnx.GraphProto) -> None:
+    """Order the nodes so that each runs after what it reads (in place)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    todo, done = list(graph.node), []
+    while todo:
+        rest = []
+        for n in todo:
+            if all(i in ready for i in n.input):
+                done.append(n)
+                ready |= set(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(todo):
+            raise ValueError(f"cycle or missing input at {[n.name for n in rest]}")
+        todo = rest
+    del graph.node[:]
+    graph.node.extend(done)
