@@ -254,13 +254,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(needs the runtime venv: mediapipe, onnxruntime, cv2)")
     parser.add_argument("--image", action="append", default=[],
                         help="with --check: another image to compare on (repeatable)")
+    parser.add_argument("--onnx-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --check: an OnnxLandmarker keyword (a number), e.g. "
+                             "hand_refine=0 or hand_from_pose_scale=2.2 (repeatable)")
     parser.add_argument("--threads", type=int, default=1,
                         help="with --check: ONNX Runtime threads per model (pin the process "
                              "with taskset -c 0 to give MediaPipe one core too)")
 
 
-def run_check(model_dir: Path, images: list[str], threads: int = 1) -> int:
-    """Print the comparison table and the per-stage times; 0 when every frame meets the bar."""
+def parse_options(pairs: list[str]) -> dict[str, float]:
+    """``["hand_refine=0", ...]`` -> ``{"hand_refine": 0.0, ...}``.
+
+    Raises:
+        ConvertError: a pair that is not KEY=NUMBER.
+    """
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            out[key] = float(value)
+        except ValueError:
+            raise ConvertError(f"--onnx-option {pair!r}: expected KEY=NUMBER") from None
+    return out
+
+
+def run_check(model_dir: Path, images: list[str], threads: int = 1,
+              options: dict[str, float] | None = None) -> int:
+    """Print the comparison table and the per-stage times; 0 when every frame meets the bar.
+
+    Args:
+        options: extra :class:`~edge.frontend_onnx.OnnxLandmarker` keywords.
+    """
+    opts: dict[str, Any] = dict(options or {})
     from calibration import landmarks_check as lc
     from edge.assets import sample_video
     from edge.frontend_onnx import OnnxLandmarker
@@ -276,7 +303,8 @@ def run_check(model_dir: Path, images: list[str], threads: int = 1) -> int:
             return frame
         return process
 
-    with OnnxLandmarker(mode="image", model_dir=model_dir, threads=threads) as onnx, \
+    with OnnxLandmarker(mode="image", model_dir=model_dir, threads=threads,
+                                        **opts) as onnx, \
             Landmarker(mode="image") as tasks:
         checks = lc.check_frames(frames, timed("onnx", onnx), timed("tasks", tasks))
     print(lc.format_checks(checks))
@@ -291,11 +319,13 @@ def run_check(model_dir: Path, images: list[str], threads: int = 1) -> int:
     video = sample_video()
     if video is not None:
         clip = lc.read_video(video)
-        print(f"\nper-stage median ms per frame, {video.name} ({len(clip)} frames, video mode):")
-        with Landmarker(mode="video") as tasks:
-            t_tasks, f_tasks = lc.time_stages(tasks, clip)
-        with OnnxLandmarker(mode="video", model_dir=model_dir, threads=threads) as onnx:
-            t_onnx, f_onnx = lc.time_stages(onnx, clip)
+        print(f"\nper-stage median ms per frame, {video.name} ({len(clip)} frames, video mode, "
+              "the two front ends taking turns frame by frame):")
+        with Landmarker(mode="video") as tasks, \
+                OnnxLandmarker(mode="video", model_dir=model_dir, threads=threads,
+                                             **opts) as onnx:
+            timed_clip = lc.time_stages({"tasks": tasks, "onnx": onnx}, clip)
+        (t_tasks, f_tasks), (t_onnx, f_onnx) = timed_clip["tasks"], timed_clip["onnx"]
         print("  tasks:", _fmt(t_tasks))
         print("  onnx: ", _fmt(t_onnx))
         print("  onnx vs tasks, both tracking, mean px per part:",
@@ -317,7 +347,7 @@ def main(args: argparse.Namespace) -> int:
         LOG.setLevel(logging.INFO)
     out = args.output_dir or default_model_dir()
     if args.check:
-        return run_check(out, args.image, args.threads)
+        return run_check(out, args.image, args.threads, parse_options(args.onnx_option))
     for c in convert_landmark_models(out, args.pose_model, args.hand_model,
                                      offline=args.offline or None):
         print(c.path)

@@ -185,20 +185,23 @@ def check_frames(frames: dict[str, np.ndarray], onnx: Process, tasks: Process
     return out
 
 
-def time_stages(landmarker: Any, clip: list[np.ndarray]
-                ) -> tuple[dict[str, float], list[LandmarkFrame]]:
-    """Median ms per frame of each ``last_timings`` stage over a clip in video mode
-    (the first frame, which loads and warms up, is not counted), and the frames."""
-    rows: list[dict[str, float]] = []
-    frames = []
+def time_stages(landmarkers: dict[str, Any], clip: list[np.ndarray]
+                ) -> dict[str, tuple[dict[str, float], list[LandmarkFrame]]]:
+    """Per front end: median ms per frame of each ``last_timings`` stage over a clip in
+    video mode, and its frames. The front ends take turns frame by frame, so that a
+    machine whose speed wanders slows them alike; the first frame (loading, warm-up) is
+    not counted."""
+    rows: dict[str, list[dict[str, float]]] = {n: [] for n in landmarkers}
+    frames: dict[str, list[LandmarkFrame]] = {n: [] for n in landmarkers}
     for i, img in enumerate(clip):
-        t0 = time.perf_counter()
-        frames.append(landmarker.process(img, t=i / 30.0, index=i))
-        wall = (time.perf_counter() - t0) * 1e3
-        if i > 0:
-            rows.append({**landmarker.last_timings, "wall_ms": wall})
-    keys = rows[0].keys() if rows else ()
-    return {k: float(np.median([r[k] for r in rows])) for k in keys}, frames
+        for name, lm in landmarkers.items():
+            t0 = time.perf_counter()
+            frames[name].append(lm.process(img, t=i / 30.0, index=i))
+            wall = (time.perf_counter() - t0) * 1e3
+            if i > 0:
+                rows[name].append({**lm.last_timings, "wall_ms": wall})
+    return {n: ({k: float(np.median([r[k] for r in rows[n]])) for k in rows[n][0]}
+                if rows[n] else {}, frames[n]) for n in landmarkers}
 
 
 def clip_errors(got: list[LandmarkFrame], ref: list[LandmarkFrame]) -> dict[str, float]:

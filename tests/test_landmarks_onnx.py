@@ -327,3 +327,12 @@ def test_image_mode_detects_every_frame_and_pose_only_runs_no_hand_model(fake_la
     np.testing.assert_allclose(frame.joints[0, :2], [0.5, 0.6], atol=1e-3)
     with pytest.raises(LandmarkerError, match=r"expected an \(H, W, 3\) uint8 RGB image"):
         lm.process(np.zeros((10, 10), np.uint8))
+
+
+def test_check_options_parse_numbers_and_name_a_bad_pair() -> None:
+    from calibration.convert_landmarks import ConvertError, parse_options
+
+    assert parse_options(["hand_refine=0", "hand_from_pose_scale=2.2"]) == {
+        "hand_refine": 0.0, "hand_from_pose_scale": 2.2}
+    with pytest.raises(ConvertError, match=r"--onnx-option 'scale': expected KEY=NUMBER"):
+        parse_options(["scale"])
