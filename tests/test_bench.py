@@ -596,6 +596,7 @@ def test_video_stages_on_carphone(tmp_path: Path) -> None:
         assert got[f"landmarks {variant}"]["stats"]["n"] == 4
         assert f"policy {variant}: pose ran on" in got[f"landmarks {variant}"]["reason"]
         assert report["ratios"][f"front_end_{variant}_over_full"]["value"] is not None
+        assert report["ratios"][f"front_end_{variant}_over_full_cpu"]["value"] > 0
     assert got["landmarks_hands action"]["stats"]["max_ms"] == 0.0  # never runs
     # Frames 0-15 are warm-up (the first window runs at frame 15); with stride 4 the
     # next runs at frame 19, the last of the 4 timed frames.
