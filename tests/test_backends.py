@@ -17,7 +17,12 @@ import pytest
 from edge.backends import available_backends, load_backend
 from edge.backends.base import BackendError
 from edge.backends.onnxruntime import OnnxRuntimeBackend, resolve_providers
-from edge.engine_header import EngineHeader, EngineHeaderError, write_engine
+from edge.engine_header import (
+    EngineHeader,
+    EngineHeaderError,
+    tensorrt_version_parts,
+    write_engine,
+)
 from edge.metadata import META_KEY, MetadataError, ModelMeta
 from edge.preprocess import PREPROCESS_VERSION
 from edge.stream import batch_inputs
@@ -570,7 +575,7 @@ def test_tensorrt_engine_agrees_with_onnxruntime_on_gpu(tiny: Path, tmp_path: Pa
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
+    flags = 0 if tensorrt_version_parts(trt.__version__)[0] >= 10 else \
         1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)

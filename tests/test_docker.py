@@ -11,6 +11,7 @@ What it does not prove: that the image builds, or runs on a Jetson (docs/jetson.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import json
 import os
@@ -257,6 +258,54 @@ def test_docs_name_the_same_base_images_as_the_dockerfile() -> None:
     docs = DOCS.read_text()
     for image in images:
         assert image in docs, f"docs/jetson.md does not mention {image}"
+
+
+TESTS_DIR = "/opt/skelmtl-tests"
+
+
+def _copied_tests(dockerfile: list[Instruction]) -> set[str]:
+    """Repository paths of the Python files the image copies into ``TESTS_DIR/tests``."""
+    out: set[str] = set()
+    for ins in dockerfile:
+        if ins.keyword != "COPY" or not shlex.split(ins.args)[-1].startswith(TESTS_DIR + "/tests"):
+            continue
+        for src in copy_sources(ins):
+            for m in REPO.glob(src):
+                files = [m] if m.is_file() else sorted(m.rglob("*.py"))
+                out |= {f.relative_to(REPO).as_posix() for f in files
+                        if "__pycache__" not in f.parts}
+    return out
+
+
+def test_the_image_carries_the_runtime_tests(dockerfile: list[Instruction]) -> None:
+    """The runtime's torch-free tests are in the image with what they import (issue 14):
+    every ``tests.*`` module they use is copied too, none imports torch or trainer at
+    module level, pytest is installed and finds its configuration (setup.cfg) beside them,
+    and docs/jetson.md gives the command."""
+    copied = _copied_tests(dockerfile)
+    assert {"tests/__init__.py", "tests/conftest.py", "tests/runtime_models.py",
+            "tests/fixtures/make_runtime_models.py", "tests/fake_tensorrt/__init__.py",
+            "tests/test_backends.py", "tests/test_pipeline.py", "tests/test_engine.py",
+            "tests/test_tensorrt_chain.py", "tests/test_selfcheck.py"} <= copied
+    for rel in sorted(copied):
+        tree = ast.parse((REPO / rel).read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""])
+                assert not {n.split(".")[0] for n in names} & {"torch", "trainer"}, rel
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                    node.module.startswith("tests."):
+                target = node.module.replace(".", "/")
+                assert {f"{target}.py", f"{target}/__init__.py"} & copied, \
+                    f"{rel} imports {node.module}, which the image does not carry"
+    copies = {shlex.split(i.args)[-1]: copy_sources(i) for i in dockerfile
+              if i.keyword == "COPY"}
+    assert copies[TESTS_DIR + "/"] == ["setup.cfg"]
+    runs = " ".join(i.args for i in dockerfile if i.keyword == "RUN")
+    assert re.search(r'"\.\[[a-z0-9_,]+\]" "pytest>=\d+"', runs)
+    assert f"{TESTS_DIR}/tests" in DOCS.read_text()
 
 
 @pytest.mark.parametrize("script", [ENTRYPOINT, HEALTHCHECK])

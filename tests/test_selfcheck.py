@@ -177,11 +177,60 @@ def test_selfcheck_cli_writes_the_report_and_exits_1_on_failure(
         sc.main(parser.parse_args(["--agreement", "1.5"]))
 
 
+STEPS = ["platform", "cache key", "engine", "layers", "agreement", "latency"]
+
+
+def _selfcheck_the_shipped_model(cache: Path) -> sc.SelfcheckReport:
+    """What ``pytest -m gpu`` runs on a Jetson: ``skelmtl selfcheck`` with its defaults (the
+    detected platform, ``python -m edge.cli build-engine`` in a child process building the
+    shipped INT8 model, the TensorRT backend over pycuda or cuda-python, ONNX Runtime FP32 on
+    the CPU as the reference), then the same check again from the cache."""
+    lines: list[str] = []
+    report = sc.run_selfcheck(cache_dir=cache, repeats=5, out=lines.append)
+    assert report.ok, "\n".join(lines)
+    steps = {s.name: s for s in report.steps}
+    assert list(steps) == STEPS
+    assert steps["engine"].data["built"] is True
+    assert Path(steps["engine"].data["path"]).parent == cache
+    assert not steps["engine"].data["precision_check"].startswith("overridden")
+    agree = steps["agreement"].data["agreement"]
+    assert set(agree) == {"logits_action", "logits_gesture", "task_logits"}
+    assert min(agree.values()) >= sc.DEFAULT_AGREEMENT
+    again = sc.run_selfcheck(cache_dir=cache, repeats=1, out=lines.append)
+    assert again.ok and {s.name: s for s in again.steps}["engine"].data["built"] is False
+    return report
+
+
 @pytest.mark.gpu
 def test_selfcheck_on_a_real_gpu(tmp_path: Path) -> None:
-    """The shipped INT8 model through the installed TensorRT: `skelmtl selfcheck` itself
-    (needs TensorRT, a GPU and pycuda or cuda-python; run with `pytest -m gpu`)."""
+    """The shipped INT8 model built and compared with the installed TensorRT (needs
+    TensorRT, a GPU and pycuda or cuda-python; any onnxruntime >= 1.16, no quantizer:
+    run with ``pytest -m gpu`` on the Jetson, docs/jetson.md)."""
     pytest.importorskip("tensorrt", reason="needs TensorRT")
-    lines: list[str] = []
-    report = sc.run_selfcheck(cache_dir=tmp_path / "engines", repeats=5, out=lines.append)
-    assert report.ok, "\n".join(lines)
+    _selfcheck_the_shipped_model(tmp_path / "engines")
+
+
+def test_the_gpu_test_against_the_stand_in(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gpu test's own code, with only what a Jetson provides replaced: the ``tensorrt``
+    module, the platform probe, CUDA memory, and the build child (which would import the
+    real ``tensorrt``) run in this process against the stand-in."""
+    from edge import engine_cache as ec
+    from edge.backends import tensorrt as trt_backend
+
+    trt = make_tensorrt("10.3.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(ec, "detect_platform", lambda: ORIN)
+    builds: list[tuple[str, ...]] = []
+
+    def command_builder(cmd: Any, recipe: Any) -> Any:
+        builds.append(tuple(cmd))
+        return _builder(trt)
+
+    monkeypatch.setattr(ec, "command_builder", command_builder)
+    monkeypatch.setattr(trt_backend, "open_cuda", lambda which="auto", device=0:
+                        HostCudaMemory(trt))
+    report = _selfcheck_the_shipped_model(tmp_path / "engines")
+    assert builds == [ec.DEFAULT_BUILD_CMD]  # built once, then taken from the cache
+    layers = {s.name: s for s in report.steps}["layers"].data["layers"]
+    assert sum("int8" in lay["dtypes"] for lay in layers if lay["type"] == "Conv") == 11
