@@ -95,22 +95,20 @@ def _int_list(s: str) -> tuple[int, ...]:
     return vals
 
 
-def _backend_list(s: str) -> tuple[str, ...]:
-    vals = tuple(v.strip() for v in s.split(",") if v.strip())
-    bad = [v for v in vals if v not in BACKEND_CHOICES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown backend {bad}; choose from "
-                                         f"{', '.join(BACKEND_CHOICES)}")
-    return vals
+def _choice_list(choices: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names, each one of ``choices``."""
+    def parse(s: str) -> tuple[str, ...]:
+        vals = tuple(v.strip() for v in s.split(",") if v.strip())
+        bad = [v for v in vals if v not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad}; choose from "
+                                             f"{', '.join(choices)}")
+        return vals
+    return parse
 
 
-def _front_end_list(s: str) -> tuple[str, ...]:
-    vals = tuple(v.strip() for v in s.split(",") if v.strip())
-    bad = [v for v in vals if v not in FRONT_END_VARIANTS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown front end {bad}; choose from "
-                                         f"{', '.join(FRONT_END_VARIANTS)}")
-    return vals
+_backend_list = _choice_list(BACKEND_CHOICES, "backend")
+_front_end_list = _choice_list(FRONT_END_VARIANTS, "front end")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
