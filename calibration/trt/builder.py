@@ -208,3 +208,10 @@ def open_timing_cache(config: Any, blob: bytes, source: str, log: Any) -> Any:
     if cache is None:
         raise TensorRTError("TensorRT cannot create an empty timing cache")
     return cache
+
+
+__all__ = [
+    "use_strong_typing", "network_flags", "check_platform", "configure_precision",
+    "set_workspace", "make_cache_calibrator", "attach_calibrator", "parser_errors",
+    "open_timing_cache",
+]

@@ -94,3 +94,9 @@ def check_calibration_cache(path: Path, profile: TrtProfile) -> bytes:
         raise TensorRTError(f"{path}: calibration cache is for {cache.algorithm}; the builder "
                             f"uses {CACHE_ALGORITHM}")
     return data
+
+
+__all__ = [
+    "CACHE_ALGORITHM", "encode_calibration_cache", "CalibrationCache",
+    "decode_calibration_cache", "check_calibration_cache",
+]

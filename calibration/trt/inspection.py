@@ -183,3 +183,9 @@ def precision_problems(layers: list[LayerInfo], precision: str,
         if low:
             problems.append(f"layers run below FP32: {low[:5]}")
     return problems
+
+
+__all__ = [
+    "LayerInfo", "parse_inspector_json", "inspect_engine", "layer_tokens", "is_opaque",
+    "precision_problems",
+]

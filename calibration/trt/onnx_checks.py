@@ -225,3 +225,9 @@ def compute_node_names(model: Any) -> list[str]:
     """Names of the model's nodes that compute (not Q/DQ, not Constant)."""
     return [n.name or n.output[0] for n in model.graph.node
             if n.op_type not in _QDQ + ("Constant",)]
+
+
+__all__ = [
+    "Issue", "onnx_summary", "qdq_nodes", "quantized_compute_nodes", "check_onnx",
+    "raise_on_errors", "fold_int32_dequantize", "compute_node_names",
+]

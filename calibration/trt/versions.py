@@ -160,3 +160,9 @@ def profile_for(version: str) -> TrtProfile:
     raise UnsupportedTensorRT(
         f"TensorRT {version} is not supported: use 8.5 (JetPack 5.1), 8.6 (JetPack 6.0 DP), "
         "10.x (JetPack 6.1+/7) or 11.4.1+ (JetPack 7.2.2+)")
+
+
+__all__ = [
+    "TensorRTError", "UnsupportedTensorRT", "parse_version", "version_number", "TrtProfile",
+    "profile_for",
+]
