@@ -168,6 +168,9 @@ def export_model(model: nn.Module, meta: ModelMeta, out: str | os.PathLike[str],
     for kind, items in (("input", graph_in), ("output", graph_out)):
         for n, s in items:
             log(f"{kind} {n}: {s}")
+    log(f"windows of {p.window} frames at {p.fps:g} frames/s ({p.window / p.fps:.2f} s; "
+        "every source is resampled to that rate)" if p.fps is not None else
+        f"windows of {p.window} frames at the source's own rate (no preprocess.fps)")
     if not isinstance(graph_in[0][1][0], str):
         raise ExportError("the batch axis of the exported input is not dynamic")
 
