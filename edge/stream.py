@@ -229,7 +229,9 @@ class RateConverter:
     between the two frames around it: the numbers :func:`edge.preprocess.resample_rate`
     gives for the whole clip. A model without a rate gets every frame unchanged. A frame
     whose time is not after the previous one's cannot be placed in time: it is skipped
-    and counted in :attr:`skipped`.
+    and counted in :attr:`skipped`. A gap longer than one window (a stalled camera) is not
+    filled with made-up motion: the grid starts again at the frame after it
+    (:attr:`restarts`).
 
     Frames: ``joints (75, C)`` float32 (only the first ``cfg.dims`` coordinates are kept
     when resampling), ``mask (75,)`` bool; non-finite joints count as missing.
@@ -238,7 +240,8 @@ class RateConverter:
     def __init__(self, cfg: PreprocessConfig) -> None:
         self.fps = cfg.fps
         self.dims = cfg.dims
-        self.skipped = 0
+        self.max_gap = cfg.window / cfg.fps if cfg.fps else math.inf
+        self.skipped = self.restarts = 0
         self.reset()
 
     def reset(self) -> None:
@@ -258,6 +261,9 @@ class RateConverter:
         if prev is not None and not t > prev[2]:
             self.skipped += 1
             return []
+        if prev is not None and t - prev[2] > self.max_gap:
+            self.restarts += 1
+            prev, self._k = None, 0
         if prev is None:
             self._t0 = t
         out = []

@@ -236,13 +236,16 @@ def test_streamed_windows_are_the_batch_windows_at_the_model_rate() -> None:
                                                        meta.preprocess))
 
 
-def test_rate_converter_skips_frames_out_of_time_and_passes_through_without_a_rate() -> None:
+def test_rate_converter_skips_late_frames_restarts_after_a_gap_and_passes_through() -> None:
     f, m = _clip(4, 5)
     conv = RateConverter(PreprocessConfig(window=8, fps=10.0))
     assert len(conv.push(f[0], m[0], 1.0)) == 1
     assert conv.push(f[1], m[1], 1.0) == [] and conv.skipped == 1
     out = conv.push(f[2], m[2], 1.25)  # 1.1 and 1.2 lie between
     assert [t for _, _, t in out] == [1.0 + 1 / 10.0, 1.0 + 2 / 10.0]
+    out = conv.push(f[3], m[3], 1.25 + 0.81)  # a gap over one window (0.8 s): no filling
+    assert [t for _, _, t in out] == [1.25 + 0.81] and conv.restarts == 1
+    np.testing.assert_array_equal(out[0][0], _clean(f[3:4], m[3:4])[0][0])
     plain = RateConverter(PreprocessConfig(window=8))
     (j, mm, t), = plain.push(f[3], m[3], 7.0)
     assert np.shares_memory(j, f) and np.shares_memory(mm, m) and t == 7.0
