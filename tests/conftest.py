@@ -16,7 +16,8 @@ SHARED_DATA = Path(os.environ.get("SKELMTL_SHARED_DATA", REPO.parent / "shared" 
 # Test modules that import torch at the top. Without torch (a runtime-only install, as on
 # a Jetson) they are not collected, and the session header says so; every other module
 # runs, which is how the edge/ and calibration/ rooms are tested on their oldest deps.
-TORCH_MODULES = ("test_export.py", "test_losses.py", "test_models.py", "test_train.py")
+TORCH_MODULES = ("test_evaluate.py", "test_export.py", "test_jcd.py", "test_losses.py",
+                 "test_models.py", "test_train.py")
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
