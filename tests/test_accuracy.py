@@ -72,6 +72,15 @@ def test_table_with_peer_resumes_without_retraining(tmp_path: Path) -> None:
     run_accuracy(path)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")} == stamp
     assert not list((tmp_path / "runs").rglob(CLAIM))
+    # A changed recipe trains our runs again (never the peer's), with the new recipe.
+    cfg = yaml.safe_load(path.read_text())
+    cfg["datasets"]["synth"]["overrides"] = {"optim.epochs": 3}
+    path.write_text(yaml.safe_dump(cfg))
+    run_accuracy(path)
+    rep = json.loads((tmp_path / "acc.json").read_text())["datasets"]["synth"]
+    assert [r["epochs"] for r in rep["ours"]] == [3, 3]
+    assert [p.stat().st_mtime_ns for p in (tmp_path / "runs" / "peer").rglob("result.json")] \
+        == [t for p, t in stamp.items() if "peer" in p.parts]
 
 
 def test_missing_peer_script_skips_the_peer_column(tmp_path: Path) -> None:

@@ -216,6 +216,29 @@ def ensure_store(variant: dict[str, Any]) -> None:
         raise ConfigError(f"{store}: data convert failed: {last}")
 
 
+def recipe_changed(cfg: AccuracyConfig, run: Run) -> bool:
+    """Whether a finished run was trained with another recipe than the config now gives
+    (its ``config.yaml`` against :func:`run_config`, the joints the trainer fills in
+    left out): the run is then trained again, so the table never mixes recipes silently.
+    The old numbers stay in the history of the tracked ``result.json``."""
+    tc = run_config(cfg, run.dataset, run.variant, run.seed)
+    saved = tc.out_dir / "config.yaml"
+    if not saved.is_file():
+        return False  # nothing to compare with (a result copied in by hand)
+
+    def recipe(d: dict[str, Any]) -> dict[str, Any]:
+        d = json.loads(json.dumps(d, default=str))
+        d.pop("out", None)
+        if not tc.preprocess.joints:
+            d.get("preprocess", {}).pop("joints", None)
+        return d
+
+    old = from_dict(yaml.safe_load(saved.read_text()), str(saved)).to_dict()
+    if recipe(old) == recipe(tc.to_dict()):
+        return False
+    return True
+
+
 def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
     """Train, score FP32 on test, export, quantize, score INT8 on test."""
     from calibration.quantize import calibrate
@@ -228,7 +251,8 @@ def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
     tc = run_config(cfg, run.dataset, run.variant, run.seed)
     out = tc.out_dir
     t0 = time.perf_counter()
-    res = train(tc, resume=True, progress=False)
+    fresh = recipe_changed(cfg, run)  # the folder holds a run of another recipe
+    res = train(tc, resume=not fresh, overwrite=fresh, progress=False)
     wall = time.perf_counter() - t0
     test = tc.data.test_split
     fp32 = evaluate_model(res.best, split=test, out_dir=out / "eval")
@@ -291,14 +315,21 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
                 jobs.append((pout, lambda r=run, f=f, o=pout: run_peer(cfg, r, f, o)))
         for out, job in jobs:
             done = out / "result.json"
-            if done.is_file():
+            redo = out == root / run.key and recipe_changed(cfg, run)
+            if done.is_file() and not redo:
                 continue
             fd = claim(out)
             if fd is None:
                 continue
             try:
-                if done.is_file():  # finished by the worker that held it before us
+                # Finished (or retrained) by the worker that held it before us?
+                redo = out == root / run.key and recipe_changed(cfg, run)
+                if done.is_file() and not redo:
                     continue
+                if redo:
+                    logger.warning("%s: trained with another recipe than %s gives now: "
+                                   "training it again", out, cfg.name)
+                    done.unlink(missing_ok=True)
                 logger.info("== %s", out)
                 res = job()
                 atomic_write(out / "result.json", json.dumps(res, indent=1))
