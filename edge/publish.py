@@ -338,7 +338,9 @@ class ZmqPublisher(Publisher):
             bind = f"ipc://{path}"
         else:
             host, port = _host_port(spec, parts, allow_any_port=True)
-            host = host or DEFAULT_ZMQ_HOST  # no host named: this machine only
+            # No host named: this machine only. 'localhost' is bound as its address: libzmq
+            # before 4.3.5 (pyzmq 25, JetPack 5) binds addresses and interfaces, not names.
+            host = DEFAULT_ZMQ_HOST if host in ("", "localhost") else host
             bind = f"tcp://{_bracket(host)}:{port}"
         return cls(spec, bind,
                    topic_prefix=options.get("topic", DEFAULT_TOPIC_PREFIX),
