@@ -16,15 +16,11 @@ from edge.metadata import META_KEY
 from edge.recording import Recording, save_recording
 from tests.runtime_models import tiny_meta, tiny_onnx, volleyball_sequence
 
-pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.set_num_threads(1)
     return tiny_onnx(tmp_path_factory.mktemp("m") / "tiny.onnx")
 
 
