@@ -41,7 +41,10 @@ run``, ``demo`` and ``bench`` call on a landmark front end is ``process(image, t
 ``hands_ms``, ``merge_ms``, ``total_ms``). A second implementation registers its class
 by name in :data:`FRONT_ENDS` and takes the keyword arguments of :func:`open_front_end`
 (``mode``, ``pose_model``, ``hand_model``, ``policy``); :class:`edge.frontend_policy.StageRouter`
-gives it the same routing.
+gives it the same routing. Registered: ``mediapipe`` (this module's :class:`Landmarker`,
+the default) and ``onnx`` (:class:`edge.frontend_onnx.OnnxLandmarker`, MediaPipe's models
+converted once by ``skelmtl convert-landmarks``, on ONNX Runtime's providers); the
+commands choose one with ``--front-end``.
 
 Coordinates are MediaPipe's: x, y normalised to the image width and height (x right,
 y down), z MediaPipe's relative depth (pose: roughly hip-centred, in x's scale; hands:
@@ -277,9 +280,11 @@ class FrontEnd(Protocol):
     def close(self) -> None: ...
 
 
-# Landmark front ends by name: "module:Class", imported when opened (a second
-# implementation, e.g. converted models on ONNX Runtime, adds a line here).
-FRONT_ENDS = {"mediapipe": "edge.landmarks:Landmarker"}
+# Landmark front ends by name: "module:Class", imported only when opened (so that
+# onnxruntime is never imported here): the MediaPipe Tasks API (the default) and
+# MediaPipe's models converted to ONNX (edge.frontend_onnx, `skelmtl convert-landmarks`).
+FRONT_ENDS = {"mediapipe": "edge.landmarks:Landmarker",
+              "onnx": "edge.frontend_onnx:OnnxLandmarker"}
 
 
 def open_front_end(name: str = "mediapipe", *, mode: Mode = "video",

@@ -638,3 +638,135 @@ def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatc
     report = bench.run_bench(opts, log=lines.append).to_dict()
     assert [e["status"] for e in report["stages"] if e["backend"] == "tensorrt"] == ["skipped"]
     assert report["failed"] == []
+
+
+# --- front-end implementations side by side (issue 17) ------------------------------------
+
+
+def test_front_end_variant_names() -> None:
+    """Policies alone are MediaPipe's; IMPL:POLICY another implementation; one canonical
+    name each (the rows' suffix) and a key without ':' (the ratios')."""
+    import argparse
+
+    from edge.bench.options import add_arguments, options_from_args, split_variant, variant_key
+
+    assert split_variant("auto") == ("mediapipe", "auto")
+    assert split_variant("onnx") == ("onnx", "full")
+    assert split_variant("onnx:gesture") == ("onnx", "gesture")
+    assert variant_key("onnx:auto") == "onnx_auto" and variant_key("mediapipe:auto") == "auto"
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    opts = options_from_args(p.parse_args(
+        ["--front-ends", "full", "mediapipe:auto", "onnx", "onnx:auto,auto"]))
+    assert opts.front_ends == ("full", "auto", "onnx:full", "onnx:auto")
+    assert options_from_args(p.parse_args([])).front_ends == ("full", "action", "gesture",
+                                                              "auto")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--front-ends", "tflite:auto"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--front-ends", "onnx:hands"])
+
+
+class _FakeFront:
+    """A landmark front end that finds a person on every frame and hands on none; its
+    pose costs 2 ms and its hands 1 ms on the frames its policy runs them."""
+
+    def __init__(self, variant: str) -> None:
+        from edge.bench.options import split_variant
+
+        self.policy = split_variant(variant)[1]
+        self.pose_model, self.hand_model = Path("pose.task"), Path("hand.task")
+        self.model_dir = Path("onnx-models")
+        self.last_timings: dict[str, float] = {}
+        self.closed = False
+
+    def process(self, image: np.ndarray, t: float | None = None, index: int = -1) -> Any:
+        from edge.landmarks import NUM_JOINTS, LandmarkFrame
+
+        hands = self.policy in ("full", "gesture") or (self.policy == "auto" and index % 4 == 0)
+        self.last_timings = {"pose_ms": 2.0, "hands_ms": 1.0 if hands else 0.0,
+                             "merge_ms": 0.0, "total_ms": 3.0 if hands else 2.0}
+        mask = np.zeros(NUM_JOINTS, bool)
+        mask[:33] = True
+        return LandmarkFrame(t=float(t or 0.0), joints=np.zeros((NUM_JOINTS, 3), np.float32),
+                             mask=mask, image_size=(8, 6), index=index)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _fake_video_pass(monkeypatch: Any, tmp_path: Path, front_ends: tuple[str, ...],
+                     onnx_error: str | None) -> tuple[Any, dict[str, Any]]:
+    """``_bench_video`` on 6 blank frames with fake front ends; the ``onnx`` ones raise
+    ``onnx_error`` when given (its converted models absent)."""
+    import edge.bench.video as video
+    from edge.bench.inputs import ModelFiles
+    from edge.bench.options import BenchOptions
+    from edge.bench.stats import Recorder
+    from edge.landmarks import LandmarkerError
+
+    opened: list[str] = []
+
+    def open_landmarker(variant: str = "full", opts: Any = None) -> _FakeFront:
+        if variant.startswith("onnx") and onnx_error:
+            raise LandmarkerError(onnx_error)
+        opened.append(variant)
+        return _FakeFront(variant)
+
+    frames = [(0.5, np.zeros((6, 8, 3), np.uint8))] * 6
+    monkeypatch.setattr(video, "_open_landmarker", open_landmarker)
+    monkeypatch.setattr(video, "_frames", lambda sources, path, n: iter(frames[:n]))
+    rec = Recorder(lambda msg: None)
+    opts = BenchOptions(warmup=0, frames=4, front_ends=front_ends)
+    _, ratios = video._bench_video(rec, opts, tmp_path / "clip.mp4", None,
+                                   ModelFiles(tmp_path / "missing.onnx"), window=2)
+    assert "full" in opened
+    return rec, ratios
+
+
+def test_onnx_variants_side_by_side_with_fakes(tmp_path: Path, monkeypatch: Any) -> None:
+    """``onnx:full`` and ``onnx:auto`` get the same rows as the MediaPipe variants, and
+    their cost ratios against the same MediaPipe full front end."""
+    from edge.bench.ratios import compute_ratios
+
+    rec, extra = _fake_video_pass(monkeypatch, tmp_path, ("full", "auto", "onnx:full",
+                                                         "onnx:auto"), None)
+    got = {e.label: e for e in rec.stages}
+    for suffix in (" auto", " onnx:full", " onnx:auto"):
+        for stage in ("landmarks_pose", "landmarks_hands", "landmarks"):
+            assert got[stage + suffix].status == "ok" and got[stage + suffix].stats.n == 4
+    assert got["landmarks_hands onnx:full"].stats.mean_ms == 1.0
+    # frames 2..5 are timed (2 warm-up for the window); auto runs hands on frame 4 only
+    assert got["landmarks_hands onnx:auto"].stats.mean_ms == 0.25
+    assert "onnx front end, video mode (onnx-models, ONNX Runtime providers cpu, 1 thread(s) " \
+        "per model)" in str(got["landmarks onnx:auto"].reason)
+    assert "policy onnx:auto: pose ran on 100% and hands on 25%" in \
+        str(got["landmarks onnx:auto"].reason)
+    assert sorted(k for k in extra if k.endswith("_cpu")) == [
+        "front_end_auto_over_full_cpu", "front_end_onnx_auto_over_full_cpu",
+        "front_end_onnx_full_over_full_cpu"]
+    ratios = compute_ratios(rec.stages, 4, None, extra)
+    assert [k for k in ratios if k.startswith("front_end_") and not k.endswith("_cpu")] == [
+        "front_end_auto_over_full", "front_end_onnx_full_over_full",
+        "front_end_onnx_auto_over_full"]
+    assert got["end_to_end"].status == "skipped"  # no model file: the pipeline is absent
+
+
+def test_onnx_variants_skipped_when_models_are_absent(tmp_path: Path,
+                                                      monkeypatch: Any) -> None:
+    """Without converted models the onnx rows are skipped with the reason, not failed; the
+    MediaPipe variants still run and no ratio names the absent ones."""
+    from edge.bench.ratios import compute_ratios
+
+    why = ("/c/onnx: converted landmark models missing (pose_detector.onnx); create them "
+           "once with 'skelmtl convert-landmarks' (docs/landmarks.md)")
+    rec, extra = _fake_video_pass(monkeypatch, tmp_path, ("full", "auto", "onnx:auto"), why)
+    got = {e.label: e for e in rec.stages}
+    for label in ("landmarks_pose onnx:auto", "landmarks_hands onnx:auto",
+                  "landmarks onnx:auto"):
+        assert got[label].status == "skipped"
+        assert got[label].reason == f"onnx:auto front end unavailable: LandmarkerError: {why}"
+    assert got["landmarks auto"].status == "ok" and not rec.failed
+    ratios = compute_ratios(rec.stages, 4, None, extra)
+    assert not [k for k in ratios if "onnx" in k]
+    assert "front_end_auto_over_full" in ratios and "front_end_auto_over_full_cpu" in ratios

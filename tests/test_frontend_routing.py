@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,28 @@ def test_open_front_end_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert got == {"mode": "video", "policy": "auto", "model_dir": "m"}
     with pytest.raises(landmarks.LandmarkerError, match="unknown landmark front end 'x'"):
         landmarks.open_front_end("x")
+
+
+def test_onnx_front_end_registered_without_importing_onnxruntime(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``onnx`` names the converted-model front end; opening it without its models is
+    one LandmarkerError naming the convert command, and importing edge.landmarks does not
+    import onnxruntime (only opening the onnx front end does)."""
+    import subprocess
+    import sys
+
+    import edge.landmarks as landmarks
+
+    assert landmarks.FRONT_ENDS["onnx"] == "edge.frontend_onnx:OnnxLandmarker"
+    code = ("import sys, edge.landmarks; "
+            "print('onnxruntime' in sys.modules, 'edge.frontend_onnx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False"]
+    monkeypatch.setenv("SKELMTL_LANDMARK_ONNX", str(tmp_path))
+    with pytest.raises(landmarks.LandmarkerError) as e:
+        landmarks.open_front_end("onnx", policy="auto")
+    assert str(e.value) == (
+        f"{tmp_path}: converted landmark models missing (pose_detector.onnx, "
+        "pose_landmarks_detector.onnx, hand_landmarks_detector.onnx); create them once "
+        "with 'skelmtl convert-landmarks' (docs/landmarks.md)")

@@ -31,7 +31,7 @@ from edge.bench.models import (
     _open_onnxruntime,
     _open_pipeline,
 )
-from edge.bench.options import BenchError, BenchOptions, _short, options_from_args
+from edge.bench.options import BenchError, BenchOptions, _short, options_from_args, split_variant
 from edge.bench.probe import TegraStats, _gpu_memory, _peak_rss_mb, device_info
 from edge.bench.ratios import compute_ratios
 from edge.bench.render import render_table
@@ -151,10 +151,12 @@ def _run_stages(opts: BenchOptions, files: ModelFiles, rec: Recorder,
 def _replay_events(files: ModelFiles, opts: BenchOptions, clips: list,
                    log: Callable[[str], None]) -> dict[str, Ratio]:
     """The routed front ends' event agreement on the recorded clips (an informative
-    extra: a model whose tasks the variants do not name gets none)."""
+    extra: a model whose tasks the variants do not name gets none). A recording replays
+    a policy, whatever front end made it, so only the policies are replayed."""
+    policies = list(dict.fromkeys(split_variant(v)[1] for v in opts.front_ends))
     try:
         return replay_agreement(lambda task: _open_pipeline(files, opts, task)[0], clips,
-                                opts.front_ends)
+                                policies)
     except Exception as e:  # informative only; the timings stand without it
         log(f"bench: no event agreement on the clips: {_short(e)}")
         return {}

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.bench.options import split_variant, variant_key
 from edge.bench.report import Ratio
 
 # A begin event may move by this much (s) and still be the same event: two strides at 30 fps.
@@ -109,14 +110,17 @@ def run_stream(pipe: Any, frames: Iterable[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def pipeline_task(pipe: Any, variant: str) -> str:
-    """The model task a front-end variant serves (``action`` -> the router's body task)."""
+    """The model task a front-end variant serves (``action`` or ``onnx:action`` -> the
+    router's body task)."""
     router = pipe.router
-    return {"action": router.body_task, "gesture": router.hand_task}.get(variant, "auto")
+    policy = split_variant(variant)[1]
+    return {"action": router.body_task, "gesture": router.hand_task}.get(policy, "auto")
 
 
 def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
                     ) -> dict[str, Ratio]:
-    """``events_<variant>_vs_full_<name>`` ratios from each variant's landmark frames.
+    """``events_<variant>_vs_full_<name>`` ratios from each variant's landmark frames
+    (``onnx:auto`` -> ``events_onnx_auto_vs_full_<name>``).
 
     Args:
         open_pipe: ``task -> Pipeline`` (a new pipeline on the benchmark's model).
@@ -135,7 +139,7 @@ def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
             ref = run_stream(pipe, runs["full"])
             got = run_stream(pipe, frames)
         agr = event_agreement(ref[0], got[0], (ref[1], got[1]))
-        out[f"events_{variant}_vs_full_{name}"] = Ratio(
+        out[f"events_{variant_key(variant)}_vs_full_{name}"] = Ratio(
             agr.value, f"{variant} front end, task {task}", f"full front end, task {task}",
             f"{name}: {agr.note()}")
     return out

@@ -47,8 +47,9 @@ class BenchOptions:
             model row's samples come from several moments of the run (see
             :func:`interleaved_groups`).
         frames: video frames for the decode/landmark/end-to-end stages (after warm-up).
-        front_ends: front-end variants timed side by side on the video
-            (:data:`FRONT_END_VARIANTS`; the full one always runs).
+        front_ends: front-end variants timed side by side on the video: policies of
+            :data:`FRONT_END_VARIANTS` (the MediaPipe Tasks front end) and ``IMPL:POLICY``
+            of another implementation (:func:`split_variant`); the full one always runs.
         batches: batch sizes of the model stage (1 and a larger one).
         sweep_windows: window lengths of the sweep; empty for no sweep.
         sweep_batches: batch sizes of the sweep.
@@ -108,7 +109,42 @@ def _choice_list(choices: tuple[str, ...], what: str) -> Callable[[str], tuple[s
 
 
 _backend_list = _choice_list(BACKEND_CHOICES, "backend")
-_front_end_list = _choice_list(FRONT_END_VARIANTS, "front end")
+
+
+def split_variant(variant: str) -> tuple[str, str]:
+    """``(implementation, policy)`` of a front-end variant name: a policy alone (``auto``)
+    is the MediaPipe Tasks front end (:data:`edge.landmarks.FRONT_ENDS`), ``IMPL:POLICY``
+    (``onnx:auto``) another implementation, ``IMPL`` alone its ``full`` policy."""
+    impl, _, policy = variant.partition(":")
+    if not policy:
+        impl, policy = (("mediapipe", impl) if impl in FRONT_END_VARIANTS else (impl, "full"))
+    return impl, policy
+
+
+def variant_name(variant: str) -> str:
+    """The canonical name of a variant (``mediapipe:auto`` -> ``auto``, ``onnx`` ->
+    ``onnx:full``): the suffix of its rows (``landmarks onnx:auto``)."""
+    impl, policy = split_variant(variant)
+    return policy if impl == "mediapipe" else f"{impl}:{policy}"
+
+
+def variant_key(variant: str) -> str:
+    """A variant as it appears in ratio keys (``onnx:auto`` -> ``onnx_auto``)."""
+    return variant_name(variant).replace(":", "_")
+
+
+def _front_end_list(s: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated front-end variants (:func:`split_variant`)."""
+    from edge.landmarks import FRONT_ENDS
+
+    vals = tuple(v.strip() for v in s.split(",") if v.strip())
+    bad = [v for v in vals if split_variant(v)[0] not in FRONT_ENDS
+           or split_variant(v)[1] not in FRONT_END_VARIANTS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown front end {bad}; choose from {', '.join(FRONT_END_VARIANTS)}, or "
+            f"IMPL:POLICY with IMPL one of {', '.join(sorted(FRONT_ENDS))} (e.g. onnx:auto)")
+    return tuple(variant_name(v) for v in vals)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,9 +171,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "changes for seconds at a time, one pass is one moment")
     parser.add_argument("--frames", type=int, default=None,
                         help="timed video frames for the MediaPipe stages (default 90)")
-    parser.add_argument("--front-ends", type=_front_end_list, default=FRONT_END_VARIANTS,
-                        help="landmark front-end variants timed side by side on the video "
-                             f"(default {','.join(FRONT_END_VARIANTS)}; full always runs)")
+    parser.add_argument("--front-ends", type=_front_end_list, nargs="+",
+                        default=[FRONT_END_VARIANTS],
+                        help="landmark front-end variants timed side by side on the video, "
+                             "space- or comma-separated: routing policies of the MediaPipe "
+                             f"Tasks front end ({','.join(FRONT_END_VARIANTS)}) and IMPL:POLICY "
+                             "of another implementation (onnx:full, onnx:auto: converted "
+                             "models, skipped with the reason when absent) (default "
+                             f"{','.join(FRONT_END_VARIANTS)}; full always runs)")
     parser.add_argument("--batches", type=_int_list, default=(1, 32),
                         help="model batch sizes (default 1,32)")
     parser.add_argument("--sweep-windows", type=_int_list, default=(16, 32, 64),
@@ -184,7 +225,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         model=args.model, video=video, clips=list(args.clips or []), out=args.out,
         backends=tuple(args.backends), warmup=pick("warmup"), iters=pick("iters"),
         rounds=pick("rounds"), frames=pick("frames"), batches=tuple(args.batches),
-        front_ends=tuple(args.front_ends),
+        front_ends=tuple(dict.fromkeys(v for vs in args.front_ends for v in vs)),
         sweep_windows=() if args.no_sweep else tuple(args.sweep_windows),
         sweep_batches=tuple(args.sweep_batches), checkpoint=args.checkpoint,
         engine_cache=args.engine_cache, threads=max(0, int(args.threads)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from edge.bench.options import FRONT_END_VARIANTS
+from edge.bench.options import variant_key
 from edge.bench.report import Ratio
 from edge.bench.stats import TARGET_FRONT_END_SHARE, Entry, find_entry, mean, p50, ratio
 
@@ -39,7 +39,9 @@ def compute_ratios(stages: Sequence[Entry], stride: int,
       over the clips, they are not a test set);
     * ``front_end_<variant>_over_full``: a routed front end's mean cost per frame over the
       full front end's (pose + hands on every frame), the two timed interleaved frame by
-      frame (:mod:`edge.bench.video`); the issue's aim for ``auto`` is <= 0.5;
+      frame (:mod:`edge.bench.video`); the issue's aim for ``auto`` is <= 0.5; another
+      implementation's variants (``onnx:auto``) against the same MediaPipe full front end,
+      keyed ``front_end_onnx_auto_over_full``;
     * ``extra``: ratios made elsewhere (the event agreement of the front-end variants).
     """
     out: dict[str, Ratio] = {}
@@ -83,12 +85,14 @@ def compute_ratios(stages: Sequence[Entry], stride: int,
     out["pose_over_hands"] = Ratio(ratio(p50(pose), p50(hands)), "landmarks_pose",
                                    "landmarks_hands",
                                    "MediaPipe pose vs hand landmarker, per frame")
-    for variant in FRONT_END_VARIANTS[1:]:
-        routed = find_entry(stages, "landmarks", label=front_end_label(variant))
-        if routed is None:
+    full_label = front_end_label("full")
+    for routed in stages:
+        if (routed.stage != "landmarks" or routed.label == full_label
+                or not routed.label.startswith("landmarks ") or routed.status != "ok"):
             continue
-        aim = "; the aim is <= 0.5" if variant == "auto" else ""
-        out[f"front_end_{variant}_over_full"] = Ratio(
+        variant = routed.label[len("landmarks "):]
+        aim = "; the aim is <= 0.5" if variant.endswith("auto") else ""
+        out[f"front_end_{variant_key(variant)}_over_full"] = Ratio(
             ratio(mean(routed), mean(t_front)), routed.label, _label(t_front),
             f"mean cost per frame of the front end routed for {variant!r} vs pose + hands "
             f"on every frame, interleaved frame by frame{aim}")

@@ -9,6 +9,13 @@ landmarks + push). The order rotates frame by frame, so a slow spell hits every 
 alike and their ratios hold on a noisy machine, like the model backends'. Each variant's
 landmark frames are kept for the event agreement (:mod:`edge.bench.frontend`).
 
+Another implementation of the front end (:data:`edge.landmarks.FRONT_ENDS`) is a variant
+``IMPL:POLICY`` (``onnx:full``, ``onnx:auto``: MediaPipe's models converted to ONNX, on
+ONNX Runtime with the run's ``--providers`` and ``--threads``), timed in the same
+rotation against the same MediaPipe full front end; when it cannot open (its converted
+models absent, onnxruntime missing) its rows are skipped with the reason and the others
+still run.
+
 Rows: ``landmarks_pose``, ``landmarks_hands`` and ``landmarks (pose + hands + merge)``
 for the full front end (the names the report always had), ``... <variant>`` for the
 others. A skipped stage costs 0 ms on its frame, so a routed variant's cost per frame is
@@ -28,7 +35,14 @@ import numpy as np
 from edge.bench.frontend import video_agreement
 from edge.bench.inputs import Landmarks, ModelFiles
 from edge.bench.models import _add_e2e, _open_pipeline
-from edge.bench.options import BenchError, BenchOptions, _optional, _short
+from edge.bench.options import (
+    BenchError,
+    BenchOptions,
+    _optional,
+    _short,
+    split_variant,
+    variant_key,
+)
 from edge.bench.ratios import front_end_label
 from edge.bench.report import Ratio
 from edge.bench.stats import Recorder, make_entry
@@ -39,8 +53,8 @@ STAGES = ("video_decode", "landmarks_pose", "landmarks_hands", "landmarks", "end
 class _Variant:
     """One front end being timed: its landmarker and what it measured."""
 
-    def __init__(self, name: str, landmarker: Any) -> None:
-        self.name, self.lm = name, landmarker
+    def __init__(self, name: str, landmarker: Any, how: str = "") -> None:
+        self.name, self.lm, self.how = name, landmarker, how
         self.pose_ms: list[float] = []
         self.hands_ms: list[float] = []
         self.all_ms: list[float] = []
@@ -62,9 +76,13 @@ class _Variant:
             np.zeros((0, 75), bool)
         share = f"{found[:, :33].any(1).mean():.0%}" if len(found) else "-"
         hands = f"{found[:, 33:].any(1).mean():.0%}" if len(found) else "-"
-        note = (f"MediaPipe Tasks video mode ({Path(str(lm.pose_model)).name}, "
-                f"{Path(str(lm.hand_model)).name if lm.hand_model else 'no hand model'}); "
-                f"person in {share} of frames, hands in {hands}")
+        if split_variant(self.name)[0] == "mediapipe":
+            what = (f"MediaPipe Tasks video mode ({Path(str(lm.pose_model)).name}, "
+                    f"{Path(str(lm.hand_model)).name if lm.hand_model else 'no hand model'})")
+        else:
+            what = (f"{split_variant(self.name)[0]} front end, video mode "
+                    f"({getattr(lm, 'model_dir', '?')}{self.how})")
+        note = f"{what}; person in {share} of frames, hands in {hands}"
         if self.name != "full":
             n = max(len(self.pose_ms[w:]), 1)
             note += (f"; policy {self.name}: pose ran on "
@@ -91,21 +109,28 @@ def cpu_ratios(variants: dict[str, _Variant], w: int) -> dict[str, Ratio]:
         mine = v.cpu_ms[w:]
         if name == "full" or not full or not mine or sum(full) <= 0:
             continue
-        out[f"front_end_{name}_over_full_cpu"] = Ratio(
+        out[f"front_end_{variant_key(name)}_over_full_cpu"] = Ratio(
             sum(mine) / sum(full), f"{front_end_label(name)} (CPU time)",
             f"{front_end_label('full')} (CPU time)",
             f"process CPU time per frame, {np.mean(mine):.1f} vs {np.mean(full):.1f} ms over "
             f"{len(mine)} frames; not inflated by waiting for a core on a busy machine"
-            + ("; the aim is <= 0.5" if name == "auto" else ""))
+            + ("; the aim is <= 0.5" if name.endswith("auto") else ""))
     return out
 
 
-def _open_landmarker(policy: str = "full") -> Any:
-    """The runtime's landmark front end in video mode with a routing policy (raises when
-    MediaPipe or its model files are missing; the caller records why)."""
-    from edge.landmarks import Landmarker
+def _open_landmarker(variant: str = "full", opts: BenchOptions | None = None) -> Any:
+    """A variant's landmark front end in video mode (:func:`split_variant`); raises when
+    its library or model files are missing (the caller records why). Another
+    implementation than MediaPipe's runs on the run's ONNX Runtime providers and threads
+    (1 for the default 0, as the ONNX front end's own default)."""
+    from edge.landmarks import open_front_end
 
-    return Landmarker(mode="video", policy=policy)
+    impl, policy = split_variant(variant)
+    if impl == "mediapipe":
+        return open_front_end(impl, mode="video", policy=policy)
+    opts = opts or BenchOptions()
+    return open_front_end(impl, mode="video", policy=policy, providers=opts.providers,
+                          threads=opts.threads or 1)
 
 
 def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: str | None,
@@ -124,15 +149,26 @@ def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: 
     variants: dict[str, _Variant] = {}
     e2e_lmk = pipe = None
     why_not = e2e_why = None
+    names = list(dict.fromkeys(("full", *opts.front_ends)))
     try:
-        for name in dict.fromkeys(("full", *opts.front_ends)):
+        for name in (n for n in names if split_variant(n)[0] == "mediapipe"):
             variants[name] = _Variant(name, _open_landmarker(name))
     except Exception as e:  # MediaPipe or its model files missing
         why_not = f"landmark front end unavailable: {_short(e)}"
-        for v in variants.values():
-            with contextlib.suppress(Exception):
-                v.lm.close()
+        _close([v.lm for v in variants.values()])
         variants = {}
+    for name in (n for n in names if split_variant(n)[0] != "mediapipe"):
+        try:
+            if variants:  # without the full MediaPipe front end there is no reference
+                variants[name] = _Variant(name, _open_landmarker(name, opts),
+                                          f", ONNX Runtime providers {opts.providers}, "
+                                          f"{opts.threads or 1} thread(s) per model")
+        except Exception as e:  # converted models absent, onnxruntime missing: a skip
+            why = f"{name} front end unavailable: {_short(e)}"
+            for stage, label in (("landmarks_pose", f"landmarks_pose {name}"),
+                                 ("landmarks_hands", f"landmarks_hands {name}"),
+                                 ("landmarks", front_end_label(name))):
+                rec.skip(stage, label, why, unit="frame")
     if variants:
         try:
             pipe, model_path = _open_pipeline(files, opts)
