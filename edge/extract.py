@@ -1,7 +1,7 @@
 """Usage: skelmtl extract videos/ -o gestures.store --label-from parent --task gesture --workers 2
 
 ``skelmtl extract``: videos -> MediaPipe landmarks -> a labelled clip store. Each video runs through the landmark front end (:class:`edge.landmarks.Landmarker`,
-video mode) in its own worker process; every worker creates its own landmarkers. The
+video mode; ``--front-end onnx``: :class:`edge.frontend_onnx.OnnxLandmarker`) in its own worker process; every worker creates its own landmarkers. The
 landmarks of each finished video are cached as a ``*.landmarks.npz`` file in a work
 folder (default: ``.<STORE>.work`` beside the store), so ``--resume`` after an
 interruption skips the videos already done. The clip store is written at the end, in one
@@ -17,6 +17,7 @@ value is used as the label of every clip.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import sys
@@ -84,6 +85,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the test split hash")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="keep every N-th frame (default: 1, all)")
+    from edge.run import add_front_end_argument
+
+    add_front_end_argument(p, providers="--providers")
+    p.add_argument("--providers", default=None,
+                   help="ONNX Runtime providers of the onnx front end: cpu (default), cuda, "
+                        "tensorrt, best")
     p.add_argument("--pose-model", metavar="PATH", help="pose_landmarker .task file")
     p.add_argument("--hand-model", metavar="PATH", help="hand_landmarker .task file")
     p.add_argument("--offline", action="store_true",
@@ -179,8 +186,11 @@ def assign_splits(jobs: Sequence[Job], split: str, test_fraction: float, seed: i
 
 def extract_video(path: str | os.PathLike[str], *, pose_model: str | None = None,
                   hand_model: str | None = None, every: int = 1,
-                  offline: bool | None = None) -> tuple[Any, dict[str, Any]]:
-    """Landmarks of one video as a :class:`edge.recording.Recording`.
+                  offline: bool | None = None, front_end: str = "mediapipe",
+                  providers: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Landmarks of one video as a :class:`edge.recording.Recording`, through the landmark
+    front end ``front_end`` (:data:`edge.landmarks.FRONT_ENDS`; ``providers``: the ONNX
+    Runtime providers of ``onnx``).
 
     Returns:
         ``(recording, info)``; ``info`` has ``frames``, ``fps``, ``end_reason``,
@@ -190,13 +200,16 @@ def extract_video(path: str | os.PathLike[str], *, pose_model: str | None = None
     Raises:
         edge.sources.SourceError: the video cannot be opened or decodes no frame.
     """
-    from edge.landmarks import Landmarker, to_recording
+    from edge.landmarks import open_front_end, to_recording
+    from edge.run import front_end_options
     from edge.sources import open_source
 
     frames = []
     totals = {"pose_ms": 0.0, "hands_ms": 0.0}
-    with open_source(path) as src, Landmarker(mode="video", pose_model=pose_model,
-                                              hand_model=hand_model, offline=offline) as lm:
+    lm = open_front_end(front_end, mode="video", pose_model=pose_model or None,
+                        hand_model=hand_model or None,
+                        **front_end_options(front_end, providers=providers, offline=offline))
+    with open_source(path) as src, contextlib.closing(lm):
         for f in src:
             if f.index % every:
                 continue
@@ -211,13 +224,14 @@ def extract_video(path: str | os.PathLike[str], *, pose_model: str | None = None
     return to_recording(frames, meta), info
 
 
-def _work(job: Job, pose_model: str, hand_model: str, every: int) -> tuple[str, str | None,
-                                                                          dict[str, Any]]:
+def _work(job: Job, pose_model: str, hand_model: str, every: int, front_end: str = "mediapipe",
+          providers: str | None = None) -> tuple[str, str | None, dict[str, Any]]:
     """Extract one job into its cache file; errors are returned, not raised."""
     t0 = time.perf_counter()
     try:
         rec, info = extract_video(job.path, pose_model=pose_model, hand_model=hand_model,
-                                  every=every, offline=True)
+                                  every=every, offline=True, front_end=front_end,
+                                  providers=providers)
         save_recording(job.cache, rec)
     except (SkelmtlError, OSError, ValueError, RuntimeError) as e:
         return job.clip_id, f"{type(e).__name__}: {e}", {}
@@ -258,12 +272,14 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
                 test_fraction: float = 0.0, seed: int = 0, every: int = 1,
                 pose_model: str | None = None, hand_model: str | None = None,
                 offline: bool | None = None, overwrite: bool = False, progress: bool = True,
-                log: Any = None) -> Report:
+                log: Any = None, front_end: str = "mediapipe",
+                providers: str | None = None) -> Report:
     """The ``skelmtl extract`` pipeline as a function (arguments as on the command line).
 
     Raises:
         ExtractError: bad arguments, or no clip could be extracted.
         edge.model_files.ModelFileError: the MediaPipe models are not available.
+        edge.landmarks.LandmarkerError: ``front_end="onnx"`` without its converted models.
     """
     from edge.model_files import resolve_models
 
@@ -299,11 +315,30 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
                            f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
     need_mp = any(not j.is_recording for j in jobs_all)
     models: tuple[str, str] = ("", "")
-    if need_mp:
+    names: list[str] = []
+    if need_mp and front_end == "onnx":
+        # Checked here, before the first video, not in each worker.
+        if pose_model or hand_model:
+            raise ExtractError("--pose-model/--hand-model take MediaPipe .task files; the "
+                               "onnx front end reads its converted models (skelmtl "
+                               "convert-landmarks)")
+        from edge.frontend_onnx import MODEL_FILES, default_model_dir, missing_models
+        from edge.landmarks import LandmarkerError
+
+        if missing_models():
+            raise LandmarkerError(
+                f"{default_model_dir()}: converted landmark models missing "
+                f"({', '.join(p.name for p in missing_models())}); create them once with "
+                "'skelmtl convert-landmarks' (docs/landmarks.md)")
+        # The front end is part of the cache key: its landmarks are not MediaPipe's.
+        names = [f"onnx/{m}" for m in MODEL_FILES]
+        jobs_all = plan(inputs, label_from, wd, every, names)
+    elif need_mp:
         # Resolve (and download) once here, so workers never race on the cache.
         pose_p, hand_p = resolve_models(pose_model, hand_model, offline=offline)
         models = (str(pose_p), str(hand_p))
-        jobs_all = plan(inputs, label_from, wd, every, (pose_p.name, hand_p.name))
+        names = [pose_p.name, hand_p.name]
+        jobs_all = plan(inputs, label_from, wd, every, names)
     wd.mkdir(parents=True, exist_ok=True)
     report = Report(done=[], cached=[], failed={}, warnings={})
     todo = []
@@ -317,7 +352,7 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
     if report.cached:
         log(f"resume: {len(report.cached)} of {len(jobs_all)} videos already extracted in {wd}")
     try:
-        _run_jobs(todo, models, every, workers, progress, report)
+        _run_jobs(todo, models, every, workers, progress, report, (front_end, providers))
     except KeyboardInterrupt:
         log(f"interrupted: {len(report.done) + len(report.cached)} videos are done and cached "
             f"in {wd}; run the same command with --resume to continue")
@@ -333,7 +368,8 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
     report.store = write_store(clips, output, overwrite=overwrite, inputs=inputs, info={
         "producer": "skelmtl extract", "inputs": [str(i) for i in inputs], "task": task,
         "label_from": label_from, "every": every,
-        "models": [Path(m).name for m in models if m], "failed": report.failed})
+        "models": names, "front_end": front_end,
+        "failed": report.failed})
     labels = sorted({c.label for c in clips})
     log(f"wrote {output}: {len(clips)} clips, {sum(len(c) for c in clips)} frames, "
         f"labels {labels}; {len(report.failed)} inputs skipped; landmark cache in {wd}")
@@ -359,7 +395,8 @@ def _check_work_dir(wd: Path, inputs: Sequence[str | os.PathLike[str]]) -> None:
 
 
 def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers: int,
-              progress: bool, report: Report) -> None:
+              progress: bool, report: Report,
+              front: tuple[str, str | None] = ("mediapipe", None)) -> None:
     from tqdm import tqdm
 
     # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI), where
@@ -381,7 +418,7 @@ def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers:
     try:
         if workers == 1 or len(todo) <= 1:
             for j in todo:
-                collect(_work(j, models[0], models[1], every))
+                collect(_work(j, models[0], models[1], every, *front))
         else:
             import multiprocessing as mp
 
@@ -391,7 +428,8 @@ def _run_jobs(todo: Sequence[Job], models: tuple[str, str], every: int, workers:
                                        mp_context=mp.get_context("spawn"),
                                        initializer=_worker_init, initargs=(os.getpid(),))
             try:
-                futures = {pool.submit(_work, j, models[0], models[1], every): j for j in todo}
+                futures = {pool.submit(_work, j, models[0], models[1], every, *front): j
+                           for j in todo}
                 for fut in as_completed(futures):
                     try:
                         collect(fut.result())
@@ -490,5 +528,6 @@ def main(args: argparse.Namespace) -> int:
         save_landmarks=args.save_landmarks, split=args.split, test_fraction=args.test_fraction,
         seed=args.seed, every=args.every, pose_model=args.pose_model,
         hand_model=args.hand_model, offline=True if args.offline else None,
-        overwrite=args.overwrite, progress=not args.no_progress)
+        overwrite=args.overwrite, progress=not args.no_progress, front_end=args.front_end,
+        providers=args.providers)
     return 0 if report.store is not None else 1

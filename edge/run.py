@@ -33,6 +33,27 @@ from edge.errors import SkelmtlError, signal_name
 EXIT_BROKEN_PIPE = 128 + 13  # as edge.cli: the reader of stdout went away
 
 
+def add_front_end_argument(p: Any, providers: str = "--providers") -> None:
+    """``--front-end``, the landmark front end's implementation (``skelmtl run``, ``demo``,
+    ``extract``); ``providers`` names the options the ``onnx`` one takes."""
+    from edge.landmarks import FRONT_ENDS
+
+    p.add_argument("--front-end", choices=sorted(FRONT_ENDS), default="mediapipe",
+                   help="landmark front end: mediapipe (the Tasks API, default) or onnx "
+                        "(MediaPipe's models converted once by 'skelmtl convert-landmarks', on "
+                        f"ONNX Runtime; takes {providers})")
+
+
+def front_end_options(name: str, *, providers: str | None = None, threads: int = 0,
+                      offline: bool | None = None) -> dict[str, Any]:
+    """The keywords of the front end ``name`` of :data:`edge.landmarks.FRONT_ENDS` beyond
+    :func:`edge.landmarks.open_front_end`'s own: ONNX Runtime providers and threads per
+    model (default ``cpu`` and 1) for ``onnx``, model downloads for ``mediapipe``."""
+    if name == "onnx":
+        return {"providers": providers or "cpu", "threads": threads or 1}
+    return {} if offline is None else {"offline": offline}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="model file (.onnx, .engine, .pt), a model folder, or per-task files "
@@ -43,9 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto",
                    help="auto (by file suffix), onnxruntime, tensorrt or torch")
     p.add_argument("--providers", default=None,
-                   help="onnxruntime execution providers: cpu (default), cuda, tensorrt, best")
+                   help="onnxruntime execution providers: cpu (default), cuda, tensorrt, best "
+                        "(also the onnx front end's)")
     p.add_argument("--threads", type=int, default=0,
-                   help="onnxruntime intra-op threads / torch threads (0: library default)")
+                   help="onnxruntime intra-op threads / torch threads (0: library default; "
+                        "the onnx front end's per model, 0: 1)")
     p.add_argument("--jsonl", type=Path, default=None, help="write events as JSON lines here")
     p.add_argument("--overlay", type=Path, default=None,
                    help="write an overlay video (skeleton, task, label, confidence) here")
@@ -68,6 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stride", type=int, default=None,
                    help="frames between windows (default: the model's)")
     lm = p.add_argument_group("landmarks (video sources)")
+    add_front_end_argument(lm, providers="--providers and --threads")
     lm.add_argument("--pose-model", default=None, help="MediaPipe pose_landmarker .task file")
     lm.add_argument("--hand-model", default=None, help="MediaPipe hand_landmarker .task file")
     lm.add_argument("--full-front-end", action="store_true",
@@ -264,9 +288,12 @@ def main(args: argparse.Namespace) -> int:
         if not getattr(source, "landmarks", False):
             from edge.landmarks import open_front_end
 
-            landmarker = open_front_end(mode="image" if source.kind == "images" else "video",
-                                        pose_model=args.pose_model, hand_model=args.hand_model,
-                                        policy=pipe.front_end_policy(args.full_front_end))
+            landmarker = open_front_end(
+                args.front_end, mode="image" if source.kind == "images" else "video",
+                pose_model=args.pose_model, hand_model=args.hand_model,
+                policy=pipe.front_end_policy(args.full_front_end),
+                **front_end_options(args.front_end, providers=args.providers,
+                                    threads=args.threads))
         threaded = {"auto": None, "on": True, "off": False}[args.threaded]
         last_state = "ended"
         frames: Any = source

@@ -234,3 +234,96 @@ def test_run_touches_the_heartbeat_for_the_health_check(
     rc = main(["run", "--model", str(tiny), "--source", str(clips), "--quiet",
                "--max-frames", "5"])
     assert rc == 0 and beat.is_file()
+
+
+# -- --front-end (issue 17) ---------------------------------------------------------------
+def _missing_onnx_message(folder: Path) -> str:
+    return (f"{folder}: converted landmark models missing (pose_detector.onnx, "
+            "pose_landmarks_detector.onnx, hand_landmarks_detector.onnx); create them once "
+            "with 'skelmtl convert-landmarks' (docs/landmarks.md)")
+
+
+@pytest.fixture
+def no_converted_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "no-onnx"
+    folder.mkdir()
+    monkeypatch.setenv("SKELMTL_LANDMARK_ONNX", str(folder))
+    return folder
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "000.png"), np.zeros((48, 64, 3), np.uint8))
+    return folder
+
+
+def test_run_onnx_front_end_without_converted_models_is_one_line(
+        tiny: Path, image_folder: Path, no_converted_models: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["run", "--model", str(tiny), "--source", str(image_folder), "--quiet",
+               "--front-end", "onnx"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err == f"skelmtl run: error: {_missing_onnx_message(no_converted_models)}\n"
+
+
+def test_run_front_end_choice_reaches_open_front_end(
+        tiny: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--front-end onnx`` opens the registered class with the run's providers and
+    threads (0 -> 1 per model); the default stays MediaPipe's."""
+    import sys
+
+    import edge.landmarks as landmarks
+
+    got: list[dict[str, object]] = []
+
+    class Stand:
+        last_timings = {"pose_ms": 0.0, "hands_ms": 0.0, "merge_ms": 0.0, "total_ms": 0.0}
+
+        def __init__(self, **kw: object) -> None:
+            got.append(kw)
+
+        def process(self, image: np.ndarray, t: float | None = None, index: int = -1
+                    ) -> landmarks.LandmarkFrame:
+            return landmarks.LandmarkFrame.empty(float(t or 0.0), (64, 48), index)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys.modules[__name__], "Stand", Stand, raising=False)
+    for name in ("onnx", "mediapipe"):
+        monkeypatch.setitem(landmarks.FRONT_ENDS, name, f"{__name__}:Stand")
+    assert main(["run", "--model", str(tiny), "--source", str(image_folder), "--quiet",
+                 "--front-end", "onnx", "--providers", "cpu"]) == 0
+    assert main(["run", "--model", str(tiny), "--source", str(image_folder), "--quiet"]) == 0
+    assert [sorted(kw) for kw in got] == [["mode", "policy", "providers", "threads"],
+                                          ["mode", "policy"]]
+    assert (got[0]["mode"], got[0]["providers"], got[0]["threads"]) == ("image", "cpu", 1)
+
+
+def test_extract_onnx_front_end_without_converted_models_stops_first(
+        tmp_path: Path, no_converted_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked before the first video (extraction can take hours), one line."""
+    videos = tmp_path / "videos" / "wave"
+    videos.mkdir(parents=True)
+    (videos / "a.mp4").write_bytes(b"not decoded: the check comes first")
+    rc = main(["extract", str(videos.parent), "-o", str(tmp_path / "g.store"),
+               "--front-end", "onnx", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err == f"skelmtl extract: error: {_missing_onnx_message(no_converted_models)}\n"
+    assert not (tmp_path / ".g.store.work").exists()
+
+
+def test_demo_video_part_skipped_without_converted_models(
+        no_converted_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from edge.demo import run_video
+
+    pipe = SimpleNamespace(front_end_policy=lambda full=False: "full")
+    run_video(pipe, tmp_path / "v.mp4", quiet=True, front_end="onnx")
+    assert capsys.readouterr().out == (
+        f"\nvideo part skipped: {_missing_onnx_message(no_converted_models)}\n")
