@@ -47,6 +47,7 @@ class TuningConfig:
     base: the training config every run starts from (YAML path).
     variants: name -> dotted-key overrides of the base config.
     seed: the training seed of every run.
+    notes: paragraphs printed under the table (what was read from it).
     """
 
     store: str
@@ -55,6 +56,7 @@ class TuningConfig:
     base: str
     variants: dict[str, dict[str, Any]]
     seed: int = 0
+    notes: tuple[str, ...] = ()
 
 
 def load_tuning(path: str | os.PathLike[str]) -> TuningConfig:
@@ -168,6 +170,7 @@ def write_summary(cfg: TuningConfig) -> None:
         eps = ", ".join(str(r["epochs"]) for r in res)
         lines.append(f"| {name} | `{json.dumps(overrides)}` | {len(res)} | {100 * pooled:.1f} "
                      f"| {per} | {eps} |")
+    lines += [line for n in cfg.notes for line in ("", n)]
     atomic_write(Path(cfg.summary), "\n".join(lines) + "\n")
 
 
