@@ -1,0 +1,70 @@
+"""trainer.tuning: fold stores by subject that never hold a test clip, a whole (tiny)
+study that resumes without retraining, and the pooled summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.clipstore import ClipStore
+from trainer.tuning import load_tuning, run_all, subject_folds
+
+from .synth import make_store
+
+
+def test_every_train_clip_is_held_out_exactly_once_and_test_never_copied(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    src = ClipStore(store)
+    train_ids = sorted(c.clip_id for c in src if c.split == "train")
+    folds = subject_folds(store, tmp_path / "folds")
+    assert [f.name for f in folds] == ["fold_s0", "fold_s1", "fold_s2"]  # s3 is the test subject
+    held = []
+    for fold in folds:
+        clips = list(ClipStore(fold))
+        assert sorted(c.clip_id for c in clips) == train_ids
+        val = [c for c in clips if c.split == "val"]
+        assert {c.subject for c in val} == {fold.name[len("fold_"):]}
+        assert {c.split for c in clips} == {"train", "val"}
+        held += [c.clip_id for c in val]
+    assert sorted(held) == train_ids
+    stamp = [f.joinpath("meta.json").stat().st_mtime_ns for f in folds]
+    subject_folds(store, tmp_path / "folds")  # existing fold stores are reused
+    assert [f.joinpath("meta.json").stat().st_mtime_ns for f in folds] == stamp
+
+
+def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    base = {"threads": 1, "preprocess": {"window": 16, "dims": 3, "streams": ["joint"]},
+            "model": {"name": "jcd_tiny"}, "augment": {"mirror": 0.0},
+            "optim": {"epochs": 1, "batch_size": 16}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    cfg_path = tmp_path / "tune.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "store": str(store), "runs": str(tmp_path / "runs"), "summary": str(tmp_path / "t.md"),
+        "base": str(tmp_path / "base.yaml"), "variants": {"one": {"optim.epochs": 1}},
+        "notes": ["what was read"]}))
+    cfg = load_tuning(cfg_path)
+    run_all(cfg)
+    res = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs/one").glob("*/result.json"))]
+    assert [r["fold"] for r in res] == ["fold_s0", "fold_s1", "fold_s2"]
+    assert all(r["epochs"] == 1 and 0.0 <= r["val"] <= 1.0 for r in res)
+    n = sum(r["n_val"] for r in res)
+    pooled = sum(r["val"] * r["n_val"] for r in res) / n
+    assert n == sum(1 for c in ClipStore(store) if c.split == "train")
+    text = (tmp_path / "t.md").read_text()
+    assert f"| one | `{{\"optim.epochs\": 1}}` | 3 | {100 * pooled:.1f} |" in text
+    assert text.rstrip().endswith("what was read")
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
+    run_all(cfg)  # every result.json is there: nothing is trained again
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")} == stamp
+
+
+def test_unknown_keys_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump({"store": "s", "runs": "r", "summary": "m", "base": "b",
+                                 "variants": {}, "seeds": [0]}))
+    with pytest.raises(SystemExit, match=r"t.yaml: unknown keys \['seeds'\]"):
+        load_tuning(p)
