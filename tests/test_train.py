@@ -365,3 +365,35 @@ def test_sigterm_stops_train_cleanly_and_resume_continues(store: Path, tmp_path:
     res = train(cfg.replace(**{"optim.epochs": done + 1}), resume=True, progress=False,
                 log=lambda s: None)
     assert res.epochs_run == 1 and res.history[-1]["epoch"] == done
+
+
+def test_ema_weights_are_what_is_validated_saved_and_resumed(store: Path, tmp_path: Path) -> None:
+    """With ``optim.ema_epochs`` best.pt holds the averaged weights, and they score on
+    the validation split exactly what the history says; last.pt keeps the raw weights
+    and the average, so a resumed run continues the same average."""
+    from trainer.data import ClipDataset, Composite
+    from trainer.train import accuracy_per_task, predict
+
+    kw = {"model.name": "jcd_tiny", "preprocess.streams": ["joint"], "augment.mirror": 0.0,
+          "optim.ema_epochs": 2.0, "optim.epochs": 3, "optim.schedule": "plateau"}
+    cfg = _cfg(store, tmp_path / "ema", **kw)
+    res = train(cfg, progress=False, log=lambda s: None)
+    ck = load_checkpoint(res.best)
+    comp = Composite(cfg.data, cfg.tasks)
+    val = ClipDataset(comp, comp.splits(cfg.seed)["val"], ck.meta.preprocess)
+    got = accuracy_per_task(predict(ck.model, val, comp.tasks, torch.device("cpu")), comp.tasks)
+    best = max(res.history, key=lambda r: (r["score"], -r["val_loss"]))
+    assert got == pytest.approx(best["val"], abs=0)
+    blob = read_checkpoint(res.out_dir / "last.pt")
+    raw, avg = blob["state_dict"], blob["extra"]["ema"]
+    assert any(not torch.equal(raw[k], avg[f"module.{k}"]) for k in raw if raw[k].is_floating_point())
+    # Resume from epoch 2 of 3 gives what the uninterrupted run gave.
+    part = train(_cfg(store, tmp_path / "ema2", **{**kw, "optim.epochs": 2}), progress=False,
+                 log=lambda s: None)
+    assert part.epochs_run == 2
+    done = train(_cfg(store, tmp_path / "ema2", **kw), resume=True, progress=False,
+                 log=lambda s: None)
+    assert [r["val"] for r in done.history] == [r["val"] for r in res.history]
+    resumed = read_checkpoint(tmp_path / "ema2" / "last.pt")["extra"]["ema"]
+    for k in avg:
+        torch.testing.assert_close(resumed[k], avg[k], msg=f"{k} differs after resume")

@@ -170,6 +170,9 @@ class OptimConfig:
         ``epochs``).
     accumulate: split each step into this many micro-batches (gradient accumulation;
         same result as that many DDP processes, with less memory).
+    ema_epochs: validate and keep an exponential moving average of the weights (and
+        batch-norm statistics) over about this many epochs (0: the weights themselves).
+        Given in epochs so that one value means the same on 255 clips and on 60,000.
     """
 
     epochs: int = 300
@@ -184,6 +187,7 @@ class OptimConfig:
     warmup_epochs: int = 0
     grad_clip: float = 5.0
     accumulate: int = 1
+    ema_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -196,6 +200,8 @@ class OptimConfig:
         for name in ("patience", "lr_patience", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.ema_epochs >= 0:
+            raise ValueError(f"ema_epochs must be >= 0, got {self.ema_epochs}")
         if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0, min_lr and weight_decay >= 0")
 

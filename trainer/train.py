@@ -381,6 +381,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     sched: _Plateau | _Cosine = (_Plateau(opt, cfg.optim.lr_patience, cfg.optim.min_lr)
                                  if cfg.optim.schedule == "plateau" else _Cosine(opt, cfg, steps))
     scaler = torch.amp.GradScaler("cuda", enabled=env.amp)
+    # The averaged weights are what is validated and saved as best.pt: on a small
+    # validation split they pick a checkpoint less by the noise of one epoch's weights.
+    ema = None
+    if cfg.optim.ema_epochs > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        decay = 1.0 - 1.0 / max(1.0, cfg.optim.ema_epochs * steps)
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     meta = ModelMeta(preprocess=cfg.preprocess, tasks=tasks, labels=labels, stride=cfg.stride,
                      has_task_head=bool(getattr(model, "model_args", {}).get("task_head")),
@@ -407,6 +415,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         opt.load_state_dict(ex["optimizer"])
         sched.load_state_dict(ex["scheduler"])
         weighting.load_state_dict(ex["weighting"])
+        if ema is not None and "ema" in ex:
+            ema.load_state_dict(ex["ema"])
+        # Dropout draws from the global generators: without their state a resumed run
+        # would not repeat the uninterrupted one.
+        if "rng" in ex:
+            torch.set_rng_state(ex["rng"]["cpu"])
+            if env.device.type == "cuda" and ex["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(ex["rng"]["cuda"], env.device)
         start, best_val, history = ex["epoch"] + 1, ex["best_val"], ex["history"]
         if env.main:
             log(f"resuming {out} at epoch {start}/{cfg.optim.epochs}")
@@ -471,6 +487,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             n_steps += 1
             if isinstance(sched, _Cosine):
                 sched.step()
@@ -484,7 +502,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                               f"({len(split['train'])} training clips, batch {per_rank})")
         weighting.update_epoch(epoch_losses)
         sched.step_epoch(float(np.mean(list(epoch_losses.values()))) if epoch_losses else 0.0)
-        pred = predict(model, val_ds, tasks, env.device) if len(val_ds) else None
+        judged = ema.module if ema is not None else model
+        pred = predict(judged, val_ds, tasks, env.device) if len(val_ds) else None
         val = accuracy_per_task(pred, tasks) if pred is not None else {}
         score = float(np.mean([val[k] for k in tasks if k in val])) if val else -float(epoch)
         row: dict[str, Any] = {"epoch": epoch, "loss": epoch_losses, "val": val, "score": score,
@@ -518,7 +537,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                      "data_fingerprint": comp.fingerprint(), "val": val}
             if is_best:
                 best_val = score
-                save_checkpoint(out / "best.pt", model, meta, cfg.to_dict(), **extra)
+                save_checkpoint(out / "best.pt", judged, meta, cfg.to_dict(), **extra)
+            if ema is not None:
+                extra["ema"] = ema.state_dict()
+            extra["rng"] = {"cpu": torch.get_rng_state(),
+                            "cuda": torch.cuda.get_rng_state(env.device)
+                            if env.device.type == "cuda" else None}
             save_checkpoint(last, model, meta, cfg.to_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), weighting=weighting.state_dict(),
                             **extra)
