@@ -385,8 +385,8 @@ def test_ema_weights_are_what_is_validated_saved_and_resumed(store: Path, tmp_pa
     best = max(res.history, key=lambda r: (r["score"], -r["val_loss"]))
     assert got == pytest.approx(best["val"], abs=0)
     blob = read_checkpoint(res.out_dir / "last.pt")
-    raw, avg = blob["state_dict"], blob["extra"]["ema"]
-    assert any(not torch.equal(raw[k], avg[f"module.{k}"]) for k in raw if raw[k].is_floating_point())
+    raw, avg = blob["state_dict"], blob["extra"]["ema"]["module"]
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
     # Resume from epoch 2 of 3 gives what the uninterrupted run gave.
     part = train(_cfg(store, tmp_path / "ema2", **{**kw, "optim.epochs": 2}), progress=False,
                  log=lambda s: None)
@@ -394,6 +394,34 @@ def test_ema_weights_are_what_is_validated_saved_and_resumed(store: Path, tmp_pa
     done = train(_cfg(store, tmp_path / "ema2", **kw), resume=True, progress=False,
                  log=lambda s: None)
     assert [r["val"] for r in done.history] == [r["val"] for r in res.history]
-    resumed = read_checkpoint(tmp_path / "ema2" / "last.pt")["extra"]["ema"]
+    resumed = read_checkpoint(tmp_path / "ema2" / "last.pt")["extra"]["ema"]["module"]
     for k in avg:
         torch.testing.assert_close(resumed[k], avg[k], msg=f"{k} differs after resume")
+
+
+def test_ema_ramps_its_decay_and_averages_float_state_only() -> None:
+    """W <- d W + (1 - d) W_model with d = min(decay, (1 + n) / (10 + n)) on weights and
+    batch-norm statistics; integer state is copied, the joint-index buffers stay exact."""
+    from trainer.models import create_model
+    from trainer.train import _Ema
+
+    torch.manual_seed(0)
+    model = create_model("jcd_tiny", in_channels=3, tasks={"a": 3, "b": 2}, dims=2,
+                         joints=[0, 11, 12, 13, 14, 15, 16], task_joints={"a": [11, 12, 13, 14]})
+    ema = _Ema(model, decay=0.75)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    index = {k: b.clone() for k, b in model.named_buffers() if not b.is_floating_point()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    kept = 1.0
+    for n in range(1, 5):
+        ema.update(model)
+        kept *= min(0.75, (1 + n) / (10 + n))  # 0.18, 0.25, 0.31, 0.36: the ramp
+    params = dict(model.named_parameters())
+    for k, v in ema.module.state_dict().items():
+        if k in params:
+            torch.testing.assert_close(v, before[k] + 1.0 - kept)
+    got = dict(ema.module.named_buffers())
+    assert index and all(torch.equal(got[k], b) for k, b in index.items())
+    assert ema.state_dict()["updates"] == 4

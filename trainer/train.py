@@ -180,6 +180,40 @@ def best_epoch(history: list[dict[str, Any]]) -> int:
     return ranks.index(max(ranks))
 
 
+class _Ema:
+    """An exponential moving average of a model's floating-point state (weights and
+    batch-norm statistics); integer state (batch counters) is copied.
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (as
+    TensorFlow's ExponentialMovingAverage does with ``num_updates``): a plain average over 20 epochs kept mostly the first epochs' weights,
+    whose average is no network at all, and the stopping rule ended 3 of 5 MSR folds at
+    chance before it recovered."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.module, self.decay, self.updates = copy.deepcopy(model), float(decay), 0
+        self.module.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        new = model.state_dict()
+        for k, v in self.module.state_dict().items():
+            if v.is_floating_point():
+                v.lerp_(new[k].detach(), 1.0 - d)
+            else:
+                v.copy_(new[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
 class _Plateau:
     """Halve the learning rate after ``patience`` epochs without a lower training loss,
     never below ``min_lr`` (DD-Net's recipe; it reads the training loss, which is smooth,
@@ -383,12 +417,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     scaler = torch.amp.GradScaler("cuda", enabled=env.amp)
     # The averaged weights are what is validated and saved as best.pt: on a small
     # validation split they pick a checkpoint less by the noise of one epoch's weights.
-    ema = None
-    if cfg.optim.ema_epochs > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        decay = 1.0 - 1.0 / max(1.0, cfg.optim.ema_epochs * steps)
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema = _Ema(model, 1.0 - 1.0 / max(1.0, cfg.optim.ema_epochs * steps)) \
+        if cfg.optim.ema_epochs > 0 else None
 
     meta = ModelMeta(preprocess=cfg.preprocess, tasks=tasks, labels=labels, stride=cfg.stride,
                      has_task_head=bool(getattr(model, "model_args", {}).get("task_head")),
@@ -488,7 +518,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             scaler.step(opt)
             scaler.update()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             n_steps += 1
             if isinstance(sched, _Cosine):
                 sched.step()
