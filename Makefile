@@ -43,8 +43,8 @@ demo: $(EDGE_STAMP)
 	$(BIN)/skelmtl demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check edge trainer calibration tests
-	$(BIN)/mypy edge trainer calibration
+	$(BIN)/ruff check skelmtl edge trainer calibration tests tools
+	$(BIN)/mypy skelmtl edge trainer calibration
 
 test: lint
 	$(BIN)/python -m pytest -q

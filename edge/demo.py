@@ -363,6 +363,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from edge.cli import main as cli_main
+    from edge.runner import run_main
 
-    sys.exit(cli_main(["demo", *sys.argv[1:]]))
+    sys.exit(run_main("demo", sys.modules[__name__]))

@@ -29,8 +29,7 @@ from typing import Any
 
 from edge.atomic import atomic_write
 from edge.errors import SkelmtlError, signal_name
-
-EXIT_BROKEN_PIPE = 128 + 13  # as edge.cli: the reader of stdout went away
+from edge.runner import EXIT_BROKEN_PIPE, stdout_to_devnull
 
 
 def add_front_end_argument(p: Any, providers: str = "--providers") -> None:
@@ -316,8 +315,6 @@ def main(args: argparse.Namespace) -> int:
                     if stdout_gone and not pipe.stop_requested:
                         # `skelmtl run ... | head`: the reader has what it wanted; end
                         # the stream (files finished) and exit quietly.
-                        from edge.cli import stdout_to_devnull
-
                         stdout_to_devnull()
                         pipe.stop("standard output closed")
                     if ev.kind == "stream":
@@ -362,6 +359,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from edge.cli import main as cli_main
+    from edge.runner import run_main
 
-    sys.exit(cli_main(["run", *sys.argv[1:]]))
+    sys.exit(run_main("run", sys.modules[__name__]))

@@ -67,7 +67,7 @@ def test_pre_commit_runs_what_make_lint_runs(tmp_path: Path) -> None:
     assert [c[0].rsplit("/", 1)[1] for c in lint] == ["ruff", "mypy"]
     ruff_folders, mypy_folders = lint[0][2:], lint[1][1:]
     assert lint[0][1] == "check"
-    assert mypy_folders == ["edge", "trainer", "calibration"]
+    assert mypy_folders == ["skelmtl", "edge", "trainer", "calibration"]
 
     hooks = {h["id"]: h for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml")
                                                    .read_text())["repos"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("edge", "calibration")
+ROOMS = ("skelmtl", "edge", "calibration")
 FILES = sorted(p for room in ROOMS for p in (ROOT / room).rglob("*.py"))
 
 # Methods added after 3.8 whose receiver type vermin cannot infer.

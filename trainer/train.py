@@ -685,6 +685,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # torchrun --nproc-per-node 2 -m trainer.train --config ...
-    from edge.cli import main as cli_main
+    from edge.runner import run_main
 
-    sys.exit(cli_main(["train", *sys.argv[1:]]))
+    sys.exit(run_main("train", sys.modules[__name__]))

@@ -266,6 +266,6 @@ def draw_strip(store: ClipStore, index: int, out: Path, n_frames: int = 8) -> Pa
 
 
 if __name__ == "__main__":
-    from edge.cli import main as _main
+    from edge.runner import run_main
 
-    sys.exit(_main(["data", *sys.argv[1:]]))
+    sys.exit(run_main("data", sys.modules[__name__]))
