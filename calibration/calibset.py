@@ -1,7 +1,7 @@
 """Calibration and evaluation windows drawn from real clips, through the runtime's preprocessing.
 
 Calibration must see what the deployed model sees, so every clip goes through
-:func:`edge.preprocess.preprocess` with the model's own :class:`PreprocessConfig` (read
+:func:`edge.core.preprocess.preprocess` with the model's own :class:`PreprocessConfig` (read
 from its metadata) and the clip's frame rate (a model with a rate resamples each clip to
 it; a clip without one is refused), exactly as the runtime and the trainer do.
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.clipstore import ClipStore, StoreError
-from edge.metadata import ModelMeta
-from edge.preprocess import clip_rate, preprocess
+from edge.core.clipstore import ClipStore, StoreError
+from edge.core.metadata import ModelMeta
+from edge.core.preprocess import clip_rate, preprocess
 
 
 @dataclass(frozen=True)

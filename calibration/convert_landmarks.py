@@ -3,13 +3,13 @@
 Usage: skelmtl convert-landmarks [-o DIR] [--pose-model P.task] [--hand-model H.task]
        skelmtl convert-landmarks --check [-o DIR] [--image PATH ...]   (runtime venv)
 
-A one-time step for the ONNX front end (:mod:`edge.frontend_onnx`). It reads the pinned
+A one-time step for the ONNX front end (:mod:`edge.frontend.onnx_landmarks`). It reads the pinned
 ``pose_landmarker_full.task`` and ``hand_landmarker.task`` (found by
-:func:`edge.model_files.resolve_model`; a ``.task`` file is a zip), takes out
+:func:`edge.frontend.model_files.resolve_model`; a ``.task`` file is a zip), takes out
 ``pose_detector.tflite``, ``pose_landmarks_detector.tflite`` and
 ``hand_landmarks_detector.tflite``, converts each with tf2onnx, checks each ONNX model
 against the TFLite interpreter on the same random input, and writes the three ``.onnx``
-files atomically into ``DIR`` (default: :func:`edge.frontend_onnx.default_model_dir`,
+files atomically into ``DIR`` (default: :func:`edge.frontend.onnx_landmarks.default_model_dir`,
 next to the ``.task`` cache). The palm detector is not converted: the ONNX front end
 places hands from the body.
 
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import atomic_write
-from edge.errors import SkelmtlError
+from edge.core.atomic import atomic_write
+from edge.core.errors import SkelmtlError
 
 LOG = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def convert_landmark_models(out_dir: Path, pose_task: str | os.PathLike[str] | N
     Raises:
         ConvertError: a model that does not convert or does not match TFLite.
     """
-    from edge.model_files import resolve_model
+    from edge.frontend.model_files import resolve_model
 
     tasks = {"pose": resolve_model("pose", pose_task, offline=offline),
              "hand": resolve_model("hand", hand_task, offline=offline)}
@@ -285,13 +285,13 @@ def run_check(model_dir: Path, images: list[str], threads: int = 1,
     """Print the comparison table and the per-stage times; 0 when every frame meets the bar.
 
     Args:
-        options: extra :class:`~edge.frontend_onnx.OnnxLandmarker` keywords.
+        options: extra :class:`~edge.frontend.onnx_landmarks.OnnxLandmarker` keywords.
     """
     opts: dict[str, Any] = dict(options or {})
     from calibration import landmarks_check as lc
     from edge.assets import sample_video
-    from edge.frontend_onnx import OnnxLandmarker
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
+    from edge.frontend.onnx_landmarks import OnnxLandmarker
 
     frames = lc.real_frames(images)
     timings: dict[str, list[dict[str, float]]] = {"tasks": [], "onnx": []}
@@ -341,7 +341,7 @@ def _fmt(t: dict[str, float]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Convert (one line per written file on stdout), or compare with ``--check``."""
-    from edge.frontend_onnx import default_model_dir
+    from edge.frontend.onnx_landmarks import default_model_dir
 
     if LOG.level == logging.NOTSET:
         LOG.setLevel(logging.INFO)

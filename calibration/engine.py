@@ -12,7 +12,7 @@ between TensorRT 8.5/8.6, 10.x and 11.x is handled in :mod:`calibration.trt`.
 The build never lowers precision silently: it stops when the GPU reports no fast INT8 /
 FP16, when an ONNX operator is not supported by this TensorRT, or when the built engine's
 layers do not run in the precision asked for. The output file is the engine prefixed by
-a metadata header (:mod:`edge.engine_header`) that the runtime reads back.
+a metadata header (:mod:`edge.engine.header`) that the runtime reads back.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from calibration.trt.onnx_checks import (
 )
 from calibration.trt.versions import TensorRTError, profile_for
 from edge import __version__
-from edge.atomic import atomic_write
-from edge.engine_header import EngineHeader, write_engine
-from edge.metadata import INPUT_NAME
+from edge.core.atomic import atomic_write
+from edge.core.metadata import INPUT_NAME
+from edge.engine.header import EngineHeader, write_engine
 
 DEFAULT_WORKSPACE_MB = 1024
 Log = Callable[[str], None]
@@ -77,7 +77,7 @@ def import_tensorrt() -> Any:
 
 def detect_gpu_name() -> str:
     """The GPU description for the engine header (``SKELMTL_GPU`` overrides; else
-    :func:`edge.engine_cache.detect_gpu`), or ``"unknown"``."""
+    :func:`edge.engine.cache.detect_gpu`), or ``"unknown"``."""
     from edge.backends.tensorrt import current_gpu
 
     return current_gpu() or "unknown"
@@ -334,7 +334,7 @@ def _refuse_overwriting_inputs(inputs: list[Path],
 
 
 def _sha256(path: Path) -> str:
-    from edge.engine_cache import file_sha256
+    from edge.engine.cache import file_sha256
 
     return file_sha256(path)
 

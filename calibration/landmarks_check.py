@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.landmarks import LandmarkFrame
-from edge.layout import LEFT_HAND0, N_HAND, N_POSE, RIGHT_HAND0
+from edge.core.layout import LEFT_HAND0, N_HAND, N_POSE, RIGHT_HAND0
+from edge.frontend.landmarks import LandmarkFrame
 
 LOG = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Reading and writing skelmtl's metadata in ONNX files, with errors that name the file.
 
-The metadata is one JSON string (:meth:`edge.metadata.ModelMeta.to_json`) under the
-``metadata_props`` key :data:`edge.metadata.META_KEY`.
+The metadata is one JSON string (:meth:`edge.core.metadata.ModelMeta.to_json`) under the
+``metadata_props`` key :data:`edge.core.metadata.META_KEY`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edge.errors import SkelmtlError
-from edge.metadata import META_KEY, MetadataError, ModelMeta
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import META_KEY, MetadataError, ModelMeta
 
 
 class OnnxModelError(SkelmtlError, ValueError):
@@ -56,6 +56,6 @@ def write_meta(model: Any, meta: ModelMeta) -> None:
 def save_onnx_atomic(model: Any, path: str | os.PathLike[str]) -> Path:
     """Serialize ``model`` to ``path`` via a temporary file and rename."""
 
-    from edge.atomic import atomic_write
+    from edge.core.atomic import atomic_write
 
     return atomic_write(path, model.SerializeToString())

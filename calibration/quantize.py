@@ -34,8 +34,8 @@ import numpy as np
 from calibration.calibset import WindowSet, draw_calibration_set
 from calibration.onnx_meta import OnnxModelError, load_onnx, read_meta, save_onnx_atomic, write_meta
 from calibration.trt.calib_cache import encode_calibration_cache
-from edge.errors import SkelmtlError
-from edge.metadata import INPUT_NAME, ModelMeta
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import INPUT_NAME, ModelMeta
 
 METHODS = ("minmax", "entropy", "percentile")
 # What gets quantized: the compute-heavy operators and the residual Add (TensorRT fuses a

@@ -24,8 +24,8 @@ import numpy as np
 
 from calibration.calibset import WindowSet, batches, load_split
 from calibration.onnx_meta import load_onnx, read_meta
-from edge.atomic import atomic_write
-from edge.metadata import INPUT_NAME, TASK_OUTPUT, logits_name
+from edge.core.atomic import atomic_write
+from edge.core.metadata import INPUT_NAME, TASK_OUTPUT, logits_name
 
 REPORT_SCHEMA = 1
 MAX_TOP1_DROP = 1.0  # points
@@ -35,12 +35,12 @@ MAX_LATENCY_RATIO = 0.6
 def session(path: str | os.PathLike[str], threads: int = 1) -> Any:
     """An ONNX Runtime CPU session with all graph optimisations and ``threads`` threads.
 
-    The model is prepared as the runtime's CPU backend prepares it (:mod:`edge.qdq`), so
+    The model is prepared as the runtime's CPU backend prepares it (:mod:`edge.backends.qdq`), so
     the report measures what ``skelmtl run`` runs.
     """
     import onnxruntime as ort
 
-    from edge.qdq import fold_relu_for_cpu
+    from edge.backends.qdq import fold_relu_for_cpu
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -166,7 +166,7 @@ def compare_models(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLi
     fp32_meta = read_meta(load_onnx(fp32_path), fp32_path)
     int8_meta = read_meta(load_onnx(int8_path), int8_path)
     if fp32_meta.tasks != int8_meta.tasks or fp32_meta.labels != int8_meta.labels:
-        from edge.metadata import MetadataError
+        from edge.core.metadata import MetadataError
 
         raise MetadataError(f"{int8_path}: tasks/labels differ from {fp32_path}; compare a "
                             "model with its own quantized version")

@@ -7,7 +7,7 @@ In order, each step printed as it passes or fails:
 1. the platform (GPU, L4T release, TensorRT version with build number, Python, NumPy,
    ONNX Runtime) and the engine cache key the container would use;
 2. the shipped INT8 engine, taken from the engine cache or built into it exactly as the
-   container's first start builds it (``python -m edge.engine_cache ensure``);
+   container's first start builds it (``python -m edge.engine.cache ensure``);
 3. every layer of that engine with its I/O precision (TensorRT's engine inspector), and
    how many computing layers run in INT8;
 4. the TensorRT backend on windows cut from the bundled demo clips
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import atomic_write
-from edge.errors import SkelmtlError
+from edge.core.atomic import atomic_write
+from edge.core.errors import SkelmtlError
 
 LOG = logging.getLogger(__name__)
 
@@ -89,14 +89,14 @@ class SelfcheckReport:
 def bundled_windows(meta: Any, max_windows: int = MAX_WINDOWS) -> np.ndarray:
     """Model inputs ``(N, C', window, 75)`` from the bundled demo clips played back to back
     as one stream (as ``skelmtl demo`` plays them), a window every ``meta.stride`` frames,
-    through :func:`edge.preprocess.preprocess`.
+    through :func:`edge.core.preprocess.preprocess`.
 
     Raises:
         SkelmtlError: no bundled clip, or fewer frames than one window.
     """
     from edge.assets import bundled_clips
-    from edge.preprocess import preprocess
-    from edge.recording import load_recording
+    from edge.core.preprocess import preprocess
+    from edge.core.recording import load_recording
 
     cfg = meta.preprocess
     clips = bundled_clips()
@@ -153,7 +153,7 @@ def engine_layers(trt: Any, engine_path: Path) -> list[Any]:
     """
     from calibration.trt.inspection import inspect_engine
     from calibration.trt.versions import TensorRTError, profile_for
-    from edge.engine_header import read_engine
+    from edge.engine.header import read_engine
 
     _, blob = read_engine(engine_path)
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -177,7 +177,7 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
         model: the INT8 Q/DQ model (default: the bundled one).
         fp32: the FP32 reference (default: the bundled one).
         cache_dir: the engine cache (default: the container's, see
-            :func:`edge.engine_cache.default_cache_dir`).
+            :func:`edge.engine.cache.default_cache_dir`).
         agreement: the least top-1 agreement per head between TensorRT and ONNX Runtime.
         repeats: timed runs per backend.
         max_windows: at most this many bundled windows.
@@ -193,8 +193,8 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
     Raises:
         SkelmtlError: bad input (a model file that does not exist or does not load).
     """
-    from edge import engine_cache as ec
     from edge.assets import bundled_model
+    from edge.engine import cache as ec
 
     report = SelfcheckReport()
 
@@ -230,7 +230,7 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
     except SkelmtlError as e:
         step("engine", False, f"no INT8 engine: {e}")
         return report
-    from edge.engine_header import read_engine_header
+    from edge.engine.header import read_engine_header
 
     build = read_engine_header(cached.path).build
     check = str(build.get("precision_check", "not recorded"))
@@ -325,7 +325,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_NO_TENSORRT
     if not 0.0 <= args.agreement <= 1.0:
         raise SkelmtlError(f"--agreement {args.agreement}: give a fraction between 0 and 1")
-    from edge import engine_cache as ec
+    from edge.engine import cache as ec
 
     builder = None
     if args.build_cmd:

@@ -45,7 +45,7 @@ has_placeholder() {
 ensure_engine() {
     local out
     # The cache folder: $SKELMTL_ENGINE_CACHE, else $SKELMTL_CACHE/engines (/cache/engines).
-    out="$("$python" -m edge.engine_cache ensure)" || return
+    out="$("$python" -m edge.engine.cache ensure)" || return
     # The last line is the path, whatever a library may have printed before it.
     out="${out##*$'\n'}"
     if [ ! -s "$out" ]; then
@@ -60,7 +60,7 @@ ensure_engine() {
 
 if [ "${1:-}" = "prepare-engine" ]; then
     shift
-    exec "$python" -m edge.engine_cache ensure "$@"
+    exec "$python" -m edge.engine.cache ensure "$@"
 fi
 
 # The device check: it finds or builds the engine itself, in the same cache.
@@ -84,7 +84,7 @@ if [ "${SKELMTL_ENGINE_BUILD:-auto}" != "off" ]; then
             fi
             model="${SKELMTL_MODEL:-}"
             if [ -z "$model" ]; then
-                model="$("$python" -c 'from edge.engine_cache import shipped_model; print(shipped_model())')" || exit
+                model="$("$python" -c 'from edge.engine.cache import shipped_model; print(shipped_model())')" || exit
             fi
             echo "skelmtl-entrypoint: no TensorRT engine (the reason is above); SKELMTL_ENGINE_FALLBACK=cpu: running $model with ONNX Runtime on the CPU" >&2
             mkdir -p "$state_dir"

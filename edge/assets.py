@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.errors import SkelmtlError
+from edge.core.errors import SkelmtlError
 
 MODEL_FILES = {"int8": "model.int8.onnx", "fp32": "model.onnx"}
 CARD = "model_card.md"

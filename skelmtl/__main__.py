@@ -2,6 +2,6 @@
 
 import sys
 
-from edge.cli import main
+from skelmtl.cli import main
 
 sys.exit(main())

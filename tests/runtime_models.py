@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.metadata import META_KEY, TASK_OUTPUT, ModelMeta, logits_name
+from edge.core.metadata import META_KEY, TASK_OUTPUT, ModelMeta, logits_name
 from tests.fixtures.make_runtime_models import (
     LABELS,
     reference,
@@ -125,7 +125,7 @@ def synthetic_frames(n: int, *, seed: int = 0, hands: bool = True, body: bool = 
 def volleyball_sequence(shared_data: Path, label: str, seq: int | str
                         ) -> tuple[np.ndarray, np.ndarray]:
     """One real volleyball-referee sequence as mp75 ``(30, 75, 3)`` frames and mask."""
-    from edge.layout import holistic_to_mp75
+    from edge.core.layout import holistic_to_mp75
 
     folder = shared_data / "volleyball_referee" / "data" / label / str(seq)
     files = sorted(folder.glob("*.npy"), key=lambda p: int(p.stem))

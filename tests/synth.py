@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.clipstore import Clip, write_store
-from edge.layout import L_SHOULDER, NUM_JOINTS, R_SHOULDER, R_WRIST, RIGHT_HAND0
+from edge.core.clipstore import Clip, write_store
+from edge.core.layout import L_SHOULDER, NUM_JOINTS, R_SHOULDER, R_WRIST, RIGHT_HAND0
 
 ACTIONS = ("raise", "sweep", "push")
 GESTURES = ("curl_index", "curl_middle", "curl_pinky")

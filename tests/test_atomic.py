@@ -1,4 +1,4 @@
-"""edge.atomic: artefacts appear whole or not at all, readable by others."""
+"""edge.core.atomic: artefacts appear whole or not at all, readable by others."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.atomic import atomic_open, atomic_path, atomic_write
+from edge.core.atomic import atomic_open, atomic_path, atomic_write
 
 
 def test_write_replaces_whole_and_is_world_readable(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_append_mode_is_refused(tmp_path: Path) -> None:
 def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
     import hashlib
 
-    from edge.atomic import sha256_file
+    from edge.core.atomic import sha256_file
 
     data = bytes(range(256)) * 9000  # > 1 MiB: more than one chunk
     p = tmp_path / "m.bin"

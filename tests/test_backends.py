@@ -17,15 +17,15 @@ import pytest
 from edge.backends import available_backends, load_backend
 from edge.backends.base import BackendError
 from edge.backends.onnxruntime import OnnxRuntimeBackend, resolve_providers
-from edge.engine_header import (
+from edge.core.metadata import META_KEY, MetadataError, ModelMeta
+from edge.core.preprocess import PREPROCESS_VERSION
+from edge.engine.header import (
     EngineHeader,
     EngineHeaderError,
     tensorrt_version_parts,
     write_engine,
 )
-from edge.metadata import META_KEY, MetadataError, ModelMeta
-from edge.preprocess import PREPROCESS_VERSION
-from edge.stream import batch_inputs
+from edge.runtime.stream import batch_inputs
 from tests.runtime_models import (
     export_onnx,
     reference,
@@ -602,7 +602,7 @@ def test_tensorrt_engine_agrees_with_onnxruntime_on_gpu(tiny: Path, tmp_path: Pa
 def test_pipeline_on_a_checkpoint_matches_its_onnx_export(stgcn: dict[str, Any],
                                                           shared_data: Path) -> None:
     """``backend="auto"`` opens a .pt through the torch entry point; same numbers as ONNX."""
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     f, m = volleyball_sequence(shared_data, "Substi", 3)
     results = []

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.cli import main
-from edge.clipstore import Clip, ClipStore, StoreError, clean_stale, write_store
-from edge.recording import Recording, save_recording
+from edge.core.clipstore import Clip, ClipStore, StoreError, clean_stale, write_store
+from edge.core.recording import Recording, save_recording
+from skelmtl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "edge" / "assets" / "model"
@@ -626,7 +626,7 @@ def test_run_options_are_checked(tmp_path: Path, name: str, flags: list[str], me
 
 def _edited_model(tmp: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     onnx = pytest.importorskip("onnx")
-    from edge.metadata import META_KEY
+    from edge.core.metadata import META_KEY
 
     m = onnx.load(str(MODEL_DIR / "model.onnx"))
     for p in m.metadata_props:
@@ -756,7 +756,7 @@ FRAME_CASES: list[tuple[str, Any, str]] = [
 @pytest.fixture(scope="module")
 def pipe() -> Any:
     pytest.importorskip("onnxruntime")
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     with Pipeline.from_model(MODEL_DIR / "model.onnx") as p:
         yield p
@@ -764,7 +764,7 @@ def pipe() -> Any:
 
 @pytest.mark.parametrize("name,frame,message", FRAME_CASES, ids=[c[0] for c in FRAME_CASES])
 def test_bad_frames_are_refused(pipe: Any, name: str, frame: Any, message: str) -> None:
-    from edge.stream import FrameError
+    from edge.runtime.stream import FrameError
 
     pipe.reset()
     kept = None if isinstance(frame, str) else [np.array(x, copy=True) if isinstance(
@@ -796,7 +796,7 @@ def test_landmarks_out_of_range_count_as_missing(pipe: Any, value: float, invali
 
 @pytest.mark.parametrize("t", [np.nan, np.inf, -np.inf])
 def test_nan_times_keep_events_readable(pipe: Any, t: float) -> None:
-    from edge.events import Event
+    from edge.core.events import Event
 
     pipe.reset()
     events = pipe.push((_J, _M, 0.25)) + pipe.push((_J, _M, t)) + pipe.finish()
@@ -1008,7 +1008,7 @@ RECORDING_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
 def test_bad_arrays_in_recordings(tmp_path: Path, surface: str, name: str,
                                   make: Callable[[Path], Path], message: str,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from edge.recording import RecordingError, load_recording
+    from edge.core.recording import RecordingError, load_recording
 
     path = make(tmp_path / "bad.landmarks.npz")
     want = message.format(path=path, stored=_stored(path))
@@ -1030,7 +1030,7 @@ def test_full_disk_during_convert_leaves_nothing(tmp_path: Path, monkeypatch: An
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import errno
 
-    import edge.clipstore
+    import edge.core.clipstore
 
     src = _recordings(tmp_path / "data")
     dst = write_store(_clips(2), tmp_path / "st")
@@ -1039,7 +1039,7 @@ def test_full_disk_during_convert_leaves_nothing(tmp_path: Path, monkeypatch: An
     def full(raw: Path, npy: Path, *a: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(npy))
 
-    monkeypatch.setattr(edge.clipstore, "_raw_to_npy", full)
+    monkeypatch.setattr(edge.core.clipstore, "_raw_to_npy", full)
     rc, out, err = run_cli(["data", "convert", str(src), str(dst), "--format", "recording",
                             "--overwrite"], capsys)
     assert (rc, out, err) == (2, "", f"skelmtl data: error: {dst}: cannot write the store: "
@@ -1061,7 +1061,7 @@ def test_file_size_limit_during_convert_is_one_line(tmp_path: Path) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of dying
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "data", "convert", str(src),
+    r = subprocess.run([sys.executable, "-m", "skelmtl.cli", "data", "convert", str(src),
                         str(dst), "--format", "recording"], cwd=ROOT, capture_output=True,
                        text=True, preexec_fn=limit, timeout=120)
     assert (r.returncode, r.stdout, r.stderr) == (
@@ -1087,12 +1087,12 @@ def test_full_disk_during_stats_is_one_line(tmp_path: Path, monkeypatch: Any,
     pytest.importorskip("onnxruntime")
     import errno
 
-    import edge.run
+    import edge.commands.run
 
     def full(path: Any, data: Any, **kw: Any) -> Path:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(edge.run, "atomic_write", full)
+    monkeypatch.setattr(edge.commands.run, "atomic_write", full)
     stats = tmp_path / "s.json"
     rc, out, err = run_cli(_run_argv(tmp_path, "--stats", str(stats)), capsys)
     assert (rc, out) == (2, "")
@@ -1108,7 +1108,7 @@ def test_data_info_into_a_closed_pipe_is_quiet(good_store: Path) -> None:
     r, w = os.pipe()
     os.close(r)  # the reader (`head`) is gone before the first write
     try:
-        p = subprocess.run([sys.executable, "-m", "edge.cli", "data", "info", "--json",
+        p = subprocess.run([sys.executable, "-m", "skelmtl.cli", "data", "info", "--json",
                             str(good_store)], cwd=ROOT, stdout=w, stderr=subprocess.PIPE,
                            text=True, timeout=120)
     finally:
@@ -1254,7 +1254,7 @@ def test_a_backend_whose_widths_disagree_fails_at_its_first_window() -> None:
     pytest.importorskip("onnxruntime")
     from edge.backends import load_backend
     from edge.backends.base import Backend, BackendError
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     real = load_backend(MODEL_DIR / "model.onnx", "onnxruntime")
 
@@ -1306,7 +1306,7 @@ JSONL_CASES: list[tuple[str, bytes, str]] = [
 @pytest.mark.parametrize("name,line,message", JSONL_CASES, ids=[c[0] for c in JSONL_CASES])
 def test_read_jsonl_names_the_line(tmp_path: Path, name: str, line: bytes,
                                    message: str) -> None:
-    from edge.events import EventError, read_jsonl
+    from edge.core.events import EventError, read_jsonl
 
     f = tmp_path / "ev.jsonl"
     f.write_bytes(_GOOD_EVENT.encode() + b"\n\n" + line + b"\n")
@@ -1318,7 +1318,7 @@ def test_read_jsonl_names_the_line(tmp_path: Path, name: str, line: bytes,
 
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path) -> None:
-    from edge.atomic import atomic_write
+    from edge.core.atomic import atomic_write
 
     p = tmp_path / "best.json"
     dead = tmp_path / f".best.json.{2 ** 22 + 99}-abc.tmp"  # above pid_max: no such process
@@ -1332,7 +1332,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path)
 
 
 def test_atomic_write_never_replaces_a_folder(tmp_path: Path) -> None:
-    from edge.atomic import atomic_write
+    from edge.core.atomic import atomic_write
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
@@ -1373,7 +1373,7 @@ def test_permission_denied_while_writing_a_store_is_one_line(
     import errno
     import tempfile
 
-    import edge.clipstore
+    import edge.core.clipstore
 
     src = _recordings(tmp_path / "data")
     dst = tmp_path / "st"
@@ -1381,7 +1381,7 @@ def test_permission_denied_while_writing_a_store_is_one_line(
     def denied(*a: Any, **kw: Any) -> str:
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
 
-    monkeypatch.setattr(edge.clipstore.tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(edge.core.clipstore.tempfile, "mkdtemp", denied)
     before = snapshot(tmp_path)
     rc, out, err = run_cli(["data", "convert", str(src), str(dst), "--format", "recording"],
                            capsys)

@@ -15,8 +15,8 @@ import pytest
 from edge.bench.render import render_markdown, render_table
 from edge.bench.report import BENCH_SCHEMA, validate_report, write_report
 from edge.bench.stats import make_entry, ratio, round_robin, summarize, throughput
-from edge.metadata import META_KEY, ModelMeta
-from edge.preprocess import PreprocessConfig
+from edge.core.metadata import META_KEY, ModelMeta
+from edge.core.preprocess import PreprocessConfig
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -382,8 +382,8 @@ def test_window_copy_runs_through_the_backend(tmp_path: Path, window: int, batch
 # --------------------------------------------------------------------------- end to end
 
 def test_quick_run_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edge.cli import main
-    from edge.recording import Recording, save_recording
+    from edge.core.recording import Recording, save_recording
+    from skelmtl.cli import main
 
     model = tmp_path / "model"
     fp32 = tiny_model(model / "model.onnx")
@@ -429,7 +429,7 @@ def test_quick_run_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_missing_model_is_one_line_error(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from edge.cli import main
+    from skelmtl.cli import main
 
     (tmp_path / "empty").mkdir()
     assert main(["bench", "--model", str(tmp_path / "empty"), "--out",
@@ -512,7 +512,7 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
     import edge.backends
     import edge.bench as bench
     import edge.bench.models
-    import edge.engine_cache
+    import edge.engine.cache
 
     model = tmp_path / "model"
     fp32 = tiny_model(model / "model.onnx")
@@ -546,7 +546,7 @@ def test_tensorrt_rows_and_ratios_with_stand_in_engines(tmp_path: Path, monkeypa
         return StandIn(Path(path)) if name == "tensorrt" else real_load(path, name, **kw)
 
     monkeypatch.setattr(bench.models, "_tensorrt_version", lambda: "10.3.0")
-    monkeypatch.setattr(edge.engine_cache, "ensure_engine", ensure_engine)
+    monkeypatch.setattr(edge.engine.cache, "ensure_engine", ensure_engine)
     monkeypatch.setattr(edge.backends, "load_backend", load_backend)
     opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
                               iters=2, batches=(1,), sweep_windows=(),
@@ -609,8 +609,8 @@ def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatc
     lists them, and the command exits 1 (a skip hid it: issue 14, item 12)."""
     import edge.bench as bench
     import edge.bench.models
-    import edge.engine_cache
-    from edge.errors import SkelmtlError
+    import edge.engine.cache
+    from edge.core.errors import SkelmtlError
 
     model = tmp_path / "model"
     fp32 = tiny_model(model / "model.onnx")
@@ -620,7 +620,7 @@ def test_tensorrt_that_breaks_is_a_failure_not_a_skip(tmp_path: Path, monkeypatc
         raise SkelmtlError(f"{src}: the parser refused node /conv (stand-in)")
 
     monkeypatch.setattr(bench.models, "_tensorrt_version", lambda: "8.5.2.2")
-    monkeypatch.setattr(edge.engine_cache, "ensure_engine", ensure_engine)
+    monkeypatch.setattr(edge.engine.cache, "ensure_engine", ensure_engine)
     opts = bench.BenchOptions(model=model, video=None, out=tmp_path / "out", warmup=1,
                               iters=2, batches=(1,), sweep_windows=(),
                               backends=("onnxruntime-fp32", "tensorrt-int8"))
@@ -681,7 +681,7 @@ class _FakeFront:
         self.closed = False
 
     def process(self, image: np.ndarray, t: float | None = None, index: int = -1) -> Any:
-        from edge.landmarks import NUM_JOINTS, LandmarkFrame
+        from edge.frontend.landmarks import NUM_JOINTS, LandmarkFrame
 
         hands = self.policy in ("full", "gesture") or (self.policy == "auto" and index % 4 == 0)
         self.last_timings = {"pose_ms": 2.0, "hands_ms": 1.0 if hands else 0.0,
@@ -703,7 +703,7 @@ def _fake_video_pass(monkeypatch: Any, tmp_path: Path, front_ends: tuple[str, ..
     from edge.bench.inputs import ModelFiles
     from edge.bench.options import BenchOptions
     from edge.bench.stats import Recorder
-    from edge.landmarks import LandmarkerError
+    from edge.frontend.landmarks import LandmarkerError
 
     opened: list[str] = []
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from edge.assets import bundled_clips, bundled_model
-from edge.recording import load_recording
+from edge.core.recording import load_recording
 
 pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
 def pipelines():  # type: ignore[no-untyped-def]
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     pipes = {p: Pipeline.from_model(bundled_model(p), task="auto", intra_op_threads=1)
              for p in ("fp32", "int8")}

@@ -32,8 +32,8 @@ from calibration.report import compare_models, format_report, head_accuracy
 from calibration.trt.calib_cache import decode_calibration_cache
 from calibration.trt.onnx_checks import check_onnx, qdq_nodes
 from calibration.trt.versions import profile_for
-from edge.clipstore import Clip, StoreError, write_store
-from edge.metadata import MetadataError
+from edge.core.clipstore import Clip, StoreError, write_store
+from edge.core.metadata import MetadataError
 from tests import synth
 from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows
 
@@ -77,8 +77,8 @@ def test_calibration_set_is_stratified(store: Path) -> None:
 
 
 def test_calibration_uses_the_runtime_preprocessing(store: Path) -> None:
-    from edge.clipstore import ClipStore
-    from edge.preprocess import preprocess
+    from edge.core.clipstore import ClipStore
+    from edge.core.preprocess import preprocess
 
     meta = tiny_meta()
     cal = draw_calibration_set([store], meta, size=3)
@@ -426,7 +426,7 @@ def test_cli(fp32: Path, store: Path, tmp_path: Path,
              capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from edge.cli import main
+    from skelmtl.cli import main
 
     out = tmp_path / "m.int8.onnx"
     rc = main(["calibrate", str(fp32), "--data", str(store), "-o", str(out), "--method",
@@ -458,7 +458,7 @@ def test_bar_line_shows_the_bar_beside_the_values() -> None:
 def test_calibrate_refuses_to_overwrite_its_input(fp32: Path, store: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from calibration.quantize import QuantizeError, refuse_overwriting_input
-    from edge.cli import main
+    from skelmtl.cli import main
 
     before = fp32.read_bytes()
     rc = main(["calibrate", str(fp32), "--data", str(store), "-o", str(fp32)])

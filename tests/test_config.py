@@ -101,7 +101,7 @@ def test_experiment_verdict_names_every_loss() -> None:
 ])
 def test_set_typos_name_the_flag_and_the_file(flag: str, message: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from edge.cli import main
+    from skelmtl.cli import main
 
     cfg = str(REPO / "configs" / "bundled.yaml")
     assert main(["train", "--config", cfg, "--set", flag]) == 2

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import cli
-from edge.clipstore import ClipStore, write_store
-from edge.layout import (
+from edge.core.clipstore import ClipStore, write_store
+from edge.core.layout import (
     HAND_CONNECTIONS,
     KINECT_V1_MSR,
     L_HIP,
@@ -30,7 +29,8 @@ from edge.layout import (
     R_WRIST,
     RIGHT_HAND0,
 )
-from edge.recording import Recording, save_recording
+from edge.core.recording import Recording, save_recording
+from skelmtl import cli
 from trainer.datasets import (
     READERS,
     DatasetError,
@@ -204,7 +204,7 @@ def test_fphab_joint_order_by_bone_lengths(shared_data: Path, stores: dict[str, 
     rigid (its annotations come from a fixed-size hand model), every bone is fairly rigid,
     and fingers shorten towards the tips. Reading the file in MediaPipe's finger-grouped
     order instead breaks the rigidity."""
-    from edge.layout import FPHAB
+    from edge.core.layout import FPHAB
     from trainer.datasets.hands import read_fphab_file
 
     files = sorted((shared_data / "fpha" / "Hand_pose_annotation_v1").glob(
@@ -307,7 +307,7 @@ def test_info_jhmdb_split_line(stores: dict[str, Path], capsys: pytest.CaptureFi
 
 
 def test_data_cli_needs_no_torch() -> None:
-    code = ("import sys; from edge import cli; rc = cli.main(['data', 'list-formats']); "
+    code = ("import sys; from skelmtl import cli; rc = cli.main(['data', 'list-formats']); "
             "assert rc == 0 and 'torch' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
@@ -666,7 +666,7 @@ def test_failed_autodetect_names_the_readers_and_the_python_path(tmp_path: Path)
         detect_format(tmp_path / "odd")
     msg = str(e.value)
     assert "\n" not in msg and "mp_folder" in msg and "ntu" in msg
-    assert "edge.clipstore.write_store" in msg and "SourceLayout.to_mp75" in msg
+    assert "edge.core.clipstore.write_store" in msg and "SourceLayout.to_mp75" in msg
 
 
 def test_convert_with_a_split_list_records_it(tmp_path: Path,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import engine_cache as ec
+from edge.engine import cache as ec
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile.jetson"
@@ -172,7 +172,7 @@ def test_every_copied_file_exists_and_is_in_the_build_context(
 
 
 @pytest.mark.parametrize("path, excluded", [
-    ("edge/cli.py", False),
+    ("skelmtl/cli.py", False),
     ("edge/assets/model/model.int8.onnx", False),
     ("calibration/engine.py", False),
     ("docker/entrypoint.sh", False),
@@ -331,10 +331,10 @@ print("builder chatter on stdout must not reach the engine path")
 if {fail}:
     sys.exit(4)
 # a real engine file (header + bytes): the cache reuses only what reads back
-from edge.atomic import sha256_file
-from edge.engine_header import EngineHeader, encode_engine
-from edge.metadata import ModelMeta
-from edge.preprocess import PreprocessConfig
+from edge.core.atomic import sha256_file
+from edge.engine.header import EngineHeader, encode_engine
+from edge.core.metadata import ModelMeta
+from edge.core.preprocess import PreprocessConfig
 opt = lambda name, default: int(args[args.index(name) + 1]) if name in args else default
 precision = args[args.index("--precision") + 1]
 meta = ModelMeta(preprocess=PreprocessConfig(window=8), tasks=("action",),

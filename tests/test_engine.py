@@ -33,7 +33,9 @@ from calibration.trt.calib_cache import (
 from calibration.trt.inspection import parse_inspector_json, precision_problems
 from calibration.trt.onnx_checks import check_onnx, fold_int32_dequantize
 from calibration.trt.versions import TensorRTError, UnsupportedTensorRT, profile_for, version_number
-from edge.engine_header import (
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import MetadataError
+from edge.engine.header import (
     EngineHeader,
     EngineHeaderError,
     check_engine_platform,
@@ -42,8 +44,6 @@ from edge.engine_header import (
     read_engine_header,
     write_engine,
 )
-from edge.errors import SkelmtlError
-from edge.metadata import MetadataError
 from tests.fake_tensorrt import call_names, engine_blob, make_tensorrt
 from tests.fake_tensorrt.onnx_models import qdq_model, save, tiny_meta, tiny_model, windows
 
@@ -628,7 +628,7 @@ def test_cli_without_tensorrt(models: dict[str, Path], tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     import importlib.util
 
-    from edge.cli import main
+    from skelmtl.cli import main
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here")

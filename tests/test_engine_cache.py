@@ -1,4 +1,4 @@
-"""The TensorRT engine cache (edge/engine_cache.py) with a fake builder: no GPU, no TensorRT.
+"""The TensorRT engine cache (edge/engine/cache.py) with a fake builder: no GPU, no TensorRT.
 
 What this proves: the key changes with every input an engine depends on (and only with
 those), the first call builds and later calls reuse, failed or empty builds leave nothing
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from edge import engine_cache as ec
-from edge.engine_cache import BuildRecipe, CachedEngine, EngineCacheError, Platform
-from edge.engine_header import EngineHeader, encode_engine, read_engine
-from edge.metadata import ModelMeta
-from edge.preprocess import PreprocessConfig
+from edge.core.metadata import ModelMeta
+from edge.core.preprocess import PreprocessConfig
+from edge.engine import cache as ec
+from edge.engine.cache import BuildRecipe, CachedEngine, EngineCacheError, Platform
+from edge.engine.header import EngineHeader, encode_engine, read_engine
 
 ORIN = Platform(gpu="Orin sm_87 16SM | NVIDIA Jetson AGX Orin Developer Kit", l4t="36.4.0",
                 tensorrt="10.3.0")
@@ -455,11 +455,11 @@ def test_command_builder_missing_program(tmp_path: Path) -> None:
 
 
 def test_default_build_command_is_skelmtl_build_engine_of_this_interpreter() -> None:
-    assert ec.DEFAULT_BUILD_CMD == (sys.executable, "-m", "edge.cli", "build-engine")
+    assert ec.DEFAULT_BUILD_CMD == (sys.executable, "-m", "skelmtl.cli", "build-engine")
 
 
 def test_edge_engine_cache_does_not_import_calibration_or_tensorrt() -> None:
-    code = ("import sys, edge.engine_cache; "
+    code = ("import sys, edge.engine.cache; "
             "bad = [m for m in ('calibration', 'tensorrt', 'pycuda', 'torch') "
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -525,7 +525,7 @@ def test_cache_around_the_real_build_engine(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from calibration.engine import build_engine
     from calibration.quantize import quantize_onnx, quantizer_missing
-    from edge.engine_header import read_engine
+    from edge.engine.header import read_engine
     from tests.fake_tensorrt import make_tensorrt
     from tests.fake_tensorrt.onnx_models import qdq_model, save, tiny_meta, tiny_model, windows
 

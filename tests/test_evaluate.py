@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.errors import SkelmtlError
+from edge.core.errors import SkelmtlError
 from trainer.config import from_dict
 from trainer.evaluate import evaluate_model
 from trainer.train import train
@@ -126,7 +126,7 @@ def test_val_split_and_bad_inputs(models: dict[str, Path], tmp_path: Path) -> No
 
 
 def _cli(args: list[str], stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge.cli", "eval", *args], stdout=stdout,
+    return subprocess.run([sys.executable, "-m", "skelmtl.cli", "eval", *args], stdout=stdout,
                           stderr=subprocess.PIPE, text=True, timeout=300)
 
 
@@ -163,8 +163,8 @@ def test_tensorrt_engine_is_scored_through_its_backend(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine file runs through the TensorRT backend (here TensorRT's stand-in, which
     computes a fixed function of the windows) and is scored like any model."""
-    from edge.clipstore import Clip, write_store
-    from edge.preprocess import preprocess
+    from edge.core.clipstore import Clip, write_store
+    from edge.core.preprocess import preprocess
 
     from .runtime_models import tiny_meta
     from .synth import action_clip

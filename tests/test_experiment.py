@@ -196,7 +196,7 @@ def test_bad_stores_are_one_line_errors(tmp_path: Path) -> None:
         ensure_stores(exp, tmp_path / "runs" / "stores")
     (tmp_path / "empty").mkdir()
     cfg = _experiment(tmp_path, {"s": {"src": str(tmp_path / "empty"), "format": "mp_folder"}})
-    p = subprocess.run([sys.executable, "-m", "edge.cli", "experiment", str(cfg)], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "skelmtl.cli", "experiment", str(cfg)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and "CalledProcessError" not in p.stderr

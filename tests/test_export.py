@@ -18,8 +18,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edge.metadata import INPUT_NAME, META_KEY, ModelMeta
-from edge.preprocess import PreprocessConfig, preprocess
+from edge.core.metadata import INPUT_NAME, META_KEY, ModelMeta
+from edge.core.preprocess import PreprocessConfig, preprocess
 from tests import synth
 from tests.conftest import SHARED_DATA
 from trainer.checkpoint import save_checkpoint
@@ -133,7 +133,7 @@ def test_bad_requests(tmp_path: Path) -> None:
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
              caplog: pytest.LogCaptureFixture) -> None:
-    from edge.cli import main
+    from skelmtl.cli import main
 
     ck, _ = _checkpoint(tmp_path, "hard")
     assert main(["export", str(ck), "-o", str(tmp_path / "m.onnx")]) == 0

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import extract
-from edge.cli import main as cli_main
-from edge.clipstore import ClipStore
-from edge.extract import ExtractError, assign_splits, find_inputs, plan, run_extract
-from edge.landmarks import LandmarkFrame, RecordingWriter
-from edge.layout import NUM_JOINTS
-from edge.model_files import ModelFileError, resolve_model
-from edge.recording import load_recording
+from edge.core.clipstore import ClipStore
+from edge.core.layout import NUM_JOINTS
+from edge.core.recording import load_recording
+from edge.frontend import extract
+from edge.frontend.extract import ExtractError, assign_splits, find_inputs, plan, run_extract
+from edge.frontend.landmarks import LandmarkFrame, RecordingWriter
+from edge.frontend.model_files import ModelFileError, resolve_model
+from skelmtl.cli import main as cli_main
 from tests.test_sources import carphone, read_bgr, write_clip
 
 

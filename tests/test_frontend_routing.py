@@ -1,4 +1,4 @@
-"""The front end's task routing (edge/frontend_policy.py) on synthetic landmark frames."""
+"""The front end's task routing (edge/frontend/policy.py) on synthetic landmark frames."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.frontend_policy import (
+from edge.core.layout import L_WRIST, N_POSE, NUM_JOINTS, R_WRIST
+from edge.frontend.policy import (
     FrontEndPolicy,
     PolicyError,
     StagePlan,
@@ -18,7 +19,6 @@ from edge.frontend_policy import (
     policy_for_task,
     route_recording,
 )
-from edge.layout import L_WRIST, N_POSE, NUM_JOINTS, R_WRIST
 
 L_ELBOW, R_ELBOW = 13, 14
 
@@ -186,7 +186,7 @@ def test_route_recording_auto_and_full() -> None:
 def test_pipeline_picks_the_policy_of_its_task() -> None:
     pytest.importorskip("onnxruntime")
     from edge.assets import bundled_model
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     for task, want in (("auto", "auto"), ("action", "action"), ("gesture", "gesture")):
         with Pipeline.from_model(bundled_model(), task=task) as pipe:
@@ -215,7 +215,7 @@ def test_event_agreement_matches_begins_within_the_tolerance() -> None:
 
 
 def test_open_front_end_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge.landmarks as landmarks
+    import edge.frontend.landmarks as landmarks
 
     got: dict[str, object] = {}
 
@@ -234,16 +234,16 @@ def test_open_front_end_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_onnx_front_end_registered_without_importing_onnxruntime(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``onnx`` names the converted-model front end; opening it without its models is
-    one LandmarkerError naming the convert command, and importing edge.landmarks does not
+    one LandmarkerError naming the convert command, and importing edge.frontend.landmarks does not
     import onnxruntime (only opening the onnx front end does)."""
     import subprocess
     import sys
 
-    import edge.landmarks as landmarks
+    import edge.frontend.landmarks as landmarks
 
-    assert landmarks.FRONT_ENDS["onnx"] == "edge.frontend_onnx:OnnxLandmarker"
-    code = ("import sys, edge.landmarks; "
-            "print('onnxruntime' in sys.modules, 'edge.frontend_onnx' in sys.modules)")
+    assert landmarks.FRONT_ENDS["onnx"] == "edge.frontend.onnx_landmarks:OnnxLandmarker"
+    code = ("import sys, edge.frontend.landmarks; "
+            "print('onnxruntime' in sys.modules, 'edge.frontend.onnx_landmarks' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from edge.layout import MP75
-from edge.metadata import ModelMeta
-from edge.preprocess import PREPROCESS_VERSION, PreprocessConfig, preprocess
+from edge.core.layout import MP75
+from edge.core.metadata import ModelMeta
+from edge.core.preprocess import PREPROCESS_VERSION, PreprocessConfig, preprocess
 from trainer.models import JCD_MODELS, count_flops, count_params, create_model
 
 V = MP75.num_joints

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.cli import main as skelmtl
-from edge.clipstore import ClipStore
-from edge.events import read_jsonl
+from edge.core.clipstore import ClipStore
+from edge.core.events import read_jsonl
+from skelmtl.cli import main as skelmtl
 
 from .mocap_layout import LABELS, SUBJECTS, TEST_SUBJECTS, invent
 from .test_tutorial import REPO, _run_python, doc_blocks

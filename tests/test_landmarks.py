@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import model_files
-from edge.landmarks import (
+from edge.core.layout import L_SHOULDER, L_WRIST, LEFT_HAND0, NOSE, NUM_JOINTS, R_SHOULDER, R_WRIST
+from edge.core.recording import load_recording
+from edge.frontend import model_files
+from edge.frontend.landmarks import (
     HandDetection,
     LandmarkerError,
     LandmarkFrame,
@@ -20,10 +22,8 @@ from edge.landmarks import (
     from_recording,
     stack_frames,
 )
-from edge.layout import L_SHOULDER, L_WRIST, LEFT_HAND0, NOSE, NUM_JOINTS, R_SHOULDER, R_WRIST
-from edge.model_files import MODEL_FILES, ModelFile, ModelFileError, resolve_model
-from edge.recording import load_recording
-from edge.sources import open_source
+from edge.frontend.model_files import MODEL_FILES, ModelFile, ModelFileError, resolve_model
+from edge.frontend.sources import open_source
 from tests.test_sources import carphone
 
 MESSI = Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")  # Debian opencv-doc
@@ -260,7 +260,7 @@ def mp_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def image_landmarker(mp_models: tuple[Path, Path]) -> Iterator[object]:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     with Landmarker(mode="image", pose_model=mp_models[0], hand_model=mp_models[1]) as lm:
         yield lm
@@ -273,7 +273,7 @@ def rgb(path: Path) -> np.ndarray:
 
 
 def test_astronaut_pose_in_image_and_no_hands(image_landmarker: object) -> None:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     skimage_data = pytest.importorskip("skimage.data")
     lm = image_landmarker
@@ -293,7 +293,7 @@ def test_astronaut_pose_in_image_and_no_hands(image_landmarker: object) -> None:
 
 
 def test_nothing_in_a_blank_image(image_landmarker: object) -> None:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     assert isinstance(image_landmarker, Landmarker)
     f = image_landmarker.process(np.full((240, 320, 3), 127, np.uint8))
@@ -305,7 +305,7 @@ def test_nothing_in_a_blank_image(image_landmarker: object) -> None:
 @pytest.mark.skipif(not MESSI.is_file(), reason="Debian opencv-doc (messi5.jpg) not installed")
 def test_messi_hand_slot_follows_the_pose_wrist_in_the_image_and_its_mirror(
         mp_models: tuple[Path, Path]) -> None:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     img = rgb(MESSI)
     # 0.3: MediaPipe finds the hand in the mirrored image only below its 0.5 default
@@ -329,7 +329,7 @@ def test_messi_hand_slot_follows_the_pose_wrist_in_the_image_and_its_mirror(
 
 
 def test_carphone_video_mode(mp_models: tuple[Path, Path]) -> None:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     src = open_source(carphone())
     with Landmarker(mode="video", pose_model=mp_models[0], hand_model=mp_models[1]) as lm:
@@ -347,7 +347,7 @@ def test_carphone_video_mode(mp_models: tuple[Path, Path]) -> None:
 
 
 def test_video_mode_survives_repeated_timestamps(mp_models: tuple[Path, Path]) -> None:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     img = np.full((120, 160, 3), 90, np.uint8)
     with Landmarker(mode="video", pose_model=mp_models[0], hand_model=mp_models[1]) as lm:
@@ -361,7 +361,7 @@ def test_video_mode_survives_repeated_timestamps(mp_models: tuple[Path, Path]) -
 
 @pytest.mark.skipif(not MESSI.is_file(), reason="Debian opencv-doc (messi5.jpg) not installed")
 def test_video_mode_tracks_the_hand_into_its_slot(mp_models: tuple[Path, Path]) -> None:
-    from edge.landmarks import Landmarker
+    from edge.frontend.landmarks import Landmarker
 
     img = rgb(MESSI)  # 548 x 342
     # a slow pan: 10 crops moving 4 px right per frame

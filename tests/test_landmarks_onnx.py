@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from calibration import landmarks_check as lc
-from edge.frontend_onnx import geometry as g
-from edge.landmarks import LandmarkerError, LandmarkFrame
-from edge.layout import LEFT_HAND0, NUM_JOINTS
+from edge.core.layout import LEFT_HAND0, NUM_JOINTS
+from edge.frontend.landmarks import LandmarkerError, LandmarkFrame
+from edge.frontend.onnx_landmarks import geometry as g
 
 REF = Path(__file__).resolve().parent / "fixtures" / "landmarks_ref" / "tasks_ref.npz"
 
@@ -166,7 +166,7 @@ def test_part_errors_and_bars_in_pixels() -> None:
 
 # ---------------------------------------------------------------------- errors, files
 def test_missing_converted_models_name_the_command_that_makes_them(tmp_path: Path) -> None:
-    from edge.frontend_onnx import OnnxLandmarker
+    from edge.frontend.onnx_landmarks import OnnxLandmarker
 
     with pytest.raises(LandmarkerError, match=r"pose_detector.onnx, pose_landmarks_detector"
                        r".onnx, hand_landmarks_detector.onnx\); create them once with "
@@ -189,7 +189,7 @@ def test_extracting_from_a_bundle_that_is_not_a_zip_names_the_file(tmp_path: Pat
 
 # ----------------------------------------------- the converted path vs stored reference
 def _converted_or_skip() -> None:
-    from edge.frontend_onnx import missing_models
+    from edge.frontend.onnx_landmarks import missing_models
 
     missing = missing_models()
     if missing:
@@ -202,7 +202,7 @@ def test_converted_path_matches_the_tasks_api_reference_on_real_frames() -> None
     (calibration.landmarks_check), on every stored frame this machine has."""
     _converted_or_skip()
     pytest.importorskip("cv2")
-    from edge.frontend_onnx import OnnxLandmarker
+    from edge.frontend.onnx_landmarks import OnnxLandmarker
 
     ref = np.load(REF)
     frames = lc.real_frames()
@@ -278,7 +278,7 @@ class _FakeModel:
 @pytest.fixture()
 def fake_landmarker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     pytest.importorskip("cv2")
-    from edge.frontend_onnx import landmarker as lmod
+    from edge.frontend.onnx_landmarks import landmarker as lmod
 
     for f in lmod.MODEL_FILES:
         (tmp_path / f).write_bytes(b"")

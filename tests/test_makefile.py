@@ -45,7 +45,7 @@ def test_the_demo_runs_without_torch() -> None:
     """What `make demo` runs needs none of the training or calibration rooms."""
     code = ("import sys\n"
             "for m in ('torch', 'trainer', 'calibration'): sys.modules[m] = None\n"
-            "from edge.cli import main\n"
+            "from skelmtl.cli import main\n"
             "sys.exit(main(['demo', '--no-video', '--quiet']))\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.layout import MP75
+from edge.core.layout import MP75
 from trainer.models import (
     JCD_MODELS,
     MODELS,

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.landmarks import LandmarkerError
-from edge.layout import L_HIP, L_SHOULDER, NUM_JOINTS, R_HIP, R_SHOULDER
-from edge.overlay import METRES_FOV_DEG, OverlayWriter, draw_skeleton, to_pixels
+from edge.core.layout import L_HIP, L_SHOULDER, NUM_JOINTS, R_HIP, R_SHOULDER
+from edge.frontend.landmarks import LandmarkerError
+from edge.runtime.overlay import METRES_FOV_DEG, OverlayWriter, draw_skeleton, to_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def test_what_a_killed_writer_left_is_removed_by_the_next(tmp_path: Path) -> Non
     import cv2
 
     out = tmp_path / "o.mp4"
-    code = ("import os, signal\nimport numpy as np\nfrom edge.overlay import OverlayWriter\n"
+    code = ("import os, signal\nimport numpy as np\nfrom edge.runtime.overlay import OverlayWriter\n"
             f"w = OverlayWriter({str(out)!r})\n"
             "w.write_image(np.zeros((48, 64, 3), np.uint8))\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n")

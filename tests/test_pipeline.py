@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from edge.backends.base import Backend
-from edge.events import Event
-from edge.metadata import MetadataError, ModelMeta
-from edge.pipeline import Pipeline, PipelineError, resolve_model_paths
-from edge.recording import Recording, save_recording
-from edge.router import RouterError
-from edge.sources import SourceError, open_source
-from edge.stream import FrameError, StreamConfig
+from edge.core.events import Event
+from edge.core.metadata import MetadataError, ModelMeta
+from edge.core.recording import Recording, save_recording
+from edge.frontend.sources import SourceError, open_source
+from edge.runtime.pipeline import Pipeline, PipelineError, resolve_model_paths
+from edge.runtime.router import RouterError
+from edge.runtime.stream import FrameError, StreamConfig
 from tests.runtime_models import (
     per_task_onnx,
     synthetic_frames,

@@ -1,9 +1,9 @@
 """The model's frame rate (preprocessing version 3): resampling, windows, train == deploy.
 
 A model with ``preprocess.fps`` builds its windows at that rate: training, evaluation and
-calibration resample each clip from its store's fps in :func:`edge.preprocess.preprocess`,
+calibration resample each clip from its store's fps in :func:`edge.core.preprocess.preprocess`,
 the streaming runtime resamples the live stream frame by frame
-(:class:`edge.stream.RateConverter`); both must give the very same numbers. Configs without
+(:class:`edge.runtime.stream.RateConverter`); both must give the very same numbers. Configs without
 a rate (every artefact made before) must compute what they always computed.
 """
 
@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 from edge.backends.base import Backend
-from edge.clipstore import Clip, StoreError, write_store
-from edge.metadata import META_KEY, MetadataError, ModelMeta
-from edge.pipeline import Pipeline
-from edge.preprocess import (
+from edge.core.clipstore import Clip, StoreError, write_store
+from edge.core.metadata import META_KEY, MetadataError, ModelMeta
+from edge.core.preprocess import (
     PREPROCESS_VERSION,
     PreprocessConfig,
     clip_rate,
@@ -30,7 +29,8 @@ from edge.preprocess import (
     rate_grid,
     resample_rate,
 )
-from edge.stream import RateConverter, StreamConfig, batch_inputs
+from edge.runtime.pipeline import Pipeline
+from edge.runtime.stream import RateConverter, StreamConfig, batch_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ("wave", "clap", "point")
@@ -137,7 +137,7 @@ def test_fps_config_round_trip_version_and_refusals() -> None:
 
 
 # What the package computed before version 3 (sha256 of the output bytes, computed with
-# edge/preprocess.py at 5e40967): configs without a rate must keep computing exactly this.
+# edge/core/preprocess.py at 5e40967): configs without a rate must keep computing exactly this.
 _BEFORE = {(7, 1): "d65eb8f3f4eef4da", (7, 2): "532164010e6b2ba5",
            (45, 1): "d842e0738e8a4e92", (45, 2): "8886b9c63b4ee6cc"}
 

@@ -1,4 +1,4 @@
-"""Event publishers (edge/publish.py) with real receivers on loopback, and the ROS 2 bridge's
+"""Event publishers (edge/runtime/publish.py) with real receivers on loopback, and the ROS 2 bridge's
 ROS-free parts (examples/ros2/skelmtl_ros2_bridge.py) fed by a real publisher.
 
 Nothing here sleeps: ZeroMQ's slow-joiner window is crossed by publishing probe events
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from edge.events import Event
-from edge.publish import (
+from edge.core.events import Event
+from edge.runtime.publish import (
     PUBLISHERS,
     JsonLinesPublisher,
     PublishError,
@@ -483,7 +483,7 @@ def test_bridge_bad_source(bridge: ModuleType, spec: str, message: str) -> None:
 ])
 def test_zmq_without_a_host_binds_localhost_only(zmq_mod: ModuleType, spec: str, bound: str,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="edge.publish"), _open_zmq(spec) as pub:
+    with caplog.at_level("WARNING", logger="edge.runtime.publish"), _open_zmq(spec) as pub:
         assert pub.endpoint.startswith(bound)
     assert caplog.records == []
 
@@ -491,7 +491,7 @@ def test_zmq_without_a_host_binds_localhost_only(zmq_mod: ModuleType, spec: str,
 @pytest.mark.parametrize("spec", ["zmq+tcp://*:*", "zmq+tcp://0.0.0.0:*"])
 def test_zmq_on_every_interface_without_curve_warns(zmq_mod: ModuleType, spec: str,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="edge.publish"), _open_zmq(spec) as pub:
+    with caplog.at_level("WARNING", logger="edge.runtime.publish"), _open_zmq(spec) as pub:
         assert pub.endpoint.startswith("tcp://0.0.0.0:")
     assert [r.getMessage() for r in caplog.records] == [
         f"{spec}: publishing on every interface without authentication; any machine that "
@@ -532,7 +532,7 @@ def test_zmq_curve_admits_a_listed_client(zmq_mod: ModuleType, certs: dict[str, 
     zmq = zmq_mod
     spec = (f"zmq+tcp://*:*?curve_secret={certs['server_secret']}"
             f"&curve_clients={certs['clients']}")
-    with caplog.at_level("WARNING", logger="edge.publish"), _open_zmq(spec) as pub:
+    with caplog.at_level("WARNING", logger="edge.runtime.publish"), _open_zmq(spec) as pub:
         ctx = zmq.Context()
         sub = _curve_sub(zmq, ctx, certs, "client_secret")
         try:

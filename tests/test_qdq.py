@@ -1,4 +1,4 @@
-"""The CPU-only Relu fold of Q/DQ models (edge/qdq.py): exact outputs on a hand-built graph,
+"""The CPU-only Relu fold of Q/DQ models (edge/backends/qdq.py): exact outputs on a hand-built graph,
 the patterns it must leave alone, and the bundled INT8 model before and after."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edge.qdq import fold_relu_for_cpu  # noqa: E402
+from edge.backends.qdq import fold_relu_for_cpu  # noqa: E402
 
 S1, S2 = 0.05, 0.03  # Q1 (before the Relu) and Q2 (after it) scales; 127 * S2 < max x < 255 * S2
 
@@ -117,8 +117,8 @@ def test_without_onnx_the_model_loads_unchanged(monkeypatch: pytest.MonkeyPatch)
 def test_bundled_int8_model_folds_on_cpu_only() -> None:
     from edge.assets import bundled_clips, bundled_model
     from edge.backends import load_backend
-    from edge.pipeline import batch_inputs
-    from edge.recording import load_recording
+    from edge.core.recording import load_recording
+    from edge.runtime.pipeline import batch_inputs
 
     path = bundled_model("int8")
     folded = load_backend(path, "onnxruntime", intra_op_threads=1)

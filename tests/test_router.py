@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.layout import get_source_layout
-from edge.router import Router, RouterError, hand_motion_rule, motion_stats
+from edge.core.layout import get_source_layout
+from edge.runtime.router import Router, RouterError, hand_motion_rule, motion_stats
 from tests.runtime_models import synthetic_frames, tiny_meta, volleyball_sequence
 
 

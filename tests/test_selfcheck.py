@@ -26,7 +26,7 @@ pytest.importorskip("onnxruntime")
 
 from calibration import selfcheck as sc
 from edge.assets import bundled_model
-from edge.engine_cache import Platform
+from edge.engine.cache import Platform
 from tests.fake_tensorrt import HostCudaMemory, make_tensorrt
 
 ORIN = Platform(gpu="Orin sm_87 16SM", l4t="36.4.0", tensorrt="10.3.0")
@@ -182,7 +182,7 @@ STEPS = ["platform", "cache key", "engine", "layers", "agreement", "latency"]
 
 def _selfcheck_the_shipped_model(cache: Path) -> sc.SelfcheckReport:
     """What ``pytest -m gpu`` runs on a Jetson: ``skelmtl selfcheck`` with its defaults (the
-    detected platform, ``python -m edge.cli build-engine`` in a child process building the
+    detected platform, ``python -m skelmtl.cli build-engine`` in a child process building the
     shipped INT8 model, the TensorRT backend over pycuda or cuda-python, ONNX Runtime FP32 on
     the CPU as the reference), then the same check again from the cache."""
     lines: list[str] = []
@@ -215,8 +215,8 @@ def test_the_gpu_test_against_the_stand_in(tmp_path: Path,
     """The gpu test's own code, with only what a Jetson provides replaced: the ``tensorrt``
     module, the platform probe, CUDA memory, and the build child (which would import the
     real ``tensorrt``) run in this process against the stand-in."""
-    from edge import engine_cache as ec
     from edge.backends import tensorrt as trt_backend
+    from edge.engine import cache as ec
 
     trt = make_tensorrt("10.3.0")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)

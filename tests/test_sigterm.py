@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.events import read_jsonl
+from edge.core.events import read_jsonl
 
 pytest.importorskip("onnxruntime")
 
@@ -70,7 +70,7 @@ def test_signal_ends_run_cleanly(long_source: Path, tmp_path: Path, sig: int,
                                  code: int) -> None:
     jsonl, overlay, stats = tmp_path / "ev.jsonl", tmp_path / "o.mp4", tmp_path / "s.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--model", str(MODEL), "--source",
+        [sys.executable, "-m", "skelmtl.cli", "run", "--model", str(MODEL), "--source",
          str(long_source), "--jsonl", str(jsonl), "--overlay", str(overlay), "--stats",
          str(stats)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = _kill_later(proc)
@@ -105,7 +105,7 @@ def test_run_into_a_closed_pipe_ends_quietly(long_source: Path, tmp_path: Path) 
     """``skelmtl run ... | head -2``: the stream is ended, no traceback, exit 141."""
     jsonl = tmp_path / "ev.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--model", str(MODEL), "--source",
+        [sys.executable, "-m", "skelmtl.cli", "run", "--model", str(MODEL), "--source",
          str(long_source), "--jsonl", str(jsonl)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = _kill_later(proc)
@@ -125,7 +125,7 @@ def test_run_into_a_closed_pipe_ends_quietly(long_source: Path, tmp_path: Path) 
 
 
 def _frames(n: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
-    from edge.recording import load_recording
+    from edge.core.recording import load_recording
 
     rec = load_recording(CLIP)
     for i in range(n):
@@ -136,7 +136,7 @@ def _frames(n: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
 @pytest.mark.parametrize("threaded", [False, True])
 def test_pipeline_stop_on_signals(threaded: bool) -> None:
     """The API: within ``stop_on_signals`` a SIGTERM ends the stream with its events."""
-    from edge.pipeline import Pipeline, stop_on_signals
+    from edge.runtime.pipeline import Pipeline, stop_on_signals
 
     events = []
     with Pipeline.from_model(MODEL) as pipe, stop_on_signals(pipe) as got:
@@ -153,7 +153,7 @@ def test_pipeline_stop_on_signals(threaded: bool) -> None:
 
 
 def test_second_signal_stops_at_once() -> None:
-    from edge.pipeline import Pipeline, stop_on_signals
+    from edge.runtime.pipeline import Pipeline, stop_on_signals
 
     with Pipeline.from_model(MODEL) as pipe, pytest.raises(KeyboardInterrupt, match="SIGINT"):
         with stop_on_signals(pipe):
@@ -174,7 +174,7 @@ def test_extract_workers_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
         "import os, sys\n"
         "import multiprocessing as mp\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
-        "from edge.extract import _worker_init\n"
+        "from edge.frontend.extract import _worker_init\n"
         "from tests.test_sigterm import _block\n"
         "if __name__ == '__main__':\n"  # spawn imports this file again in each worker
         "    pool = ProcessPoolExecutor(2, mp_context=mp.get_context('spawn'),\n"
@@ -209,7 +209,7 @@ def test_extract_stops_its_busy_workers_on_interrupt() -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from edge.extract import _kill_pool, _worker_init
+    from edge.frontend.extract import _kill_pool, _worker_init
 
     pool = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
@@ -226,8 +226,8 @@ def test_extract_stops_its_busy_workers_on_interrupt() -> None:
 
 def test_interrupted_store_write_keeps_the_old_store(tmp_path: Path) -> None:
     """SIGTERM during convert/extract's write: the old store stays, no temporary folder."""
-    from edge.clipstore import Clip, ClipStore, write_store
-    from edge.errors import Interrupted
+    from edge.core.clipstore import Clip, ClipStore, write_store
+    from edge.core.errors import Interrupted
 
     def clip(i: int) -> Clip:
         return Clip(np.full((4, 75, 3), 0.5, np.float32), np.ones((4, 75), bool), "a",
@@ -249,9 +249,9 @@ def test_interrupted_store_write_keeps_the_old_store(tmp_path: Path) -> None:
 def test_every_command_maps_a_stop_signal_to_its_exit_code(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sig: int,
         code: int) -> None:
-    """The handler edge.cli installs turns the signal into Interrupted wherever it lands."""
+    """The handler skelmtl.cli installs turns the signal into Interrupted wherever it lands."""
     import trainer.datasets.cli as data_cli
-    from edge.cli import main
+    from skelmtl.cli import main
 
     def convert(args: object) -> int:
         signal.raise_signal(sig)
@@ -266,7 +266,7 @@ def test_every_command_maps_a_stop_signal_to_its_exit_code(
 
 
 def _one_clip() -> object:
-    from edge.clipstore import Clip
+    from edge.core.clipstore import Clip
 
     return Clip(np.full((4, 75, 3), 0.5, np.float32), np.ones((4, 75), bool), "a", "gesture",
                 clip_id="c")
@@ -274,14 +274,14 @@ def _one_clip() -> object:
 
 def test_a_killed_overwrite_leaves_nothing_for_good(tmp_path: Path) -> None:
     """kill -9 in the middle of writing a store over an old one: the next write cleans up."""
-    from edge.clipstore import ClipStore, write_store
+    from edge.core.clipstore import ClipStore, write_store
 
     dst = tmp_path / "st"
     write_store([_one_clip(), _one_clip()], dst)  # the old store: two clips
     script = tmp_path / "writer.py"
     script.write_text(
         "import threading\n"
-        "from edge.clipstore import write_store\n"
+        "from edge.core.clipstore import write_store\n"
         "from tests.test_sigterm import _one_clip\n"
         "def clips():\n"
         "    yield _one_clip()\n"
@@ -323,7 +323,7 @@ def test_sigterm_reaches_run_as_pid_1(long_source: Path, tmp_path: Path) -> None
     handler; skelmtl installs one, so `docker stop` still ends the stream cleanly."""
     jsonl = tmp_path / "ev.jsonl"
     proc = subprocess.Popen(
-        ["unshare", "-fp", "--mount-proc", sys.executable, "-m", "edge.cli", "run", "--model",
+        ["unshare", "-fp", "--mount-proc", sys.executable, "-m", "skelmtl.cli", "run", "--model",
          str(MODEL), "--source", str(long_source), "--jsonl", str(jsonl)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = _kill_later(proc)

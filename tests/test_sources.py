@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.landmarks import LandmarkFrame, RecordingWriter
-from edge.layout import NUM_JOINTS
-from edge.sources import (
+from edge.core.layout import NUM_JOINTS
+from edge.frontend.landmarks import LandmarkFrame, RecordingWriter
+from edge.frontend.sources import (
     CaptureSource,
     ImageFolderSource,
     ReplaySource,
@@ -308,7 +308,7 @@ def test_replay_errors(tmp_path: Path) -> None:
         ReplaySource([tmp_path / "gone.landmarks.npz"])
     bad = tmp_path / "bad.landmarks.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    from edge.recording import RecordingError
+    from edge.core.recording import RecordingError
 
     with pytest.raises(RecordingError, match="bad.landmarks.npz: unreadable or truncated"):
         list(open_source(bad))
@@ -322,7 +322,7 @@ def test_camera_device_path_is_a_camera() -> None:
 
 
 def test_sources_carry_their_coordinate_frame(tmp_path: Path) -> None:
-    from edge.landmarks import COORDS_IMAGE, COORDS_METRES, LandmarkerError
+    from edge.frontend.landmarks import COORDS_IMAGE, COORDS_METRES, LandmarkerError
 
     with RecordingWriter(tmp_path / "mp.landmarks.npz", {"fps": 10.0}) as w:
         w.add(_frame(0.0, 1.0))

@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from edge.events import Event
-from edge.preprocess import PreprocessConfig, preprocess
-from edge.stream import (
+from edge.core.events import Event
+from edge.core.preprocess import PreprocessConfig, preprocess
+from edge.runtime.stream import (
     Closed,
     FrameError,
     LabelTracker,

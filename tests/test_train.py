@@ -172,7 +172,7 @@ def test_seed_makes_runs_repeat_and_differ(store: Path, tmp_path: Path) -> None:
 
 
 def test_bad_data_and_label_mismatch_name_the_problem(store: Path, tmp_path: Path) -> None:
-    from edge.errors import SkelmtlError
+    from edge.core.errors import SkelmtlError
 
     missing = tmp_path / "no_such_store"
     with pytest.raises(SkelmtlError, match=str(missing)):
@@ -187,7 +187,7 @@ def test_bad_data_and_label_mismatch_name_the_problem(store: Path, tmp_path: Pat
     # Evaluating on a store whose labels the model does not know names them.
     from dataclasses import replace
 
-    from edge.clipstore import ClipStore, write_store
+    from edge.core.clipstore import ClipStore, write_store
 
     clips = [replace(c, frames=np.array(c.frames), mask=np.array(c.mask)) for c in ClipStore(store)]
     clips[-1] = replace(clips[-1], label="thumbs_up", task="gesture")
@@ -197,7 +197,7 @@ def test_bad_data_and_label_mismatch_name_the_problem(store: Path, tmp_path: Pat
 
 
 def test_used_folder_is_refused_unless_resumed_or_overwritten(store: Path, tmp_path: Path) -> None:
-    from edge.errors import SkelmtlError
+    from edge.core.errors import SkelmtlError
 
     cfg = _cfg(store, tmp_path / "again", **{"optim.epochs": 1})
     train(cfg, progress=False, log=lambda s: None)
@@ -239,7 +239,7 @@ def test_stopping_rule_and_still_improving_mark(store: Path, tmp_path: Path) -> 
 
 
 def test_too_few_clips_for_a_step_fail_and_batch_shrinks(store: Path, tmp_path: Path) -> None:
-    from edge.errors import SkelmtlError
+    from edge.core.errors import SkelmtlError
 
     # batch 64 > the ~36 training clips: the batch shrinks to the epoch, steps are taken
     res = train(_cfg(store, tmp_path / "big", **{"optim.epochs": 1, "optim.batch_size": 64}),
@@ -257,7 +257,7 @@ def test_jcd_run_records_the_data_joints(store: Path, tmp_path: Path) -> None:
                                             "augment.mirror": 0.0})
     res = train(cfg, progress=False, log=lambda s: None)
     ck = load_checkpoint(res.best)
-    from edge.clipstore import ClipStore
+    from edge.core.clipstore import ClipStore
 
     present = np.zeros(75, bool)
     for c in ClipStore(store):
@@ -302,7 +302,7 @@ def test_jhmdb_learns_to_the_bar(shared_data: Path, tmp_path: Path) -> None:
     176 test clips is several points). About 10 minutes on one CPU thread."""
     import yaml
 
-    from edge.clipstore import write_store
+    from edge.core.clipstore import write_store
     from trainer.datasets import read_dataset
     from trainer.datasets.base import ReadOptions
 
@@ -319,7 +319,7 @@ def test_jhmdb_learns_to_the_bar(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_mirror_labels_of_no_task_are_refused(store: Path, tmp_path: Path) -> None:
-    from edge.errors import SkelmtlError
+    from edge.core.errors import SkelmtlError
 
     cfg = _cfg(store, tmp_path / "m", **{"augment.mirror_labels": [["pointL", "pointR"]]})
     with pytest.raises(SkelmtlError, match=r"augment.mirror_labels names labels that are in no "
@@ -329,7 +329,7 @@ def test_mirror_labels_of_no_task_are_refused(store: Path, tmp_path: Path) -> No
 
 
 def test_cuda_without_a_gpu_is_one_line(store: Path, tmp_path: Path) -> None:
-    from edge.errors import SkelmtlError
+    from edge.core.errors import SkelmtlError
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
@@ -349,7 +349,7 @@ def test_sigterm_stops_train_cleanly_and_resume_continues(store: Path, tmp_path:
     cfg = _cfg(store, tmp_path / "run", **{"optim.epochs": 200, "optim.patience": 0})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
-    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", "--config", str(path),
+    p = subprocess.Popen([sys.executable, "-m", "skelmtl.cli", "train", "--config", str(path),
                           "--no-progress"], stderr=subprocess.PIPE, text=True)
     assert p.stderr is not None
     for line in p.stderr:  # bounded by the run itself: it ends after 200 epochs at most

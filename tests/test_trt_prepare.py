@@ -32,7 +32,7 @@ from calibration.trt.inspection import (  # noqa: E402
 )
 from calibration.trt.versions import TensorRTError, profile_for  # noqa: E402
 from edge.assets import assets_dir  # noqa: E402
-from edge.engine_header import read_engine  # noqa: E402
+from edge.engine.header import read_engine  # noqa: E402
 from tests.fake_tensorrt import engine_blob, make_tensorrt  # noqa: E402
 from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.clipstore import ClipStore
+from edge.core.clipstore import ClipStore
 from trainer.tuning import load_tuning, run_all, subject_folds
 
 from .synth import make_store

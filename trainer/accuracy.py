@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.atomic import atomic_write
+from edge.core.atomic import atomic_write
 from trainer.config import ConfigError, TrainConfig, from_dict, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def ensure_store(variant: dict[str, Any]) -> None:
     args = variant.get("convert")
     if not args:
         raise ConfigError(f"{store}: no clip store there and no 'convert' arguments to build it")
-    cmd = [sys.executable, "-m", "edge.cli", "data", "convert", *map(str, args), str(store)]
+    cmd = [sys.executable, "-m", "skelmtl.cli", "data", "convert", *map(str, args), str(store)]
     logger.info("+ %s", shlex.join(cmd))
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:

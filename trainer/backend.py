@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edge.backends.base import Backend, BackendError, check_output_widths
-from edge.metadata import TASK_OUTPUT, logits_name
+from edge.core.metadata import TASK_OUTPUT, logits_name
 
 
 class TorchBackend(Backend):
@@ -33,7 +33,7 @@ class TorchBackend(Backend):
         BackendError: unknown options, a device that is not there, output widths that
             disagree with the metadata's label lists.
         trainer.checkpoint.CheckpointError: unreadable checkpoint.
-        edge.metadata.MetadataError: metadata that does not match this package.
+        edge.core.metadata.MetadataError: metadata that does not match this package.
     """
 
     name = "torch"

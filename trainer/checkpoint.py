@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from edge.atomic import atomic_path
-from edge.errors import SkelmtlError
-from edge.metadata import ModelMeta
+from edge.core.atomic import atomic_path
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import ModelMeta
 
 CHECKPOINT_FORMAT = 1
 

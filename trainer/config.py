@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from edge.errors import SkelmtlError
-from edge.preprocess import PreprocessConfig
+from edge.core.errors import SkelmtlError
+from edge.core.preprocess import PreprocessConfig
 
 
 class ConfigError(SkelmtlError, ValueError):

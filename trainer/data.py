@@ -3,7 +3,7 @@
 A :class:`Composite` joins several clip stores (e.g. an action set and a gesture set) into
 one indexable set with one label space per task. :class:`ClipDataset` augments raw mp75
 frames (before preprocessing, so augmentation respects the skeleton) and then calls THE
-preprocessing function, :func:`edge.preprocess.preprocess` (with each clip's ``fps``, so a
+preprocessing function, :func:`edge.core.preprocess.preprocess` (with each clip's ``fps``, so a
 model with a frame rate builds every window at it). :class:`CompositeSampler`
 draws a configurable mix of sources per epoch and shards it across DDP ranks.
 
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from edge.clipstore import ClipStore, StoreError
-from edge.layout import LEFT_HAND0, MP75, N_HAND, RIGHT_HAND0
-from edge.preprocess import PreprocessConfig, clip_rate, preprocess
+from edge.core.clipstore import ClipStore, StoreError
+from edge.core.layout import LEFT_HAND0, MP75, N_HAND, RIGHT_HAND0
+from edge.core.preprocess import PreprocessConfig, clip_rate, preprocess
 from trainer.config import AugmentConfig, ConfigError, DataConfig
 
 _MIRROR = np.asarray(MP75.mirror)

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.atomic import atomic_path, atomic_write, sha256_file
 from edge.backends import AUTO_BY_SUFFIX, Backend, load_backend
-from edge.clipstore import StoreError
-from edge.errors import SkelmtlError
-from edge.metadata import TASK_OUTPUT, ModelMeta, logits_name
+from edge.core.atomic import atomic_path, atomic_write, sha256_file
+from edge.core.clipstore import StoreError
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import TASK_OUTPUT, ModelMeta, logits_name
 from trainer.config import DataConfig, SourceConfig, TrainConfig, from_dict
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _score(be: Backend, path: Path, dcfg: DataConfig, split: str, seed: int,
     idx = comp.splits(seed)["val" if split == "val" else "test"]
     if not idx:
         raise StoreError(f"no clips in split {split!r} of {stores}")
-    # ClipDataset makes each window with edge.preprocess.preprocess, the model's own
+    # ClipDataset makes each window with edge.core.preprocess.preprocess, the model's own
     # preprocessing config and each clip's fps (resampled to the model's rate when it has
     # one): the same function training, calibration and the runtime use.
     ds = ClipDataset(comp, idx, meta.preprocess)

@@ -7,7 +7,7 @@ weighting) on composite sets, several seeds each. Test accuracy per task goes to
 ``results:`` path, by default ``<runs>/results.md``.
 
 Stores come by path (``stores: {name: {path: my.store}}``, or a bare path): a clip store
-built with ``skelmtl data convert`` or the Python API (``edge.clipstore.write_store``) is
+built with ``skelmtl data convert`` or the Python API (``edge.core.clipstore.write_store``) is
 used as is. A ``src:`` that is a published dataset is converted once into
 ``<runs>/stores/<name>`` (``skelmtl data convert SRC DST --format F OPTIONS...``).
 Relative paths (``runs``, ``results``, stores) are taken from the working directory, as
@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.atomic import atomic_write
-from edge.clipstore import ClipStore
-from edge.errors import SkelmtlError
+from edge.core.atomic import atomic_write
+from edge.core.clipstore import ClipStore
+from edge.core.errors import SkelmtlError
 from trainer.config import ConfigError, TrainConfig, from_dict
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def ensure_stores(exp: ExperimentConfig, store_dir: Path,
             if not is_store(p):
                 raise ConfigError(f"{config}: store {name!r}: {p} is not a clip store (no "
                                   "store meta.json); build it with 'skelmtl data convert' or "
-                                  "edge.clipstore.write_store, or give the dataset as 'src'")
+                                  "edge.core.clipstore.write_store, or give the dataset as 'src'")
             out[name] = p
             continue
         src = Path(spec.src)

@@ -4,7 +4,7 @@ Usage: skelmtl export runs/exp/best.pt -o model.onnx [--per-task] [--opset 17]
 
 The graph has one input ``input`` ``(N, C', T, V)`` with a dynamic batch axis, one output
 ``logits_<task>`` per task head and ``task_logits`` for the task head, and carries
-:class:`edge.metadata.ModelMeta` as JSON under ``metadata_props["skelmtl"]`` (layout,
+:class:`edge.core.metadata.ModelMeta` as JSON under ``metadata_props["skelmtl"]`` (layout,
 window, preprocessing version, streams, task and label names, model arguments,
 ``precision="fp32"``, producer versions). Export uses the TorchScript-based exporter
 (``dynamo=False``): it folds BatchNorm into the convolutions and gives plain, stable node
@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from edge import __version__ as skelmtl_version
-from edge.atomic import atomic_write, sha256_file
-from edge.errors import SkelmtlError
-from edge.metadata import INPUT_NAME, META_KEY, ModelMeta
+from edge.core.atomic import atomic_write, sha256_file
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import INPUT_NAME, META_KEY, ModelMeta
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17

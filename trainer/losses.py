@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edge.metadata import TASK_OUTPUT, logits_name
+from edge.core.metadata import TASK_OUTPUT, logits_name
 from trainer.config import WEIGHTINGS  # one list of choices, checked when a config loads
 
 

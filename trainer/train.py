@@ -17,7 +17,7 @@ in its last history line (``still_improving``).
 
 ``preprocess.joints`` left empty is filled in from the training clips: the mp75 joints
 that any task's data has (closed under the mirror map when mirroring is on). The model
-then sees exactly those joints at run time too (edge.preprocess masks the rest).
+then sees exactly those joints at run time too (edge.core.preprocess masks the rest).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import yaml
 from torch.utils.data import DataLoader
 
 from edge import __version__
-from edge.layout import MP75
-from edge.metadata import ModelMeta
+from edge.core.layout import MP75
+from edge.core.metadata import ModelMeta
 from trainer.checkpoint import read_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.data import Augmenter, ClipDataset, Composite, CompositeSampler, collate
@@ -616,7 +616,7 @@ def _bar(it: Any, show: bool, desc: str) -> Any:
     from tqdm import tqdm
 
     # disable=None: off when stderr is not a terminal (logs, CI), where every redraw would
-    # be written out again (as in edge/extract.py).
+    # be written out again (as in edge/frontend/extract.py).
     return tqdm(it, desc=desc, leave=False, dynamic_ncols=True, disable=None)
 
 
@@ -685,6 +685,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # torchrun --nproc-per-node 2 -m trainer.train --config ...
-    from edge.runner import run_main
+    from edge.commands.runner import run_main
 
     sys.exit(run_main("train", sys.modules[__name__]))

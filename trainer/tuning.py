@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.atomic import atomic_write
-from edge.clipstore import ClipStore, is_store, write_store
+from edge.core.atomic import atomic_write
+from edge.core.clipstore import ClipStore, is_store, write_store
 from trainer.config import read_yaml
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def run_all(cfg: TuningConfig) -> None:
             conf["data"] = dict(base.get("data", {}), sources=[{"store": str(fold)}])
             (run / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
             sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-            cmd = [sys.executable, "-m", "edge.cli", "train", "--config", str(run / "config.yaml"),
+            cmd = [sys.executable, "-m", "skelmtl.cli", "train", "--config", str(run / "config.yaml"),
                    "--overwrite", "--no-progress"] + (["--set", *sets] if sets else [])
             logger.info("%s", " ".join(cmd))
             with open(run / "train.log", "w") as log:

@@ -3,7 +3,7 @@
 The engine builder never tests a version number itself: it asks the profile of the
 installed TensorRT (:func:`profile_for`) what to do. The version table and its sources are
 in :mod:`calibration.trt`. Version strings are split into numbers in one place,
-:func:`edge.engine_header.tensorrt_version_parts` (the runtime compares engine headers
+:func:`edge.engine.header.tensorrt_version_parts` (the runtime compares engine headers
 with it, without importing this room).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from edge.engine_header import tensorrt_version_parts
-from edge.errors import SkelmtlError
+from edge.core.errors import SkelmtlError
+from edge.engine.header import tensorrt_version_parts
 
 _VERSION_START = re.compile(r"^\s*\d+\.\d+")
 

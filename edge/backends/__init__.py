@@ -4,6 +4,11 @@ Built-in backends are listed in :data:`BACKENDS` as ``name -> "module:Class"`` a
 imported only when chosen (so ``tensorrt`` or ``onnxruntime`` are never imported unless
 used). Other packages add backends through the ``skelmtl.backends`` entry-point group;
 the trainer registers ``torch`` that way, so edge never imports torch or trainer.
+
+May import: edge.core and edge.engine (an engine file's header); onnxruntime, onnx,
+TensorRT, pycuda and cuda-python inside the functions that need them. The PyTorch
+backend is the trainer's, found through the ``skelmtl.backends`` entry point, never
+imported.
 """
 
 from __future__ import annotations

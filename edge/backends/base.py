@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SkelmtlError
-from edge.metadata import TASK_OUTPUT, ModelMeta, logits_name
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import TASK_OUTPUT, ModelMeta, logits_name
 
 
 class BackendError(SkelmtlError, RuntimeError):
@@ -71,7 +71,7 @@ class Backend(ABC):
         """Run the model.
 
         Args:
-            x: ``(N, C', T, V)`` float32 windows from :func:`edge.preprocess.preprocess`.
+            x: ``(N, C', T, V)`` float32 windows from :func:`edge.core.preprocess.preprocess`.
 
         Returns:
             ``output name -> (N, K)`` float32 logits, names from ``meta.output_names()``.

@@ -2,8 +2,8 @@
 
 Usage: load_backend("model.onnx", "onnxruntime", providers="cpu", intra_op_threads=2)
 
-The model's :class:`~edge.metadata.ModelMeta` is read from the ONNX ``metadata_props``
-entry ``skelmtl`` (:data:`edge.metadata.META_KEY`) and checked against this package
+The model's :class:`~edge.core.metadata.ModelMeta` is read from the ONNX ``metadata_props``
+entry ``skelmtl`` (:data:`edge.core.metadata.META_KEY`) and checked against this package
 (layout, preprocessing version); the graph's input and outputs are checked against it.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends.base import Backend, BackendError, check_output_widths, output_widths
-from edge.metadata import INPUT_NAME, META_KEY, MetadataError, ModelMeta
+from edge.core.metadata import INPUT_NAME, META_KEY, MetadataError, ModelMeta
 
 # Short names for execution providers; "best" takes the fastest one installed.
 PROVIDER_NAMES = {
@@ -77,7 +77,7 @@ class OnnxRuntimeBackend(Backend):
         graph_optimization: ``all``, ``extended``, ``basic`` or ``none``.
         trt_cache_dir: engine cache folder for the TensorRT execution provider.
         fold_relu: on the CPU provider, fold a Q/DQ model's Relus into uint8 quantisation
-            (:mod:`edge.qdq`; the file is not changed). Ignored for other providers.
+            (:mod:`edge.backends.qdq`; the file is not changed). Ignored for other providers.
 
     Attributes:
         relus_folded: how many Relus the CPU rewrite folded (0: none, or not applied).
@@ -123,7 +123,7 @@ class OnnxRuntimeBackend(Backend):
         model: str | bytes = str(self.path)
         self.relus_folded = 0
         if fold_relu and chosen == ["CPUExecutionProvider"]:
-            from edge.qdq import fold_relu_for_cpu
+            from edge.backends.qdq import fold_relu_for_cpu
 
             model, self.relus_folded = fold_relu_for_cpu(self.path.read_bytes())
         try:

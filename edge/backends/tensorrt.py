@@ -3,13 +3,13 @@
 Usage: load_backend("model.int8.engine", "tensorrt", cuda="auto")
 
 The file is a metadata header followed by the serialized engine
-(:mod:`edge.engine_header`); before TensorRT deserialises anything the backend checks
+(:mod:`edge.engine.header`); before TensorRT deserialises anything the backend checks
 that the file is trusted (owned by this user or root and not writable by others: an
-engine is native code, :func:`edge.engine_header.check_engine_trust`), that its header
+engine is native code, :func:`edge.engine.header.check_engine_trust`), that its header
 and SHA-256 verify, this package's layout and preprocessing version, the full TensorRT
 version that built it (build number included) and the GPU it was built on
-(:func:`edge.engine_header.check_engine_platform` with ``gpu=``; the GPU comes from
-``SKELMTL_GPU`` or :func:`edge.engine_cache.detect_gpu`, and the check is skipped, with a
+(:func:`edge.engine.header.check_engine_platform` with ``gpu=``; the GPU comes from
+``SKELMTL_GPU`` or :func:`edge.engine.cache.detect_gpu`, and the check is skipped, with a
 warning, only when no GPU description can be had).
 
 CUDA memory comes from **pycuda** (what JetPack images ship) or **cuda-python**
@@ -44,25 +44,25 @@ from typing import Any
 import numpy as np
 
 from edge.backends.base import Backend, BackendError, check_output_widths
-from edge.engine_header import (
+from edge.core.errors import SkelmtlError
+from edge.core.metadata import INPUT_NAME
+from edge.engine.header import (
     EngineHeader,
     check_engine_platform,
     check_engine_trust,
     read_engine,
 )
-from edge.errors import SkelmtlError
-from edge.metadata import INPUT_NAME
 
 LOG = logging.getLogger(__name__)
 
 
 def current_gpu() -> str | None:
     """This machine's GPU description as the engine header records it (``SKELMTL_GPU``,
-    else :func:`edge.engine_cache.detect_gpu`), or None when it cannot be found."""
+    else :func:`edge.engine.cache.detect_gpu`), or None when it cannot be found."""
     env = os.environ.get("SKELMTL_GPU")
     if env:
         return env
-    from edge.engine_cache import detect_gpu
+    from edge.engine.cache import detect_gpu
 
     try:
         return detect_gpu()
@@ -275,7 +275,7 @@ class TensorRTBackend(Backend):
     Raises:
         BackendError: TensorRT or CUDA bindings missing, an engine TensorRT cannot load, or
             tensors that do not match the metadata.
-        edge.engine_header.EngineHeaderError: not a skelmtl engine, corrupt or truncated,
+        edge.engine.header.EngineHeaderError: not a skelmtl engine, corrupt or truncated,
             built elsewhere, or metadata that does not match this package.
     """
 

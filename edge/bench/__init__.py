@@ -4,15 +4,15 @@ Usage: skelmtl bench --model edge/assets/model --video carphone --out reports/be
 
 Stages (each skipped with a recorded reason when its dependency is missing):
 
-* ``video_decode`` -- one frame from the video (OpenCV, through :mod:`edge.sources` when
+* ``video_decode`` -- one frame from the video (OpenCV, through :mod:`edge.frontend.sources` when
   present);
 * ``landmarks_pose``, ``landmarks_hands``, ``landmarks`` -- MediaPipe Tasks pose and hand
   landmarkers in video mode on the decoded frames, and the whole front end per frame, for
   the full front end and for each routed variant (``action``, ``gesture``, ``auto``:
-  :mod:`edge.frontend_policy`), interleaved frame by frame; their events are compared with
+  :mod:`edge.frontend.policy`), interleaved frame by frame; their events are compared with
   the full front end's on the video and on the replayed clips
   (:mod:`edge.bench.frontend`);
-* ``preprocess`` -- :func:`edge.preprocess.preprocess` of one window of real landmarks;
+* ``preprocess`` -- :func:`edge.core.preprocess.preprocess` of one window of real landmarks;
 * ``model`` -- every backend and precision asked for (PyTorch FP32, ONNX Runtime FP32 and
   INT8, TensorRT FP16 and INT8), at batch 1 and a larger batch, their repetitions
   interleaved round-robin (within one batch size) so that a slow spell on a shared machine
@@ -52,6 +52,10 @@ routing, preprocessing, replay), :mod:`~edge.bench.sweep`, :mod:`~edge.bench.flo
 counting, window copies), :mod:`~edge.bench.stats` (statistics, entries, interleaving),
 :mod:`~edge.bench.ratios`, :mod:`~edge.bench.report` (the typed report, schema, files),
 :mod:`~edge.bench.render` (table, markdown, plot), :mod:`~edge.bench.driver` (the run).
+
+May import: every part of edge except commands (core, frontend, engine, backends,
+runtime, assets); onnxruntime, mediapipe, OpenCV, TensorRT and matplotlib inside the
+functions that need them.
 """
 
 from __future__ import annotations

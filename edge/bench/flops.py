@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.bench.options import BenchError, _optional, _short
-from edge.preprocess import PreprocessConfig
+from edge.core.preprocess import PreprocessConfig
 
 _COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")
 
@@ -184,7 +184,7 @@ def window_copy(src: Path, dst: Path, window: int) -> Path:
     """
     import onnx
 
-    from edge.metadata import META_KEY, ModelMeta
+    from edge.core.metadata import META_KEY, ModelMeta
 
     m = onnx.load(str(src))
     dims = m.graph.input[0].type.tensor_type.shape.dim

@@ -1,14 +1,14 @@
 """What routing the front end changes in the events: a routed front end against the full one.
 
-The front-end variants (:mod:`edge.frontend_policy`: ``action``, ``gesture``, ``auto``)
+The front-end variants (:mod:`edge.frontend.policy`: ``action``, ``gesture``, ``auto``)
 skip landmark stages; here their events are compared with those of the full front end
 (pose + hands on every frame) under the same task:
 
 * on a video (:func:`video_agreement`): the landmark frames each variant's own
-  :class:`edge.landmarks.Landmarker` produced in the benchmark's pass, each fed to a
-  fresh :class:`edge.pipeline.Pipeline`;
+  :class:`edge.frontend.landmarks.Landmarker` produced in the benchmark's pass, each fed to a
+  fresh :class:`edge.runtime.pipeline.Pipeline`;
 * on recorded clips (:func:`replay_agreement`): each clip as the variant would have seen
-  it (:func:`edge.frontend_policy.route_recording`: the recorded joints where a stage
+  it (:func:`edge.frontend.policy.route_recording`: the recorded joints where a stage
   runs, carried or masked where it is skipped), each clip its own stream.
 
 The measure (:func:`event_agreement`): ``begin`` events of the same task and label whose
@@ -73,8 +73,8 @@ def event_agreement(reference: Sequence[Any], variant: Sequence[Any],
     """Match the ``begin`` events of two runs (see the module doc).
 
     Args:
-        reference, variant: :class:`edge.events.Event` sequences.
-        windows: the two runs' :class:`edge.pipeline.WindowResult` sequences, compared
+        reference, variant: :class:`edge.core.events.Event` sequences.
+        windows: the two runs' :class:`edge.runtime.pipeline.WindowResult` sequences, compared
             position by position (the shorter one decides how many).
         tolerance_s: the largest time difference of a match.
     """
@@ -124,7 +124,7 @@ def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
 
     Args:
         open_pipe: ``task -> Pipeline`` (a new pipeline on the benchmark's model).
-        runs: variant -> its :class:`edge.landmarks.LandmarkFrame` list; ``full`` is the
+        runs: variant -> its :class:`edge.frontend.landmarks.LandmarkFrame` list; ``full`` is the
             reference.
         name: the video's name, for the ratio's key.
     """
@@ -149,9 +149,9 @@ def replay_agreement(open_pipe: Any, clips: Sequence[Path], variants: Sequence[s
                      ) -> dict[str, Ratio]:
     """``events_<variant>_vs_full_clips`` ratios: every clip replayed as the variant would
     have seen it, against the clip as recorded (each clip its own stream)."""
-    from edge.frontend_policy import policy_for_task, route_recording
-    from edge.landmarks import from_recording
-    from edge.recording import Recording, load_recording
+    from edge.core.recording import Recording, load_recording
+    from edge.frontend.landmarks import from_recording
+    from edge.frontend.policy import policy_for_task, route_recording
 
     recs = [load_recording(c) for c in clips]
     out: dict[str, Ratio] = {}

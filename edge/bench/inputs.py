@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edge.bench.options import VIDEO_ALIASES, BenchError, _optional
-from edge.preprocess import PreprocessConfig
+from edge.core.preprocess import PreprocessConfig
 
 
 def _assets_dir() -> Path:
@@ -114,7 +114,7 @@ class Landmarks:
 
 
 def _load_clips(files: Sequence[Path], max_frames: int = 4000) -> Landmarks | None:
-    from edge.recording import load_recording
+    from edge.core.recording import load_recording
 
     frames, masks, ts, names = [], [], [], []
     total, t0 = 0, 0.0

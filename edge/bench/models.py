@@ -18,8 +18,8 @@ from edge.bench.inputs import Landmarks, ModelFiles, _batch, _windows
 from edge.bench.options import BACKEND_CHOICES, BenchOptions, _short, _timed
 from edge.bench.probe import _gpu_process_mb, _tensorrt_version
 from edge.bench.stats import Entry, Recorder, interleaved_groups, make_entry, round_entry
-from edge.errors import SkelmtlError
-from edge.preprocess import PreprocessConfig, preprocess
+from edge.core.errors import SkelmtlError
+from edge.core.preprocess import PreprocessConfig, preprocess
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +81,7 @@ def _open_backend(which: str, files: ModelFiles, opts: BenchOptions,
             if src is None:
                 return None, "no INT8 Q/DQ model to build an INT8 engine from"
             from edge.backends import load_backend
-            from edge.engine_cache import ensure_engine
+            from edge.engine.cache import ensure_engine
 
             cache = opts.engine_cache or (opts.out / "engines")
             log(f"bench: TensorRT {precision} engine from {src} (cache {cache})")
@@ -188,13 +188,13 @@ def _bench_routing(rec: Recorder, opts: BenchOptions, meta: Any, lm: Landmarks,
     rule on the window's raw landmarks (:meth:`Router.before_inference`).
     """
     try:
-        from edge.router import Router
+        from edge.runtime.router import Router
 
         router = Router(meta, "auto")
     except Exception as e:
         rec.skip("routing", "routing", f"router unavailable: {_short(e)}")
         return
-    from edge.metadata import TASK_OUTPUT
+    from edge.core.metadata import TASK_OUTPUT
 
     wins = _windows(lm, meta.window, opts.warmup + opts.iters)
     logits = (outputs or {}).get(TASK_OUTPUT)
@@ -229,7 +229,7 @@ def _bench_preprocess(rec: Recorder, opts: BenchOptions, lm: Landmarks,
 def _open_pipeline(files: ModelFiles, opts: BenchOptions, task: str = "auto"
                    ) -> tuple[Any, Path]:
     """The streaming pipeline on the model the runtime would pick (INT8 when present)."""
-    from edge.pipeline import Pipeline
+    from edge.runtime.pipeline import Pipeline
 
     path = files.int8 or files.fp32
     extra = {"intra_op_threads": opts.threads} if opts.threads else {}

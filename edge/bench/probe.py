@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge.bench.options import _optional, _short
-from edge.errors import SkelmtlError
+from edge.core.errors import SkelmtlError
 
 _LIBRARIES = {  # report key -> distributions that provide it (first found wins)
     "numpy": ("numpy",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
@@ -131,7 +131,7 @@ def _jetson_info() -> dict[str, Any] | None:
         return None
     info: dict[str, Any] = {}
     try:
-        from edge.engine_cache import read_l4t_release
+        from edge.engine.cache import read_l4t_release
 
         info["l4t"] = read_l4t_release(rel)
     except (ImportError, SkelmtlError) as e:

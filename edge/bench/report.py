@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from edge.atomic import atomic_write
 from edge.bench.stats import STAGES, Entry, Problem, Stats
+from edge.core.atomic import atomic_write
 
 BENCH_SCHEMA = 1
 

@@ -26,7 +26,7 @@ from edge.bench.inputs import Landmarks, ModelFiles, _batch, _with_window
 from edge.bench.models import _bench_preprocess, _open_onnxruntime
 from edge.bench.options import BenchOptions, _short
 from edge.bench.stats import Recorder, interleaved_groups, make_entry, round_entry
-from edge.preprocess import PreprocessConfig
+from edge.core.preprocess import PreprocessConfig
 
 
 def _bench_sweep(rec: Recorder, opts: BenchOptions, files: ModelFiles, meta: Any,

@@ -1,15 +1,15 @@
 """The video pass: decode, the landmark front end in every variant, and end to end.
 
 One pass over the frames (no decoded image is kept): each frame is decoded once, then goes
-through one :class:`edge.landmarks.Landmarker` per front-end variant
+through one :class:`edge.frontend.landmarks.Landmarker` per front-end variant
 (:data:`edge.bench.options.FRONT_END_VARIANTS`: ``full`` = pose + hands on every frame,
-and the routed ``action``, ``gesture``, ``auto`` of :mod:`edge.frontend_policy`), and
+and the routed ``action``, ``gesture``, ``auto`` of :mod:`edge.frontend.policy`), and
 through one more feeding the streaming pipeline (end to end = that frame's decode + full
 landmarks + push). The order rotates frame by frame, so a slow spell hits every variant
 alike and their ratios hold on a noisy machine, like the model backends'. Each variant's
 landmark frames are kept for the event agreement (:mod:`edge.bench.frontend`).
 
-Another implementation of the front end (:data:`edge.landmarks.FRONT_ENDS`) is a variant
+Another implementation of the front end (:data:`edge.frontend.landmarks.FRONT_ENDS`) is a variant
 ``IMPL:POLICY`` (``onnx:full``, ``onnx:auto``: MediaPipe's models converted to ONNX, on
 ONNX Runtime with the run's ``--providers`` and ``--threads``), timed in the same
 rotation against the same MediaPipe full front end; when it cannot open (its converted
@@ -123,7 +123,7 @@ def _open_landmarker(variant: str = "full", opts: BenchOptions | None = None) ->
     its library or model files are missing (the caller records why). Another
     implementation than MediaPipe's runs on the run's ONNX Runtime providers and threads
     (1 for the default 0, as the ONNX front end's own default)."""
-    from edge.landmarks import open_front_end
+    from edge.frontend.landmarks import open_front_end
 
     impl, policy = split_variant(variant)
     if impl == "mediapipe":
@@ -186,8 +186,8 @@ def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: 
     e2e_ms: list[float] = []
     ran: list[bool] = []
     size = (0, 0)
-    sources = _optional("edge.sources")
-    how = "edge.sources (OpenCV read + BGR->RGB)" if sources else "OpenCV read + BGR->RGB"
+    sources = _optional("edge.frontend.sources")
+    how = "edge.frontend.sources (OpenCV read + BGR->RGB)" if sources else "OpenCV read + BGR->RGB"
 
     def end_to_end(img: np.ndarray, t: float, i: int, decode: float) -> None:
         assert e2e_lmk is not None and pipe is not None
@@ -255,7 +255,7 @@ def _close(landmarkers: list[Any], *others: Any) -> None:
 
 def _frames(sources: Any, video: Path, n: int) -> Iterator[tuple[float, Any]]:
     """``n`` (decode ms, frame) pairs, looping the file; frames are
-    :class:`edge.sources.VideoFrame` when :mod:`edge.sources` is there (its own per-frame
+    :class:`edge.frontend.sources.VideoFrame` when :mod:`edge.frontend.sources` is there (its own per-frame
     ``last_decode_ms``: read + colour conversion), else RGB arrays timed the same way."""
     done = 0
     while done < n:

@@ -113,7 +113,7 @@ class TopicTable:
 def task_topic(base: str, event: Mapping[str, Any]) -> str:
     """``<base>/<task>`` for ``begin``/``end`` events (``.../action``, ``.../gesture``), else
     ``<base>/<kind>`` (``.../state``, ``.../drop``, ``.../stream``), reduced to characters
-    legal in a ROS 2 topic name; the same split as the ZeroMQ topics of ``edge.publish``."""
+    legal in a ROS 2 topic name; the same split as the ZeroMQ topics of ``edge.runtime.publish``."""
     task = str(event.get("task") or event.get("kind") or "state")
     safe = "".join(c if c.isascii() and c.isalnum() or c == "_" else "_"
                    for c in task[:MAX_TOPIC_PART]).strip("_") or "state"

@@ -68,7 +68,7 @@ from typing import Any
 
 import onnx
 
-from edge.engine_header import tensorrt_version_parts
+from edge.engine.header import tensorrt_version_parts
 
 MAGIC = b"FAKETRT\x00"
 

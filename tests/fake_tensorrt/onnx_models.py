@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.metadata import INPUT_NAME, META_KEY, ModelMeta
-from edge.preprocess import PreprocessConfig
+from edge.core.metadata import INPUT_NAME, META_KEY, ModelMeta
+from edge.core.preprocess import PreprocessConfig
 
 TASKS = ("action", "gesture")
 LABELS = {"action": ("raise", "sweep", "push"), "gesture": ("curl_index", "curl_middle",

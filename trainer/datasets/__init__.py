@@ -1,6 +1,6 @@
 """Readers from published skeleton formats into the clip store (numpy only, no torch).
 
-Each reader maps its source layout into mp75 with the adapters of :mod:`edge.layout`,
+Each reader maps its source layout into mp75 with the adapters of :mod:`edge.core.layout`,
 masking what the source lacks, and builds the dataset's standard split protocol in.
 
 Usage:
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge.clipstore import Clip
+from edge.core.clipstore import Clip
 from trainer.datasets.base import (
     LIST_PREFIX,
     DatasetError,
@@ -112,8 +112,8 @@ def detect_format(src: str | os.PathLike[str]) -> str:
             return name
     raise DatasetError(f"{p}: cannot tell the dataset format; pass --format (one of "
                        f"{', '.join(READERS)}), or, for a layout no reader knows, build the "
-                       "store in Python: map each sequence to mp75 (edge.layout.SourceLayout"
-                       ".to_mp75) and write Clip objects with edge.clipstore.write_store "
+                       "store in Python: map each sequence to mp75 (edge.core.layout.SourceLayout"
+                       ".to_mp75) and write Clip objects with edge.core.clipstore.write_store "
                        "(docs/tutorial.md, 'A layout we have no reader for')")
 
 

@@ -1,7 +1,7 @@
 """Shared pieces of the dataset readers: options, the skip log, errors, split helpers.
 
 Every reader is a generator ``read(src, opts, log) -> Iterator[Clip]`` that maps its
-source layout into mp75 through :mod:`edge.layout` adapters (masking what the source
+source layout into mp75 through :mod:`edge.core.layout` adapters (masking what the source
 lacks, never inventing joints; 2D sources keep 2 coordinates). Readers import numpy only:
 ``skelmtl data`` must work without torch.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.clipstore import Clip
-from edge.errors import SkelmtlError
-from edge.npyfile import check_array_sizes as edge_check_array_sizes
+from edge.core.clipstore import Clip
+from edge.core.errors import SkelmtlError
+from edge.core.npyfile import check_array_sizes as edge_check_array_sizes
 
 
 class DatasetError(SkelmtlError, ValueError):
@@ -224,7 +224,7 @@ def check_array_sizes(path: Path) -> None:
 
     Read before ``np.load``, which allocates what a header claims before reading: a crafted
     shape of 10^12 would take the machine's memory. Anything unreadable is left to the
-    loader, which names the problem. The check lives in :mod:`edge.npyfile`, which the
+    loader, which names the problem. The check lives in :mod:`edge.core.npyfile`, which the
     runtime's recordings use too.
 
     Raises:

@@ -2,7 +2,7 @@
 
 MSR Action3D (``msr_action3d``): ``[real_world_coordinates/]a<AA>_s<SS>_e<EE>_skeleton3D.txt``,
     20 lines per frame ``x y z confidence`` (Kinect v1; joint order
-    :data:`edge.layout.KINECT_V1_MSR`, established from the data). The confidence column
+    :data:`edge.core.layout.KINECT_V1_MSR`, established from the data). The confidence column
     is a continuous tracker score, not a presence flag, and is not used. An all-zero
     frame means "no skeleton": leading and trailing ones are dropped, interior ones are
     masked. A file with no non-zero frame (one in the published set) is skipped and
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.clipstore import Clip
-from edge.layout import JHMDB15, KINECT_V1_MSR, KINECT_V2_NTU
+from edge.core.clipstore import Clip
+from edge.core.layout import JHMDB15, KINECT_V1_MSR, KINECT_V2_NTU
 from trainer.datasets.base import (
     DatasetError,
     ReadLog,

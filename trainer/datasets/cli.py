@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.clipstore import Clip, ClipStore, check_destination, write_store
-from edge.layout import MP75
+from edge.core.clipstore import Clip, ClipStore, check_destination, write_store
+from edge.core.layout import MP75
 from trainer.datasets import (
     READERS,
     DatasetError,
@@ -266,6 +266,6 @@ def draw_strip(store: ClipStore, index: int, out: Path, n_frames: int = 8) -> Pa
 
 
 if __name__ == "__main__":
-    from edge.runner import run_main
+    from edge.commands.runner import run_main
 
     sys.exit(run_main("data", sys.modules[__name__]))

@@ -3,7 +3,7 @@
 F-PHAB (``fphab``): ``[Hand_pose_annotation_v1/]Subject_<s>/<action>/<n>/skeleton.txt``,
     one line per frame: frame index, then 21 joints x (x, y, z) in millimetres, camera
     space (y down, z away: mp75's axes). Joint order from the F-PHAB documentation
-    (:data:`edge.layout.FPHAB`), checked on the data by bone lengths in
+    (:data:`edge.core.layout.FPHAB`), checked on the data by bone lengths in
     tests/test_datasets.py. The subject's right hand, so the clips fill the right-hand
     slot only. Empty files (three in the published set) are skipped and counted. Split
     ``cross_subject``: Subject_1..4 train, Subject_5..6 test (the official 1:1 split file
@@ -11,7 +11,7 @@ F-PHAB (``fphab``): ``[Hand_pose_annotation_v1/]Subject_<s>/<action>/<n>/skeleto
 
 SHREC'17 / DHG-14/28 (``shrec``, ``dhg``):
     ``gesture_<g>/finger_<f>/subject_<s>/essai_<e>/skeletons_world.txt``, one line per
-    frame with 22 joints x (x, y, z) in metres (:data:`edge.layout.DHG22`; the palm is
+    frame with 22 joints x (x, y, z) in metres (:data:`edge.core.layout.DHG22`; the palm is
     dropped, the hand goes to the right slot because the side is not recorded). Labels:
     ``--classes 14`` (gesture name) or ``28`` (gesture name + finger mode). Splits:
     ``loso:<s>`` puts subject ``s`` in test and the others in train (one fold of the
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.clipstore import Clip
-from edge.layout import DHG22, FPHAB
+from edge.core.clipstore import Clip
+from edge.core.layout import DHG22, FPHAB
 from trainer.datasets.base import (
     DatasetError,
     ReadLog,

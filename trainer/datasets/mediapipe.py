@@ -2,13 +2,13 @@
 
 Formats:
     mp_folder: ``<root>/<class>/<sequence>/<frame>.npy``, one flattened holistic vector
-        per frame (258, 1662 or 225 values; see :data:`edge.layout.HOLISTIC_SIZES`). The
+        per frame (258, 1662 or 225 values; see :data:`edge.core.layout.HOLISTIC_SIZES`). The
         common "MP_Data" recipe; ``volleyball_referee/data`` uses it. A root holding a
         single ``data/`` folder is entered automatically.
     asl16: one ``.npz`` with ``X (N, T, D)`` holistic vectors (asl16: D = 158, 2D pixels),
         ``y (N,)`` class names and ``split (N,)`` (Train/Valid/Test -> train/val/test).
     recording: a folder tree of the runtime's ``*.landmarks.npz`` recordings
-        (:mod:`edge.recording`); the label is the name of each file's parent folder, so
+        (:mod:`edge.core.recording`); the label is the name of each file's parent folder, so
         ``<root>/<label>/<anything>.landmarks.npz`` becomes a store.
 
 Splits for sets without an official one ("hash" protocol): per class, sequences are
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.clipstore import Clip
-from edge.layout import HOLISTIC_SIZES, holistic_to_mp75
-from edge.recording import SUFFIX, RecordingError, load_recording
+from edge.core.clipstore import Clip
+from edge.core.layout import HOLISTIC_SIZES, holistic_to_mp75
+from edge.core.recording import SUFFIX, RecordingError, load_recording
 from trainer.datasets.base import (
     DatasetError,
     ReadLog,

@@ -19,7 +19,7 @@ from collections import deque
 
 import numpy as np
 
-from edge.layout import MP75, Layout
+from edge.core.layout import MP75, Layout
 
 PARTITIONS = ("uniform", "spatial")
 

@@ -10,7 +10,7 @@ from a few hundred clips what the graph network does not; the recipe is the one 
 (Yang et al. 2019, arXiv:1907.09658) describes, written here for the mp75 input contract
 and for several task heads on one trunk.
 
-Input: the preprocessed window ``x (N, C', T, V)`` of :func:`edge.preprocess.preprocess`,
+Input: the preprocessed window ``x (N, C', T, V)`` of :func:`edge.core.preprocess.preprocess`,
 whose first ``dims`` channels are the ``joint`` stream and, with ``with_mask``, whose last
 channel is the presence mask. Everything below is computed inside the graph from those
 channels, so ONNX Runtime, TensorRT and PyTorch see the same features; the ops are
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.metadata import TASK_OUTPUT, logits_name
+from edge.core.metadata import TASK_OUTPUT, logits_name
 
 
 class ViewBatchNorm(nn.Module):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge.metadata import TASK_OUTPUT, logits_name
+from edge.core.metadata import TASK_OUTPUT, logits_name
 from trainer.config import SHARING_MODES
 from trainer.models.blocks import DataNorm, STBlock, global_pool
 from trainer.models.graph import partitioned_adjacency

@@ -1,0 +1,371 @@
+"""Which landmark stages run on a frame: the task routing of the front end, in one place.
+
+The front end (:mod:`edge.frontend.landmarks`) has two stages, MediaPipe's pose landmarker (the
+body, 33 joints) and its hand landmarker (two 21-joint hands). Together they are ~99% of
+a frame's cost; the network is a rounding error. The task the runtime routes to says
+which stage it needs, so the front end asks this module per frame (:func:`decide`):
+
+* ``full`` -- both stages on every frame (what the front end did before routing; the
+  reference every other policy is measured against).
+* ``action`` -- the body only. The hand stage never runs and the hand slots are
+  **masked**: nothing was measured, and a masked hand is what the model already sees
+  whenever MediaPipe loses a hand.
+* ``gesture`` -- the hands on every frame; the body only as far as the hands need it.
+  The pose places and assigns the hands (:func:`edge.frontend.landmarks.assign_hands` checks a
+  hand's label against the nearer pose wrist) and gives the preprocessing its scale
+  (centre and size from the shoulders and hips). Both change slowly compared with the
+  fingers, so the pose runs every ``pose_every``-th frame, and at once on the frame after
+  the number of hands changed (tracking lost, or a new hand found: the hands must be
+  re-placed) and while no person is known. In between, the last pose is **carried**
+  (its joints kept, age counted) for at most ``max_age`` frames. Masking it instead would
+  change the model's input far more than a pose a few frames old: with no body the
+  preprocessing would fall back to scaling by palm size.
+* ``auto`` -- the body on every frame (the router and the action head need it), and
+  the hands when the body says they are in play (:func:`hands_in_play`: a wrist visible
+  in the image and raised above its elbow or above mid-torso), or while the last hand
+  run found a hand (tracking). Otherwise the hand stage runs every ``hand_every``-th
+  frame, so that a hand the pose missed is still found within ``hand_every`` frames.
+  When the body says a hand is in play but ``give_up_after`` hand runs in a row found
+  nothing (a hand holding a phone, a hand in a glove), the lower rate applies too until
+  a hand is found. A skipped hand stage follows a hand run that found no hand, so the
+  carried hands are no hands: the slots are masked, exactly what the last run said.
+
+One rule covers every skipped stage: its joints are **carried from the stage's last run
+while that run is at most** ``max_age`` **frames old, and masked after that**
+(:class:`StageRouter` does it; ``LandmarkFrame.pose_age`` / ``hands_age`` say how old
+they are). The decision itself is a pure function of a frozen :class:`StageState` and
+the body's landmarks, so it is tested on synthetic frames, and the same
+:class:`StageRouter` replays a recording as if the stages had been skipped
+(:func:`route_recording`), which is how the effect on events is measured on recorded
+clips (docs/benchmarks.md).
+
+Usage: StageRouter(policy_for_task("auto")) inside a landmark front end; see
+:class:`edge.frontend.landmarks.Landmarker`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge.core.errors import SkelmtlError
+from edge.core.layout import (
+    L_HIP,
+    L_SHOULDER,
+    L_WRIST,
+    N_POSE,
+    NUM_JOINTS,
+    R_HIP,
+    R_SHOULDER,
+    R_WRIST,
+)
+
+FRONT_END_TASKS = ("full", "action", "gesture", "auto")
+L_ELBOW, R_ELBOW = 13, 14
+_SIDES = ((L_SHOULDER, L_ELBOW, L_WRIST, L_HIP), (R_SHOULDER, R_ELBOW, R_WRIST, R_HIP))
+HAND_SLICE = slice(N_POSE, NUM_JOINTS)
+
+
+class PolicyError(SkelmtlError, ValueError):
+    """A front-end policy with an unknown task or a setting out of range."""
+
+
+@dataclass(frozen=True)
+class FrontEndPolicy:
+    """What the front end runs for one routed task (the rules are in the module doc).
+
+    Attributes:
+        task: ``full``, ``action``, ``gesture`` or ``auto`` (:data:`FRONT_END_TASKS`).
+        hand_every: ``auto``: the hand stage's period while no hand is in play.
+        pose_every: ``gesture``: the pose stage's period while hands are tracked.
+        max_age: frames a skipped stage's joints are carried before they are masked.
+        give_up_after: ``auto``: hand runs in a row that may find nothing while the body
+            says a hand is in play, before the lower rate applies.
+        min_visibility: pose visibility a wrist needs to count as in view.
+        margin: how far outside the image (in image widths/heights) a wrist may lie.
+    """
+
+    task: str = "full"
+    hand_every: int = 4
+    pose_every: int = 3
+    max_age: int = 4
+    give_up_after: int = 3
+    min_visibility: float = 0.5
+    margin: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.task not in FRONT_END_TASKS:
+            raise PolicyError(f"front-end task {self.task!r}: use one of {list(FRONT_END_TASKS)}")
+        for name in ("hand_every", "pose_every", "give_up_after"):
+            if int(getattr(self, name)) < 1:
+                raise PolicyError(f"front-end policy: {name} must be >= 1, got "
+                                  f"{getattr(self, name)}")
+        if self.max_age < 0:
+            raise PolicyError(f"front-end policy: max_age must be >= 0, got {self.max_age}")
+
+
+def policy_for_task(task: str, *, hand_task: str = "gesture", body_task: str = "action",
+                    **settings: int | float) -> FrontEndPolicy:
+    """The policy for a router task: the model's body task -> ``action``, its hand task ->
+    ``gesture``, ``auto`` and ``full`` as they are; any other task runs everything."""
+    if task in ("auto", "full"):
+        kind = task
+    elif task == body_task:
+        kind = "action"
+    elif task == hand_task:
+        kind = "gesture"
+    else:
+        kind = "full"
+    return FrontEndPolicy(task=kind, **settings)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StageState:
+    """What the decision remembers between frames.
+
+    Attributes:
+        pose_age, hands_age: frames since the stage last ran (0: the previous frame;
+            None: never).
+        person: the last pose run found a person.
+        hands_found: hands found by the last hand run.
+        hands_changed: the last hand run found another number of hands than the run
+            before it (tracking lost, or a new hand to place) and no pose ran with it.
+        misses: hand runs in a row that found nothing while a hand was in play.
+    """
+
+    pose_age: int | None = None
+    hands_age: int | None = None
+    person: bool = False
+    hands_found: int = 0
+    hands_changed: bool = False
+    misses: int = 0
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The stages to run on one frame, and why (``reason`` names the rule)."""
+
+    pose: bool
+    hands: bool
+    reason: str
+    in_play: bool = False
+
+
+def hands_in_play(pose: np.ndarray | None, visibility: np.ndarray | None,
+                  policy: FrontEndPolicy) -> bool:
+    """Whether the body says a hand is in view and raised.
+
+    Args:
+        pose: ``(33, >=2)`` normalised pose landmarks (x right, y down), or None.
+        visibility: ``(33,)`` pose visibility (None: all 1).
+        policy: ``min_visibility`` and ``margin``.
+
+    Returns:
+        True when, on either side, the wrist is visible, inside the image (up to
+        ``margin``) and higher than its elbow or than the middle of the torso (halfway
+        from the shoulder to the hip). A relaxed arm hanging at the side is in view but
+        not raised, and is checked at the lower rate only.
+    """
+    if pose is None or len(pose) < N_POSE:
+        return False
+    vis = np.ones(N_POSE, np.float32) if visibility is None else np.asarray(visibility)
+    lo, hi = -policy.margin, 1.0 + policy.margin
+    for shoulder, elbow, wrist, hip in _SIDES:
+        x, y = float(pose[wrist, 0]), float(pose[wrist, 1])
+        if vis[wrist] < policy.min_visibility or not (lo <= x <= hi and lo <= y <= hi):
+            continue
+        if y < float(pose[elbow, 1]):
+            return True
+        if vis[hip] >= policy.min_visibility and vis[shoulder] >= policy.min_visibility:
+            if y < 0.5 * (float(pose[shoulder, 1]) + float(pose[hip, 1])):
+                return True
+    return False
+
+
+def _due(age: int | None, every: int) -> bool:
+    return age is None or age + 1 >= every
+
+
+def pose_due(policy: FrontEndPolicy, state: StageState) -> tuple[bool, str]:
+    """Whether the pose stage runs on this frame (decided before any stage runs)."""
+    if policy.task != "gesture":
+        return True, "every frame"
+    if state.pose_age is None or not state.person:
+        return True, "no person known"
+    if state.hands_changed:
+        return True, "hands lost or found"
+    if _due(state.pose_age, policy.pose_every):
+        return True, f"every {policy.pose_every} frames"
+    return False, "hands tracked"
+
+
+def decide(policy: FrontEndPolicy, state: StageState, pose: np.ndarray | None = None,
+           visibility: np.ndarray | None = None) -> StagePlan:
+    """The stages to run on a frame.
+
+    Args:
+        policy: the routed task's policy.
+        state: what the previous frames left (:func:`advance`).
+        pose, visibility: the freshest body: this frame's when :func:`pose_due` said run
+            (the pose runs first), else the carried one; None when none is known.
+
+    Returns:
+        The plan; ``plan.pose`` equals :func:`pose_due`'s answer.
+    """
+    run_pose, why = pose_due(policy, state)
+    if policy.task == "full":
+        return StagePlan(True, True, "full")
+    if policy.task == "action":
+        return StagePlan(True, False, "action: no hands")
+    if policy.task == "gesture":
+        return StagePlan(run_pose, True, f"gesture: pose {why}" if run_pose
+                         else f"gesture: pose skipped, {why}")
+    in_play = hands_in_play(pose, visibility, policy)
+    if state.hands_found > 0:
+        return StagePlan(True, True, "auto: hands tracked", in_play)
+    if in_play and state.misses < policy.give_up_after:
+        return StagePlan(True, True, "auto: hand in play", in_play)
+    if _due(state.hands_age, policy.hand_every):
+        return StagePlan(True, True, f"auto: every {policy.hand_every} frames", in_play)
+    return StagePlan(True, False, "auto: no hand in play" if not in_play
+                     else "auto: in play, none found lately", in_play)
+
+
+def advance(state: StageState, plan: StagePlan, *, person: bool, hands_found: int
+            ) -> StageState:
+    """The state after a frame run by ``plan`` (``person``/``hands_found``: what the stages
+    that ran found; ignored for a stage that did not run)."""
+    def older(age: int | None) -> int | None:
+        return None if age is None else age + 1
+
+    new = replace(state, pose_age=0 if plan.pose else older(state.pose_age),
+                  hands_age=0 if plan.hands else older(state.hands_age))
+    if plan.pose:
+        new = replace(new, person=person)
+    if plan.hands:
+        misses = state.misses + 1 if (plan.in_play and hands_found == 0) else 0
+        new = replace(new, hands_found=hands_found,
+                      hands_changed=hands_found != state.hands_found and not plan.pose,
+                      misses=misses)
+    return new
+
+
+class StageRouter:
+    """The policy's state and the carried joints of one front end (not thread-safe).
+
+    A front end calls :meth:`plan_pose`, runs the pose when told, calls :meth:`plan`
+    with the freshest body, runs the hands when told, and hands the merged frame to
+    :meth:`finish`, which fills the skipped stage's joints (carried up to ``max_age``
+    frames, else masked) and advances the state.
+    """
+
+    def __init__(self, policy: FrontEndPolicy) -> None:
+        self.policy = policy
+        self.state = StageState()
+        self._pose: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._hands: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.counts = {"pose": 0, "hands": 0, "frames": 0}
+
+    def reset(self) -> None:
+        self.state = StageState()
+        self._pose = self._hands = None
+        self.counts = {"pose": 0, "hands": 0, "frames": 0}
+
+    def plan_pose(self) -> bool:
+        return pose_due(self.policy, self.state)[0]
+
+    def carried_pose(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(33, 3)`` joints and ``(33,)`` visibility of the last pose run that found a
+        person and is young enough to carry, else None."""
+        if self._pose is None or self.state.pose_age is None:
+            return None
+        if self.state.pose_age + 1 > self.policy.max_age or not self._pose[2].any():
+            return None
+        return self._pose[0], self._pose[1]
+
+    def plan(self, pose: np.ndarray | None, visibility: np.ndarray | None) -> StagePlan:
+        return decide(self.policy, self.state, pose, visibility)
+
+    def finish(self, plan: StagePlan, joints: np.ndarray, mask: np.ndarray,
+               visibility: np.ndarray) -> tuple[int, int]:
+        """Fill the skipped stages of one merged frame in place; returns the ages
+        ``(pose_age, hands_age)``: 0 measured now, k carried from k frames ago, -1 masked.
+
+        Args:
+            plan: what ran.
+            joints: ``(75, 3)``; mask: ``(75,)``; visibility: ``(75,)`` -- the merged
+                frame, with the stages that ran filled and the others empty.
+        """
+        ages = []
+        for ran, cut, name in ((plan.pose, slice(0, N_POSE), "_pose"),
+                               (plan.hands, HAND_SLICE, "_hands")):
+            age = 0
+            if ran:
+                setattr(self, name, (joints[cut].copy(), visibility[cut].copy(),
+                                     mask[cut].copy()))
+            else:
+                last = getattr(self, name)
+                prev = self.state.pose_age if name == "_pose" else self.state.hands_age
+                age = -1 if (last is None or prev is None) else prev + 1
+                if 0 < age <= self.policy.max_age and last[2].any():
+                    joints[cut], visibility[cut], mask[cut] = last
+                else:
+                    age = -1
+                    joints[cut], visibility[cut], mask[cut] = 0.0, 0.0, False
+            ages.append(age)
+        self.counts["frames"] += 1
+        self.counts["pose"] += int(plan.pose)
+        self.counts["hands"] += int(plan.hands)
+        hands = int(mask[N_POSE:N_POSE + 21].any()) + int(mask[N_POSE + 21:].any())
+        self.state = advance(self.state, plan, person=bool(mask[:N_POSE].any()),
+                             hands_found=hands)
+        return ages[0], ages[1]
+
+
+def route_recording(frames: np.ndarray, mask: np.ndarray, policy: FrontEndPolicy
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """A recording as the front end would have produced it under ``policy``.
+
+    A stage that runs yields the recorded joints of its slots (what the full front end
+    measured); a skipped one is filled by :class:`StageRouter`. The pose's visibility is
+    not recorded, so a present joint counts as visible. What this cannot show: that a
+    tracker skipped for some frames finds the same joints as one that ran on all of them
+    (the live measurement on video covers that).
+
+    Args:
+        frames: ``(T, 75, C)`` recorded joints; mask: ``(T, 75)``.
+        policy: the policy to replay.
+
+    Returns:
+        ``(frames, mask, counts)``: the routed copy and how often each stage ran.
+    """
+    router = StageRouter(policy)
+    out_f = np.zeros_like(frames)
+    out_m = np.zeros_like(mask, dtype=bool)
+    c = frames.shape[2]
+    for i in range(len(frames)):
+        joints = np.zeros((NUM_JOINTS, 3), np.float32)
+        joints[:, :c] = frames[i]
+        vis = mask[i].astype(np.float32)
+        m = np.zeros(NUM_JOINTS, bool)
+        run_pose = router.plan_pose()
+        if run_pose:
+            m[:N_POSE] = mask[i, :N_POSE]
+            body = (joints[:N_POSE], vis[:N_POSE]) if m[:N_POSE].any() else None
+        else:
+            body = router.carried_pose()
+        plan = router.plan(*(body if body is not None else (None, None)))
+        if plan.hands:
+            m[HAND_SLICE] = mask[i, HAND_SLICE]
+        joints[~m] = 0.0
+        vis[~m] = 0.0
+        router.finish(plan, joints, m, vis)
+        out_f[i] = joints[:, :c]
+        out_m[i] = m
+    return out_f, out_m, dict(router.counts)
+
+
+__all__ = ["FRONT_END_TASKS", "FrontEndPolicy", "PolicyError", "StagePlan", "StageRouter",
+           "StageState", "advance", "decide", "hands_in_play", "policy_for_task", "pose_due",
+           "route_recording"]
