@@ -274,6 +274,16 @@ def test_every_edge_part_opens_with_what_lives_there_and_what_it_may_import() ->
         assert "May import:" in doc, f"{init.relative_to(REPO)}: no 'May import:' paragraph"
 
 
+def test_no_file_names_a_module_by_its_place_before_the_restructure() -> None:
+    """tools/restructure.py --check: no import, string, command line or docs path of the
+    tree still names a module where it was before issue 16's move (the flat edge/)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "restructure.py"), "--check"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, f"old module paths; run tools/restructure.py:\n{p.stdout}{p.stderr}"
+
+
 def test_the_scan_sees_strings_subprocesses_and_entry_points(tmp_path: Path) -> None:
     for pkg in ("edge", "edge/core", "trainer", "calibration", "skelmtl"):
         (tmp_path / pkg).mkdir(parents=True, exist_ok=True)
