@@ -179,6 +179,28 @@ def test_python_api_store_is_used_as_is_and_the_table_counts_every_training(
     assert table.read_text() == text
 
 
+def test_stl_baselines_keep_only_their_own_mirror_label_pairs(tmp_path: Path) -> None:
+    """A composite's pointL/pointR pair is a gesture pair: the action baseline trains
+    without it (the trainer refuses pairs of no task), the gesture baseline and the
+    multi-task run keep it."""
+    from trainer.experiment import Run, run_config
+
+    from .synth import GESTURES
+
+    store = make_store(tmp_path / "api.store", n_per_class=2, t=8)
+    pair = [GESTURES[0], GESTURES[1]]
+    cfg = _experiment(tmp_path, {"s": {"path": str(store)}},
+                      composites={"c": {"sources": [{"store": "s"}],
+                                        "overrides": {"augment.mirror_labels": [pair]}}})
+    exp = load_experiment(cfg)
+    stores = {"s": store}
+    got = {key: run_config(exp, Run("c", *args), stores).augment.mirror_labels
+           for key, args in {"action": ("stl", 0, "action"), "gesture": ("stl", 0, "gesture"),
+                             "mtl": ("hard-mean", 0)}.items()}
+    assert got["action"] == () and [list(p) for p in got["gesture"]] == [pair]
+    assert [list(p) for p in got["mtl"]] == [pair]
+
+
 def test_src_that_is_a_store_is_not_converted(tmp_path: Path) -> None:
     store = make_store(tmp_path / "api.store", n_per_class=2, t=8)
     exp = load_experiment(_experiment(tmp_path, {"s": {"src": str(store)}}))

@@ -214,11 +214,28 @@ def run_config(exp: ExperimentConfig, run: Run, stores: dict[str, Path]) -> Trai
         d["tasks"] = [run.task]
         d["model"]["sharing"] = "hard"
         d.setdefault("loss", {})["weighting"] = "mean"
+        # Label pairs of the composite's other tasks mean nothing to this baseline (and
+        # the trainer refuses pairs of no task): keep its own task's.
+        aug = d.get("augment", {})
+        if aug.get("mirror_labels"):
+            own = _task_labels(sources, run.task)
+            aug["mirror_labels"] = [p for p in aug["mirror_labels"] if set(p) <= own]
     else:
         sharing, weighting = run.variant.split("-")
         d["model"]["sharing"] = sharing
         d.setdefault("loss", {})["weighting"] = weighting
     return from_dict(d, f"{exp.name}:{run.key}")
+
+
+def _task_labels(sources: list[dict[str, Any]], task: str) -> set[str]:
+    """The labels ``task`` has in the stores of ``sources``."""
+    from edge.core.clipstore import ClipStore
+
+    out: set[str] = set()
+    for s in sources:
+        st = ClipStore(s["store"])
+        out |= {lab for lab, t in zip(st.labels(), st.task_of()) if t == task}
+    return out
 
 
 def is_store(path: Path) -> bool:
