@@ -283,14 +283,9 @@ def run_extract(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathL
             raise ExtractError("--pose-model/--hand-model take MediaPipe .task files; the "
                                "onnx front end reads its converted models (skelmtl "
                                "convert-landmarks)")
-        from edge.frontend.landmarks import LandmarkerError
-        from edge.frontend.onnx_landmarks import MODEL_FILES, default_model_dir, missing_models
+        from edge.frontend.onnx_landmarks import MODEL_FILES, require_models
 
-        if missing_models():
-            raise LandmarkerError(
-                f"{default_model_dir()}: converted landmark models missing "
-                f"({', '.join(p.name for p in missing_models())}); create them once with "
-                "'skelmtl convert-landmarks' (docs/landmarks.md)")
+        require_models()
         # The front end is part of the cache key: its landmarks are not MediaPipe's.
         names = [f"onnx/{m}" for m in MODEL_FILES]
         jobs_all = plan(inputs, label_from, wd, every, names)

@@ -17,6 +17,8 @@ from edge.frontend.onnx_landmarks.landmarker import (
     OnnxLandmarker,
     default_model_dir,
     missing_models,
+    require_models,
 )
 
-__all__ = ["MODEL_FILES", "OnnxLandmarker", "default_model_dir", "missing_models"]
+__all__ = ["MODEL_FILES", "OnnxLandmarker", "default_model_dir", "missing_models",
+           "require_models"]

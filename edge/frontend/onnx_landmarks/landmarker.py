@@ -73,6 +73,23 @@ def missing_models(model_dir: str | os.PathLike[str] | None = None) -> list[Path
     return [d / f for f in MODEL_FILES if not (d / f).is_file()]
 
 
+def require_models(model_dir: str | os.PathLike[str] | None = None, *,
+                   hands: bool = True) -> Path:
+    """The model folder, after checking that its converted models are there.
+
+    Raises:
+        LandmarkerError: one line naming the folder, the missing files and the command
+            that makes them (the hand model is not needed without ``hands``).
+    """
+    d = Path(model_dir).expanduser() if model_dir is not None else default_model_dir()
+    missing = [p for p in missing_models(d) if hands or p.name != HAND_LANDMARKS]
+    if missing:
+        raise LandmarkerError(f"{d}: converted landmark models missing "
+                              f"({', '.join(p.name for p in missing)}); create them once "
+                              "with 'skelmtl convert-landmarks' (docs/landmarks.md)")
+    return d
+
+
 @dataclass(frozen=True)
 class HandResult:
     """One hand from the hand landmark model.
@@ -157,14 +174,7 @@ class OnnxLandmarker:
         self.policy = policy
         self.stages = StageRouter(policy)
         self.last_plan: StagePlan | None = None
-        self.model_dir = Path(model_dir).expanduser() if model_dir else default_model_dir()
-        missing = missing_models(self.model_dir)
-        if not hands:
-            missing = [p for p in missing if p.name != HAND_LANDMARKS]
-        if missing:
-            raise LandmarkerError(f"{self.model_dir}: converted landmark models missing "
-                                  f"({', '.join(p.name for p in missing)}); create them once "
-                                  "with 'skelmtl convert-landmarks' (docs/landmarks.md)")
+        self.model_dir = require_models(model_dir or None, hands=hands)
         self.min_detection = min_detection_confidence
         self.min_presence = min_presence_confidence
         self.min_tracking = min_tracking_confidence
