@@ -33,6 +33,7 @@ import yaml
 
 from edge.core.atomic import atomic_write
 from edge.core.clipstore import ClipStore, is_store, write_store
+from trainer.accuracy import claim, release
 from trainer.config import read_yaml
 
 logger = logging.getLogger(__name__)
@@ -93,27 +94,6 @@ def subject_folds(store: str | os.PathLike[str], out: Path) -> list[Path]:
     return paths
 
 
-def _claim(run: Path) -> bool:
-    """Claim a run for this worker; False when another live worker holds it."""
-    run.mkdir(parents=True, exist_ok=True)
-    lock = run / ".claimed"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            pid = int(lock.read_text() or 0)
-            os.kill(pid, 0)
-            return False
-        except (ValueError, ProcessLookupError):  # a dead worker's claim: take it over
-            lock.write_text(str(os.getpid()))
-            return True
-        except PermissionError:
-            return False
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    return True
-
-
 def _result(run: Path) -> dict[str, Any]:
     """Held-out accuracy of a finished run, from the best epoch of its history."""
     from trainer.train import best_epoch
@@ -132,22 +112,36 @@ def run_all(cfg: TuningConfig) -> None:
     for name, overrides in cfg.variants.items():
         for fold in folds:
             run = root / name / fold.name
-            if (run / "result.json").exists() or not _claim(run):
+            if (run / "result.json").exists():
                 continue
-            n_val = ClipStore(fold).column("split").count("val")
-            conf = dict(base, name=f"{name}-{fold.name}", seed=cfg.seed, out=str(run))
-            conf["data"] = dict(base.get("data", {}), sources=[{"store": str(fold)}])
-            (run / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
-            sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-            cmd = [sys.executable, "-m", "skelmtl.cli", "train", "--config", str(run / "config.yaml"),
-                   "--overwrite", "--no-progress"] + (["--set", *sets] if sets else [])
-            logger.info("%s", " ".join(cmd))
-            with open(run / "train.log", "w") as log:
-                subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
-            res = dict(_result(run), n_val=n_val, variant=name, fold=fold.name)
-            atomic_write(run / "result.json", json.dumps(res, indent=1))
-            (run / ".claimed").unlink(missing_ok=True)
-            write_summary(cfg)
+            run.mkdir(parents=True, exist_ok=True)
+            fd = claim(run)
+            if fd is None:
+                continue
+            try:
+                if not (run / "result.json").exists():  # not finished by the last holder
+                    _train_fold(cfg, base, name, overrides, fold, run)
+            finally:
+                release(run, fd)
+    write_summary(cfg)
+
+
+def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
+                overrides: dict[str, Any], fold: Path, run: Path) -> None:
+    """Train one variant on one fold store; its ``result.json`` last."""
+    n_val = ClipStore(fold).column("split").count("val")
+    conf = dict(base, name=f"{name}-{fold.name}", seed=cfg.seed, out=str(run))
+    conf["data"] = dict(base.get("data", {}), sources=[{"store": str(fold)}])
+    (run / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    cmd = [sys.executable, "-m", "skelmtl.cli", "train", "--config",
+           str(run / "config.yaml"), "--overwrite", "--no-progress"] \
+        + (["--set", *sets] if sets else [])
+    logger.info("%s", " ".join(cmd))
+    with open(run / "train.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    res = dict(_result(run), n_val=n_val, variant=name, fold=fold.name)
+    atomic_write(run / "result.json", json.dumps(res, indent=1))
     write_summary(cfg)
 
 
