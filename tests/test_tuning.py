@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge.core.clipstore import ClipStore
-from trainer.tuning import load_tuning, run_all, subject_folds
+from trainer.tuning import load_tuning, run_all, stratified_folds, subject_folds
 
 from .synth import make_store
 
@@ -33,6 +33,34 @@ def test_every_train_clip_is_held_out_exactly_once_and_test_never_copied(tmp_pat
     stamp = [f.joinpath("meta.json").stat().st_mtime_ns for f in folds]
     subject_folds(store, tmp_path / "folds")  # existing fold stores are reused
     assert [f.joinpath("meta.json").stat().st_mtime_ns for f in folds] == stamp
+
+
+def test_stratified_folds_hold_out_each_train_clip_once_with_every_class(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    src = ClipStore(store)
+    train = [c for c in src if c.split == "train"]
+    folds = stratified_folds(store, tmp_path / "folds", 3)
+    assert [f.name for f in folds] == ["fold_k0", "fold_k1", "fold_k2"]
+    held: list[str] = []
+    for fold in folds:
+        clips = list(ClipStore(fold))
+        assert sorted(c.clip_id for c in clips) == sorted(c.clip_id for c in train)
+        val = [c for c in clips if c.split == "val"]
+        for label in {c.label for c in train}:  # each class dealt evenly: 1/3 of it, +-1
+            n = sum(c.label == label for c in train)
+            assert abs(sum(c.label == label for c in val) - n / 3) < 1
+        held += [c.clip_id for c in val]
+    assert sorted(held) == sorted(c.clip_id for c in train)
+
+
+@pytest.mark.parametrize("folds", [1, -2])
+def test_a_fold_count_of_one_or_less_is_refused(tmp_path: Path, folds: int) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump({"store": "s", "runs": "r", "summary": "m", "base": "b",
+                                 "variants": {}, "folds": folds}))
+    with pytest.raises(SystemExit, match=rf"t.yaml: folds must be 0 \(one subject per fold\) "
+                                         rf"or at least 2, got {folds}"):
+        load_tuning(p)
 
 
 def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
@@ -68,3 +96,17 @@ def test_unknown_keys_are_refused(tmp_path: Path) -> None:
                                  "variants": {}, "seeds": [0]}))
     with pytest.raises(SystemExit, match=r"t.yaml: unknown keys \['seeds'\]"):
         load_tuning(p)
+
+
+def test_training_only_named_variants_refuses_a_name_the_study_lacks(tmp_path: Path) -> None:
+    cfg = load_tuning(_write(tmp_path, {"store": "s", "runs": "r", "summary": "m", "base": "b",
+                                        "variants": {"base": {}, "aug": {}}}))
+    with pytest.raises(SystemExit, match=r"r: no variant\(s\) \['agu'\]; the config has "
+                                         r"\['base', 'aug'\]"):
+        run_all(cfg, ["agu"])
+
+
+def _write(tmp_path: Path, conf: dict) -> Path:
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump(conf, sort_keys=False))
+    return p

@@ -48,6 +48,8 @@ class TuningConfig:
     base: the training config every run starts from (YAML path).
     variants: name -> dotted-key overrides of the base config.
     seed: the training seed of every run.
+    folds: 0 to hold out one subject at a time; k > 1 for k folds stratified by label
+        (for stores whose clips carry no subject, e.g. JHMDB).
     notes: paragraphs printed under the table (what was read from it).
     """
 
@@ -57,6 +59,7 @@ class TuningConfig:
     base: str
     variants: dict[str, dict[str, Any]]
     seed: int = 0
+    folds: int = 0
     notes: tuple[str, ...] = ()
 
 
@@ -67,7 +70,11 @@ def load_tuning(path: str | os.PathLike[str]) -> TuningConfig:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise SystemExit(f"{path}: unknown keys {unknown}; known: {sorted(names)}")
-    return TuningConfig(**raw)
+    cfg = TuningConfig(**raw)
+    if cfg.folds == 1 or cfg.folds < 0:
+        raise SystemExit(f"{path}: folds must be 0 (one subject per fold) or at least 2, "
+                         f"got {cfg.folds}")
+    return cfg
 
 
 def subject_folds(store: str | os.PathLike[str], out: Path) -> list[Path]:
@@ -94,6 +101,41 @@ def subject_folds(store: str | os.PathLike[str], out: Path) -> list[Path]:
     return paths
 
 
+def stratified_folds(store: str | os.PathLike[str], out: Path, k: int,
+                     seed: int = 0) -> list[Path]:
+    """Write k fold stores of the train split, stratified by label: fold i's clips become
+    the ``val`` split, the rest the ``train`` split; test clips are not copied.
+
+    Each label's train clips are shuffled (``seed``) and dealt round-robin to the folds,
+    so every fold holds about 1/k of every class.
+
+    Returns:
+        The fold store paths, in fold order (existing ones are reused).
+    """
+    src = ClipStore(store, mmap=True)
+    train = [i for i, s in enumerate(src.column("split")) if s == "train"]
+    if len(train) < k:
+        raise SystemExit(f"{store}: its train split has {len(train)} clip(s), fewer than "
+                         f"the {k} folds asked for")
+    rng = np.random.default_rng(seed)
+    fold_of: dict[int, int] = {}
+    labels = src.labels()
+    for lab in sorted({labels[i] for i in train}):
+        idx = [i for i in train if labels[i] == lab]
+        for j, i in enumerate(rng.permutation(idx)):
+            fold_of[int(i)] = j % k
+    paths = []
+    for f in range(k):
+        dst = out / f"fold_k{f}"
+        if not is_store(dst):
+            clips = (dataclasses.replace(src[i], split="val" if fold_of[i] == f else "train")
+                     for i in train)
+            write_store(clips, dst, info={"tuning": f"{store}, fold {f} of {k} held out "
+                                                    f"(stratified, seed {seed})"})
+        paths.append(dst)
+    return paths
+
+
 def _result(run: Path) -> dict[str, Any]:
     """Held-out accuracy of a finished run, from the best epoch of its history."""
     from trainer.train import best_epoch
@@ -104,12 +146,25 @@ def _result(run: Path) -> dict[str, Any]:
             "epochs": len(rows)}
 
 
-def run_all(cfg: TuningConfig) -> None:
-    """Train every (variant, fold) not yet done, claiming each; then write the summary."""
+def run_all(cfg: TuningConfig, only: list[str] | None = None) -> None:
+    """Train every (variant, fold) not yet done, claiming each; then write the summary.
+
+    Args:
+        cfg: the study.
+        only: train only these variants (a study stopped part-way keeps its other
+            variants' finished folds in the summary without finishing them).
+    """
+    unknown = sorted(set(only or ()) - set(cfg.variants))
+    if unknown:
+        raise SystemExit(f"{cfg.runs}: no variant(s) {unknown}; the config has "
+                         f"{list(cfg.variants)}")
     root = Path(cfg.runs)
-    folds = subject_folds(cfg.store, root / "stores")
+    folds = (stratified_folds(cfg.store, root / "stores", cfg.folds) if cfg.folds
+             else subject_folds(cfg.store, root / "stores"))
     base = read_yaml(cfg.base)
     for name, overrides in cfg.variants.items():
+        if only and name not in only:
+            continue
         for fold in folds:
             run = root / name / fold.name
             if (run / "result.json").exists():
@@ -148,9 +203,12 @@ def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
 def write_summary(cfg: TuningConfig) -> None:
     """The table: per variant, held-out accuracy pooled over all folds (clip-weighted)."""
     root = Path(cfg.runs)
-    lines = [f"# Cross-validation by subject: {cfg.store} (train split only)", "",
-             f"`python -m trainer.tuning` over `{cfg.base}`, seed {cfg.seed}; each training "
-             "subject held out in turn; accuracy pooled over every held-out clip.", "",
+    how = (f"{cfg.folds} folds stratified by label held out in turn" if cfg.folds
+           else "each training subject held out in turn")
+    lines = [f"# Cross-validation {'by label' if cfg.folds else 'by subject'}: {cfg.store} "
+             "(train split only)", "",
+             f"`python -m trainer.tuning` over `{cfg.base}`, seed {cfg.seed}; {how}; "
+             "accuracy pooled over every held-out clip.", "",
              "| variant | overrides | folds done | held-out top-1 % | per fold | epochs |",
              "|---|---|---|---|---|---|"]
     for name, overrides in cfg.variants.items():
@@ -172,10 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m trainer.tuning", description=__doc__.split("\n")[2])
     p.add_argument("config")
     p.add_argument("--summary", action="store_true", help="only rewrite the summary")
+    p.add_argument("--variants", nargs="+", metavar="NAME",
+                   help="train only these variants (default: all)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="tuning: %(message)s")
     cfg = load_tuning(a.config)
-    write_summary(cfg) if a.summary else run_all(cfg)
+    write_summary(cfg) if a.summary else run_all(cfg, a.variants)
 
 
 if __name__ == "__main__":
