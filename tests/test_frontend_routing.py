@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,12 @@ from edge.frontend.policy import (
     StagePlan,
     StageState,
     advance,
+    body_motion,
     decide,
     hands_in_play,
     policy_for_task,
     route_recording,
+    torso_size,
 )
 
 L_ELBOW, R_ELBOW = 13, 14
@@ -83,13 +86,16 @@ def test_hands_in_play_mid_torso_and_outside_the_image() -> None:
 
 
 def run_plans(policy: FrontEndPolicy, found: list[int], person: bool = True,
-              pose: np.ndarray | None = None) -> list[tuple[bool, bool]]:
-    """(pose, hands) run per frame when the hand stage finds ``found[i]`` hands."""
+              pose: np.ndarray | None = None, motion: list[float | None] | None = None
+              ) -> list[tuple[bool, bool]]:
+    """(pose, hands) run per frame when the hand stage finds ``found[i]`` hands and a pose
+    run measures the body's motion ``motion[i]`` (None: unknown)."""
     state, out = StageState(), []
-    for n in found:
+    for i, n in enumerate(found):
         plan = decide(policy, state, pose if person else None)
         out.append((plan.pose, plan.hands))
-        state = advance(state, plan, person=person, hands_found=n)
+        state = advance(state, plan, person=person, hands_found=n,
+                        motion=None if motion is None else motion[i])
     return out
 
 
@@ -122,6 +128,54 @@ def test_auto_hands_follow_the_body() -> None:
     # a hand found (the periodic run) keeps the hand stage on while it is tracked
     tracked = run_plans(pol, [1, 1, 1, 0, 0], pose=body())
     assert [h for _, h in tracked] == [True, True, True, True, False]
+
+
+def test_auto_carries_the_pose_while_the_body_is_still() -> None:
+    pol = FrontEndPolicy(task="auto", pose_every=3, still=0.02, hand_every=4)
+    # motion unknown until a pose run measured it; then still: every 3rd frame
+    got = run_plans(pol, [0] * 8, pose=body(), motion=[None] + [0.01] * 7)
+    assert [p for p, _ in got] == [True, True, False, False, True, False, False, True]
+    assert [h for _, h in got] == [True, False, False, False, True, False, False, False]
+    # moving (>= still): every frame, and again every 3rd once it is still
+    got = run_plans(pol, [0] * 7, pose=body(), motion=[None, 0.02, 0.05, 0.01, 0.0, 0.0, 0.0])
+    assert [p for p, _ in got] == [True, True, True, True, False, False, True]
+    # no person known: every frame, whatever the motion
+    got = run_plans(pol, [0] * 4, person=False, motion=[0.0] * 4)
+    assert [p for p, _ in got] == [True] * 4
+    # a hand (in play) found on a frame whose pose was carried: the pose runs on the next
+    got = run_plans(pol, [0, 0, 1, 1, 1, 1, 1], pose=body(0.2), motion=[None] + [0.0] * 6)
+    assert got == [(True, True), (True, True), (False, True), (True, True), (False, True),
+                   (False, True), (True, True)]
+
+
+def test_decide_names_the_rule() -> None:
+    pol = FrontEndPolicy(task="auto")
+    state = StageState(pose_age=0, hands_age=0, person=True, motion=0.001)
+    plan = decide(pol, state, body())
+    assert plan == StagePlan(False, False, "auto: pose skipped, body still; no hand in play")
+    plan = decide(pol, replace(state, motion=0.3), body(0.2))
+    assert plan == StagePlan(True, True, "auto: pose body moving; hand in play", True)
+
+
+def test_torso_size_and_body_motion() -> None:
+    pose = body()
+    assert torso_size(pose) == pytest.approx(0.2)  # shoulders 0.2 apart, torso 0.3 long
+    pose[[23, 24], 1] = 0.7  # a long torso: 0.6 x 0.4 = 0.24 > the shoulder width
+    assert torso_size(pose) == pytest.approx(0.24)
+    vis = np.ones(N_POSE, np.float32)
+    vis[12] = 0.1
+    assert torso_size(pose, vis) is None
+    before, after = body(), body()
+    after[:, 0] += 0.004          # the whole body 0.02 torso to the right ...
+    after[L_WRIST, 1] -= 0.012    # ... and the left wrist 0.06 torso up as well
+    after[0, 1] += 0.5            # the nose does not count
+    ones = np.ones(N_POSE, np.float32)
+    got = body_motion((before, ones), (after, ones), frames=2)
+    assert got == pytest.approx(np.hypot(0.004, 0.012) / 0.2 / 2, rel=1e-5)  # float32 input
+    hidden = ones.copy()
+    hidden[L_WRIST] = 0.2         # not visible in one run: not counted
+    assert body_motion((before, hidden), (after, ones), frames=2) == pytest.approx(0.01, rel=1e-5)
+    assert body_motion((before, ones), (after, np.zeros(N_POSE, np.float32)), 1) is None
 
 
 def test_advance_counts_ages_and_misses() -> None:
@@ -166,6 +220,24 @@ def test_route_recording_masks_a_pose_older_than_max_age() -> None:
     assert [bool(m[i, :N_POSE].any()) for i in range(4)] == [True, True, False, True]
     assert [bool(m[i, N_POSE:].all()) for i in range(4)] == [True] * 4
     assert not f[2, :N_POSE].any()
+
+
+def test_route_recording_auto_carries_a_still_body() -> None:
+    frames, mask = recording()
+    frames[:, :N_POSE] = body()
+    frames[6:, :N_POSE, 0] += np.arange(6, dtype=np.float32)[:, None] * 0.02  # moves from 6
+    mask[:, N_POSE:] = False
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto", hand_every=4))
+    # 0 (no person yet), 1 (motion unknown), 4 (every 3rd), then 7: the move (0.1 torso
+    # per frame from 6 on) is seen at the first run after it began (4 -> 7: 0.033 torso per
+    # frame), and from 8 on the pose runs on every frame
+    ran = [i for i in range(12) if f[i, :N_POSE].tobytes() == frames[i, :N_POSE].tobytes()
+           and i not in (2, 3, 5, 6)]
+    assert counts == {"pose": 8, "hands": 3, "frames": 12}
+    assert ran == [0, 1, 4, 7, 8, 9, 10, 11]
+    for i, src in ((2, 1), (3, 1), (5, 4), (6, 4)):  # carried from the last run
+        np.testing.assert_array_equal(f[i, :N_POSE], frames[src, :N_POSE])
+    assert m[:, :N_POSE].all() and not m[:, N_POSE:].any()
 
 
 def test_route_recording_auto_and_full() -> None:

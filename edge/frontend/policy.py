@@ -20,15 +20,32 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   (its joints kept, age counted) for at most ``max_age`` frames. Masking it instead would
   change the model's input far more than a pose a few frames old: with no body the
   preprocessing would fall back to scaling by palm size.
-* ``auto`` -- the body on every frame (the router and the action head need it), and
-  the hands when the body says they are in play (:func:`hands_in_play`: a wrist visible
-  in the image and raised above its elbow or above mid-torso), or while the last hand
-  run found a hand (tracking). Otherwise the hand stage runs every ``hand_every``-th
-  frame, so that a hand the pose missed is still found within ``hand_every`` frames.
-  When the body says a hand is in play but ``give_up_after`` hand runs in a row found
-  nothing (a hand holding a phone, a hand in a glove), the lower rate applies too until
-  a hand is found. A skipped hand stage follows a hand run that found no hand, so the
-  carried hands are no hands: the slots are masked, exactly what the last run said.
+* ``auto`` -- the body as often as it changes, the hands when they are in play.
+
+  The **pose** runs on every frame while the body moves, and every ``pose_every``-th
+  frame while it is still: it runs when no person is known (no run yet, or the last run
+  found none), on the frame after a hand run found another number of hands than the run
+  before it (the hands must be re-placed, as in ``gesture``), while the body's motion is
+  unknown (fewer than two runs with a person) or at least ``still``, and when
+  ``pose_every`` frames have passed. The motion (:func:`body_motion`) is measured
+  between the last two pose runs: the largest move of the nose, shoulders, elbows,
+  wrists and hips visible in both, in torso sizes (the preprocessing's scale: the larger
+  of the shoulder width and 0.6 x the torso length), divided by the frames between the
+  runs. Below ``still`` (0.02 torso per frame) a carried pose at most ``pose_every`` - 1
+  frames old is off by a few hundredths of a torso, about MediaPipe's own frame-to-frame
+  jitter; any faster, and the pose runs on every frame until the body is still again.
+  A move that starts while the pose is skipped is seen at the next run, at most
+  ``pose_every`` - 1 frames late.
+
+  The **hands** run when the body says they are in play (:func:`hands_in_play`: a wrist
+  visible in the image and raised above its elbow or above mid-torso; the carried body
+  when the pose was skipped), or while the last hand run found a hand (tracking).
+  Otherwise the hand stage runs every ``hand_every``-th frame, so that a hand the pose
+  missed is still found within ``hand_every`` frames. When the body says a hand is in
+  play but ``give_up_after`` hand runs in a row found nothing (a hand holding a phone, a
+  hand in a glove), the lower rate applies too until a hand is found. A skipped hand
+  stage follows a hand run that found no hand, so the carried hands are no hands: the
+  slots are masked, exactly what the last run said.
 
 One rule covers every skipped stage: its joints are **carried from the stage's last run
 while that run is at most** ``max_age`` **frames old, and masked after that**
@@ -62,7 +79,13 @@ from edge.core.layout import (
 )
 
 FRONT_END_TASKS = ("full", "action", "gesture", "auto")
-L_ELBOW, R_ELBOW = 13, 14
+NOSE, L_ELBOW, R_ELBOW = 0, 13, 14
+# The joints whose motion decides whether ``auto`` may carry the pose: the ones actions are
+# made of and that place the hands (the face and legs move, or guess, for other reasons).
+MOTION_JOINTS = (L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_HIP, R_HIP)
+# As the preprocessing's ``torso`` scale: 0.6 x the torso length stands in for the shoulder
+# width of a person seen from the side.
+_TORSO_TO_WIDTH = 0.6
 _SIDES = ((L_SHOULDER, L_ELBOW, L_WRIST, L_HIP), (R_SHOULDER, R_ELBOW, R_WRIST, R_HIP))
 HAND_SLICE = slice(N_POSE, NUM_JOINTS)
 
@@ -78,7 +101,10 @@ class FrontEndPolicy:
     Attributes:
         task: ``full``, ``action``, ``gesture`` or ``auto`` (:data:`FRONT_END_TASKS`).
         hand_every: ``auto``: the hand stage's period while no hand is in play.
-        pose_every: ``gesture``: the pose stage's period while hands are tracked.
+        pose_every: ``gesture``: the pose stage's period while hands are tracked;
+            ``auto``: its period while the body is still.
+        still: ``auto``: body motion (torso sizes per frame, :func:`body_motion`) below
+            which the body is still.
         max_age: frames a skipped stage's joints are carried before they are masked.
         give_up_after: ``auto``: hand runs in a row that may find nothing while the body
             says a hand is in play, before the lower rate applies.
@@ -89,6 +115,7 @@ class FrontEndPolicy:
     task: str = "full"
     hand_every: int = 4
     pose_every: int = 3
+    still: float = 0.02
     max_age: int = 4
     give_up_after: int = 3
     min_visibility: float = 0.5
@@ -103,6 +130,8 @@ class FrontEndPolicy:
                                   f"{getattr(self, name)}")
         if self.max_age < 0:
             raise PolicyError(f"front-end policy: max_age must be >= 0, got {self.max_age}")
+        if not self.still >= 0:
+            raise PolicyError(f"front-end policy: still must be >= 0, got {self.still}")
 
 
 def policy_for_task(task: str, *, hand_task: str = "gesture", body_task: str = "action",
@@ -132,6 +161,8 @@ class StageState:
         hands_changed: the last hand run found another number of hands than the run
             before it (tracking lost, or a new hand to place) and no pose ran with it.
         misses: hand runs in a row that found nothing while a hand was in play.
+        motion: the body's motion between the last two pose runs (:func:`body_motion`;
+            None: unknown).
     """
 
     pose_age: int | None = None
@@ -140,6 +171,7 @@ class StageState:
     hands_found: int = 0
     hands_changed: bool = False
     misses: int = 0
+    motion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -183,21 +215,67 @@ def hands_in_play(pose: np.ndarray | None, visibility: np.ndarray | None,
     return False
 
 
+def torso_size(pose: np.ndarray, visibility: np.ndarray | None = None,
+               min_visibility: float = 0.5) -> float | None:
+    """The body's size in the preprocessing's ``torso`` sense, or None without both
+    shoulders (``pose``: ``(33, >=2)``; x, y only are used)."""
+    vis = np.ones(N_POSE, np.float32) if visibility is None else np.asarray(visibility)
+    if vis[L_SHOULDER] < min_visibility or vis[R_SHOULDER] < min_visibility:
+        return None
+    xy = np.asarray(pose, np.float64)[:, :2]
+    mid = 0.5 * (xy[L_SHOULDER] + xy[R_SHOULDER])
+    size = float(np.linalg.norm(xy[L_SHOULDER] - xy[R_SHOULDER]))
+    if vis[L_HIP] >= min_visibility and vis[R_HIP] >= min_visibility:
+        torso = float(np.linalg.norm(mid - 0.5 * (xy[L_HIP] + xy[R_HIP])))
+        size = max(size, _TORSO_TO_WIDTH * torso)
+    return size if size > 1e-6 else None
+
+
+def body_motion(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray],
+                frames: int, min_visibility: float = 0.5) -> float | None:
+    """How fast the body moved between two pose runs, in torso sizes per frame.
+
+    Args:
+        before, after: ``(33, >=2)`` joints and ``(33,)`` visibility of the two runs.
+        frames: frames from the first run to the second (>= 1).
+        min_visibility: a joint counts when it is this visible in both runs.
+
+    Returns:
+        The largest move of :data:`MOTION_JOINTS` visible in both, divided by the torso
+        size of the second run (:func:`torso_size`) and by ``frames``; None when it cannot
+        be told (no torso, no joint visible in both).
+    """
+    size = torso_size(after[0], after[1], min_visibility)
+    sel = list(MOTION_JOINTS)
+    seen = (np.asarray(before[1])[sel] >= min_visibility) & \
+        (np.asarray(after[1])[sel] >= min_visibility)
+    if size is None or not seen.any():
+        return None
+    move = np.linalg.norm(np.asarray(after[0], np.float64)[sel, :2]
+                          - np.asarray(before[0], np.float64)[sel, :2], axis=1)
+    return float(move[seen].max()) / size / max(int(frames), 1)
+
+
 def _due(age: int | None, every: int) -> bool:
     return age is None or age + 1 >= every
 
 
 def pose_due(policy: FrontEndPolicy, state: StageState) -> tuple[bool, str]:
     """Whether the pose stage runs on this frame (decided before any stage runs)."""
-    if policy.task != "gesture":
+    if policy.task not in ("gesture", "auto"):
         return True, "every frame"
     if state.pose_age is None or not state.person:
         return True, "no person known"
     if state.hands_changed:
         return True, "hands lost or found"
+    if policy.task == "auto":
+        if state.motion is None:
+            return True, "body motion unknown"
+        if state.motion >= policy.still:
+            return True, "body moving"
     if _due(state.pose_age, policy.pose_every):
         return True, f"every {policy.pose_every} frames"
-    return False, "hands tracked"
+    return False, "hands tracked" if policy.task == "gesture" else "body still"
 
 
 def decide(policy: FrontEndPolicy, state: StageState, pose: np.ndarray | None = None,
@@ -222,27 +300,30 @@ def decide(policy: FrontEndPolicy, state: StageState, pose: np.ndarray | None = 
         return StagePlan(run_pose, True, f"gesture: pose {why}" if run_pose
                          else f"gesture: pose skipped, {why}")
     in_play = hands_in_play(pose, visibility, policy)
+    body = f"auto: pose {why}" if run_pose else f"auto: pose skipped, {why}"
     if state.hands_found > 0:
-        return StagePlan(True, True, "auto: hands tracked", in_play)
+        return StagePlan(run_pose, True, f"{body}; hands tracked", in_play)
     if in_play and state.misses < policy.give_up_after:
-        return StagePlan(True, True, "auto: hand in play", in_play)
+        return StagePlan(run_pose, True, f"{body}; hand in play", in_play)
     if _due(state.hands_age, policy.hand_every):
-        return StagePlan(True, True, f"auto: every {policy.hand_every} frames", in_play)
-    return StagePlan(True, False, "auto: no hand in play" if not in_play
-                     else "auto: in play, none found lately", in_play)
+        return StagePlan(run_pose, True, f"{body}; hands every {policy.hand_every} frames",
+                         in_play)
+    return StagePlan(run_pose, False, f"{body}; no hand in play" if not in_play
+                     else f"{body}; in play, none found lately", in_play)
 
 
-def advance(state: StageState, plan: StagePlan, *, person: bool, hands_found: int
-            ) -> StageState:
+def advance(state: StageState, plan: StagePlan, *, person: bool, hands_found: int,
+            motion: float | None = None) -> StageState:
     """The state after a frame run by ``plan`` (``person``/``hands_found``: what the stages
-    that ran found; ignored for a stage that did not run)."""
+    that ran found; ``motion``: the body's motion from the previous pose run to this one,
+    :func:`body_motion`; all ignored for a stage that did not run)."""
     def older(age: int | None) -> int | None:
         return None if age is None else age + 1
 
     new = replace(state, pose_age=0 if plan.pose else older(state.pose_age),
                   hands_age=0 if plan.hands else older(state.hands_age))
     if plan.pose:
-        new = replace(new, person=person)
+        new = replace(new, person=person, motion=motion if person else None)
     if plan.hands:
         misses = state.misses + 1 if (plan.in_play and hands_found == 0) else 0
         new = replace(new, hands_found=hands_found,
@@ -297,6 +378,11 @@ class StageRouter:
             joints: ``(75, 3)``; mask: ``(75,)``; visibility: ``(75,)`` -- the merged
                 frame, with the stages that ran filled and the others empty.
         """
+        motion = None
+        if plan.pose and self._pose is not None and self.state.pose_age is not None \
+                and self._pose[2].any() and mask[:N_POSE].any():
+            motion = body_motion(self._pose[:2], (joints[:N_POSE], visibility[:N_POSE]),
+                                 self.state.pose_age + 1, self.policy.min_visibility)
         ages = []
         for ran, cut, name in ((plan.pose, slice(0, N_POSE), "_pose"),
                                (plan.hands, HAND_SLICE, "_hands")):
@@ -319,7 +405,7 @@ class StageRouter:
         self.counts["hands"] += int(plan.hands)
         hands = int(mask[N_POSE:N_POSE + 21].any()) + int(mask[N_POSE + 21:].any())
         self.state = advance(self.state, plan, person=bool(mask[:N_POSE].any()),
-                             hands_found=hands)
+                             hands_found=hands, motion=motion)
         return ages[0], ages[1]
 
 
@@ -367,5 +453,5 @@ def route_recording(frames: np.ndarray, mask: np.ndarray, policy: FrontEndPolicy
 
 
 __all__ = ["FRONT_END_TASKS", "FrontEndPolicy", "PolicyError", "StagePlan", "StageRouter",
-           "StageState", "advance", "decide", "hands_in_play", "policy_for_task", "pose_due",
-           "route_recording"]
+           "StageState", "advance", "body_motion", "decide", "hands_in_play", "policy_for_task",
+           "pose_due", "route_recording", "torso_size"]
