@@ -770,3 +770,34 @@ def test_onnx_variants_skipped_when_models_are_absent(tmp_path: Path,
     ratios = compute_ratios(rec.stages, 4, None, extra)
     assert not [k for k in ratios if "onnx" in k]
     assert "front_end_auto_over_full" in ratios and "front_end_auto_over_full_cpu" in ratios
+
+
+def test_pose_deviation_and_plan_reasons() -> None:
+    """A variant's pose against the full front end's, in torso sizes, over the frames
+    where both found a person; and the share of each policy rule in a row's note."""
+    from edge.bench.frontend import pose_deviation
+    from edge.bench.video import plan_reasons
+    from edge.frontend.landmarks import NUM_JOINTS, LandmarkFrame
+
+    def frame(shift: float, person: bool = True) -> LandmarkFrame:
+        joints = np.zeros((NUM_JOINTS, 3), np.float32)
+        joints[:33, 1] = 0.5
+        joints[[11, 12], 0] = (0.6, 0.4)      # shoulders 0.2 apart
+        joints[[11, 12], 1] = 0.3
+        joints[[23, 24], 0] = (0.6, 0.4)      # hips 0.3 below: torso size 0.2
+        joints[[23, 24], 1] = 0.6
+        joints[:33, 0] += shift
+        mask = np.zeros(NUM_JOINTS, bool)
+        mask[:33] = person
+        vis = mask.astype(np.float32)
+        return LandmarkFrame(t=0.0, joints=joints, mask=mask, image_size=(8, 6),
+                             visibility=vis)
+
+    full = [frame(0.0), frame(0.0), frame(0.0), frame(0.0)]
+    routed = [frame(0.0), frame(0.01), frame(0.02), frame(0.5, person=False)]
+    got = pose_deviation({"full": full, "auto": routed}, "clip")
+    r = got["pose_auto_vs_full_clip"]
+    assert r.value == pytest.approx((0.0 + 0.05 + 0.1) / 3, rel=1e-5)  # 3 frames compared
+    assert "clip: mean distance in torso sizes over 3 frames" in r.note
+    assert plan_reasons(["a", "b", "a", "a"]) == "why: 'a' 75%, 'b' 25%"
+    assert plan_reasons([]) == "why: -"

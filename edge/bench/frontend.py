@@ -145,6 +145,46 @@ def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
     return out
 
 
+def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ratio]:
+    """``pose_<variant>_vs_full_<name>``: how far a variant's body joints are from the full
+    front end's on the same frames, in torso sizes (the preprocessing's scale,
+    :func:`edge.frontend.policy.torso_size` of the full front end's pose).
+
+    The value is the mean, over the frames where both found a person, of the mean distance
+    (x, y) over the pose joints both report; the note gives the 95th percentile and the
+    frames compared. A carried pose shows here as the body's motion since its run; an
+    implementation's own differences (``onnx:*``) show too.
+
+    Args:
+        runs: variant -> its :class:`edge.frontend.landmarks.LandmarkFrame` list, frame by
+            frame; ``full`` is the reference.
+        name: the video's name, for the ratio's key.
+    """
+    from edge.core.layout import N_POSE
+    from edge.frontend.policy import torso_size
+
+    out: dict[str, Ratio] = {}
+    ref = runs.get("full", ())
+    for variant, frames in runs.items():
+        if variant == "full":
+            continue
+        errs = []
+        for a, b in zip(ref, frames):
+            both = a.mask[:N_POSE] & b.mask[:N_POSE]
+            size = torso_size(a.joints[:N_POSE], a.visibility[:N_POSE]) if both.any() else None
+            if size is None:
+                continue
+            d = np.linalg.norm(a.joints[:N_POSE, :2] - b.joints[:N_POSE, :2], axis=1)
+            errs.append(float(d[both].mean()) / size)
+        value = float(np.mean(errs)) if errs else None
+        p95 = f"{np.percentile(errs, 95):.4f}" if errs else "-"
+        out[f"pose_{variant_key(variant)}_vs_full_{name}"] = Ratio(
+            value, f"{variant} front end, pose joints", "full front end, pose joints",
+            f"{name}: mean distance in torso sizes over {len(errs)} frames with a person in "
+            f"both (95th percentile {p95}); carried poses count with their age")
+    return out
+
+
 def replay_agreement(open_pipe: Any, clips: Sequence[Path], variants: Sequence[str]
                      ) -> dict[str, Ratio]:
     """``events_<variant>_vs_full_clips`` ratios: every clip replayed as the variant would

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.bench.frontend import video_agreement
+from edge.bench.frontend import pose_deviation, video_agreement
 from edge.bench.inputs import Landmarks, ModelFiles
 from edge.bench.models import _add_e2e, _open_pipeline
 from edge.bench.options import (
@@ -60,6 +61,7 @@ class _Variant:
         self.all_ms: list[float] = []
         self.cpu_ms: list[float] = []
         self.frames: list[Any] = []
+        self.reasons: list[str] = []
 
     def __call__(self, img: np.ndarray, t: float, i: int) -> None:
         c0, t0 = time.process_time_ns(), time.perf_counter_ns()
@@ -69,6 +71,8 @@ class _Variant:
         self.pose_ms.append(float(self.lm.last_timings["pose_ms"]))
         self.hands_ms.append(float(self.lm.last_timings["hands_ms"]))
         self.frames.append(out)
+        plan = getattr(self.lm, "last_plan", None)
+        self.reasons.append(str(getattr(plan, "reason", "")))
 
     def rows(self, rec: Recorder, w: int) -> None:
         lm = self.lm
@@ -88,7 +92,8 @@ class _Variant:
             note += (f"; policy {self.name}: pose ran on "
                      f"{sum(v > 0 for v in self.pose_ms[w:]) / n:.0%} and hands on "
                      f"{sum(v > 0 for v in self.hands_ms[w:]) / n:.0%} of the timed frames "
-                     "(a skipped stage counts 0 ms: compare means)")
+                     "(a skipped stage counts 0 ms: compare means); "
+                     + plan_reasons(self.reasons[w:]))
         suffix = "" if self.name == "full" else f" {self.name}"
         rec.add(make_entry("landmarks_pose", f"landmarks_pose{suffix}", self.pose_ms[w:],
                            unit="frame", reason=note))
@@ -96,6 +101,16 @@ class _Variant:
                            unit="frame", reason=note))
         rec.add(make_entry("landmarks", front_end_label(self.name), self.all_ms[w:],
                            unit="frame", reason=note))
+
+
+def plan_reasons(reasons: list[str]) -> str:
+    """``why: <rule> <share>, ...``: how often each rule of the policy decided a frame
+    (:attr:`edge.frontend.policy.StagePlan.reason`), most frequent first."""
+    if not reasons:
+        return "why: -"
+    counts = Counter(reasons)
+    return "why: " + ", ".join(f"'{r}' {n / len(reasons):.0%}"
+                               for r, n in counts.most_common())
 
 
 def cpu_ratios(variants: dict[str, _Variant], w: int) -> dict[str, Ratio]:
@@ -232,6 +247,8 @@ def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: 
     lm = Landmarks(np.stack([f.joints for f in full]), np.stack([f.mask for f in full]),
                    np.asarray([f.t * 1000.0 for f in full]), "landmarks of the video")
     agreement = cpu_ratios(variants, w)
+    agreement.update(pose_deviation({k: v.frames[w:] for k, v in variants.items()},
+                                    video.stem))
     if pipe is None:
         rec.skip("end_to_end", "end_to_end", str(e2e_why), unit="frame")
     else:
