@@ -1,18 +1,27 @@
 """skelmtl accuracy: a whole table on a synthetic store with a stand-in peer, resume,
-claims that only one worker wins, and config errors that name the file."""
+the table rebuilt from the tracked records alone (a fresh clone), claims that only one
+worker wins, and config errors that name the file."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from trainer.accuracy import CLAIM, claim, load_accuracy_config, release, run_accuracy
+from trainer.accuracy import (
+    CLAIM,
+    claim,
+    load_accuracy_config,
+    release,
+    run_accuracy,
+    write_table,
+)
 from trainer.config import ConfigError
 
 from .synth import make_store
@@ -36,7 +45,8 @@ def _config(tmp: Path, store: Path, peer: Path | None) -> Path:
             "model": {"name": "jcd_tiny"}, "tasks": ["action"],
             "augment": {"mirror": 0.0, "rotate_deg": 0, "scale": 0, "crop": 1.0},
             "optim": {"epochs": 2, "batch_size": 16}, "data": {"val_fraction": 0.2}}
-    cfg = {"name": "synthetic", "runs": str(tmp / "runs"), "results": str(tmp / "acc.md"),
+    cfg = {"name": "synthetic", "runs": str(tmp / "runs"), "records": str(tmp / "records"),
+           "results": str(tmp / "acc.md"),
            "report": str(tmp / "acc.json"), "base": base,
            "calibrate": {"method": "minmax", "size": 16},
            "datasets": {"synth": {"title": "Synthetic", "seeds": [0, 1],
@@ -67,10 +77,17 @@ def test_table_with_peer_resumes_without_retraining(tmp_path: Path) -> None:
     assert "| Synthetic |" in text and "55.0 ± 7.1 (n=2)" in text  # the peer column
     assert "Runs finished / planned: synth 2/2" in text
     assert f"skelmtl accuracy {path}" in text
-    # A second call finds every result.json and trains nothing.
-    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
+    # One record per run, in the records folder, none in the runs folder.
+    records = tmp_path / "records"
+    assert sorted(p.relative_to(records).as_posix() for p in records.rglob("*.json")) == [
+        "peer/f8/synth/v0/seed0.json", "peer/f8/synth/v0/seed1.json",
+        "synth/v0/seed0.json", "synth/v0/seed1.json"]
+    assert json.loads((records / "synth/v0/seed1.json").read_text()) == row["ours"][1]
+    assert not [p for p in (tmp_path / "runs").rglob("result.json") if "peer" not in p.parts]
+    # A second call finds every record and trains nothing.
+    stamp = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
     run_accuracy(path)
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")} == stamp
+    assert {p: p.stat().st_mtime_ns for p in records.rglob("*.json")} == stamp
     assert not list((tmp_path / "runs").rglob(CLAIM))
     # A changed recipe trains our runs again (never the peer's), with the new recipe.
     cfg = yaml.safe_load(path.read_text())
@@ -79,8 +96,52 @@ def test_table_with_peer_resumes_without_retraining(tmp_path: Path) -> None:
     run_accuracy(path)
     rep = json.loads((tmp_path / "acc.json").read_text())["datasets"]["synth"]
     assert [r["epochs"] for r in rep["ours"]] == [3, 3]
-    assert [p.stat().st_mtime_ns for p in (tmp_path / "runs" / "peer").rglob("result.json")] \
-        == [t for p, t in stamp.items() if "peer" in p.parts]
+    assert [p.stat().st_mtime_ns for p in sorted((records / "peer").rglob("*.json"))] \
+        == [t for p, t in sorted(stamp.items()) if "peer" in p.parts]
+
+
+def test_a_fresh_clone_rebuilds_the_table_from_the_records_and_trains_nothing(
+        tmp_path: Path) -> None:
+    """The records are all a clone has: runs/ (checkpoints, exports, the peer's files) is
+    gone, and the table, the report and a rerun must not miss it."""
+    pytest.importorskip("onnxruntime")
+    store = make_store(tmp_path / "store", n_per_class=6)
+    peer = tmp_path / "peer.py"
+    peer.write_text(PEER)
+    path = _config(tmp_path, store, peer)
+    md = run_accuracy(path)
+    table, report = md.read_text(), (tmp_path / "acc.json").read_text()
+    records = tmp_path / "records"
+    stamp = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
+    assert len(stamp) == 4
+    shutil.rmtree(tmp_path / "runs")
+    md.unlink()
+    write_table(load_accuracy_config(path), path)  # --table-only
+    assert md.read_text() == table and (tmp_path / "acc.json").read_text() == report
+    run_accuracy(path)  # every run has a record: nothing trains, no run folder appears
+    assert not (tmp_path / "runs").exists()
+    assert {p: p.stat().st_mtime_ns for p in records.rglob("*.json")} == stamp
+    assert md.read_text() == table
+
+
+def test_an_older_result_json_in_the_run_folder_is_adopted_not_retrained(
+        tmp_path: Path) -> None:
+    """A run an older skelmtl finished has ``runs/<key>/result.json`` and no record: the
+    table shows it and a rerun copies it, unchanged, into the records."""
+    store = make_store(tmp_path / "store", n_per_class=2)
+    path = _config(tmp_path, store, None)
+    old = {"dataset": "synth", "variant": 0, "seed": 0, "top1": 0.75, "top1_int8": 0.5,
+           "params": 10, "mflops": 1.0, "epochs": 7}
+    for seed in (0, 1):
+        legacy = tmp_path / "runs" / "synth" / "v0" / f"seed{seed}" / "result.json"
+        legacy.parent.mkdir(parents=True)
+        legacy.write_text(json.dumps(dict(old, seed=seed), indent=1))
+    md = run_accuracy(path)
+    assert "| Synthetic | 75.0 ± 0.0 (n=2) | 50.0 ± 0.0 (n=2) | 10 | 1.00 | 7 |" in md.read_text()
+    for seed in (0, 1):
+        rec = tmp_path / "records" / "synth" / "v0" / f"seed{seed}.json"
+        assert rec.read_text() == json.dumps(dict(old, seed=seed), indent=1)
+    assert not list((tmp_path / "runs").rglob("*.pt"))
 
 
 def test_missing_peer_script_skips_the_peer_column(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""Experiment runner: stores by path, where the table goes, its counts, and run claims."""
+"""Experiment runner: stores by path, where the table goes, its counts, its records (a
+fresh clone rebuilds the table from them and trains nothing), and run claims."""
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,17 +167,48 @@ def test_python_api_store_is_used_as_is_and_the_table_counts_every_training(
     text = table.read_text()
     # STL trains one network per task (action, gesture) plus one MTL network: 3 runs.
     assert "Finished runs: 3 of 3 planned (1 seeds x (2 STL + 1 MTL) trainings" in text
-    rows = [json.loads(x) for x in (tmp_path / "runs" / "results.jsonl").read_text()
-            .splitlines()]
+    # One record per run, beside the runs when the config names no records folder.
+    recs = sorted((tmp_path / "runs").glob("c/*/seed0.json"))
+    assert [p.relative_to(tmp_path / "runs").as_posix() for p in recs] == [
+        "c/hard-mean/seed0.json", "c/stl-action/seed0.json", "c/stl-gesture/seed0.json"]
+    rows = [r for p in recs for r in json.loads(p.read_text())]
     assert sorted((r["variant"], r["task"]) for r in rows) == [
         ("hard-mean", "action"), ("hard-mean", "gesture"), ("stl", "action"),
         ("stl", "gesture")]
+    assert f"Per-run rows: `{tmp_path / 'runs'}/<composite>/<variant>/seed<n>.json`" in text
     # The claims are gone once the runs are done.
     assert not list((tmp_path / "runs").rglob(CLAIM))
     # --table-only rewrites the same table from the finished runs, converting nothing.
     table.unlink()
     assert main(argparse.Namespace(config=str(cfg), table_only=True, seeds=None, only=None,
                                    progress=False)) == 0
+    assert table.read_text() == text
+
+
+def test_a_fresh_clone_rebuilds_the_table_from_the_records_and_trains_nothing(
+        tmp_path: Path) -> None:
+    """Records in their own folder are all a clone has: runs/ (checkpoints, logs, the
+    table's default place) is gone, and neither the table nor a rerun may miss it."""
+    store = make_store(tmp_path / "api.store", n_per_class=4, t=10)
+    records = tmp_path / "records"
+    cfg = _experiment(tmp_path, {"s": {"path": str(store)}}, records=str(records),
+                      results=str(tmp_path / "table.md"))
+    table = run_experiment(cfg)
+    text = table.read_text()
+    stamp = {p.relative_to(records).as_posix(): p.stat().st_mtime_ns
+             for p in records.rglob("*.json")}
+    assert sorted(stamp) == ["c/hard-mean/seed0.json", "c/stl-action/seed0.json",
+                             "c/stl-gesture/seed0.json"]
+    assert not list((tmp_path / "runs").rglob("result.json"))  # records only in records/
+    shutil.rmtree(tmp_path / "runs")
+    table.unlink()
+    assert main(argparse.Namespace(config=str(cfg), table_only=True, seeds=None, only=None,
+                                   progress=False)) == 0
+    assert table.read_text() == text
+    assert run_experiment(cfg) == table  # every run has a record: nothing trains
+    assert not list((tmp_path / "runs").rglob("*.pt"))
+    assert {p.relative_to(records).as_posix(): p.stat().st_mtime_ns
+            for p in records.rglob("*.json")} == stamp
     assert table.read_text() == text
 
 

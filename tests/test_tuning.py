@@ -1,16 +1,18 @@
 """trainer.tuning: fold stores by subject that never hold a test clip, a whole (tiny)
-study that resumes without retraining, and the pooled summary."""
+study that resumes without retraining, the pooled summary, and the same summary from the
+records alone (a fresh clone) without retraining."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from edge.core.clipstore import ClipStore
-from trainer.tuning import load_tuning, run_all, stratified_folds, subject_folds
+from trainer.tuning import load_tuning, run_all, stratified_folds, subject_folds, write_summary
 
 from .synth import make_store
 
@@ -72,11 +74,13 @@ def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
     cfg_path = tmp_path / "tune.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "store": str(store), "runs": str(tmp_path / "runs"), "summary": str(tmp_path / "t.md"),
+        "records": str(tmp_path / "records"),
         "base": str(tmp_path / "base.yaml"), "variants": {"one": {"optim.epochs": 1}},
         "notes": ["what was read"]}))
     cfg = load_tuning(cfg_path)
     run_all(cfg)
-    res = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs/one").glob("*/result.json"))]
+    records = tmp_path / "records"
+    res = [json.loads(p.read_text()) for p in sorted((records / "one").glob("*.json"))]
     assert [r["fold"] for r in res] == ["fold_s0", "fold_s1", "fold_s2"]
     assert all(r["epochs"] == 1 and 0.0 <= r["val"] <= 1.0 for r in res)
     n = sum(r["n_val"] for r in res)
@@ -85,9 +89,20 @@ def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
     text = (tmp_path / "t.md").read_text()
     assert f"| one | `{{\"optim.epochs\": 1}}` | 3 | {100 * pooled:.1f} |" in text
     assert text.rstrip().endswith("what was read")
-    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")}
-    run_all(cfg)  # every result.json is there: nothing is trained again
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")} == stamp
+    assert not list((tmp_path / "runs").rglob("result.json"))  # records only in records/
+    stamp = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
+    run_all(cfg)  # every record is there: nothing is trained again
+    assert {p: p.stat().st_mtime_ns for p in records.rglob("*.json")} == stamp
+    # A fresh clone: the records, no runs folder. The summary comes back the same, and a
+    # rerun (which rebuilds the fold stores) trains nothing.
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "t.md").unlink()
+    write_summary(cfg)  # --summary
+    assert (tmp_path / "t.md").read_text() == text
+    run_all(cfg)
+    assert not list((tmp_path / "runs").rglob("*.pt"))
+    assert {p: p.stat().st_mtime_ns for p in records.rglob("*.json")} == stamp
+    assert (tmp_path / "t.md").read_text() == text
 
 
 def test_unknown_keys_are_refused(tmp_path: Path) -> None:

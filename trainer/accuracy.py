@@ -7,10 +7,13 @@ three official splits), with parameters, MFLOPs per window and the INT8 top-1 of
 deployed artefact (exported, quantized by ``skelmtl calibrate``, scored by ``skelmtl
 eval`` through ONNX Runtime).
 
-Resumable: each run writes ``result.json`` last and is skipped once it exists; an
-interrupted training continues from its ``last.pt``. Several workers may share one runs
-folder (one per core): each claims the next free run with a file lock. The table
-(``results``, markdown) and the report (``report``, JSON) are rewritten after every run.
+Resumable: each finished run writes its record, the row the table is made of, last, as
+``<records>/<key>.json`` in a tracked folder (:mod:`trainer.records`), and is skipped once
+that exists; an interrupted training continues from its ``last.pt`` in the ignored runs
+folder. Several workers may share one runs folder (one per core): each claims the next free
+run with a file lock. The table (``results``, markdown) and the report (``report``, JSON)
+are rewritten from the records after every run (``--table-only``: from the records alone,
+as on a fresh clone whose ``runs/`` is empty).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import yaml
 
 from edge.core.atomic import atomic_write
 from trainer.config import ConfigError, TrainConfig, from_dict, read_yaml
+from trainer.records import Records
 
 logger = logging.getLogger(__name__)
 CLAIM = ".claimed"
@@ -63,7 +67,9 @@ class DatasetSpec:
 class AccuracyConfig:
     """Attributes:
     name: the table's name.
-    runs: folder of the runs.
+    runs: folder of the runs (checkpoints, exports, logs: working files).
+    records: folder of the runs' records (``<key>.json``, what the table is made of; a
+        tracked folder); default: the runs folder.
     results: the markdown table; report: the JSON report.
     base: the training config every run starts from (a YAML path or a mapping).
     datasets: name -> :class:`DatasetSpec`.
@@ -81,6 +87,12 @@ class AccuracyConfig:
     peer: dict[str, Any] = field(default_factory=dict)
     calibrate: dict[str, Any] = field(default_factory=lambda: {"method": "entropy", "size": 512})
     notes: tuple[str, ...] = ()
+    records: str = ""
+
+    @property
+    def run_records(self) -> Records:
+        """The records of this table's runs."""
+        return Records(Path(self.records or self.runs), Path(self.runs))
 
 
 def load_accuracy_config(path: str | os.PathLike[str]) -> AccuracyConfig:
@@ -116,7 +128,8 @@ def load_accuracy_config(path: str | os.PathLike[str]) -> AccuracyConfig:
                              peer=dict(raw.get("peer") or {}),
                              calibrate=dict(raw.get("calibrate") or {"method": "entropy",
                                                                       "size": 512}),
-                             notes=tuple(raw.get("notes", ())))
+                             notes=tuple(raw.get("notes", ())),
+                             records=str(raw.get("records") or raw["runs"]))
     except KeyError as e:
         raise ConfigError(f"{path}: missing key {e}") from None
     for name in datasets:  # every run's training config must load before any trains
@@ -220,7 +233,8 @@ def recipe_changed(cfg: AccuracyConfig, run: Run) -> bool:
     """Whether a finished run was trained with another recipe than the config now gives
     (its ``config.yaml`` against :func:`run_config`, the joints the trainer fills in
     left out): the run is then trained again, so the table never mixes recipes silently.
-    The old numbers stay in the history of the tracked ``result.json``."""
+    The old numbers stay in the history of the tracked record. A run whose folder is gone
+    (a fresh clone: only its record) is not compared, and keeps its record."""
     tc = run_config(cfg, run.dataset, run.variant, run.seed)
     saved = tc.out_dir / "config.yaml"
     if not saved.is_file():
@@ -281,7 +295,8 @@ def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
 
 
 def run_peer(cfg: AccuracyConfig, run: Run, filters: int, out: Path) -> dict[str, Any]:
-    """The peer's own command on the same data and seed; its result.json."""
+    """The peer's own command on the same data and seed; the result.json it writes in
+    ``out``, with the command added."""
     variant = cfg.datasets[run.dataset].variants[run.variant]
     cmd = [sys.executable, str(cfg.peer["script"]), *map(str, variant["peer"]),
            "--filters", str(filters), "--seed", str(run.seed),
@@ -301,38 +316,39 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
     """Run (or continue) every run of the table; returns the markdown table's path."""
     cfg = load_accuracy_config(path)
     root = Path(cfg.runs)
+    records = cfg.run_records
     script = Path(cfg.peer.get("script", "")) if cfg.peer else None
     if peer and script is not None and not script.is_file():
         logger.warning("peer script %s not found: no peer runs this time", script)
         peer = False
+    peer = peer and script is not None  # a config without a peer has no peer column
     for run in plan(cfg, only):
         variant = cfg.datasets[run.dataset].variants[run.variant]
         ensure_store(variant)
-        jobs: list[tuple[Path, Any]] = [(root / run.key, lambda r=run: run_ours(cfg, r))]
+        jobs: list[tuple[str, Any]] = [(run.key, lambda r=run: run_ours(cfg, r))]
         if peer and "peer" in variant:
             for f in cfg.peer.get("filters", [64]):
-                pout = root / "peer" / f"f{f}" / run.key
-                jobs.append((pout, lambda r=run, f=f, o=pout: run_peer(cfg, r, f, o)))
-        for out, job in jobs:
-            done = out / "result.json"
-            redo = out == root / run.key and recipe_changed(cfg, run)
-            if done.is_file() and not redo:
+                pkey = f"peer/f{f}/{run.key}"
+                jobs.append((pkey, lambda r=run, f=f, o=root / pkey: run_peer(cfg, r, f, o)))
+        for key, job in jobs:
+            out = root / key
+            redo = key == run.key and recipe_changed(cfg, run)
+            if records.has(key) and not redo:
                 continue
             fd = claim(out)
             if fd is None:
                 continue
             try:
                 # Finished (or retrained) by the worker that held it before us?
-                redo = out == root / run.key and recipe_changed(cfg, run)
-                if done.is_file() and not redo:
+                redo = key == run.key and recipe_changed(cfg, run)
+                if records.has(key) and not redo:
                     continue
                 if redo:
                     logger.warning("%s: trained with another recipe than %s gives now: "
                                    "training it again", out, cfg.name)
-                    done.unlink(missing_ok=True)
+                    records.drop(key)
                 logger.info("== %s", out)
-                res = job()
-                atomic_write(out / "result.json", json.dumps(res, indent=1))
+                records.write(key, job())
                 write_table(cfg, path)
             finally:
                 release(out, fd)
@@ -347,10 +363,6 @@ def one(key: str, rs: list[dict[str, Any]]) -> str:
     return f"{np.mean(v):.2f}" if key == "mflops" else f"{int(np.mean(v)):,}"
 
 
-def _collect(root: Path, pattern: str) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(root.glob(pattern))]
-
-
 def _ms(v: list[float]) -> str:
     if not v:
         return "-"
@@ -359,11 +371,11 @@ def _ms(v: list[float]) -> str:
 
 
 def summarise(cfg: AccuracyConfig) -> dict[str, Any]:
-    """Per dataset: ours and the peer's runs, means, stds and sizes."""
-    root = Path(cfg.runs)
+    """Per dataset: ours and the peer's runs, means, stds and sizes, from the records."""
+    records = cfg.run_records
     rows = {}
     for name, d in cfg.datasets.items():
-        ours = [r for r in _collect(root, f"{name}/v*/seed*/result.json")]
+        ours = records.glob(f"{name}/v*/seed*")
         planned = len(d.variants) * len(d.seeds)
         row: dict[str, Any] = {"title": d.title, "planned": planned, "ours": ours,
                                "peer": {}}
@@ -372,7 +384,7 @@ def summarise(cfg: AccuracyConfig) -> dict[str, Any]:
                                      "test_top1": r["test_top1"], "params": r["params"],
                                      "mflops": r["mflops_per_clip"],
                                      "epochs": r["epochs_run"], "train_s": r["train_s"]}
-                                    for r in _collect(root, f"peer/f{f}/{name}/v*/seed*/result.json")]
+                                    for r in records.glob(f"peer/f{f}/{name}/v*/seed*")]
         rows[name] = row
     return rows
 
@@ -420,7 +432,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="accuracy config YAML (configs/accuracy.yaml)")
     p.add_argument("--only", nargs="*", help="dataset names to run")
     p.add_argument("--no-peer", action="store_true", help="skip the peer's runs")
-    p.add_argument("--table-only", action="store_true", help="rewrite the table, run nothing")
+    p.add_argument("--table-only", action="store_true",
+                   help="rewrite the table and the report from the records, run nothing")
 
 
 def main(args: argparse.Namespace) -> int:

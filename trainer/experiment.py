@@ -2,9 +2,10 @@
 
 The result the project stands on: single-task (STL) baselines against multi-task (MTL)
 variants (hard / soft cross-stitch / learned sharing x mean / DWA / uncertainty loss
-weighting) on composite sets, several seeds each. Test accuracy per task goes to
-``<runs>/results.jsonl`` and a markdown table (mean +- std over seeds) at the config's
-``results:`` path, by default ``<runs>/results.md``.
+weighting) on composite sets, several seeds each. Test accuracy per task goes to each
+run's record, ``<records>/<composite>/<variant>/seed<n>.json`` in a tracked folder
+(:mod:`trainer.records`), and a markdown table (mean +- std over seeds) built from the
+records at the config's ``results:`` path, by default ``<runs>/results.md``.
 
 Stores come by path (``stores: {name: {path: my.store}}``, or a bare path): a clip store
 built with ``skelmtl data convert`` or the Python API (``edge.core.clipstore.write_store``) is
@@ -13,9 +14,10 @@ used as is. A ``src:`` that is a published dataset is converted once into
 Relative paths (``runs``, ``results``, stores) are taken from the working directory, as
 every path on the command line.
 
-Resumable: a finished run (``result.json`` in its folder) is skipped, an interrupted one
-continues from its ``last.pt``; the table is rewritten after every run, so a session that
-stops early still leaves every finished number on disk.
+Resumable: a finished run (one with a record) is skipped, an interrupted one continues
+from its ``last.pt`` in the ignored runs folder; the table is rewritten after every run, so
+a session that stops early still leaves every finished number in the records, and
+``--table-only`` rebuilds it from the records alone (a fresh clone's empty ``runs/``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from edge.core.atomic import atomic_write
 from edge.core.clipstore import ClipStore
 from edge.core.errors import SkelmtlError
 from trainer.config import ConfigError, TrainConfig, from_dict
+from trainer.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,9 @@ class CompositeSpec:
 class ExperimentConfig:
     """Attributes:
     name: experiment name.
-    runs: folder for the runs and results.jsonl.
+    runs: folder for the runs (checkpoints, logs, converted stores: working files).
+    records: folder of the runs' records (``<key>.json``, what the table is made of; a
+        tracked folder); default: the runs folder.
     results: the markdown table written after each run (default ``<runs>/results.md``;
         never the project's docs unless the config names that path).
     seeds: seeds per variant.
@@ -100,6 +105,12 @@ class ExperimentConfig:
     base: dict[str, Any] = field(default_factory=dict)
     anchors: tuple[dict[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
+    records: str = ""
+
+    @property
+    def run_records(self) -> Records:
+        """The records of this experiment's runs."""
+        return Records(Path(self.records or self.runs), Path(self.runs))
 
 
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
@@ -134,7 +145,7 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
         stores=stores, composites=comps, sharing=tuple(d.get("sharing", ("hard", "soft", "learned"))),
         weighting=tuple(d.get("weighting", ("mean", "dwa", "uncertainty"))),
         stl=bool(d.get("stl", True)), base=base, anchors=tuple(d.get("anchors", ())),
-        notes=tuple(str(n) for n in d.get("notes", ())))
+        notes=tuple(str(n) for n in d.get("notes", ())), records=str(d.get("records") or runs))
     from_dict(exp.base, f"{path}:base")  # validate early
     return exp
 
@@ -337,18 +348,19 @@ def run_experiment(path: str | os.PathLike[str], *, seeds: list[int] | None = No
     root = Path(exp.runs)
     stores = ensure_stores(exp, root / "stores", path)
     tasks_of = tasks_of_composites(exp, stores)
-    results = root / "results.jsonl"
+    records = exp.run_records
     for run in plan(exp, tasks_of):
         if only and not any(o in run.key for o in only):
             continue
         out = root / run.key
-        if (out / "result.json").is_file():
+        if records.has(run.key):
             continue
         claim = claim_run(out)
         if claim is None:
             continue
         try:
-            _run_one(exp, run, out, stores, results, path, progress, tasks_of)
+            if not records.has(run.key):  # not finished by the worker that held it before
+                _run_one(exp, run, out, stores, path, progress, tasks_of)
         finally:
             release_run(out, claim)
     return write_table(exp, path, tasks_of)
@@ -471,9 +483,9 @@ def release_run(out: Path, claim: str) -> None:
 
 
 def _run_one(exp: ExperimentConfig, run: Run, out: Path, stores: dict[str, Path],
-             results: Path, path: str | os.PathLike[str], progress: bool,
+             path: str | os.PathLike[str], progress: bool,
              tasks_of: dict[str, list[str]]) -> None:
-    """Train, evaluate on the test split and record one run (its result.json last)."""
+    """Train, evaluate on the test split and record one run (its record last)."""
     from trainer.evaluate import evaluate_checkpoint
     from trainer.train import train
 
@@ -486,20 +498,14 @@ def _run_one(exp: ExperimentConfig, run: Run, out: Path, stores: dict[str, Path]
     rows = [{"composite": run.composite, "variant": run.variant, "seed": run.seed,
              "task": t, "top1": r["top1"], "n": r["n"], "wall_s": round(wall, 1),
              "best_val": res.best_val} for t, r in rep["tasks"].items()]
-    with open(results, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    _atomic_write(out / "result.json", json.dumps(rows, indent=1))
+    exp.run_records.write(run.key, rows)
     write_table(exp, path, tasks_of)
     log.info("   %s  (%.0f s)", "  ".join(f"{r['task']}={r['top1']:.4f}" for r in rows), wall)
 
 
 def collect(exp: ExperimentConfig) -> list[dict[str, Any]]:
-    """The finished runs' rows (from each run's result.json, so reruns never double count)."""
-    rows = []
-    for f in sorted(Path(exp.runs).glob("*/*/seed*/result.json")):
-        rows += json.loads(f.read_text())
-    return rows
+    """The finished runs' rows, from their records (one per run: reruns never double count)."""
+    return [row for rec in exp.run_records.glob("*/*/seed*") for row in rec]
 
 
 def run_key(row: dict[str, Any]) -> str:
@@ -574,8 +580,8 @@ def write_table(exp: ExperimentConfig, config_path: str | os.PathLike[str],
     if exp.anchors:
         lines += ["", "Published anchors on the same data:", ""]
         lines += [f"- {a['name']}: {a['value']} ({a.get('note', '')})" for a in exp.anchors]
-    lines += ["", f"Per-run rows: `{Path(exp.runs) / 'results.jsonl'}` "
-              "(one JSON object per run and task).", ""]
+    lines += ["", f"Per-run rows: `{Path(exp.records or exp.runs)}/<composite>/<variant>/"
+              "seed<n>.json` (one file per run, one JSON object per task).", ""]
     out = Path(exp.results or Path(exp.runs) / "results.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, "\n".join(lines))
@@ -633,7 +639,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="experiment YAML")
     p.add_argument("--seeds", type=int, nargs="*", help="run only these seeds")
     p.add_argument("--only", nargs="*", help="run only keys containing one of these strings")
-    p.add_argument("--table-only", action="store_true", help="rewrite the table and stop")
+    p.add_argument("--table-only", action="store_true",
+                   help="rewrite the table from the records and stop")
     p.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
 
 

@@ -11,9 +11,11 @@ the recipe is trained on every fold, and a variant's score is its accuracy over 
 held-out clips: every train clip is scored once, by a model that never saw its subject,
 as the test protocol scores unseen subjects.
 
-Resumable and shareable like ``skelmtl accuracy``: a run is skipped once its
-``result.json`` exists, and several workers (one per core) claim runs with a lock file.
-The summary (``summary`` in the config, markdown) is rewritten after every run.
+Resumable and shareable like ``skelmtl accuracy``: a run is skipped once its record
+(``<records>/<variant>/<fold>.json``, a tracked folder, :mod:`trainer.records`) exists, and
+several workers (one per core) claim runs with a lock file. The summary (``summary`` in
+the config, markdown) is rewritten from the records after every run; ``--summary``
+rewrites it from the records alone (a fresh clone's empty ``runs/``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from edge.core.atomic import atomic_write
 from edge.core.clipstore import ClipStore, is_store, write_store
 from trainer.accuracy import claim, release
 from trainer.config import read_yaml
+from trainer.records import Records
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ logger = logging.getLogger(__name__)
 class TuningConfig:
     """Attributes:
     store: the clip store whose train split is cross-validated.
-    runs: folder of the fold stores and runs.
+    runs: folder of the fold stores and runs (working files).
+    records: folder of the runs' records (``<variant>/<fold>.json``, what the summary is
+        made of; a tracked folder); default: the runs folder.
     summary: the markdown table written after every run.
     base: the training config every run starts from (YAML path).
     variants: name -> dotted-key overrides of the base config.
@@ -61,6 +66,12 @@ class TuningConfig:
     seed: int = 0
     folds: int = 0
     notes: tuple[str, ...] = ()
+    records: str = ""
+
+    @property
+    def run_records(self) -> Records:
+        """The records of this study's runs."""
+        return Records(Path(self.records or self.runs), Path(self.runs))
 
 
 def load_tuning(path: str | os.PathLike[str]) -> TuningConfig:
@@ -162,19 +173,20 @@ def run_all(cfg: TuningConfig, only: list[str] | None = None) -> None:
     folds = (stratified_folds(cfg.store, root / "stores", cfg.folds) if cfg.folds
              else subject_folds(cfg.store, root / "stores"))
     base = read_yaml(cfg.base)
+    records = cfg.run_records
     for name, overrides in cfg.variants.items():
         if only and name not in only:
             continue
         for fold in folds:
             run = root / name / fold.name
-            if (run / "result.json").exists():
+            if records.has(f"{name}/{fold.name}"):
                 continue
             run.mkdir(parents=True, exist_ok=True)
             fd = claim(run)
             if fd is None:
                 continue
             try:
-                if not (run / "result.json").exists():  # not finished by the last holder
+                if not records.has(f"{name}/{fold.name}"):  # not finished by the last holder
                     _train_fold(cfg, base, name, overrides, fold, run)
             finally:
                 release(run, fd)
@@ -183,7 +195,7 @@ def run_all(cfg: TuningConfig, only: list[str] | None = None) -> None:
 
 def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
                 overrides: dict[str, Any], fold: Path, run: Path) -> None:
-    """Train one variant on one fold store; its ``result.json`` last."""
+    """Train one variant on one fold store; its record last."""
     n_val = ClipStore(fold).column("split").count("val")
     conf = dict(base, name=f"{name}-{fold.name}", seed=cfg.seed, out=str(run))
     conf["data"] = dict(base.get("data", {}), sources=[{"store": str(fold)}])
@@ -196,13 +208,14 @@ def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
     with open(run / "train.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     res = dict(_result(run), n_val=n_val, variant=name, fold=fold.name)
-    atomic_write(run / "result.json", json.dumps(res, indent=1))
+    cfg.run_records.write(f"{name}/{fold.name}", res)
     write_summary(cfg)
 
 
 def write_summary(cfg: TuningConfig) -> None:
-    """The table: per variant, held-out accuracy pooled over all folds (clip-weighted)."""
-    root = Path(cfg.runs)
+    """The table: per variant, held-out accuracy pooled over all folds (clip-weighted),
+    from the records."""
+    records = cfg.run_records
     how = (f"{cfg.folds} folds stratified by label held out in turn" if cfg.folds
            else "each training subject held out in turn")
     lines = [f"# Cross-validation {'by label' if cfg.folds else 'by subject'}: {cfg.store} "
@@ -212,7 +225,7 @@ def write_summary(cfg: TuningConfig) -> None:
              "| variant | overrides | folds done | held-out top-1 % | per fold | epochs |",
              "|---|---|---|---|---|---|"]
     for name, overrides in cfg.variants.items():
-        res = [json.loads(p.read_text()) for p in sorted((root / name).glob("*/result.json"))]
+        res = records.glob(f"{name}/*")
         if not res:
             continue
         n = np.array([r["n_val"] for r in res])
@@ -229,7 +242,8 @@ def write_summary(cfg: TuningConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m trainer.tuning", description=__doc__.split("\n")[2])
     p.add_argument("config")
-    p.add_argument("--summary", action="store_true", help="only rewrite the summary")
+    p.add_argument("--summary", action="store_true",
+                   help="only rewrite the summary, from the records")
     p.add_argument("--variants", nargs="+", metavar="NAME",
                    help="train only these variants (default: all)")
     a = p.parse_args(argv)
