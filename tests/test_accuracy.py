@@ -102,8 +102,8 @@ def test_table_with_peer_resumes_without_retraining(tmp_path: Path) -> None:
 
 def test_a_fresh_clone_rebuilds_the_table_from_the_records_and_trains_nothing(
         tmp_path: Path) -> None:
-    """The records are all a clone has: runs/ (checkpoints, exports, the peer's files) is
-    gone, and the table, the report and a rerun must not miss it."""
+    """The records are all a clone has: runs/ (checkpoints, exports, the peer's files) and
+    the clip store are gone, and the table, the report and a rerun must not miss them."""
     pytest.importorskip("onnxruntime")
     store = make_store(tmp_path / "store", n_per_class=6)
     peer = tmp_path / "peer.py"
@@ -115,6 +115,7 @@ def test_a_fresh_clone_rebuilds_the_table_from_the_records_and_trains_nothing(
     stamp = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
     assert len(stamp) == 4
     shutil.rmtree(tmp_path / "runs")
+    shutil.rmtree(store)  # nor has it the data: a recorded run needs none
     md.unlink()
     write_table(load_accuracy_config(path), path)  # --table-only
     assert md.read_text() == table and (tmp_path / "acc.json").read_text() == report

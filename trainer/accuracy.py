@@ -324,17 +324,17 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
     peer = peer and script is not None  # a config without a peer has no peer column
     for run in plan(cfg, only):
         variant = cfg.datasets[run.dataset].variants[run.variant]
-        ensure_store(variant)
         jobs: list[tuple[str, Any]] = [(run.key, lambda r=run: run_ours(cfg, r))]
         if peer and "peer" in variant:
             for f in cfg.peer.get("filters", [64]):
                 pkey = f"peer/f{f}/{run.key}"
                 jobs.append((pkey, lambda r=run, f=f, o=root / pkey: run_peer(cfg, r, f, o)))
+        jobs = [(key, job) for key, job in jobs if not records.has(key)
+                or key == run.key and recipe_changed(cfg, run)]
+        if jobs:  # a recorded run needs no store (a fresh clone may have no data)
+            ensure_store(variant)
         for key, job in jobs:
             out = root / key
-            redo = key == run.key and recipe_changed(cfg, run)
-            if records.has(key) and not redo:
-                continue
             fd = claim(out)
             if fd is None:
                 continue
