@@ -209,24 +209,6 @@ def test_demo_prints_events_truth_and_latency(tiny: Path, clips: Path,
     assert "stream ended" in out
 
 
-def test_heartbeat_is_rate_limited() -> None:
-    from edge.commands.run import Heartbeat
-
-    t = [0.0]
-    hb = Heartbeat(None)
-    hb.beat()
-    assert hb.touches == 0  # disabled without a path
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        hb = Heartbeat(Path(d) / "state" / "alive", every=1.0, clock=lambda: t[0])
-        for now in (0.0, 0.2, 0.9, 1.0, 1.5, 2.1):
-            t[0] = now
-            hb.beat()
-        assert hb.touches == 3  # at 0.0, 1.0 and 2.1
-        assert (Path(d) / "state" / "alive").is_file()
-
-
 def test_run_touches_the_heartbeat_for_the_health_check(
         tiny: Path, clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     beat = tmp_path / "hb" / "alive"

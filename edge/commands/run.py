@@ -20,10 +20,10 @@ away (``skelmtl run ... | head``; the stream is ended the same way).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -129,108 +129,14 @@ def open_pipeline(args: argparse.Namespace) -> Any:
                                **backend_options(args, args.backend, models[0]))
 
 
-class _FirstFrames:
-    """The first ``n`` items of a source, keeping its attributes (live, end_reason, ...)."""
+def _print_event(ev: Any) -> None:
+    """Print one event; ``PipeClosed`` when the reader of stdout went away (``| head``)."""
+    from edge.runtime.publish import PipeClosed
 
-    def __init__(self, source: Any, n: int) -> None:
-        self.source, self.n = source, n
-        self.live = getattr(source, "live", False)
-        self.ended_early = False
-        self.end_reason: str | None = None
-
-    def __iter__(self) -> Any:
-        for i, item in enumerate(self.source):
-            yield item
-            if i + 1 >= self.n:
-                self.end_reason = f"stopped after --max-frames {self.n}"
-                return
-        self.ended_early = getattr(self.source, "ended_early", False)
-        self.end_reason = getattr(self.source, "end_reason", None)
-
-
-class Heartbeat:
-    """Touches a file while frames flow, for a container health check (docker/healthcheck.sh).
-
-    The file's modification time says when the last frame went through; it is touched at
-    most once per ``every`` seconds so that a 30 fps loop does not do 30 syscalls a second.
-
-    Args:
-        path: the file (created with its parent folder); ``None`` disables the heartbeat.
-        every: minimum seconds between two touches.
-        clock: a monotonic clock in seconds (injectable for tests).
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None, every: float = 1.0,
-                 clock: Any = time.monotonic) -> None:
-        self.path = Path(path) if path else None
-        self.every = every
-        self.clock = clock
-        self.last = -float("inf")
-        self.touches = 0
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def beat(self) -> None:
-        if self.path is None:
-            return
-        now = self.clock()
-        if now - self.last >= self.every:
-            self.path.touch()
-            self.last = now
-            self.touches += 1
-
-
-def check_output(path: Path | None, flag: str) -> None:
-    """Refuse an output file that cannot be written, before the run rather than after it.
-
-    Raises:
-        SkelmtlError: the path is a folder, its folder does not exist or is not writable.
-    """
-    if path is None:
-        return
-    if path.is_dir():
-        raise SkelmtlError(f"{path}: is a folder; {flag} takes a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise SkelmtlError(f"{path}: folder {parent} does not exist ({flag})")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SkelmtlError(f"{path}: folder {parent} is not writable ({flag})")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise SkelmtlError(f"{path}: file is not writable ({flag})")
-
-
-def check_distinct(outputs: list[tuple[Path, str]], inputs: list[tuple[Path, str]]) -> None:
-    """No output may be an input (or inside an input folder), or another output.
-
-    ``--jsonl`` truncates its file at the start and ``--overlay`` replaces its file at the
-    end: either would destroy a recording or video given as ``--source``.
-
-    Raises:
-        SkelmtlError: naming both options and the path.
-    """
-    def same(a: Path, b: Path) -> bool:
-        try:
-            return a.resolve() == b.resolve() or (a.exists() and b.exists()
-                                                  and os.path.samefile(a, b))
-        except OSError:
-            return False
-
-    for i, (out, flag) in enumerate(outputs):
-        for inp, what in inputs:
-            if same(out, inp):
-                raise SkelmtlError(f"{out}: {flag} would overwrite the {what} input")
-        for other, flag2 in outputs[i + 1:]:
-            if same(out, other):
-                raise SkelmtlError(f"{out}: given to both {flag} and {flag2}")
-
-
-def _print_event(ev: Any) -> bool:
-    """Print one event; False when the reader of stdout went away (``| head``)."""
     try:
         print(ev, flush=True)
     except BrokenPipeError:
-        return False
-    return True
+        raise PipeClosed("standard output: the reader closed the pipe") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -242,9 +148,18 @@ def main(args: argparse.Namespace) -> int:
     stops at once.
     """
     from edge.frontend.sources import open_source
+    from edge.runtime.loop import (
+        EventSink,
+        FirstFrames,
+        Heartbeat,
+        check_distinct,
+        check_output,
+        model_files,
+        run_stream,
+    )
     from edge.runtime.overlay import OverlayWriter
     from edge.runtime.pipeline import MAX_ABS_COORD, stop_on_signals
-    from edge.runtime.publish import PipeClosed, open_publishers
+    from edge.runtime.publish import open_publishers
 
     if not [m for m in str(args.model).split(",") if m.strip()]:
         raise SkelmtlError(f"--model {args.model!r}: no model file given")
@@ -259,76 +174,61 @@ def main(args: argparse.Namespace) -> int:
                                                (args.stats, "--stats")) if path is not None]
     for path, flag in outputs:
         check_output(path, flag)
-    inputs: list[tuple[Path, str]] = []
-    for m in (Path(m) for m in str(args.model).split(",") if m):
-        # A model folder's files, not the folder: events.jsonl beside a model is fine.
-        files = ([f for f in m.iterdir() if f.is_file()] if m.is_dir() else [m])
-        inputs += [(f, "--model") for f in files]
-    inputs.append((Path(str(args.source)), "--source"))
-    check_distinct(outputs, inputs)
+    inputs = [(f, "--model") for f in model_files(m for m in str(args.model).split(",") if m)]
+    check_distinct(outputs, inputs + [(Path(str(args.source)), "--source")])
     pipe = open_pipeline(args)
     specs = ([str(args.jsonl)] if args.jsonl else []) + list(args.publish)
     if args.jsonl and not str(args.jsonl).endswith((".jsonl", ".ndjson")):
         specs[0] = f"file://{args.jsonl.resolve()}"
     stdout_gone = False
-    with pipe, stop_on_signals(pipe) as got:
-        source = open_source(args.source)
-        publisher = open_publishers(specs) if specs else None
-        overlay = (OverlayWriter(args.overlay, fps=source.fps or 30.0, labels=pipe.meta.labels)
-                   if args.overlay else None)
-        landmarker = None
-        if not getattr(source, "landmarks", False):
-            from edge.frontend.landmarks import open_front_end
 
-            landmarker = open_front_end(
-                args.front_end, mode="image" if source.kind == "images" else "video",
-                pose_model=args.pose_model, hand_model=args.hand_model,
-                policy=pipe.front_end_policy(args.full_front_end),
-                **front_end_options(args.front_end, providers=args.providers,
-                                    threads=args.threads))
-        threaded = {"auto": None, "on": True, "off": False}[args.threaded]
-        last_state = "ended"
-        frames: Any = source
-        if args.max_frames > 0:
-            frames = _FirstFrames(source, args.max_frames)
-        try:
+    def echo(ev: Any) -> None:
+        if not args.quiet and not stdout_gone:
+            _print_event(ev)
+
+    def gone() -> None:
+        # `skelmtl run ... | head`: the reader has what it wanted; the stream is ended
+        # (files finished) and the command exits quietly.
+        nonlocal stdout_gone
+        stdout_gone = True
+        stdout_to_devnull()
+
+    def report_end(ev: Any) -> None:
+        if ev.kind == "stream" and ev.state != "ended" and ev.reason:
+            print(f"skelmtl run: source {ev.state}: {ev.reason}", file=sys.stderr)
+
+    with pipe, stop_on_signals(pipe) as got:
+        with contextlib.ExitStack() as opened:
+            source = opened.enter_context(contextlib.closing(open_source(args.source)))
+            sinks: list[EventSink] = [echo, report_end]
+            if specs:
+                publisher = opened.enter_context(contextlib.closing(open_publishers(specs)))
+                sinks.insert(0, publisher.publish)
+            landmarker = None
+            if not getattr(source, "landmarks", False):
+                from edge.frontend.landmarks import open_front_end
+
+                landmarker = opened.enter_context(contextlib.closing(open_front_end(
+                    args.front_end, mode="image" if source.kind == "images" else "video",
+                    pose_model=args.pose_model, hand_model=args.hand_model,
+                    policy=pipe.front_end_policy(args.full_front_end),
+                    **front_end_options(args.front_end, providers=args.providers,
+                                        threads=args.threads))))
+            overlay = (OverlayWriter(args.overlay, fps=source.fps or 30.0,
+                                     labels=pipe.meta.labels) if args.overlay else None)
+            frames: Any = source
+            if args.max_frames > 0:
+                frames = FirstFrames(source, args.max_frames,
+                                     reason=f"stopped after --max-frames {args.max_frames}")
             heartbeat = Heartbeat(os.environ.get("SKELMTL_HEARTBEAT") or None)
-            for step in pipe.steps(frames, threaded=threaded, landmarker=landmarker):
-                heartbeat.beat()
-                if overlay is not None:
-                    overlay.write(step)
-                for ev in step.events:
-                    if publisher is not None:
-                        try:
-                            publisher.publish(ev)
-                        except PipeClosed:
-                            stdout_gone = True
-                    if not args.quiet and not stdout_gone and not _print_event(ev):
-                        stdout_gone = True
-                    if stdout_gone and not pipe.stop_requested:
-                        # `skelmtl run ... | head`: the reader has what it wanted; end
-                        # the stream (files finished) and exit quietly.
-                        stdout_to_devnull()
-                        pipe.stop("standard output closed")
-                    if ev.kind == "stream":
-                        last_state = ev.state or "ended"
-                        if ev.state != "ended" and ev.reason:
-                            print(f"skelmtl run: source {ev.state}: {ev.reason}", file=sys.stderr)
-        except BaseException:
-            if overlay is not None:
-                overlay.abort()
-            raise
-        finally:
-            if publisher is not None:
-                publisher.close()
-            if landmarker is not None:
-                landmarker.close()
-            source.close()
-        if overlay is not None:
-            written = overlay.close()
-            if written:
-                print(f"overlay: {written} ({overlay.frames} frames)", file=sys.stderr)
-        stats = pipe.stats()
+            summary = run_stream(pipe, frames, sinks=sinks, on_step=[heartbeat.step],
+                                 overlay=overlay, landmarker=landmarker,
+                                 threaded={"auto": None, "on": True, "off": False}[args.threaded],
+                                 on_output_closed=gone)
+        if summary.overlay is not None:
+            print(f"overlay: {summary.overlay} ({summary.overlay_frames} frames)",
+                  file=sys.stderr)
+        stats = dict(summary.stats)
         print(f"frames {stats['frames']}, windows {stats['windows']} (skipped "
               f"{stats['skipped_windows']} without a person), dropped {stats['dropped']}; "
               f"{stats['backend']} {stats['precision']}", file=sys.stderr)
@@ -346,9 +246,9 @@ def main(args: argparse.Namespace) -> int:
     if got["signal"] is not None:
         print(f"skelmtl run: stopped by {signal_name(got['signal'])}", file=sys.stderr)
         return 128 + got["signal"]
-    if stdout_gone:
+    if summary.output_closed:
         return EXIT_BROKEN_PIPE
-    return 1 if last_state == "failed" else 0
+    return 1 if summary.state == "failed" else 0
 
 
 if __name__ == "__main__":
