@@ -798,6 +798,6 @@ def test_pose_deviation_and_plan_reasons() -> None:
     got = pose_deviation({"full": full, "auto": routed}, "clip")
     r = got["pose_auto_vs_full_clip"]
     assert r.value == pytest.approx((0.0 + 0.05 + 0.1) / 3, rel=1e-5)  # 3 frames compared
-    assert "clip: mean distance in torso sizes over 3 frames" in r.note
+    assert "clip: mean distance of the visible joints in torso sizes over 3 frames" in r.note
     assert plan_reasons(["a", "b", "a", "a"]) == "why: 'a' 75%, 'b' 25%"
     assert plan_reasons([]) == "why: -"

@@ -132,6 +132,7 @@ def test_auto_hands_follow_the_body() -> None:
 
 def test_auto_carries_the_pose_while_the_body_is_still() -> None:
     pol = FrontEndPolicy(task="auto", pose_every=3, still=0.02, hand_every=4)
+    assert FrontEndPolicy().still == 0.01
     # motion unknown until a pose run measured it; then still: every 3rd frame
     got = run_plans(pol, [0] * 8, pose=body(), motion=[None] + [0.01] * 7)
     assert [p for p, _ in got] == [True, True, False, False, True, False, False, True]

@@ -151,8 +151,9 @@ def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
     :func:`edge.frontend.policy.torso_size` of the full front end's pose).
 
     The value is the mean, over the frames where both found a person, of the mean distance
-    (x, y) over the pose joints both report; the note gives the 95th percentile and the
-    frames compared. A carried pose shows here as the body's motion since its run; an
+    (x, y) over the pose joints both report and the full front end sees (visibility >= 0.5;
+    the guessed ones, legs out of the picture, wander in any tracker); the note gives the
+    95th percentile and the frames compared. A carried pose shows here as the body's motion since its run; an
     implementation's own differences (``onnx:*``) show too.
 
     Args:
@@ -170,7 +171,7 @@ def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
             continue
         errs = []
         for a, b in zip(ref, frames):
-            both = a.mask[:N_POSE] & b.mask[:N_POSE]
+            both = a.mask[:N_POSE] & b.mask[:N_POSE] & (a.visibility[:N_POSE] >= 0.5)
             size = torso_size(a.joints[:N_POSE], a.visibility[:N_POSE]) if both.any() else None
             if size is None:
                 continue
@@ -180,8 +181,9 @@ def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
         p95 = f"{np.percentile(errs, 95):.4f}" if errs else "-"
         out[f"pose_{variant_key(variant)}_vs_full_{name}"] = Ratio(
             value, f"{variant} front end, pose joints", "full front end, pose joints",
-            f"{name}: mean distance in torso sizes over {len(errs)} frames with a person in "
-            f"both (95th percentile {p95}); carried poses count with their age")
+            f"{name}: mean distance of the visible joints in torso sizes over {len(errs)} "
+            f"frames with a person in both (95th percentile {p95}); carried poses count "
+            "with their age")
     return out
 
 

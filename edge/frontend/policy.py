@@ -31,11 +31,13 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   between the last two pose runs: the largest move of the nose, shoulders, elbows,
   wrists and hips visible in both, in torso sizes (the preprocessing's scale: the larger
   of the shoulder width and 0.6 x the torso length), divided by the frames between the
-  runs. Below ``still`` (0.02 torso per frame) a carried pose at most ``pose_every`` - 1
-  frames old is off by a few hundredths of a torso, about MediaPipe's own frame-to-frame
-  jitter; any faster, and the pose runs on every frame until the body is still again.
-  A move that starts while the pose is skipped is seen at the next run, at most
-  ``pose_every`` - 1 frames late.
+  runs. Below ``still`` (0.01 torso per frame) a carried pose at most ``pose_every`` - 1
+  frames old is off by at most 0.02 torso, a few times MediaPipe's own frame-to-frame
+  jitter on a still body (median 0.005 torso for these joints on the carphone clip);
+  any faster, and the pose runs on every frame until the body is still again. A move
+  that starts while the pose is skipped is seen at the next run, at most
+  ``pose_every`` - 1 frames late. 0.01 is what kept every event of the full front end on
+  the two real videos measured (docs/benchmarks.md); 0.02 lost two of five on one.
 
   The **hands** run when the body says they are in play (:func:`hands_in_play`: a wrist
   visible in the image and raised above its elbow or above mid-torso; the carried body
@@ -115,7 +117,7 @@ class FrontEndPolicy:
     task: str = "full"
     hand_every: int = 4
     pose_every: int = 3
-    still: float = 0.02
+    still: float = 0.01
     max_age: int = 4
     give_up_after: int = 3
     min_visibility: float = 0.5
