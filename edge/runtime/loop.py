@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable  # typing's: the aliases below are evaluated, on 3.8 too
 
 import numpy as np
 
@@ -251,10 +251,12 @@ def check_output(path: Path | None, flag: str) -> None:
 
 def check_distinct(outputs: Sequence[tuple[Path, str]],
                    inputs: Sequence[tuple[Path, str]]) -> None:
-    """No output may be an input (or inside an input folder), or another output.
+    """No output may be an input, or another output.
 
     ``--jsonl`` truncates its file at the start and ``--overlay`` replaces its file at the
-    end: either would destroy a recording or video given as ``--source``.
+    end: either would destroy a recording or video given as ``--source``. Only paths are
+    compared: an output that is one of the files inside an input folder (a recording in a
+    replayed folder) is not caught here.
 
     Args:
         outputs, inputs: ``(path, option)`` pairs.

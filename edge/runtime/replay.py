@@ -21,10 +21,10 @@ Replayed each as its own stream (:func:`replay_each`) or back to back as one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable  # typing's: OnEvent is evaluated, on 3.8 too
 
 import numpy as np
 
