@@ -146,7 +146,7 @@ def main(args: argparse.Namespace) -> int:
 
         out = args.out or assets_dir() / "clips"
         paths = export_clips(args.make_clips, out, split=args.split,
-                                  per_label=args.per_label, dataset=args.dataset)
+                             per_label=args.per_label, dataset=args.dataset)
         print(f"wrote {len(paths)} clip(s) to {out}")
         return 0
     from edge.assets import AssetMissing, bundled_clips, bundled_model, model_card, sample_video
