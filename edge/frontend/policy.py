@@ -28,16 +28,17 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   before it (the hands must be re-placed, as in ``gesture``), while the body's motion is
   unknown (fewer than two runs with a person) or at least ``still``, and when
   ``pose_every`` frames have passed. The motion (:func:`body_motion`) is measured
-  between the last two pose runs: the largest move of the nose, shoulders, elbows,
-  wrists and hips visible in both, in torso sizes (the preprocessing's scale: the larger
-  of the shoulder width and 0.6 x the torso length), divided by the frames between the
-  runs. Below ``still`` (0.01 torso per frame) a carried pose at most ``pose_every`` - 1
-  frames old is off by at most 0.02 torso, a few times MediaPipe's own frame-to-frame
-  jitter on a still body (median 0.005 torso for these joints on the carphone clip);
-  any faster, and the pose runs on every frame until the body is still again. A move
-  that starts while the pose is skipped is seen at the next run, at most
-  ``pose_every`` - 1 frames late. 0.01 is what kept every event of the full front end on
-  the two real videos measured (docs/benchmarks.md); 0.02 lost two of five on one.
+  between the last two pose runs: the largest move of the shoulders, elbows, wrists
+  and hips (:data:`MOTION_JOINTS`) visible in both, in torso sizes (the preprocessing's
+  scale: the larger of the shoulder width and 0.6 x the torso length), divided by the
+  frames between the runs. Below ``still`` (0.01 torso per frame) a carried pose at most
+  ``pose_every`` - 1 frames old is off by less than 0.02 torso if the body keeps that
+  speed, a few times MediaPipe's own frame-to-frame jitter on a still body (median 0.005
+  torso for the arms on the carphone clip); any faster, and the pose runs on every frame
+  until the body is still again. A move that starts while the pose is skipped is seen at
+  the next run, at most ``pose_every`` - 1 frames late. 0.01 is what kept every event of
+  the full front end on the two real videos measured (docs/benchmarks.md); 0.02 lost two
+  of five on one.
 
   The **hands** run when the body says they are in play (:func:`hands_in_play`: a wrist
   visible in the image and raised above its elbow or above mid-torso; the carried body
