@@ -21,10 +21,12 @@ import argparse
 import hashlib
 import logging
 import os
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import (
+    Any,
+    Callable,  # typing's: the alias below is evaluated, on 3.8 too
+)
 
 from calibration.onnx_meta import load_onnx, read_meta, save_onnx_atomic
 from calibration.trt.builder import (

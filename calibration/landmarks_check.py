@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable  # typing's Callable: an alias below is evaluated, on 3.8 too
 
 import numpy as np
 

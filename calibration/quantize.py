@@ -24,10 +24,10 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable  # typing's Callable: an alias below is evaluated, on 3.8 too
 
 import numpy as np
 

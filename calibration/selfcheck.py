@@ -37,10 +37,10 @@ import platform as pyplatform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable  # typing's Callable: an alias below is evaluated, on 3.8 too
 
 import numpy as np
 

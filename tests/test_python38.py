@@ -58,6 +58,47 @@ def test_annotations_are_deferred(path: Path) -> None:
     assert future or not annotated, f"{_rel(path)}: add 'from __future__ import annotations'"
 
 
+# Generics that only subscript at run time from 3.9 (PEP 585); deferred annotations hide
+# them, but not a module-level alias, a cast() or a default evaluated at import.
+BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}
+
+
+def _evaluated(tree: ast.Module) -> list[ast.AST]:
+    """The expressions a module evaluates at import outside annotations: assignments'
+    values and bare expressions in module and class bodies, and class bases."""
+    out: list[ast.AST] = [b for n in ast.walk(tree) if isinstance(n, ast.ClassDef) for b in n.bases]
+    bodies = [tree.body] + [n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    for body in bodies:
+        for st in body:
+            if isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
+                out.append(st.value)
+            elif isinstance(st, ast.Expr):
+                out.append(st.value)
+    return out
+
+
+@pytest.mark.parametrize("path", FILES, ids=_rel)
+def test_no_runtime_generic_subscript_newer_than_38(path: Path) -> None:
+    """``Alias = collections.abc.Callable[[str], None]`` or ``list[int]`` outside an
+    annotation raises TypeError on import under 3.8: use ``typing``'s names there."""
+    tree = ast.parse(path.read_text(), str(path))
+    from_abc = {a.asname or a.name for n in ast.walk(tree)
+                if isinstance(n, ast.ImportFrom) and n.module == "collections.abc"
+                for a in n.names}
+    bad = []
+    for expr in _evaluated(tree):
+        for n in ast.walk(expr):
+            if not isinstance(n, ast.Subscript):
+                continue
+            v = n.value
+            name = v.id if isinstance(v, ast.Name) else None
+            abc_attr = (isinstance(v, ast.Attribute) and isinstance(v.value, ast.Attribute)
+                        and v.value.attr == "abc")
+            if name in BUILTIN_GENERICS or name in from_abc or abc_attr:
+                bad.append(f"line {n.lineno}: {ast.unparse(n)[:60]}")
+    assert not bad, f"{_rel(path)}: subscripted at import, needs Python 3.9: " + "; ".join(bad)
+
+
 def test_vermin_finds_nothing_newer_than_38() -> None:
     vermin = pytest.importorskip("vermin")
     bad = []

@@ -51,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
+from typing import Mapping as TypingMapping  # evaluated in AnyReport below, on 3.8 too
 
 from edge.bench.stats import STAGES, Entry, Problem, Stats
 from edge.core.atomic import atomic_write
@@ -162,7 +163,7 @@ class BenchReport:
                 "failed": [p.to_dict() for p in self.failed], "power": self.power}
 
 
-AnyReport = Union[BenchReport, Mapping[str, Any]]
+AnyReport = Union[BenchReport, TypingMapping[str, Any]]
 
 
 def as_dict(report: AnyReport) -> dict[str, Any]:

@@ -23,10 +23,11 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from typing import Sequence as TypingSequence  # a base class below: evaluated, on 3.8 too
 
 import numpy as np
 
@@ -496,7 +497,7 @@ def _check_arrays(path: Path, meta: dict[str, Any], frames: np.ndarray, masks: n
                          f"outside its task's {int(sizes[int(task_idx[i])])} labels")
 
 
-class ClipStore(Sequence[Clip]):
+class ClipStore(TypingSequence[Clip]):
     """Read access to a store written by :func:`write_store`.
 
     Indexing returns a :class:`Clip` whose arrays are views into the memory map (copy them

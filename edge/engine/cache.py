@@ -57,10 +57,11 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable  # typing's: an alias below is evaluated, on 3.8 too
 
 from edge import __version__
 from edge.core.atomic import sha256_file

@@ -32,9 +32,9 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable  # typing's: the alias below is evaluated, on 3.8 too
 
 from edge.core.atomic import sha256_file
 from edge.core.errors import SkelmtlError
