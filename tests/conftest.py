@@ -38,10 +38,17 @@ TORCH_TESTS: dict[str, tuple[str, ...]] = {
     "test_tutorial.py": ("test_tutorial_configs_load", "test_tutorial_config_is_the_edge_recipe"),
 }
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+# Test modules that import trainer/ at the top (and not torch): trainer needs Python 3.10
+# (torch 2.13), so below it (3.8, JetPack 5's: `make test-py38`) they are not collected.
+TRAINER_MODULES = ("test_accuracy.py", "test_config.py", "test_datasets.py",
+                   "test_experiment.py", "test_records.py", "test_tuning.py")
+OLD_PYTHON = sys.version_info < (3, 10)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if not HAVE_TORCH and collection_path.name in TORCH_MODULES:
+        return True
+    if OLD_PYTHON and collection_path.name in TRAINER_MODULES:
         return True
     return None
 
@@ -65,11 +72,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    if HAVE_TORCH:
-        return None
-    return (f"torch is not installed: not collected {', '.join(TORCH_MODULES)}; "
-            f"skipping the {sum(map(len, TORCH_TESTS.values()))} test functions in TORCH_TESTS")
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    lines = []
+    if not HAVE_TORCH:
+        lines.append(f"torch is not installed: not collected {', '.join(TORCH_MODULES)}; "
+                     f"skipping the {sum(map(len, TORCH_TESTS.values()))} test functions in "
+                     "TORCH_TESTS")
+    if OLD_PYTHON:
+        lines.append(f"Python {sys.version_info[0]}.{sys.version_info[1]} < 3.10 (trainer's): "
+                     f"not collected {', '.join(TRAINER_MODULES)}")
+    return lines or None
 
 
 @pytest.fixture(scope="session")
