@@ -87,7 +87,9 @@ def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
     pooled = sum(r["val"] * r["n_val"] for r in res) / n
     assert n == sum(1 for c in ClipStore(store) if c.split == "train")
     text = (tmp_path / "t.md").read_text()
-    assert f"| one | `{{\"optim.epochs\": 1}}` | 3 | {100 * pooled:.1f} |" in text
+    assert all(r["val_last"] == r["val"] for r in res)  # one epoch: the last is the best
+    assert (f"| one | `{{\"optim.epochs\": 1}}` | 3 | {100 * pooled:.1f} | "
+            + ", ".join(f"{100 * r['val']:.1f}" for r in res) + f" | {100 * pooled:.1f} |") in text
     assert text.rstrip().endswith("what was read")
     assert not list((tmp_path / "runs").rglob("result.json"))  # records only in records/
     stamp = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
