@@ -1,13 +1,14 @@
 """edge/ and calibration/ stay importable on Python 3.8, JetPack 5's only Python with
 TensorRT bindings (the JetPack 5 image runs them there; trainer/ needs torch, so 3.10+).
 
-What this proves and what it does not: there is no Python 3.8 interpreter on the CI machine.
+What this proves and what it does not: these checks are static, so they run on any Python;
+``make test-py38`` runs the whole suite on a real 3.8 (docs/jetson.md says when it last did).
 ``vermin`` finds syntax, modules, functions and keyword arguments newer than 3.8 from the
 AST; it cannot know the type of ``x`` in ``x.removesuffix(...)``, so the methods it misses
 are listed here by name. Annotations are only safe because every module defers them
 (``from __future__ import annotations``), which is checked too. The third-party versions
 that exist for Python 3.8 on aarch64 (numpy 1.24, onnxruntime 1.16, onnx 1.16, mediapipe
-0.10.9) were run by the whole suite in a separate environment (docs/jetson.md says when).
+0.10.9) are run by ``make test-oldest`` and ``make test-py38``.
 """
 from __future__ import annotations
 
