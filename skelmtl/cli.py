@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edge.commands.demo", "run the bundled model on bundled real clips"),
 }
 
+# trainer/ needs torch 2.13, which needs Python 3.10; edge/ and calibration/ run on 3.8
+# (JetPack 5). On an older Python a trainer command says so in one line instead of
+# failing somewhere inside its imports.
+TRAINER_PYTHON = (3, 10)
+
 _VERBOSITY = re.compile(r"-(v+|q+)|--(verbose|quiet)")
 
 
@@ -97,6 +102,11 @@ def _main(argv: list[str]) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     module_name, help_text = COMMANDS[name]
+    if module_name.startswith("trainer.") and sys.version_info[:2] < TRAINER_PYTHON:
+        print(f"skelmtl {name}: needs Python {'.'.join(map(str, TRAINER_PYTHON))} or newer "
+              f"(training needs torch); this is Python {sys.version.split()[0]}",
+              file=sys.stderr)
+        return 2
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

@@ -102,3 +102,13 @@ def test_python_m_of_a_command_module_is_the_command(tmp_path: Path) -> None:
     assert a.returncode == 2 and a.stderr.startswith("skelmtl run: error: ")
     assert len(a.stderr.splitlines()) == 1
     assert "Traceback" not in a.stderr
+
+
+@pytest.mark.parametrize("command", ["data", "train", "accuracy"])
+def test_a_trainer_command_on_an_older_python_is_one_line(
+        command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "version_info", (3, 8, 18, "final", 0))
+    monkeypatch.setattr(sys, "version", "3.8.18 (default)")
+    assert main([command, "info", "x"]) == 2
+    assert capsys.readouterr().err == (f"skelmtl {command}: needs Python 3.10 or newer "
+                                       "(training needs torch); this is Python 3.8.18\n")
