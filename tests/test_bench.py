@@ -801,3 +801,32 @@ def test_pose_deviation_and_plan_reasons() -> None:
     assert "clip: mean distance of the visible joints in torso sizes over 3 frames" in r.note
     assert plan_reasons(["a", "b", "a", "a"]) == "why: 'a' 75%, 'b' 25%"
     assert plan_reasons([]) == "why: -"
+
+
+def test_hand_deviation_counts_missed_and_extra_hands() -> None:
+    """A variant's hands against the full front end's, slot by slot, in torso sizes of the
+    full front end's pose (0.2 here); hands in one slot only count as missed or extra."""
+    from edge.bench.frontend import hand_deviation
+    from edge.frontend.landmarks import NUM_JOINTS, LandmarkFrame
+
+    def frame(left: float | None, right: float | None) -> LandmarkFrame:
+        joints = np.zeros((NUM_JOINTS, 3), np.float32)
+        joints[[11, 12], 0] = (0.6, 0.4)      # shoulders 0.2 apart, hips 0.3 below
+        joints[[11, 12], 1] = 0.3
+        joints[[23, 24], 0] = (0.6, 0.4)
+        joints[[23, 24], 1] = 0.6
+        mask = np.zeros(NUM_JOINTS, bool)
+        mask[:33] = True
+        for start, x in ((33, left), (54, right)):
+            if x is not None:
+                joints[start:start + 21, 0] = x
+                mask[start:start + 21] = True
+        return LandmarkFrame(t=0.0, joints=joints, mask=mask, visibility=mask.astype(np.float32))
+
+    full = [frame(0.5, 0.3), frame(0.5, 0.3), frame(None, 0.3), frame(0.5, None)]
+    routed = [frame(0.5, 0.3), frame(0.52, None), frame(0.5, 0.33), frame(0.5, None)]
+    r = hand_deviation({"full": full, "auto": routed}, "clip")["hands_auto_vs_full_clip"]
+    # 5 hands in the same slot: 0, 0, 0.1 (0.02 / 0.2), 0.15 (0.03 / 0.2), 0
+    assert r.value == pytest.approx(0.25 / 5, rel=1e-4)
+    assert "over 5 hands in the same slot" in r.note
+    assert "of the full front end's 6 hands 1 missed, 1 extra" in r.note

@@ -18,9 +18,11 @@ from edge.frontend.policy import (
     body_motion,
     decide,
     hands_in_play,
+    hands_wanted,
     policy_for_task,
     route_recording,
     torso_size,
+    wrists_in_view,
 )
 
 L_ELBOW, R_ELBOW = 13, 14
@@ -131,8 +133,12 @@ def test_auto_hands_follow_the_body() -> None:
 
 
 def test_auto_carries_the_pose_while_the_body_is_still() -> None:
-    pol = FrontEndPolicy(task="auto", pose_every=3, still=0.02, hand_every=4)
+    pol = FrontEndPolicy(task="auto", still_every=3, still=0.02, hand_every=4)
     assert FrontEndPolicy().still == 0.01
+    assert (FrontEndPolicy().still_every, FrontEndPolicy().pose_every) == (2, 3)
+    # the default: every 2nd frame while still
+    got = run_plans(FrontEndPolicy(task="auto"), [0] * 6, pose=body(), motion=[None] + [0.0] * 5)
+    assert [p for p, _ in got] == [True, True, False, True, False, True]
     # motion unknown until a pose run measured it; then still: every 3rd frame
     got = run_plans(pol, [0] * 8, pose=body(), motion=[None] + [0.01] * 7)
     assert [p for p, _ in got] == [True, True, False, False, True, False, False, True]
@@ -155,7 +161,57 @@ def test_decide_names_the_rule() -> None:
     plan = decide(pol, state, body())
     assert plan == StagePlan(False, False, "auto: pose skipped, body still; no hand in play")
     plan = decide(pol, replace(state, motion=0.3), body(0.2))
-    assert plan == StagePlan(True, True, "auto: pose body moving; hand in play", True)
+    assert plan == StagePlan(True, True, "auto: pose body moving; hand in play", True, 2,
+                             "both wrists in view")
+    vis = np.ones(N_POSE, np.float32)
+    vis[R_WRIST] = 0.1
+    plan = decide(pol, replace(state, motion=0.3), body(0.2), vis)
+    assert plan == StagePlan(True, True, "auto: pose body moving; hand in play", True, 1,
+                             "one wrist in view or none")
+
+
+def test_wrists_in_view() -> None:
+    pol = FrontEndPolicy(task="auto")
+    vis = np.ones(N_POSE, np.float32)
+    assert wrists_in_view(body(), vis, pol) == 2  # hanging arms count: in view, not in play
+    assert wrists_in_view(body(), None, pol) == 2
+    vis[L_WRIST] = 0.4
+    assert wrists_in_view(body(), vis, pol) == 1
+    pose = body()
+    pose[R_WRIST, 0] = 1.03  # outside the image by more than the margin (0.02)
+    assert wrists_in_view(pose, vis, pol) == 0
+    pose[R_WRIST, 0] = 1.01
+    assert wrists_in_view(pose, vis, pol) == 1
+    assert wrists_in_view(None, None, pol) == 0
+
+
+def test_hands_wanted_rules() -> None:
+    pol = FrontEndPolicy(task="auto", hand_every=4, give_up_after=3)
+    one = np.ones(N_POSE, np.float32)
+    one[R_WRIST] = 0.0
+    s = StageState(pose_age=0, hands_age=0, person=True, hands_found=1)
+    assert hands_wanted(FrontEndPolicy(task="full"), s, body(), one) == (2, "two hands")
+    assert hands_wanted(FrontEndPolicy(task="gesture"), s, body(), one) == (2, "two hands")
+    assert hands_wanted(pol, s, body(), one) == (1, "one wrist in view or none")
+    assert hands_wanted(pol, s, None, None) == (2, "no body")
+    assert hands_wanted(pol, replace(s, hands_found=2), body(), one) == \
+        (2, "two hands tracked")
+    assert hands_wanted(pol, s, body(), None) == (2, "both wrists in view")
+
+
+def test_auto_looks_for_a_second_hand_only_while_it_may_be_found() -> None:
+    """Both wrists in view, one hand found: two are looked for 3 times, then on every 4th
+    frame (6, 10); two found (10, 11): two while both are tracked, then 3 more tries."""
+    pol = FrontEndPolicy(task="auto", hand_every=4, give_up_after=3)
+    state, wanted = StageState(), []
+    found = [1] * 10 + [2, 2, 1, 1, 1, 1, 1]
+    for n in found:
+        plan = decide(pol, state, body(0.2, 0.2))
+        assert plan.hands
+        wanted.append(plan.max_hands)
+        state = advance(state, plan, person=True, hands_found=n, motion=0.05)
+    assert wanted == [2, 2, 2, 1, 1, 1, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 1]
+    assert state.pair_misses == 3
 
 
 def test_torso_size_and_body_motion() -> None:
@@ -228,7 +284,8 @@ def test_route_recording_auto_carries_a_still_body() -> None:
     frames[:, :N_POSE] = body()
     frames[6:, :N_POSE, 0] += np.arange(6, dtype=np.float32)[:, None] * 0.02  # moves from 6
     mask[:, N_POSE:] = False
-    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto", hand_every=4))
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto", hand_every=4,
+                                                                still_every=3))
     # 0 (no person yet), 1 (motion unknown), 4 (every 3rd), then 7: the move (0.1 torso
     # per frame from 6 on) is seen at the first run after it began (4 -> 7: 0.033 torso per
     # frame), and from 8 on the pose runs on every frame
@@ -254,6 +311,24 @@ def test_route_recording_auto_and_full() -> None:
     mask[:, N_POSE:] = False
     f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto", hand_every=4))
     assert counts["hands"] == 3 and not m[:, N_POSE:].any()
+
+
+def test_route_recording_auto_keeps_one_hand_when_it_looks_for_one() -> None:
+    frames, mask = recording()
+    frames[:, :N_POSE] = body(0.2, 0.2)
+    mask[:, R_WRIST] = False  # one wrist seen: auto looks for one hand
+    mask[:4, N_POSE:N_POSE + 21] = False  # the right hand alone first, then both
+    f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="auto"))
+    assert counts["hands"] == 12
+    # the hand it tracks (the right one) stays; the left one is not looked for
+    assert not m[:, N_POSE:N_POSE + 21].any() and m[:, N_POSE + 21:].all()
+    np.testing.assert_array_equal(f[:, N_POSE + 21:], frames[:, N_POSE + 21:])
+    mask[:4, N_POSE:N_POSE + 21] = True  # both from the start: the left slot is kept
+    f, m, _ = route_recording(frames, mask, FrontEndPolicy(task="auto"))
+    assert m[:, N_POSE:N_POSE + 21].all() and not m[:, N_POSE + 21:].any()
+    mask[:, R_WRIST] = True  # both wrists seen: both hands
+    f, m, _ = route_recording(frames, mask, FrontEndPolicy(task="auto"))
+    assert m[:, N_POSE:].all()
 
 
 def test_pipeline_picks_the_policy_of_its_task() -> None:
@@ -327,3 +402,54 @@ def test_onnx_front_end_registered_without_importing_onnxruntime(
         f"{tmp_path}: converted landmark models missing (pose_detector.onnx, "
         "pose_landmarks_detector.onnx, hand_landmarks_detector.onnx); create them once "
         "with 'skelmtl convert-landmarks' (docs/landmarks.md)")
+
+
+MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")  # Debian opencv-doc
+
+
+def megamind_frames(path: Path, n: int) -> list[np.ndarray]:
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(np.ascontiguousarray(img[:, :, ::-1]))
+    cap.release()
+    return frames
+
+
+def check_one_hand_tracking(path: Path) -> None:
+    """``auto`` on Megamind's first 40 frames (one hand in view): the hand stage looks for one
+    hand with a landmarker made for one, and finds the hand the full front end finds."""
+    pytest.importorskip("mediapipe")
+    from edge.frontend.landmarks import Landmarker
+    from edge.frontend.model_files import ModelFileError
+
+    frames = megamind_frames(path, 40)
+    try:
+        auto, full = Landmarker(policy="auto", offline=True), Landmarker(offline=True)
+    except ModelFileError as e:
+        pytest.skip(str(e).splitlines()[0])
+    with auto, full:
+        assert auto._hand1 is not None and full._hand1 is None
+        off = []
+        for i, img in enumerate(frames):
+            a, f = auto.process(img, i / 25, i), full.process(img, i / 25, i)
+            plan = auto.last_plan
+            assert plan is not None
+            if plan.hands and plan.max_hands == 1 and a.num_hands:
+                hands = slice(N_POSE, NUM_JOINTS)
+                both = a.mask[hands] & f.mask[hands]
+                assert both.sum() == 21, i  # the full front end has this hand in this slot
+                off.append(float(np.abs(a.pixels()[hands] - f.pixels()[hands])[both].mean()))
+    # 33 such frames (measured); the full front end's palm search on every frame moves the
+    # joints by up to 8 px (of 720) on the first frames, then under 2 px
+    assert len(off) >= 30 and max(off) < 10.0 and float(np.median(off)) < 1.5, off
+
+
+@pytest.mark.skipif(not MEGAMIND.is_file(), reason="Debian opencv-doc (Megamind.avi) not "
+                                                    "installed")
+def test_auto_tracks_one_hand_with_a_one_hand_landmarker() -> None:
+    check_one_hand_tracking(MEGAMIND)

@@ -187,6 +187,53 @@ def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
     return out
 
 
+def hand_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ratio]:
+    """``hands_<variant>_vs_full_<name>``: how far a variant's hands are from the full front
+    end's on the same frames, in torso sizes (of the full front end's pose).
+
+    The value is the mean, over the hand slots (left, right) both filled on a frame whose
+    full pose has a torso, of the mean distance (x, y) of the 21 joints; the note gives the
+    95th percentile and how many hands the full front end found that the variant did not
+    have in that slot (missed: skipped, carried past ``max_age`` or not found) and the
+    reverse (extra). A carried hand counts with its age.
+
+    Args:
+        runs: variant -> its :class:`edge.frontend.landmarks.LandmarkFrame` list, frame by
+            frame; ``full`` is the reference.
+        name: the video's name, for the ratio's key.
+    """
+    from edge.core.layout import LEFT_HAND0, N_HAND, N_POSE, RIGHT_HAND0
+    from edge.frontend.policy import torso_size
+
+    out: dict[str, Ratio] = {}
+    ref = runs.get("full", ())
+    slots = [slice(s, s + N_HAND) for s in (LEFT_HAND0, RIGHT_HAND0)]
+    for variant, frames in runs.items():
+        if variant == "full":
+            continue
+        errs: list[float] = []
+        found = missed = extra = 0
+        for a, b in zip(ref, frames):
+            size = torso_size(a.joints[:N_POSE], a.visibility[:N_POSE]) \
+                if a.mask[:N_POSE].any() else None
+            for cut in slots:
+                have_a, have_b = bool(a.mask[cut].any()), bool(b.mask[cut].any())
+                found += have_a
+                missed += have_a and not have_b
+                extra += have_b and not have_a
+                if have_a and have_b and size is not None:
+                    d = np.linalg.norm(a.joints[cut, :2] - b.joints[cut, :2], axis=1)
+                    errs.append(float(d.mean()) / size)
+        value = float(np.mean(errs)) if errs else None
+        p95 = f"{np.percentile(errs, 95):.4f}" if errs else "-"
+        out[f"hands_{variant_key(variant)}_vs_full_{name}"] = Ratio(
+            value, f"{variant} front end, hand joints", "full front end, hand joints",
+            f"{name}: mean distance of the 21 joints in torso sizes over {len(errs)} hands "
+            f"in the same slot (95th percentile {p95}); of the full front end's {found} "
+            f"hands {missed} missed, {extra} extra; carried hands count with their age")
+    return out
+
+
 def replay_agreement(open_pipe: Any, clips: Sequence[Path], variants: Sequence[str]
                      ) -> dict[str, Ratio]:
     """``events_<variant>_vs_full_clips`` ratios: every clip replayed as the variant would

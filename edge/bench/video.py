@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench.frontend import pose_deviation, video_agreement
+from edge.bench.frontend import hand_deviation, pose_deviation, video_agreement
 from edge.bench.inputs import Landmarks, ModelFiles
 from edge.bench.models import _add_e2e, _open_pipeline
 from edge.bench.options import (
@@ -62,6 +62,7 @@ class _Variant:
         self.cpu_ms: list[float] = []
         self.frames: list[Any] = []
         self.reasons: list[str] = []
+        self.one_hand: list[bool] = []  # a hand run that looked for one hand (StagePlan)
 
     def __call__(self, img: np.ndarray, t: float, i: int) -> None:
         c0, t0 = time.process_time_ns(), time.perf_counter_ns()
@@ -73,6 +74,8 @@ class _Variant:
         self.frames.append(out)
         plan = getattr(self.lm, "last_plan", None)
         self.reasons.append(str(getattr(plan, "reason", "")))
+        self.one_hand.append(bool(getattr(plan, "hands", False))
+                             and getattr(plan, "max_hands", 2) == 1)
 
     def rows(self, rec: Recorder, w: int) -> None:
         lm = self.lm
@@ -94,6 +97,10 @@ class _Variant:
                      f"{sum(v > 0 for v in self.hands_ms[w:]) / n:.0%} of the timed frames "
                      "(a skipped stage counts 0 ms: compare means); "
                      + plan_reasons(self.reasons[w:]))
+            runs = sum(v > 0 for v in self.hands_ms[w:])
+            if any(self.one_hand[w:]):
+                note += (f"; the hand stage looked for one hand on "
+                         f"{sum(self.one_hand[w:]) / max(runs, 1):.0%} of its runs")
         suffix = "" if self.name == "full" else f" {self.name}"
         rec.add(make_entry("landmarks_pose", f"landmarks_pose{suffix}", self.pose_ms[w:],
                            unit="frame", reason=note))
@@ -247,8 +254,9 @@ def _bench_video(rec: Recorder, opts: BenchOptions, video: Path | None, reason: 
     lm = Landmarks(np.stack([f.joints for f in full]), np.stack([f.mask for f in full]),
                    np.asarray([f.t * 1000.0 for f in full]), "landmarks of the video")
     agreement = cpu_ratios(variants, w)
-    agreement.update(pose_deviation({k: v.frames[w:] for k, v in variants.items()},
-                                    video.stem))
+    timed = {k: v.frames[w:] for k, v in variants.items()}
+    agreement.update(pose_deviation(timed, video.stem))
+    agreement.update(hand_deviation(timed, video.stem))
     if pipe is None:
         rec.skip("end_to_end", "end_to_end", str(e2e_why), unit="frame")
     else:

@@ -33,7 +33,11 @@ Which stages run on a frame follows the routed task (:mod:`edge.frontend.policy`
 pose only as often as placing the hands needs, ``"auto"`` runs the pose on every frame
 only while the body moves and the hands when the body says they are in play; a skipped stage's joints are carried from its last run for a few
 frames, then masked (``LandmarkFrame.pose_age`` / ``hands_age``). The default policy,
-``full``, runs both stages on every frame.
+``full``, runs both stages on every frame. In video mode ``auto`` keeps a second hand
+landmarker made for one hand and uses it when the policy looks for one hand
+(``StagePlan.max_hands``): one made for two runs its palm detector on every frame while it
+tracks fewer than two; one made for one stops searching while it tracks its hand. Each
+is fed only the frames it is used on, with the same strictly increasing timestamps.
 
 The front-end interface (:class:`FrontEnd`): what :class:`edge.runtime.pipeline.Pipeline`, ``skelmtl
 run``, ``demo`` and ``bench`` call on a landmark front end is ``process(image, t, index)
@@ -369,7 +373,17 @@ class Landmarker:
         running = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
         self._pose: Any = None
         self._hand: Any = None
+        self._hand1: Any = None  # made for one hand: ``auto`` in video mode (module doc)
         native_log: list[str] = []
+
+        def hand_landmarker(n: int) -> Any:
+            return vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(
+                base_options=BaseOptions(model_asset_path=str(self.hand_model)),
+                running_mode=running, num_hands=n,
+                min_hand_detection_confidence=min_detection_confidence,
+                min_hand_presence_confidence=min_presence_confidence,
+                min_tracking_confidence=min_tracking_confidence))
+
         try:
             with _native_stderr_captured() as native_log:
                 self._pose = vision.PoseLandmarker.create_from_options(vision.PoseLandmarkerOptions(
@@ -379,13 +393,9 @@ class Landmarker:
                     min_pose_presence_confidence=min_presence_confidence,
                     min_tracking_confidence=min_tracking_confidence))
                 if self.hand_model is not None:
-                    self._hand = vision.HandLandmarker.create_from_options(
-                        vision.HandLandmarkerOptions(
-                            base_options=BaseOptions(model_asset_path=str(self.hand_model)),
-                            running_mode=running, num_hands=num_hands,
-                            min_hand_detection_confidence=min_detection_confidence,
-                            min_hand_presence_confidence=min_presence_confidence,
-                            min_tracking_confidence=min_tracking_confidence))
+                    self._hand = hand_landmarker(num_hands)
+                    if policy.task == "auto" and mode == "video" and num_hands > 1:
+                        self._hand1 = hand_landmarker(1)
         except (RuntimeError, ValueError, OSError) as e:
             self.close()
             said = "".join(native_log).strip()[-2000:]
@@ -443,8 +453,10 @@ class Landmarker:
             plan = self.stages.plan(*(plan_body if plan_body is not None else (None, None)))
             hand_res = None
             if plan.hands and self._hand is not None:
-                hand_res = (self._hand.detect_for_video(mp_image, self._last_ts)
-                            if self.mode == "video" else self._hand.detect(mp_image))
+                hand = self._hand1 if plan.max_hands == 1 and self._hand1 is not None \
+                    else self._hand
+                hand_res = (hand.detect_for_video(mp_image, self._last_ts)
+                            if self.mode == "video" else hand.detect(mp_image))
         t2 = time.perf_counter()
         frame = self._merge(plan, body, plan_body, hand_res, float(t), (w, h), index)
         t3 = time.perf_counter()
@@ -506,7 +518,7 @@ class Landmarker:
 
     def close(self) -> None:
         """Free the MediaPipe graphs (idempotent)."""
-        for name in ("_pose", "_hand"):
+        for name in ("_pose", "_hand", "_hand1"):
             lm = getattr(self, name, None)
             if lm is not None:
                 try:

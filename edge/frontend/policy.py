@@ -22,23 +22,26 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   preprocessing would fall back to scaling by palm size.
 * ``auto`` -- the body as often as it changes, the hands when they are in play.
 
-  The **pose** runs on every frame while the body moves, and every ``pose_every``-th
-  frame while it is still: it runs when no person is known (no run yet, or the last run
-  found none), on the frame after a hand run found another number of hands than the run
-  before it (the hands must be re-placed, as in ``gesture``), while the body's motion is
-  unknown (fewer than two runs with a person) or at least ``still``, and when
-  ``pose_every`` frames have passed. The motion (:func:`body_motion`) is measured
+  The **pose** runs on every frame while the body moves, and every ``still_every``-th
+  (2nd) frame while it is still: it runs when no person is known (no run yet, or the
+  last run found none), on the frame after a hand run found another number of hands than
+  the run before it (the hands must be re-placed, as in ``gesture``), while the body's
+  motion is unknown (fewer than two runs with a person) or at least ``still``, and when
+  ``still_every`` frames have passed. The motion (:func:`body_motion`) is measured
   between the last two pose runs: the largest move of the shoulders, elbows, wrists
   and hips (:data:`MOTION_JOINTS`) visible in both, in torso sizes (the preprocessing's
   scale: the larger of the shoulder width and 0.6 x the torso length), divided by the
   frames between the runs. Below ``still`` (0.01 torso per frame) a carried pose at most
-  ``pose_every`` - 1 frames old is off by less than 0.02 torso if the body keeps that
-  speed, a few times MediaPipe's own frame-to-frame jitter on a still body (median 0.005
+  ``still_every`` - 1 frames old is off by less than 0.01 torso if the body keeps that
+  speed, about MediaPipe's own frame-to-frame jitter on a still body (median 0.005
   torso for the arms on the carphone clip); any faster, and the pose runs on every frame
   until the body is still again. A move that starts while the pose is skipped is seen at
-  the next run, at most ``pose_every`` - 1 frames late. 0.01 is what kept every event of
+  the next run, at most ``still_every`` - 1 frames late. 0.01 is what kept every event of
   the full front end on the two real videos measured (docs/benchmarks.md); 0.02 lost two
-  of five on one.
+  of five on one. ``still_every`` was 3 until 2026-12-05: on the Megamind clip started at
+  three different frames that lost 1 or 2 begin events at two of the three starts, 2
+  lost one at one start (docs/benchmarks.md); a pose carried two frames is a staircase
+  in the body's motion that the action head reads.
 
   The **hands** run when the body says they are in play (:func:`hands_in_play`: a wrist
   visible in the image and raised above its elbow or above mid-torso; the carried body
@@ -49,6 +52,19 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   hand in a glove), the lower rate applies too until a hand is found. A skipped hand
   stage follows a hand run that found no hand, so the carried hands are no hands: the
   slots are masked, exactly what the last run said.
+
+  **How many hands** a hand run looks for (:func:`hands_wanted`, ``StagePlan.max_hands``):
+  MediaPipe's hand landmarker runs its palm detector on every call while it tracks fewer
+  hands than it was made for, so one made for two hands that tracks one pays for a palm
+  search on every frame (25 against 9 ms of CPU per frame on the Megamind clip,
+  docs/benchmarks.md). ``auto`` therefore looks for **one** hand unless the body says two
+  may be there: two hands are looked for while the last hand run found two (tracking
+  both), when no body is known, and when both wrists are in view
+  (:func:`wrists_in_view`) -- but when ``give_up_after`` such runs in a row found fewer
+  than two (a hand the palm detector does not find), only every ``hand_every``-th frame
+  until two are found. A second hand that comes into view is so found at once when the
+  body sees its wrist, else within ``hand_every`` frames. ``full`` and ``gesture`` always
+  look for two.
 
 One rule covers every skipped stage: its joints are **carried from the stage's last run
 while that run is at most** ``max_age`` **frames old, and masked after that**
@@ -91,6 +107,7 @@ MOTION_JOINTS = (L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_H
 _TORSO_TO_WIDTH = 0.6
 _SIDES = ((L_SHOULDER, L_ELBOW, L_WRIST, L_HIP), (R_SHOULDER, R_ELBOW, R_WRIST, R_HIP))
 HAND_SLICE = slice(N_POSE, NUM_JOINTS)
+_LEFT_HAND, _RIGHT_HAND = slice(N_POSE, N_POSE + 21), slice(N_POSE + 21, NUM_JOINTS)
 
 
 class PolicyError(SkelmtlError, ValueError):
@@ -104,8 +121,8 @@ class FrontEndPolicy:
     Attributes:
         task: ``full``, ``action``, ``gesture`` or ``auto`` (:data:`FRONT_END_TASKS`).
         hand_every: ``auto``: the hand stage's period while no hand is in play.
-        pose_every: ``gesture``: the pose stage's period while hands are tracked;
-            ``auto``: its period while the body is still.
+        pose_every: ``gesture``: the pose stage's period while hands are tracked.
+        still_every: ``auto``: the pose stage's period while the body is still.
         still: ``auto``: body motion (torso sizes per frame, :func:`body_motion`) below
             which the body is still.
         max_age: frames a skipped stage's joints are carried before they are masked.
@@ -118,6 +135,7 @@ class FrontEndPolicy:
     task: str = "full"
     hand_every: int = 4
     pose_every: int = 3
+    still_every: int = 2
     still: float = 0.01
     max_age: int = 4
     give_up_after: int = 3
@@ -127,7 +145,7 @@ class FrontEndPolicy:
     def __post_init__(self) -> None:
         if self.task not in FRONT_END_TASKS:
             raise PolicyError(f"front-end task {self.task!r}: use one of {list(FRONT_END_TASKS)}")
-        for name in ("hand_every", "pose_every", "give_up_after"):
+        for name in ("hand_every", "pose_every", "still_every", "give_up_after"):
             if int(getattr(self, name)) < 1:
                 raise PolicyError(f"front-end policy: {name} must be >= 1, got "
                                   f"{getattr(self, name)}")
@@ -164,6 +182,10 @@ class StageState:
         hands_changed: the last hand run found another number of hands than the run
             before it (tracking lost, or a new hand to place) and no pose ran with it.
         misses: hand runs in a row that found nothing while a hand was in play.
+        pair_misses: ``auto``: hand runs in a row that looked for two hands because both
+            wrists were in view and found fewer.
+        pair_age: ``auto``: frames since a hand run last looked for two hands (None:
+            never).
         motion: the body's motion between the last two pose runs (:func:`body_motion`;
             None: unknown).
     """
@@ -175,16 +197,25 @@ class StageState:
     hands_changed: bool = False
     misses: int = 0
     motion: float | None = None
+    pair_misses: int = 0
+    pair_age: int | None = None
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """The stages to run on one frame, and why (``reason`` names the rule)."""
+    """The stages to run on one frame, and why (``reason`` names the rule).
+
+    ``max_hands``: how many hands the hand stage looks for (1 or 2, :func:`hands_wanted`;
+    ``pair_reason`` names the rule). A front end whose hand stage costs the same either way
+    may look for two.
+    """
 
     pose: bool
     hands: bool
     reason: str
     in_play: bool = False
+    max_hands: int = 2
+    pair_reason: str = ""
 
 
 def hands_in_play(pose: np.ndarray | None, visibility: np.ndarray | None,
@@ -216,6 +247,45 @@ def hands_in_play(pose: np.ndarray | None, visibility: np.ndarray | None,
             if y < 0.5 * (float(pose[shoulder, 1]) + float(pose[hip, 1])):
                 return True
     return False
+
+
+def wrists_in_view(pose: np.ndarray | None, visibility: np.ndarray | None,
+                   policy: FrontEndPolicy) -> int:
+    """How many wrists (0-2) the body shows visible (``min_visibility``) and inside the
+    image (up to ``margin``); 0 without a body. ``pose``: ``(33, >=2)`` normalised."""
+    if pose is None or len(pose) < N_POSE:
+        return 0
+    vis = np.ones(N_POSE, np.float32) if visibility is None else np.asarray(visibility)
+    lo, hi = -policy.margin, 1.0 + policy.margin
+    return sum(int(vis[w] >= policy.min_visibility and lo <= float(pose[w, 0]) <= hi
+                   and lo <= float(pose[w, 1]) <= hi) for w in (L_WRIST, R_WRIST))
+
+
+def hands_wanted(policy: FrontEndPolicy, state: StageState, pose: np.ndarray | None = None,
+                 visibility: np.ndarray | None = None) -> tuple[int, str]:
+    """How many hands a hand run looks for on this frame, and the rule (module doc).
+
+    Args:
+        policy: the routed task's policy (only ``auto`` ever looks for one).
+        state: what the previous frames left.
+        pose, visibility: the freshest body (as for :func:`decide`), or None.
+
+    Returns:
+        ``(1 or 2, reason)``.
+    """
+    if policy.task != "auto":
+        return 2, "two hands"
+    if state.hands_found >= 2:
+        return 2, "two hands tracked"
+    if pose is None:
+        return 2, "no body"
+    if wrists_in_view(pose, visibility, policy) < 2:
+        return 1, "one wrist in view or none"
+    if state.pair_misses < policy.give_up_after:
+        return 2, "both wrists in view"
+    if _due(state.pair_age, policy.hand_every):
+        return 2, f"both wrists in view, every {policy.hand_every} frames"
+    return 1, "both wrists in view, second hand not found lately"
 
 
 def torso_size(pose: np.ndarray, visibility: np.ndarray | None = None,
@@ -276,8 +346,9 @@ def pose_due(policy: FrontEndPolicy, state: StageState) -> tuple[bool, str]:
             return True, "body motion unknown"
         if state.motion >= policy.still:
             return True, "body moving"
-    if _due(state.pose_age, policy.pose_every):
-        return True, f"every {policy.pose_every} frames"
+    every = policy.still_every if policy.task == "auto" else policy.pose_every
+    if _due(state.pose_age, every):
+        return True, f"every {every} frames"
     return False, "hands tracked" if policy.task == "gesture" else "body still"
 
 
@@ -304,15 +375,17 @@ def decide(policy: FrontEndPolicy, state: StageState, pose: np.ndarray | None = 
                          else f"gesture: pose skipped, {why}")
     in_play = hands_in_play(pose, visibility, policy)
     body = f"auto: pose {why}" if run_pose else f"auto: pose skipped, {why}"
+    wanted, pair = hands_wanted(policy, state, pose, visibility)
     if state.hands_found > 0:
-        return StagePlan(run_pose, True, f"{body}; hands tracked", in_play)
-    if in_play and state.misses < policy.give_up_after:
-        return StagePlan(run_pose, True, f"{body}; hand in play", in_play)
-    if _due(state.hands_age, policy.hand_every):
-        return StagePlan(run_pose, True, f"{body}; hands every {policy.hand_every} frames",
-                         in_play)
-    return StagePlan(run_pose, False, f"{body}; no hand in play" if not in_play
-                     else f"{body}; in play, none found lately", in_play)
+        why_hands = "hands tracked"
+    elif in_play and state.misses < policy.give_up_after:
+        why_hands = "hand in play"
+    elif _due(state.hands_age, policy.hand_every):
+        why_hands = f"hands every {policy.hand_every} frames"
+    else:
+        return StagePlan(run_pose, False, f"{body}; no hand in play" if not in_play
+                         else f"{body}; in play, none found lately", in_play)
+    return StagePlan(run_pose, True, f"{body}; {why_hands}", in_play, wanted, pair)
 
 
 def advance(state: StageState, plan: StagePlan, *, person: bool, hands_found: int,
@@ -324,7 +397,8 @@ def advance(state: StageState, plan: StagePlan, *, person: bool, hands_found: in
         return None if age is None else age + 1
 
     new = replace(state, pose_age=0 if plan.pose else older(state.pose_age),
-                  hands_age=0 if plan.hands else older(state.hands_age))
+                  hands_age=0 if plan.hands else older(state.hands_age),
+                  pair_age=older(state.pair_age))
     if plan.pose:
         new = replace(new, person=person, motion=motion if person else None)
     if plan.hands:
@@ -332,6 +406,11 @@ def advance(state: StageState, plan: StagePlan, *, person: bool, hands_found: in
         new = replace(new, hands_found=hands_found,
                       hands_changed=hands_found != state.hands_found and not plan.pose,
                       misses=misses)
+        if plan.max_hands >= 2:
+            # Only a look for two because both wrists were in view can miss the second.
+            pair_misses = (state.pair_misses + 1 if hands_found < 2 and
+                           plan.pair_reason.startswith("both wrists") else 0)
+            new = replace(new, pair_age=0, pair_misses=pair_misses)
     return new
 
 
@@ -406,7 +485,7 @@ class StageRouter:
         self.counts["frames"] += 1
         self.counts["pose"] += int(plan.pose)
         self.counts["hands"] += int(plan.hands)
-        hands = int(mask[N_POSE:N_POSE + 21].any()) + int(mask[N_POSE + 21:].any())
+        hands = int(mask[_LEFT_HAND].any()) + int(mask[_RIGHT_HAND].any())
         self.state = advance(self.state, plan, person=bool(mask[:N_POSE].any()),
                              hands_found=hands, motion=motion)
         return ages[0], ages[1]
@@ -417,7 +496,9 @@ def route_recording(frames: np.ndarray, mask: np.ndarray, policy: FrontEndPolicy
     """A recording as the front end would have produced it under ``policy``.
 
     A stage that runs yields the recorded joints of its slots (what the full front end
-    measured); a skipped one is filled by :class:`StageRouter`. The pose's visibility is
+    measured); a skipped one is filled by :class:`StageRouter`. A hand run that looks for
+    one hand (``StagePlan.max_hands``) keeps one recorded hand: the slot the previous frame
+    had, else the left one. The pose's visibility is
     not recorded, so a present joint counts as visible. What this cannot show: that a
     tracker skipped for some frames finds the same joints as one that ran on all of them
     (the live measurement on video covers that).
@@ -447,6 +528,10 @@ def route_recording(frames: np.ndarray, mask: np.ndarray, policy: FrontEndPolicy
         plan = router.plan(*(body if body is not None else (None, None)))
         if plan.hands:
             m[HAND_SLICE] = mask[i, HAND_SLICE]
+            if plan.max_hands == 1 and m[_LEFT_HAND].any() and m[_RIGHT_HAND].any():
+                keep_right = i > 0 and out_m[i - 1, _RIGHT_HAND].any() \
+                    and not out_m[i - 1, _LEFT_HAND].any()
+                m[_LEFT_HAND if keep_right else _RIGHT_HAND] = False
         joints[~m] = 0.0
         vis[~m] = 0.0
         router.finish(plan, joints, m, vis)
@@ -456,5 +541,5 @@ def route_recording(frames: np.ndarray, mask: np.ndarray, policy: FrontEndPolicy
 
 
 __all__ = ["FRONT_END_TASKS", "FrontEndPolicy", "PolicyError", "StagePlan", "StageRouter",
-           "StageState", "advance", "body_motion", "decide", "hands_in_play", "policy_for_task",
-           "pose_due", "route_recording", "torso_size"]
+           "StageState", "advance", "body_motion", "decide", "hands_in_play", "hands_wanted",
+           "policy_for_task", "pose_due", "route_recording", "torso_size", "wrists_in_view"]
