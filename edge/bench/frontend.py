@@ -20,7 +20,7 @@ label.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,21 @@ def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
     return out
 
 
+def _versus_full(runs: Mapping[str, Sequence[Any]]) -> Iterator[tuple[str, Iterable[Any]]]:
+    """``(variant, pairs of (full frame, variant frame))`` for every variant but ``full``."""
+    ref = runs.get("full", ())
+    for variant, frames in runs.items():
+        if variant != "full":
+            yield variant, zip(ref, frames)
+
+
+def _spread(errs: Sequence[float]) -> tuple[float | None, str]:
+    """The mean of ``errs`` (None without any) and its 95th percentile as text."""
+    if not errs:
+        return None, "-"
+    return float(np.mean(errs)), f"{np.percentile(errs, 95):.4f}"
+
+
 def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ratio]:
     """``pose_<variant>_vs_full_<name>``: how far a variant's body joints are from the full
     front end's on the same frames, in torso sizes (the preprocessing's scale,
@@ -165,20 +180,16 @@ def pose_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
     from edge.frontend.policy import torso_size
 
     out: dict[str, Ratio] = {}
-    ref = runs.get("full", ())
-    for variant, frames in runs.items():
-        if variant == "full":
-            continue
+    for variant, pairs in _versus_full(runs):
         errs = []
-        for a, b in zip(ref, frames):
+        for a, b in pairs:
             both = a.mask[:N_POSE] & b.mask[:N_POSE] & (a.visibility[:N_POSE] >= 0.5)
             size = torso_size(a.joints[:N_POSE], a.visibility[:N_POSE]) if both.any() else None
             if size is None:
                 continue
             d = np.linalg.norm(a.joints[:N_POSE, :2] - b.joints[:N_POSE, :2], axis=1)
             errs.append(float(d[both].mean()) / size)
-        value = float(np.mean(errs)) if errs else None
-        p95 = f"{np.percentile(errs, 95):.4f}" if errs else "-"
+        value, p95 = _spread(errs)
         out[f"pose_{variant_key(variant)}_vs_full_{name}"] = Ratio(
             value, f"{variant} front end, pose joints", "full front end, pose joints",
             f"{name}: mean distance of the visible joints in torso sizes over {len(errs)} "
@@ -206,14 +217,11 @@ def hand_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
     from edge.frontend.policy import torso_size
 
     out: dict[str, Ratio] = {}
-    ref = runs.get("full", ())
     slots = [slice(s, s + N_HAND) for s in (LEFT_HAND0, RIGHT_HAND0)]
-    for variant, frames in runs.items():
-        if variant == "full":
-            continue
+    for variant, pairs in _versus_full(runs):
         errs: list[float] = []
         found = missed = extra = 0
-        for a, b in zip(ref, frames):
+        for a, b in pairs:
             size = torso_size(a.joints[:N_POSE], a.visibility[:N_POSE]) \
                 if a.mask[:N_POSE].any() else None
             for cut in slots:
@@ -224,8 +232,7 @@ def hand_deviation(runs: Mapping[str, Sequence[Any]], name: str) -> dict[str, Ra
                 if have_a and have_b and size is not None:
                     d = np.linalg.norm(a.joints[cut, :2] - b.joints[cut, :2], axis=1)
                     errs.append(float(d.mean()) / size)
-        value = float(np.mean(errs)) if errs else None
-        p95 = f"{np.percentile(errs, 95):.4f}" if errs else "-"
+        value, p95 = _spread(errs)
         out[f"hands_{variant_key(variant)}_vs_full_{name}"] = Ratio(
             value, f"{variant} front end, hand joints", "full front end, hand joints",
             f"{name}: mean distance of the 21 joints in torso sizes over {len(errs)} hands "
