@@ -221,6 +221,18 @@ def project_landmarks(lms: np.ndarray, r: Rect) -> np.ndarray:
     return out
 
 
+def unproject_landmarks(pts: np.ndarray, r: Rect) -> np.ndarray:
+    """The inverse of :func:`project_landmarks` (for tests and for re-cropping)."""
+    c, s = math.cos(r.rotation), math.sin(r.rotation)
+    x = (pts[:, 0] - r.cx) / r.w
+    y = (pts[:, 1] - r.cy) / r.h
+    out = np.empty_like(pts, dtype=np.float32)
+    out[:, 0] = c * x + s * y + 0.5
+    out[:, 1] = -s * x + c * y + 0.5
+    out[:, 2] = pts[:, 2] / r.w
+    return out
+
+
 def refine_from_heatmap(lms: np.ndarray, heatmap: np.ndarray, *, kernel: int = 7,
                         min_confidence: float = 0.5) -> np.ndarray:
     """RefineLandmarksFromHeatmapCalculator: move each landmark (normalised to the crop)
