@@ -830,3 +830,24 @@ def test_hand_deviation_counts_missed_and_extra_hands() -> None:
     assert r.value == pytest.approx(0.25 / 5, rel=1e-4)
     assert "over 5 hands in the same slot" in r.note
     assert "of the full front end's 6 hands 1 missed, 1 extra" in r.note
+
+
+@pytest.mark.parametrize("tasks, variant, served", [
+    (("action", "gesture"), "gesture", "gesture"),
+    (("action", "gesture"), "onnx:action", "action"),
+    (("action", "gesture"), "auto", "auto"),
+    (("action",), "action", "action"),
+    (("action",), "gesture", None),        # an action-only model: nothing to compare
+    (("action",), "onnx:gesture", None),
+    (("gesture",), "action", None),
+])
+def test_a_front_end_variant_serves_the_task_the_model_has(
+        tasks: tuple[str, ...], variant: str, served: str | None) -> None:
+    from types import SimpleNamespace
+
+    from edge.bench.frontend import pipeline_task
+    from edge.runtime.router import Router
+    from tests.runtime_models import tiny_meta
+
+    pipe = SimpleNamespace(router=Router(tiny_meta(tasks), "auto"))
+    assert pipeline_task(pipe, variant) == served

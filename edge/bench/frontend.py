@@ -20,6 +20,7 @@ label.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ import numpy as np
 
 from edge.bench.options import split_variant, variant_key
 from edge.bench.report import Ratio
+
+LOG = logging.getLogger(__name__)
 
 # A begin event may move by this much (s) and still be the same event: two strides at 30 fps.
 TOLERANCE_S = 0.3
@@ -109,12 +112,26 @@ def run_stream(pipe: Any, frames: Iterable[Any]) -> tuple[list[Any], list[Any]]:
     return events, windows
 
 
-def pipeline_task(pipe: Any, variant: str) -> str:
+def pipeline_task(pipe: Any, variant: str) -> str | None:
     """The model task a front-end variant serves (``action`` or ``onnx:action`` -> the
-    router's body task)."""
+    router's body task); None when the model lacks it (a ``gesture`` front end on an
+    action-only model serves nothing, so its events are not compared)."""
     router = pipe.router
     policy = split_variant(variant)[1]
-    return {"action": router.body_task, "gesture": router.hand_task}.get(policy, "auto")
+    task = {"action": router.body_task, "gesture": router.hand_task}.get(policy, "auto")
+    return task if task == "auto" or task in router.tasks else None
+
+
+def _served_task(open_pipe: Any, variant: str) -> str | None:
+    probe = open_pipe("auto")
+    try:
+        task = pipeline_task(probe, variant)
+    finally:
+        probe.close()
+    if task is None:
+        LOG.info("bench: the %s front end serves a task this model lacks: its events are "
+                 "not compared", variant)
+    return task
 
 
 def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
@@ -132,9 +149,9 @@ def video_agreement(open_pipe: Any, runs: Mapping[str, Sequence[Any]], name: str
     for variant, frames in runs.items():
         if variant == "full":
             continue
-        probe = open_pipe("auto")
-        task = pipeline_task(probe, variant)
-        probe.close()
+        task = _served_task(open_pipe, variant)
+        if task is None:
+            continue
         with open_pipe(task) as pipe:
             ref = run_stream(pipe, runs["full"])
             got = run_stream(pipe, frames)
@@ -254,9 +271,9 @@ def replay_agreement(open_pipe: Any, clips: Sequence[Path], variants: Sequence[s
     for variant in variants:
         if variant == "full":
             continue
-        probe = open_pipe("auto")
-        task = pipeline_task(probe, variant)
-        probe.close()
+        task = _served_task(open_pipe, variant)
+        if task is None:
+            continue
         total = Agreement()
         ran = np.zeros(3, np.int64)
         with open_pipe(task) as pipe:
