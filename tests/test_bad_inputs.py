@@ -1249,6 +1249,22 @@ def test_run_never_writes_over_its_inputs(tmp_path: Path, name: str, flags: list
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("flag", ["--jsonl", "--overlay", "--stats"])
+def test_run_never_writes_over_a_recording_of_its_source_folder(
+        tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(CLIP, clips / "00.landmarks.npz")
+    target = clips / "00.landmarks.npz"
+    before = snapshot(tmp_path)
+    rc, out, err = run_cli(_run_argv(tmp_path, flag, str(target), model=MODEL_DIR / "model.onnx",
+                                     source=clips), capsys)
+    assert (rc, out, err) == (2, "", f"skelmtl run: error: {target}: {flag} would overwrite a "
+                                     f"file of the --source folder {clips}\n")
+    assert snapshot(tmp_path) == before
+
+
 def test_a_backend_whose_widths_disagree_fails_at_its_first_window() -> None:
     """TensorRT and torch graphs cannot show their widths at load: the first window does."""
     pytest.importorskip("onnxruntime")

@@ -254,9 +254,9 @@ def check_distinct(outputs: Sequence[tuple[Path, str]],
     """No output may be an input, or another output.
 
     ``--jsonl`` truncates its file at the start and ``--overlay`` replaces its file at the
-    end: either would destroy a recording or video given as ``--source``. Only paths are
-    compared: an output that is one of the files inside an input folder (a recording in a
-    replayed folder) is not caught here.
+    end: either would destroy a recording or video given as ``--source``, or a recording
+    or image inside a ``--source`` folder (an existing file directly in an input folder:
+    what a folder source reads).
 
     Args:
         outputs, inputs: ``(path, option)`` pairs.
@@ -271,10 +271,19 @@ def check_distinct(outputs: Sequence[tuple[Path, str]],
         except OSError:
             return False
 
+    def inside(a: Path, folder: Path) -> bool:
+        try:
+            return folder.is_dir() and a.is_file() and same(a.parent, folder)
+        except OSError:
+            return False
+
     for i, (out, flag) in enumerate(outputs):
         for inp, what in inputs:
             if same(out, inp):
                 raise SkelmtlError(f"{out}: {flag} would overwrite the {what} input")
+            if inside(out, inp):
+                raise SkelmtlError(f"{out}: {flag} would overwrite a file of the {what} "
+                                   f"folder {inp}")
         for other, flag2 in outputs[i + 1:]:
             if same(out, other):
                 raise SkelmtlError(f"{out}: given to both {flag} and {flag2}")
