@@ -1,7 +1,8 @@
-"""Usage: python -m trainer.tuning configs/experiments/tuning_msr.yaml [--summary]
+"""Usage: python -m trainer.tuning configs/experiments/tuning/msr.yaml [--summary] [--variants NAME ...]
 
 Choosing a recipe without looking at test: leave-one-subject-out cross-validation on the
-train split of one store.
+train split of one store (or, with ``folds: k``, k folds stratified by label, for clips
+that carry no subject).
 
 A 10% validation slice of a small dataset (36 clips of MSR Action3D) cannot tell two
 recipes apart: one clip is 2.8 points and the slice saturates near 97%. Here each training
@@ -9,7 +10,9 @@ subject in turn becomes the validation split of a fold store (the test clips are
 of the fold stores altogether, so nothing in this study can read them), every variant of
 the recipe is trained on every fold, and a variant's score is its accuracy over all the
 held-out clips: every train clip is scored once, by a model that never saw its subject,
-as the test protocol scores unseen subjects.
+as the test protocol scores unseen subjects. Each run's held-out accuracy is given twice:
+at its best epoch, which the held-out fold itself picks (optimistic), and as the mean over
+its last epochs, which involves no choice.
 
 Resumable and shareable like ``skelmtl accuracy``: a run is skipped once its record
 (``<records>/<variant>/<fold>.json``, a tracked folder, :mod:`trainer.records`) exists, and
