@@ -173,20 +173,39 @@ class PreprocessConfig:
         return cls(**d)
 
 
+def body_sizes(x: np.ndarray, m: np.ndarray, layout: Layout, how: str = "torso"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame body size of step 3 (before the median over frames).
+
+    Args:
+        x: ``(T, V, C)`` joints (the size uses every coordinate given).
+        m: ``(T, V)`` presence.
+        layout: whose ``center`` (shoulders) and ``hips`` joints measure the body.
+        how: ``torso`` | ``shoulders`` (:data:`SCALES`).
+
+    Returns:
+        ``(size (T,), body (T,) bool)``: the size, meaningful where ``body`` (both
+        shoulders present) is true.
+    """
+    ls, rs = layout.center
+    body = m[:, ls] & m[:, rs]
+    size = np.linalg.norm(x[:, ls] - x[:, rs], axis=-1)
+    if how == "torso":
+        lh, rh = layout.hips
+        hips = body & m[:, lh] & m[:, rh]
+        mid = 0.5 * (x[:, ls] + x[:, rs])
+        torso = np.linalg.norm(mid - 0.5 * (x[:, lh] + x[:, rh]), axis=-1)
+        size = np.where(hips, np.maximum(size, _TORSO_TO_WIDTH * torso), size)
+    return size, body
+
+
 def _centre_scale(x: np.ndarray, m: np.ndarray, layout: Layout, how: str = "torso"
                   ) -> tuple[np.ndarray, float]:
     """Centre ``(C,)`` and scale for a clip ``x (T, V, C)`` with mask ``m (T, V)``."""
-    ls, rs = layout.center
-    body = m[:, ls] & m[:, rs]
+    size, body = body_sizes(x, m, layout, how)
     if body.any():
-        mid = 0.5 * (x[:, ls] + x[:, rs])
-        centre = mid[body].mean(axis=0)
-        size = np.linalg.norm(x[:, ls] - x[:, rs], axis=-1)
-        if how == "torso":
-            lh, rh = layout.hips
-            hips = body & m[:, lh] & m[:, rh]
-            torso = np.linalg.norm(mid - 0.5 * (x[:, lh] + x[:, rh]), axis=-1)
-            size = np.where(hips, np.maximum(size, _TORSO_TO_WIDTH * torso), size)
+        ls, rs = layout.center
+        centre = (0.5 * (x[:, ls] + x[:, rs]))[body].mean(axis=0)
         return centre, float(np.median(size[body]))
     wrists, palms = [], []
     for h0 in (LEFT_HAND0, RIGHT_HAND0):

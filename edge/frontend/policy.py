@@ -90,12 +90,14 @@ from edge.core.layout import (
     L_HIP,
     L_SHOULDER,
     L_WRIST,
+    MP75,
     N_POSE,
     NUM_JOINTS,
     R_HIP,
     R_SHOULDER,
     R_WRIST,
 )
+from edge.core.preprocess import body_sizes
 
 FRONT_END_TASKS = ("full", "action", "gesture", "auto")
 NOSE, L_ELBOW, R_ELBOW = 0, 13, 14
@@ -104,7 +106,6 @@ NOSE, L_ELBOW, R_ELBOW = 0, 13, 14
 MOTION_JOINTS = (L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_HIP, R_HIP)
 # As the preprocessing's ``torso`` scale: 0.6 x the torso length stands in for the shoulder
 # width of a person seen from the side.
-_TORSO_TO_WIDTH = 0.6
 _SIDES = ((L_SHOULDER, L_ELBOW, L_WRIST, L_HIP), (R_SHOULDER, R_ELBOW, R_WRIST, R_HIP))
 HAND_SLICE = slice(N_POSE, NUM_JOINTS)
 _LEFT_HAND, _RIGHT_HAND = slice(N_POSE, N_POSE + 21), slice(N_POSE + 21, NUM_JOINTS)
@@ -290,18 +291,16 @@ def hands_wanted(policy: FrontEndPolicy, state: StageState, pose: np.ndarray | N
 
 def torso_size(pose: np.ndarray, visibility: np.ndarray | None = None,
                min_visibility: float = 0.5) -> float | None:
-    """The body's size in the preprocessing's ``torso`` sense, or None without both
-    shoulders (``pose``: ``(33, >=2)``; x, y only are used)."""
+    """The body's size in the preprocessing's ``torso`` sense
+    (:func:`edge.core.preprocess.body_sizes` of one frame, a joint counting when it is
+    ``min_visibility`` visible), or None without both shoulders (``pose``: ``(33, >=2)``;
+    x, y only are used)."""
     vis = np.ones(N_POSE, np.float32) if visibility is None else np.asarray(visibility)
-    if vis[L_SHOULDER] < min_visibility or vis[R_SHOULDER] < min_visibility:
-        return None
-    xy = np.asarray(pose, np.float64)[:, :2]
-    mid = 0.5 * (xy[L_SHOULDER] + xy[R_SHOULDER])
-    size = float(np.linalg.norm(xy[L_SHOULDER] - xy[R_SHOULDER]))
-    if vis[L_HIP] >= min_visibility and vis[R_HIP] >= min_visibility:
-        torso = float(np.linalg.norm(mid - 0.5 * (xy[L_HIP] + xy[R_HIP])))
-        size = max(size, _TORSO_TO_WIDTH * torso)
-    return size if size > 1e-6 else None
+    # mp75's body joints are MediaPipe's 33 in order, so its shoulder and hip indices
+    # address the pose alone.
+    xy = np.asarray(pose, np.float64)[None, :N_POSE, :2]
+    size, body = body_sizes(xy, (vis[:N_POSE] >= min_visibility)[None], MP75, "torso")
+    return float(size[0]) if body[0] and size[0] > 1e-6 else None
 
 
 def body_motion(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray],
