@@ -32,8 +32,9 @@ Which stages run on a frame follows the routed task (:mod:`edge.frontend.policy`
 ``policy=policy_for_task("action")`` never runs the hand stage, ``"gesture"`` runs the
 pose only as often as placing the hands needs, ``"auto"`` runs the pose on every frame
 only while the body moves and the hands when the body says they are in play; a skipped
-stage's joints are carried from its last run for a few frames, then masked (``LandmarkFrame.pose_age`` / ``hands_age``). The default policy,
-``full``, runs both stages on every frame. In video mode ``auto`` keeps a second hand
+stage's joints are carried from its last run for a few frames, then masked
+(``LandmarkFrame.pose_age`` / ``hands_age``). The default policy, ``full``, runs both
+stages on every frame. In video mode ``auto`` keeps a second hand
 landmarker made for one hand and uses it when the policy looks for one hand
 (``StagePlan.max_hands``): one made for two runs its palm detector on every frame while it
 tracks fewer than two; one made for one stops searching while it tracks its hand. Each
