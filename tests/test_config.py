@@ -35,6 +35,12 @@ def test_defaults_round_trip() -> None:
     ({"optim": {"epochs": 0}}, "<t>.optim: epochs must be >= 1, got 0"),
     ({"device": "tpu"}, "<t>: device must be one of ['auto', 'cpu', 'cuda'], got 'tpu'"),
     ({"preprocess": {"joints": [3, 99]}}, "joints must be at least 2 distinct indices"),
+    ({"data": {"sampling": "shuffle"}}, "<t>.data: sampling must be one of ['weighted', 'pass']"),
+    ({"data": {"sampling": "pass", "epoch_size": 100}},
+     "<t>.data: sampling 'pass' uses every clip once per epoch: epoch_size and source "
+     "weights need sampling 'weighted'"),
+    ({"data": {"sampling": "pass", "sources": [{"store": "a", "weight": 2}]}},
+     "sampling 'pass' uses every clip once per epoch"),
 ])
 def test_bad_configs_name_the_key(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -425,3 +425,49 @@ def test_ema_ramps_its_decay_and_averages_float_state_only() -> None:
     got = dict(ema.module.named_buffers())
     assert index and all(torch.equal(got[k], b) for k, b in index.items())
     assert ema.state_dict()["updates"] == 4
+
+
+def test_pass_sampling_sees_every_clip_once_per_epoch(store: Path) -> None:
+    from trainer.config import DataConfig, SourceConfig
+    from trainer.data import Composite, CompositeSampler
+
+    comp = Composite(DataConfig(sources=(SourceConfig(str(store)),)))
+    pos = list(range(len(comp.refs)))[:37]
+    one = CompositeSampler(comp, pos, [1.0], 0, seed=3, sampling="pass")
+    epochs = []
+    for e in range(2):
+        one.set_epoch(e)
+        epochs.append(list(one))
+        assert sorted(epochs[-1]) == list(range(37))       # a permutation: all, once
+    assert epochs[0] != epochs[1]                           # a new order each epoch
+    one.set_epoch(0)
+    assert list(one) == epochs[0]                           # fixed by (seed, epoch)
+    # DDP: two ranks split one permutation into equal, disjoint halves (one clip left out)
+    ranks = [CompositeSampler(comp, pos, [1.0], 0, seed=3, rank=r, world=2, sampling="pass")
+             for r in (0, 1)]
+    a, b = (list(r) for r in ranks)
+    assert len(a) == len(b) == 18 and not set(a) & set(b)
+    # the old draw, for contrast: with replacement, so some clips repeat in an epoch
+    drawn = list(CompositeSampler(comp, pos, [1.0], 0, seed=3))
+    assert len(drawn) == 37 and len(set(drawn)) < 37
+
+
+
+@pytest.mark.parametrize(("sampling", "clips", "batch", "drop"), [
+    ("weighted", 37, 16, True),    # the old rule: only full batches
+    ("pass", 37, 16, False),       # 16 + 16 + 5: every clip trains
+    ("pass", 33, 16, True),        # 16 + 16 + 1: batch norm cannot train on one clip
+    ("pass", 32, 16, False),
+])
+def test_last_partial_batch_rule(sampling: str, clips: int, batch: int, drop: bool) -> None:
+    from trainer.train import drop_last_batch
+
+    assert drop_last_batch(sampling, clips, batch) is drop
+
+
+def test_pass_sampling_trains_and_is_recorded(store: Path, tmp_path: Path) -> None:
+    res = train(_cfg(store, tmp_path / "pass", **{"optim.epochs": 1, "optim.batch_size": 16,
+                                                 "data.sampling": "pass"}),
+                progress=False, log=lambda s: None)
+    ck = load_checkpoint(res.best)
+    assert ck.config["data"]["sampling"] == "pass" and len(res.history) == 1

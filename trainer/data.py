@@ -298,17 +298,21 @@ def random_window(x: np.ndarray, m: np.ndarray, fps: float, pre: PreprocessConfi
 
 
 class CompositeSampler(Sampler[int]):
-    """Draws ``epoch_size`` positions per epoch, mixing sources by their weights.
+    """Draws the positions of one epoch (``data.sampling``).
 
-    Each source gets a share of the epoch proportional to its ``weight``; within a
-    source, clips are drawn uniformly. The draw depends only on (seed, epoch), and rank
-    ``r`` of ``world`` takes every ``world``-th position, so DDP ranks see disjoint parts
-    of the same epoch.
+    ``weighted``: ``epoch_size`` positions drawn with replacement; each source gets a
+    share of the epoch proportional to its ``weight``, and within a source clips are
+    drawn uniformly. ``pass``: every position once, in a random order. The draw depends
+    only on (seed, epoch), and rank ``r`` of ``world`` takes every ``world``-th position,
+    so DDP ranks see disjoint parts of the same epoch (``pass`` leaves out at most
+    ``world - 1`` positions an epoch so that every rank gets as many).
     """
 
     def __init__(self, comp: Composite, positions: Sequence[int], weights: Sequence[float],
-                 epoch_size: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+                 epoch_size: int, seed: int = 0, rank: int = 0, world: int = 1,
+                 sampling: str = "weighted") -> None:
         self.positions = np.asarray(positions)
+        self.sampling = sampling
         src = np.asarray([comp.refs[i].source for i in positions])
         w = np.asarray(weights, dtype=np.float64)[src]
         counts = np.bincount(src, minlength=len(weights)).astype(np.float64)
@@ -327,7 +331,10 @@ class CompositeSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng((self.seed, self.epoch, 7919))
         k = np.arange(len(self.positions))
-        draw = rng.choice(k, size=self.epoch_size, replace=True, p=self.p)
+        if self.sampling == "pass":
+            draw = rng.permutation(k)[: self.epoch_size]
+        else:
+            draw = rng.choice(k, size=self.epoch_size, replace=True, p=self.p)
         yield from (int(d) for d in draw[self.rank:: self.world])
 
 

@@ -386,7 +386,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     train_ds = ClipDataset(comp, split["train"], cfg.preprocess, augment, seed=cfg.seed)
     val_ds = ClipDataset(comp, split["val"], cfg.preprocess)
     sampler = CompositeSampler(comp, split["train"], [s.weight for s in cfg.data.sources],
-                               cfg.data.epoch_size, cfg.seed, env.rank, env.world)
+                               cfg.data.epoch_size, cfg.seed, env.rank, env.world,
+                               cfg.data.sampling)
     accum = cfg.optim.accumulate
     per_rank = cfg.optim.batch_size // env.world
     if per_rank < accum or cfg.optim.batch_size % env.world:
@@ -399,7 +400,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         raise ConfigError(f"{len(split['train'])} training clip(s) per process: too few for "
                           f"one optimiser step with batch normalisation (need at least 2)")
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
-                        drop_last=True)
+                        drop_last=drop_last_batch(cfg.data.sampling, len(sampler), per_rank))
 
     model = build_model(cfg, tasks, labels, task_joints).to(env.device)
     weighting = create_weighting(cfg.loss.weighting, list(tasks)).to(env.device)
@@ -592,6 +593,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     return RunResult(out_dir=out, best=out / "best.pt", best_val=best_val,
                      epochs_run=len(history) - start, history=history,
                      wall_s=time.perf_counter() - t0)
+
+
+def drop_last_batch(sampling: str, clips: int, batch: int) -> bool:
+    """Whether an epoch of ``clips`` drops its last partial batch: always with ``weighted``
+    sampling (as before ``pass`` existed); with ``pass`` only when that batch would hold a
+    single clip, on which batch normalisation cannot train."""
+    return sampling == "weighted" or clips % batch == 1
 
 
 def _patience_exhausted(history: list[dict[str, Any]], patience: int) -> bool:
