@@ -55,7 +55,8 @@ def _windows(cfg: PreprocessConfig) -> np.ndarray:
     return np.stack([preprocess(f[..., : cfg.dims], m, cfg) for f, m in clips])
 
 
-def _checkpoint(tmp: Path, sharing: str, name: str = "stgcn_tiny") -> tuple[Path, torch.nn.Module]:
+def _checkpoint(tmp: Path, sharing: str, name: str = "stgcn_tiny",
+                **model_kw: object) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(0)
     meta = ModelMeta(preprocess=PreprocessConfig(window=WINDOW), tasks=("action", "gesture"),
                      labels=LABELS, stride=4)
@@ -65,7 +66,8 @@ def _checkpoint(tmp: Path, sharing: str, name: str = "stgcn_tiny") -> tuple[Path
     extra = dict(dims=2, joints=body + hand, task_joints={"action": body}) \
         if name.startswith("jcd") else {}
     model = create_model(name, in_channels=meta.preprocess.channels,
-                         tasks={t: len(v) for t, v in LABELS.items()}, sharing=sharing, **extra)
+                         tasks={t: len(v) for t, v in LABELS.items()}, sharing=sharing, **extra,
+                         **model_kw)
     # Non-trivial BatchNorm statistics, so that folding them is actually tested.
     for mod in model.modules():
         if isinstance(mod, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
@@ -76,12 +78,14 @@ def _checkpoint(tmp: Path, sharing: str, name: str = "stgcn_tiny") -> tuple[Path
     return path, model
 
 
-@pytest.mark.parametrize(("name", "sharing"), [("stgcn_tiny", "hard"), ("stgcn_tiny", "soft"),
-                                               ("stgcn_tiny", "learned"), ("jcd_tiny", "hard")])
-def test_onnxruntime_matches_torch(tmp_path: Path, name: str, sharing: str) -> None:
+@pytest.mark.parametrize(("name", "sharing", "model_kw"), [
+    ("stgcn_tiny", "hard", {}), ("stgcn_tiny", "soft", {}), ("stgcn_tiny", "learned", {}),
+    ("jcd_tiny", "hard", {}), ("jcd_tiny", "hard", {"activation": "leaky_relu"})])
+def test_onnxruntime_matches_torch(tmp_path: Path, name: str, sharing: str,
+                                   model_kw: dict[str, object]) -> None:
     """Through onnxslim, as shipped (it once folded the jcd graph's strided slices wrongly)."""
     torch.set_num_threads(1)
-    ck, model = _checkpoint(tmp_path, sharing, name)
+    ck, model = _checkpoint(tmp_path, sharing, name, **model_kw)
     files = export_checkpoint(ck, tmp_path / "model.onnx", per_task=True, log=_quiet)
     assert [f.name for f in files] == ["model.onnx", "model.action.onnx", "model.gesture.onnx"]
 
@@ -98,6 +102,8 @@ def test_onnxruntime_matches_torch(tmp_path: Path, name: str, sharing: str) -> N
         "logits_action", "logits_gesture", "task_logits"]
     assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     assert not [n.op_type for n in m.graph.node if n.op_type == "Einsum"]
+    acts = {n.op_type for n in m.graph.node} & {"Relu", "LeakyRelu"}
+    assert acts == ({"LeakyRelu"} if model_kw.get("activation") == "leaky_relu" else {"Relu"})
 
     x = _windows(meta.preprocess)
     sess = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])

@@ -79,11 +79,14 @@ class JCDSpec:
         filters: embedding width f; the trunk is 2f, 4f, 8f wide.
         head_width: hidden width of each task head.
         feature_dropout: channel dropout in the embeddings and the trunk.
+        activation: ``relu`` (fuses with the convolution into one INT8 kernel) or
+            ``leaky_relu`` (DD-Net's, slope 0.2), :data:`trainer.models.jcd.ACTIVATIONS`.
     """
 
     filters: int
     head_width: int = 128
     feature_dropout: float = 0.1
+    activation: str = "relu"
 
 
 JCD_MODELS: dict[str, JCDSpec] = {

@@ -68,19 +68,26 @@ class ViewBatchNorm(nn.Module):
         return out
 
 
-def _conv(cin: int, cout: int, k: int, views: int = 1) -> nn.Sequential:
-    """Conv1d ('same' padding) + BatchNorm (one per view) + ReLU; ReLU (not DD-Net's
-    LeakyReLU) because Conv+ReLU fuses into one INT8 kernel in ONNX Runtime and TensorRT."""
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def _act(name: str) -> nn.Module:
+    """The network's nonlinearity: ReLU by default, because Conv+ReLU fuses into one INT8
+    kernel in ONNX Runtime and TensorRT; DD-Net's LeakyReLU (slope 0.2) on request."""
+    return nn.ReLU(inplace=True) if name == "relu" else nn.LeakyReLU(0.2, inplace=True)
+
+
+def _conv(cin: int, cout: int, k: int, views: int = 1, act: str = "relu") -> nn.Sequential:
+    """Conv1d ('same' padding) + BatchNorm (one per view) + the activation."""
     bn = nn.BatchNorm1d(cout) if views == 1 else ViewBatchNorm(cout, views)
-    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2, bias=False), bn,
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2, bias=False), bn, _act(act))
 
 
-def _embed(cin: int, f: int, drop: float, views: int) -> nn.Sequential:
+def _embed(cin: int, f: int, drop: float, views: int, act: str = "relu") -> nn.Sequential:
     """Per-frame embedding ``(N, cin, T) -> (N, f, T)``: kernels 1, 3, 1."""
-    return nn.Sequential(_conv(cin, 2 * f, 1, views), nn.Dropout1d(drop),
-                         _conv(2 * f, f, 3, views), nn.Dropout1d(drop),
-                         _conv(f, f, 1, views), nn.Dropout1d(drop))
+    return nn.Sequential(_conv(cin, 2 * f, 1, views, act), nn.Dropout1d(drop),
+                         _conv(2 * f, f, 3, views, act), nn.Dropout1d(drop),
+                         _conv(f, f, 1, views, act), nn.Dropout1d(drop))
 
 
 def _embed_cols(emb: nn.Sequential, x: torch.Tensor, cols: torch.Tensor | None
@@ -117,6 +124,7 @@ class MultiTaskJCD(nn.Module):
         feature_dropout: channel dropout inside the embeddings and the trunk.
         task_joints: per task, the joints (a subset of ``joints``) its head sees; a task
             not named sees all ``joints``.
+        activation: ``relu`` or ``leaky_relu`` (:data:`ACTIVATIONS`).
         task_head_joints: the joints the task head sees (a subset of ``joints``; None =
             all). The trainer passes the joints every task's data has: a task head that
             saw all 59 joints learned "13 joints filled = action" from JHMDB's puppet,
@@ -128,10 +136,13 @@ class MultiTaskJCD(nn.Module):
                  filters: int = 32, head_width: int = 128, task_head: bool = True,
                  dropout: float = 0.5, feature_dropout: float = 0.1,
                  task_joints: dict[str, Sequence[int]] | None = None,
-                 task_head_joints: Sequence[int] | None = None) -> None:
+                 task_head_joints: Sequence[int] | None = None,
+                 activation: str = "relu") -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a model needs at least one task")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
         joints = sorted(int(j) for j in joints) or list(range(num_joints))
         if len(set(joints)) != len(joints) or joints[0] < 0 or joints[-1] >= num_joints \
                 or len(joints) < 2:
@@ -188,24 +199,25 @@ class MultiTaskJCD(nn.Module):
             self._view_buffers.append(names)
         f, fd = int(filters), float(feature_dropout)
         nv = len(views)
-        self.emb_jcd = _embed(int(iu.shape[1]), f, fd, nv)
-        self.emb_slow = _embed(j * self.dims, f, fd, nv)
-        self.emb_fast = _embed(j * self.dims, f, fd, nv)
+        a = activation
+        self.emb_jcd = _embed(int(iu.shape[1]), f, fd, nv, a)
+        self.emb_slow = _embed(j * self.dims, f, fd, nv, a)
+        self.emb_fast = _embed(j * self.dims, f, fd, nv, a)
         self.trunk = nn.Sequential(
-            _conv(3 * f, 2 * f, 3, nv), _conv(2 * f, 2 * f, 3, nv), nn.MaxPool1d(2),
+            _conv(3 * f, 2 * f, 3, nv, a), _conv(2 * f, 2 * f, 3, nv, a), nn.MaxPool1d(2),
             nn.Dropout1d(fd),
-            _conv(2 * f, 4 * f, 3, nv), _conv(4 * f, 4 * f, 3, nv), nn.MaxPool1d(2),
+            _conv(2 * f, 4 * f, 3, nv, a), _conv(4 * f, 4 * f, 3, nv, a), nn.MaxPool1d(2),
             nn.Dropout1d(fd),
-            _conv(4 * f, 8 * f, 3, nv), _conv(8 * f, 8 * f, 3, nv), nn.Dropout1d(fd))
+            _conv(4 * f, 8 * f, 3, nv, a), _conv(8 * f, 8 * f, 3, nv, a), nn.Dropout1d(fd))
         self._view_bns = [m for m in self.modules() if isinstance(m, ViewBatchNorm)]
         width = 8 * f
 
         def head(k: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Linear(width, head_width), nn.BatchNorm1d(head_width), nn.ReLU(inplace=True),
+                nn.Linear(width, head_width), nn.BatchNorm1d(head_width), _act(a),
                 nn.Dropout(dropout),
                 nn.Linear(head_width, head_width), nn.BatchNorm1d(head_width),
-                nn.ReLU(inplace=True), nn.Dropout(dropout),
+                _act(a), nn.Dropout(dropout),
                 nn.Linear(head_width, int(k)))
         self.heads = nn.ModuleList(head(k) for k in tasks.values())
         self.task_head = nn.Linear(width, len(tasks)) if task_head and len(tasks) > 1 else None
