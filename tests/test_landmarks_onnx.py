@@ -336,3 +336,51 @@ def test_check_options_parse_numbers_and_name_a_bad_pair() -> None:
         "hand_refine": 0.0, "hand_from_pose_scale": 2.2}
     with pytest.raises(ConvertError, match=r"--onnx-option 'scale': expected KEY=NUMBER"):
         parse_options(["scale"])
+
+
+# ------------------------------------------------------- smoothing in the landmarker
+def _shift_nose(lm: Any, dx_px: float) -> None:
+    """A still fake body (its ROI points give the same ROI again: hip centre at the crop's
+    centre, the scale point 256 / 2.5 px above it) with the nose ``dx_px`` pixels of the
+    256 px crop right of the centre."""
+    out = lm._pose.out["Identity"].reshape(39, 5).copy()
+    out[0, 0] = 128.0 + dx_px
+    out[33, :2], out[34, :2] = [128.0, 128.0], [128.0, 128.0 - 256.0 / 2.5]
+    lm._pose.out = {**lm._pose.out, "Identity": out.reshape(1, -1)}
+
+
+def test_image_mode_never_smooths(fake_landmarker: Any) -> None:
+    lm = fake_landmarker(mode="image", hands=False, smooth_landmarks=True)
+    ref = fake_landmarker(mode="image", hands=False)
+    img = np.zeros((100, 100, 3), np.uint8)
+    assert not lm.smooth_landmarks
+    lm.process(img, t=0.0)
+    for lmk in (lm, ref):
+        _shift_nose(lmk, 20.0)
+    got, fresh = lm.process(img, t=1 / 30), ref.process(img, t=1 / 30)
+    np.testing.assert_array_equal(got.joints, fresh.joints)
+    np.testing.assert_array_equal(got.visibility, fresh.visibility)
+
+
+def test_video_mode_smooths_the_pose_and_resets_when_it_is_lost(fake_landmarker: Any) -> None:
+    lm = fake_landmarker(mode="video", hands=False)
+    raw = fake_landmarker(mode="video", hands=False, smooth_landmarks=False)
+    img = np.zeros((100, 100, 3), np.uint8)
+    for lmk in (lm, raw):
+        _shift_nose(lmk, 0.0)
+    for i in range(3):
+        f, r = lm.process(img, t=(i + 1) / 30), raw.process(img, t=(i + 1) / 30)
+        np.testing.assert_allclose(f.joints, r.joints, atol=1e-6)  # still: unchanged
+    for lmk in (lm, raw):
+        _shift_nose(lmk, 0.5)  # a half-pixel twitch of the crop: mostly filtered out
+    f, r = lm.process(img, t=4 / 30), raw.process(img, t=4 / 30)
+    moved = r.joints[0, 0] - f.joints[0, 0]
+    assert 0 < (f.joints[0, 0] - 0.5) < 0.2 * (r.joints[0, 0] - 0.5) and moved > 0
+    np.testing.assert_allclose(f.joints[1:], r.joints[1:], atol=1e-6)
+    # the pose is lost (presence 0.01, detector too): nothing reported, filters reset
+    present = lm._pose.out["Identity_1"]
+    lm._pose.out = {**lm._pose.out, "Identity_1": np.full((1, 1), 0.01)}
+    assert not lm.process(img, t=5 / 30).has_person
+    lm._pose.out = {**lm._pose.out, "Identity_1": present}
+    f, r = lm.process(img, t=6 / 30), raw.process(img, t=6 / 30)
+    np.testing.assert_allclose(f.joints, r.joints, atol=1e-6)  # first frame after: raw

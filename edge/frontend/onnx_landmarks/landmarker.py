@@ -18,6 +18,10 @@ Per frame:
    -0.1). In ``"video"`` mode a found hand's landmarks give its next ROI (one pass),
    unless its wrist has drifted away from the pose's wrist.
 
+In ``"video"`` mode the 33 pose joints and their visibility are smoothed over time as the
+Tasks API smooths them (:mod:`~edge.frontend.onnx_landmarks.smoothing`; the hands are
+not, as there); the next frame's ROI comes from the unsmoothed auxiliary points, as there.
+
 The slot of each hand is the pose side that placed it, so no handedness vote is needed;
 the hand model's own handedness is kept only to count disagreements
 (``hands_swapped``). Output: the same :class:`edge.frontend.landmarks.LandmarkFrame` as the
@@ -41,6 +45,7 @@ import numpy as np
 from edge.core.layout import LEFT_HAND0, N_HAND, N_POSE, NUM_JOINTS, RIGHT_HAND0
 from edge.frontend.landmarks import LandmarkerError, LandmarkFrame
 from edge.frontend.onnx_landmarks import geometry as g
+from edge.frontend.onnx_landmarks import smoothing as sm
 from edge.frontend.onnx_landmarks.runner import TensorModel, open_tensor_model
 from edge.frontend.policy import FrontEndPolicy, StagePlan, StageRouter, policy_for_task
 
@@ -132,7 +137,8 @@ class OnnxLandmarker:
                  threads: int = 1, min_detection_confidence: float = 0.5,
                  min_presence_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  hand_from_pose_scale: float = 2.7, hand_refine: bool = True,
-                 min_wrist_visibility: float = 0.1, trt_cache_dir: str | None = None,
+                 min_wrist_visibility: float = 0.1, smooth_landmarks: bool = True,
+                 trt_cache_dir: str | None = None,
                  policy: FrontEndPolicy | str | None = None,
                  pose_model: str | os.PathLike[str] | None = None,
                  hand_model: str | os.PathLike[str] | None = None) -> None:
@@ -151,6 +157,9 @@ class OnnxLandmarker:
             hand_refine: run the hand model again on the ROI of its own landmarks when a
                 hand is placed from the pose (not when tracked).
             min_wrist_visibility: pose wrist visibility below which no hand is looked for.
+            smooth_landmarks: in ``"video"`` mode, smooth the pose as the Tasks API does
+                (:mod:`edge.frontend.onnx_landmarks.smoothing`); ``"image"`` mode never
+                smooths.
             trt_cache_dir: TensorRT execution provider engine cache.
             policy: which stages run per frame (:mod:`edge.frontend.policy`): a policy, a
                 task name, or None for ``full``.
@@ -181,6 +190,8 @@ class OnnxLandmarker:
         self.hand_scale = hand_from_pose_scale
         self.hand_refine = hand_refine
         self.min_wrist_visibility = min_wrist_visibility
+        self.smooth_landmarks = bool(smooth_landmarks) and mode == "video"
+        self._smoothing = sm.PoseSmoothing()
         opts: dict[str, Any] = {"providers": providers, "intra_op_threads": threads,
                                 "trt_cache_dir": trt_cache_dir}
         self._models: list[TensorModel] = []
@@ -327,7 +338,7 @@ class OnnxLandmarker:
         self._detect_s = 0.0
         body: tuple[np.ndarray, np.ndarray] | None = None
         if self.stages.plan_pose():
-            body = self._run_pose(image)
+            body = self._run_pose(image, t)
             placing = None if body is None else (body[0][:N_POSE], body[1][:N_POSE])
         else:
             placing = self.stages.carried_pose()
@@ -351,9 +362,10 @@ class OnnxLandmarker:
                              "merge_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3}
         return frame
 
-    def _run_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _run_pose(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Track (video) or detect the pose: ``(39, 3)`` landmarks and ``(39,)``
-        visibility, or None when no person is found; keeps the next frame's ROI."""
+        visibility, or None when no person is found; keeps the next frame's ROI and, in
+        video mode, smooths the 33 joints (the ROI points stay as found)."""
         h, w = image.shape[:2]
         rect = self._pose_rect if self.mode == "video" else None
         detected = rect is None
@@ -364,6 +376,7 @@ class OnnxLandmarker:
             lms, vis, presence = self.pose_landmarks(image, rect)
             if presence < self.min_tracking and not detected:
                 # Lost track: detect again on this frame rather than report nothing.
+                detected = True
                 rect = self._timed_detect(image)
                 if rect is not None:
                     lms, vis, presence = self.pose_landmarks(image, rect)
@@ -374,7 +387,26 @@ class OnnxLandmarker:
             self._pose_rect = g.transform_rect(
                 g.alignment_rect(pose[0][_AUX_START], pose[0][_AUX_END], (w, h)), (w, h),
                 scale=1.25)
+        if self.smooth_landmarks:
+            pose = self._smooth(pose, detected, t, (w, h))
         return pose
+
+    def _smooth(self, pose: tuple[np.ndarray, np.ndarray] | None, detected: bool, t: float,
+                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The Tasks API's pose smoothing on one frame's pose. A frame without a pose
+        resets the filters (MediaPipe's calculators reset on an empty packet); so does a
+        pose the detector found anew: there a lost track leaves one frame empty before
+        the detector runs, here the detector runs on the same frame."""
+        if pose is None or detected:
+            self._smoothing = sm.PoseSmoothing()
+        if pose is None or self._pose_rect is None:
+            return pose
+        lms, vis = pose[0].copy(), pose[1].copy()
+        r = self._pose_rect
+        scale = (r.w * size[0] + r.h * size[1]) / 2.0
+        lms[:N_POSE], vis[:N_POSE], self._smoothing = sm.smooth_pose(
+            self._smoothing, lms[:N_POSE], vis[:N_POSE], int(round(t * 1e6)), scale, size)
+        return lms, vis
 
     def _timed_detect(self, image: np.ndarray) -> g.Rect | None:
         t0 = time.perf_counter()
@@ -420,8 +452,10 @@ class OnnxLandmarker:
             yield f if isinstance(f, LandmarkFrame) else self.process(f.image, f.t, f.index)
 
     def reset(self) -> None:
-        """Forget the tracked pose and hands and the routing state (a new clip)."""
+        """Forget the tracked pose and hands, the smoothing and the routing state (a new
+        clip)."""
         self._pose_rect = None
+        self._smoothing = sm.PoseSmoothing()
         self._hand_tracks.clear()
         self.stages.reset()
 
