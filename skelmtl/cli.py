@@ -45,10 +45,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edge.commands.demo", "run the bundled model on bundled real clips"),
 }
 
-# trainer/ needs torch 2.13, which needs Python 3.10; edge/ and calibration/ run on 3.8
-# (JetPack 5). On an older Python a trainer command says so in one line instead of
-# failing somewhere inside its imports.
+# The trainer's torch commands need torch 2.13, which needs Python 3.10; edge/,
+# calibration/ and the dataset readers (`skelmtl data`, numpy only) run on 3.8 (JetPack
+# 5). On an older Python a torch command says so in one line instead of failing
+# somewhere inside its imports.
 TRAINER_PYTHON = (3, 10)
+TORCH_COMMANDS = frozenset({"train", "eval", "experiment", "accuracy", "export"})
 
 _VERBOSITY = re.compile(r"-(v+|q+)|--(verbose|quiet)")
 
@@ -102,7 +104,7 @@ def _main(argv: list[str]) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     module_name, help_text = COMMANDS[name]
-    if module_name.startswith("trainer.") and sys.version_info[:2] < TRAINER_PYTHON:
+    if name in TORCH_COMMANDS and sys.version_info[:2] < TRAINER_PYTHON:
         print(f"skelmtl {name}: needs Python {'.'.join(map(str, TRAINER_PYTHON))} or newer "
               f"(training needs torch); this is Python {sys.version.split()[0]}",
               file=sys.stderr)

@@ -104,7 +104,7 @@ def test_python_m_of_a_command_module_is_the_command(tmp_path: Path) -> None:
     assert "Traceback" not in a.stderr
 
 
-@pytest.mark.parametrize("command", ["data", "train", "accuracy"])
+@pytest.mark.parametrize("command", ["train", "accuracy", "export"])
 def test_a_trainer_command_on_an_older_python_is_one_line(
         command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(sys, "version_info", (3, 8, 18, "final", 0))
@@ -112,3 +112,12 @@ def test_a_trainer_command_on_an_older_python_is_one_line(
     assert main([command, "info", "x"]) == 2
     assert capsys.readouterr().err == (f"skelmtl {command}: needs Python 3.10 or newer "
                                        "(training needs torch); this is Python 3.8.18\n")
+
+
+def test_the_torch_command_list_covers_every_trainer_command_but_data() -> None:
+    from skelmtl.cli import COMMANDS, TORCH_COMMANDS
+
+    trainer = {n for n, (mod, _) in COMMANDS.items() if mod.startswith("trainer.")}
+    # `skelmtl data` reads datasets with numpy only: it runs on JetPack 5's Python 3.8
+    # (make test-py38 runs its tests there)
+    assert trainer - TORCH_COMMANDS == {"data"} and TORCH_COMMANDS <= trainer
