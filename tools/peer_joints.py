@@ -16,27 +16,32 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from edge.core.layout import MP75
+from edge.core.preprocess import body_sizes
 
 PEER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "ddnet.py"
 
 
 def torso(x: np.ndarray, ls: int, rs: int, lh: int, rh: int) -> float:
-    """Median over frames of max(shoulder width, 0.6 x torso length) of ``x (T, J, D)``."""
-    width = np.linalg.norm(x[:, ls] - x[:, rs], axis=-1)
-    length = np.linalg.norm(0.5 * (x[:, ls] + x[:, rs] - x[:, lh] - x[:, rh]), axis=-1)
-    return float(np.median(np.maximum(width, 0.6 * length))) or 1.0
+    """The preprocessing's body size of a clip ``x (T, J, D)`` in the source's joint order:
+    :func:`edge.core.preprocess.body_sizes` with these joints as the shoulders and hips,
+    median over frames (the peer's readers keep only frames with every joint)."""
+    layout = replace(MP75, center=(ls, rs), hips=(lh, rh))
+    size, _ = body_sizes(x, np.ones(x.shape[:2], bool), layout, "torso")
+    return float(np.median(size)) or 1.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--drop", type=int, nargs="+", required=True, help="joint indices to drop")
     ap.add_argument("--torso-scale", type=int, nargs=4, metavar=("LS", "RS", "LH", "RH"),
-                    help="divide each clip by its median body size as skelmtl's preprocessing "
-                         "measures it (max of shoulder width and 0.6 x torso length), from "
-                         "these joints of the source order")
+                    help="divide each clip by its body size as skelmtl's preprocessing "
+                         "measures it, from these joints of the source order")
     ap.add_argument("--peer", type=Path, default=PEER, help="the peer script")
     ap.add_argument("rest", nargs=argparse.REMAINDER, help="-- then the peer's own arguments")
     args = ap.parse_args()
