@@ -471,3 +471,51 @@ def test_pass_sampling_trains_and_is_recorded(store: Path, tmp_path: Path) -> No
                 progress=False, log=lambda s: None)
     ck = load_checkpoint(res.best)
     assert ck.config["data"]["sampling"] == "pass" and len(res.history) == 1
+
+
+def test_splice_replaces_at_most_half_from_the_adjacent_end_of_the_other_clip() -> None:
+    from trainer.data import splice
+
+    x = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((1, 3, 2), np.float32)
+    m = np.ones((10, 3), bool)
+    other = 100 + np.arange(6, dtype=np.float32)[:, None, None] * np.ones((1, 3, 2), np.float32)
+    om = np.zeros((6, 3), bool)
+    seen = set()
+    for seed in range(60):
+        y, ym = splice(x, m, other, om, np.random.default_rng(seed))
+        assert y.shape == x.shape and ym.shape == m.shape
+        k = int((y[:, 0, 0] >= 100).sum())
+        assert 1 <= k <= 5 and int((~ym[:, 0]).sum()) == k
+        if y[0, 0, 0] >= 100:   # the other clip came before: its last k frames, then ours
+            np.testing.assert_array_equal(y[:k, 0, 0], np.arange(6 - k, 6) + 100)
+            np.testing.assert_array_equal(y[k:, 0, 0], np.arange(k, 10))
+            seen.add(("before", k))
+        else:                   # it comes after: ours, then its first k frames
+            np.testing.assert_array_equal(y[:10 - k, 0, 0], np.arange(10 - k))
+            np.testing.assert_array_equal(y[10 - k:, 0, 0], np.arange(k) + 100)
+            seen.add(("after", k))
+    assert {s for s, _ in seen} == {"before", "after"} and {k for _, k in seen} == {1, 2, 3, 4, 5}
+    np.testing.assert_array_equal(x[:, 0, 0], np.arange(10))   # the inputs are untouched
+
+
+def test_spliced_items_keep_their_label_and_unspliced_runs_repeat(store: Path) -> None:
+    from trainer.config import AugmentConfig, DataConfig, SourceConfig
+    from trainer.data import Augmenter, ClipDataset, Composite
+
+    comp = Composite(DataConfig(sources=(SourceConfig(str(store)),)))
+    pre = _cfg(store, Path("unused")).preprocess
+    idx = list(range(12))
+
+    def items(**kw: float) -> list[tuple[torch.Tensor, int, int]]:
+        aug = Augmenter(AugmentConfig(mirror=0.0, rotate_deg=0, scale=0, crop=1.0,
+                                      drop_hand=0, drop_hands=0, **kw), comp.labels, comp.tasks)
+        return [ClipDataset(comp, idx, pre, aug, seed=5)[k] for k in range(len(idx))]
+
+    plain, never, always = items(), items(splice=0.0), items(splice=1.0)
+    for (a, ta, la), (b, tb, lb), (_c, tc, lc), i in zip(plain, never, always, idx):
+        r = comp.refs[i]
+        assert (ta, la) == (tb, lb) == (tc, lc) == (r.task, r.label)  # the clip's own label
+        assert torch.equal(a, b)                                          # splice 0: as before
+    assert sum(not torch.equal(a, c) for (a, _, _), (c, _, _) in zip(plain, always)) >= 10
+    with pytest.raises(ValueError, match=r"^augment.splice is a probability in \[0, 1\], got 1.5$"):
+        AugmentConfig(splice=1.5)

@@ -163,6 +163,11 @@ class AugmentConfig:
         crop: min fraction of the clip kept by a random temporal crop (1 = no crop).
         drop_hand / drop_hands: probability of masking one hand / both hands.
         noise: std of Gaussian joint noise relative to the clip's scale.
+        splice: probability that up to half of the clip's frames (at its start or its
+            end) are replaced by the neighbouring end of another training clip, the label
+            staying the clip's own: the windows a stream shows where one action or signal
+            follows another (``skelmtl demo --continuous``). The other clip's frames are
+            taken as stored (same frame rate assumed).
     """
 
     mirror: float = 0.5
@@ -173,6 +178,13 @@ class AugmentConfig:
     drop_hand: float = 0.05
     drop_hands: float = 0.02
     noise: float = 0.0
+    splice: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("mirror", "drop_hand", "drop_hands", "splice"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} is a probability in [0, 1], "
+                                 f"got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

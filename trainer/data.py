@@ -281,8 +281,29 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
             rng = np.random.default_rng((self.seed, self.epoch, i))
             if fps is not None:  # a window at a random place, not always the middle one
                 x, m = random_window(x, m, fps, self.pre, rng)
+            # Drawn only when enabled, so that runs without it repeat as before.
+            if self.augment.cfg.splice > 0 and len(self.indices) > 1 \
+                    and rng.random() < self.augment.cfg.splice:
+                j = self.indices[(k + int(rng.integers(1, len(self.indices)))) % len(self.indices)]
+                ox, om, _ = self.comp.clip(j)
+                x, m = splice(x, m, ox, om, rng)
             x, m, label = self.augment(x, m, r.task, label, rng)
         return torch.from_numpy(preprocess(x, m, self.pre, fps)), r.task, label
+
+
+def splice(x: np.ndarray, m: np.ndarray, other: np.ndarray, other_mask: np.ndarray,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Clip ``x`` ``(T, V, C)`` (and its mask ``(T, V)``) with its first or last ``k`` frames
+    replaced by the adjacent end of ``other``, ``1 <= k <= T // 2``: the clip as a stream
+    window sees it when ``other`` came just before (or comes just after) it. The length
+    stays ``T`` and at least half the frames stay the clip's own."""
+    t = len(x)
+    if t < 2 or len(other) < 1:
+        return x, m
+    k = min(int(rng.integers(1, t // 2 + 1)), len(other))
+    if rng.random() < 0.5:  # the other clip came before: its last k frames, then ours
+        return (np.concatenate([other[-k:], x[k:]]), np.concatenate([other_mask[-k:], m[k:]]))
+    return np.concatenate([x[:-k], other[:k]]), np.concatenate([m[:-k], other_mask[:k]])
 
 
 def random_window(x: np.ndarray, m: np.ndarray, fps: float, pre: PreprocessConfig,

@@ -524,7 +524,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             if isinstance(sched, _Cosine):
                 sched.step()
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(total):.3f}")
+                bar.set_postfix(loss=f"{float(total.detach()):.3f}")
         if env.world > 1:
             sums, counts = _all_sum(sums, counts, tasks)
         epoch_losses = {k: sums[k] / counts[k] for k in sums if counts[k]}
