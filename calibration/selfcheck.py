@@ -12,8 +12,12 @@ In order, each step printed as it passes or fails:
    how many computing layers run in INT8;
 4. the TensorRT backend on windows cut from the bundled demo clips
    (``edge/assets/clips``, through the one preprocessing), against ONNX Runtime running
-   the bundled FP32 model on the CPU: top-1 agreement per head, which must reach
-   ``--agreement`` (default :data:`DEFAULT_AGREEMENT`);
+   the same INT8 model on the CPU: top-1 agreement per head, which must reach
+   ``--agreement`` (default :data:`DEFAULT_AGREEMENT`). That isolates what TensorRT
+   computes; what quantization itself costs is the calibration report's measure, and
+   the agreement with the FP32 model is printed beside it, for the record only (on these
+   windows, which straddle two clips, the shipped INT8 model's gesture head agrees with
+   its FP32 one on 86% under ONNX Runtime);
 5. the time of one batch-1 window on each (median of ``--repeats``), for the record; no
    speed bar is enforced here (``skelmtl bench`` measures properly).
 
@@ -175,10 +179,11 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
 
     Args:
         model: the INT8 Q/DQ model (default: the bundled one).
-        fp32: the FP32 reference (default: the bundled one).
+        fp32: the FP32 model, timed and compared for the record (default: the bundled one).
         cache_dir: the engine cache (default: the container's, see
             :func:`edge.engine.cache.default_cache_dir`).
-        agreement: the least top-1 agreement per head between TensorRT and ONNX Runtime.
+        agreement: the least top-1 agreement per head between TensorRT and ONNX Runtime
+            running the same INT8 model.
         repeats: timed runs per backend.
         max_windows: at most this many bundled windows.
         trt: the ``tensorrt`` module (default: imported).
@@ -262,36 +267,44 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
 
     from edge.backends import load_backend
 
-    trt_backend = ref_backend = None
+    trt_backend = None
+    refs: list[Any] = []
     try:
         trt_backend = (load_tensorrt or (lambda p: load_backend(p, "tensorrt")))(cached.path)
-        ref_backend = (load_reference or (lambda p: load_backend(p, "onnxruntime")))(fp32)
+        load_ort = load_reference or (lambda p: load_backend(p, "onnxruntime"))
+        refs.append(load_ort(model))  # the same INT8 model: the gate
+        refs.append(load_ort(fp32))   # the FP32 model: for the record, and its time
     except Exception as e:  # CUDA/TensorRT failures are what this reports
         step("backends", False, f"{type(e).__name__}: {e}")
-        if trt_backend is not None:
-            trt_backend.close()
+        for b in [trt_backend, *refs]:
+            if b is not None:
+                b.close()
         return report
+    int8_ref, fp32_ref = refs
     try:
         x = bundled_windows(trt_backend.meta, max_windows)
-        got, want = trt_backend.infer(x), ref_backend.infer(x)
-        agree = top1_agreement(got, want)
+        got = trt_backend.infer(x)
+        agree = top1_agreement(got, int8_ref.infer(x))
+        agree_fp32 = top1_agreement(got, fp32_ref.infer(x))
         low = {k: v for k, v in agree.items() if v < agreement}
         step("agreement", bool(agree) and not low,
-             f"top-1 agreement with ONNX Runtime FP32 on {len(x)} bundled windows: "
-             + ", ".join(f"{k} {v:.1%}" for k, v in agree.items())
-             + f" (needs >= {agreement:.0%} per head)", windows=len(x), agreement=agree,
-             threshold=agreement)
+             f"top-1 agreement with ONNX Runtime running the same INT8 model on {len(x)} "
+             "bundled windows: " + ", ".join(f"{k} {v:.1%}" for k, v in agree.items())
+             + f" (needs >= {agreement:.0%} per head); with the FP32 model: "
+             + ", ".join(f"{k} {v:.1%}" for k, v in agree_fp32.items())
+             + " (quantization's share, not checked here)", windows=len(x),
+             agreement=agree, agreement_fp32=agree_fp32, threshold=agreement)
         one = x[:1]
         t_trt = median_ms(lambda: trt_backend.infer(one), repeats)
-        t_ort = median_ms(lambda: ref_backend.infer(one), repeats)
+        t_ort = median_ms(lambda: fp32_ref.infer(one), repeats)
         step("latency", True, f"one window: TensorRT INT8 {t_trt:.2f} ms, ONNX Runtime FP32 "
              f"(CPU) {t_ort:.2f} ms (median of {repeats}; not a benchmark)",
              tensorrt_ms=t_trt, onnxruntime_ms=t_ort)
     except Exception as e:  # CUDA/TensorRT failures are what this reports
         step("inference", False, f"{type(e).__name__}: {e}")
     finally:
-        trt_backend.close()
-        ref_backend.close()
+        for b in (trt_backend, *refs):
+            b.close()
     return report
 
 
@@ -305,8 +318,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="engine cache folder (default: the container's, "
                              "$SKELMTL_ENGINE_CACHE or $SKELMTL_CACHE/engines)")
     parser.add_argument("--agreement", type=float, default=DEFAULT_AGREEMENT,
-                        help="least top-1 agreement per head with ONNX Runtime FP32 "
-                             f"(default {DEFAULT_AGREEMENT})")
+                        help="least top-1 agreement per head with ONNX Runtime running the "
+                             f"same INT8 model (default {DEFAULT_AGREEMENT})")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per backend")
     parser.add_argument("--max-windows", type=int, default=MAX_WINDOWS)
     parser.add_argument("--build-cmd", default=os.environ.get("SKELMTL_BUILD_CMD"),

@@ -77,8 +77,12 @@ def test_bundled_model_card_is_shipped_unchanged() -> None:
 def test_bundled_config_loads() -> None:
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "configs" / "bundled.yaml")
-    assert cfg.model.name == "stgcn_tiny" and cfg.model.sharing == "hard"
+    assert cfg.model.name == "jcd_base" and cfg.model.sharing == "hard"
     assert cfg.preprocess.dims == 2 and cfg.preprocess.window == 32
+    # candidate E of docs/models.md: C's task-head weight, seed 1
+    assert (cfg.loss.task_head_weight, cfg.seed, cfg.out) == (0.5, 1, "runs/bundled")
+    old = load_config(root / "configs" / "bundled_stgcn.yaml")  # shipped until 2026-12-05
+    assert old.model.name == "stgcn_tiny"
 
 
 def test_experiment_verdict_names_every_loss() -> None:

@@ -152,11 +152,10 @@ def test_configs_without_a_rate_compute_what_they_did(n: int, version: int) -> N
     assert hashlib.sha256(y.tobytes()).hexdigest()[:16] == _BEFORE[(n, version)]
 
 
-def test_the_bundled_model_reads_as_before() -> None:
+def test_a_preprocess_version_1_model_reads_as_before() -> None:
     onnx = pytest.importorskip("onnx")
-    path = REPO / "edge/assets/model/model.onnx"
-    if not path.exists():
-        pytest.skip("no bundled model")
+    # the model shipped until 2026-12-05, written by preprocess version 1
+    path = REPO / "tests/fixtures/stgcn_tiny/model.onnx"
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     stored = json.loads(props[META_KEY])
     meta = ModelMeta.from_dict(stored, source=str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,18 +115,26 @@ def test_without_onnx_the_model_loads_unchanged(monkeypatch: pytest.MonkeyPatch)
     assert fold_relu_for_cpu(data) == (data, 0)
 
 
-def test_bundled_int8_model_folds_on_cpu_only() -> None:
-    from edge.assets import bundled_clips, bundled_model
+@pytest.mark.parametrize(("folder", "relus"), [
+    # the shipped jcd_base: 34 Relus, 20 feed quantisers (the others feed pooling or
+    # heads in float)
+    ("shipped", 20),
+    # stgcn_tiny, shipped until 2026-12-05: 8 Relus, 7 feed quantisers; the last feeds
+    # the float pooling
+    ("fixtures/stgcn_tiny", 7)])
+def test_int8_models_fold_on_cpu_only(folder: str, relus: int) -> None:
+    from edge.assets import assets_dir, bundled_clips
     from edge.backends import load_backend
     from edge.core.recording import load_recording
     from edge.runtime.pipeline import batch_inputs
 
-    path = bundled_model("int8")
+    # the shipped one where the package is installed (the Jetson image runs this test)
+    root = assets_dir() / "model" if folder == "shipped" else Path(__file__).parent / folder
+    path = root / "model.int8.onnx"
     folded = load_backend(path, "onnxruntime", intra_op_threads=1)
     plain = load_backend(path, "onnxruntime", intra_op_threads=1, fold_relu=False)
-    fp32 = load_backend(bundled_model("fp32"), "onnxruntime", intra_op_threads=1)
-    # The bundled model's 8 Relus: 7 feed quantisers; the last feeds the float pooling.
-    assert (folded.relus_folded, plain.relus_folded) == (7, 0)  # type: ignore[attr-defined]
+    fp32 = load_backend(root / "model.onnx", "onnxruntime", intra_op_threads=1)
+    assert (folded.relus_folded, plain.relus_folded) == (relus, 0)  # type: ignore[attr-defined]
     meta = folded.meta
     x = np.concatenate([batch_inputs(r.frames, r.mask, meta.preprocess, meta.stride, True)
                         for r in map(load_recording, bundled_clips())])

@@ -4,7 +4,8 @@ What this proves: the shipped INT8 model, prepared for each TensorRT release and
 the real ``calibration.engine`` against ``tests/fake_tensorrt``, loads in the real
 ``edge.backends.tensorrt.TensorRTBackend`` through the name-based I/O API (tensor
 addresses, input shapes, ``execute_async_v3``), splits batches larger than the engine's
-profile, and answers like ONNX Runtime's FP32 model on the bundled clips. Everything here
+profile, and answers like ONNX Runtime running the same INT8 model on the bundled clips (as
+skelmtl selfcheck compares them). Everything here
 is torch-free, so the image and ``make test-oldest`` run it. What it cannot prove: the
 numbers of a real engine; the stand-in executes the prepared ONNX with ONNX Runtime on the
 CPU (the Q/DQ arithmetic simulated), so this checks the plumbing and the preparation's
@@ -33,9 +34,10 @@ GPU = "Orin sm_87 16SM"
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, object]:
-    ort = load_backend(bundled_model("fp32"), "onnxruntime")
+    # the reference skelmtl selfcheck uses: the same INT8 model on ONNX Runtime
+    ort = load_backend(bundled_model("int8"), "onnxruntime")
     x = bundled_windows(ort.meta)
-    return {"x": x, "fp32": ort.infer(x)}
+    return {"x": x, "int8": ort.infer(x)}
 
 
 @pytest.mark.parametrize("version", ["8.5.2.2", "8.6.2", "10.3.0", "10.13.3", "11.4.1"])
@@ -58,7 +60,7 @@ def test_bundled_engine_runs_in_the_tensorrt_backend(tmp_path: Path,
         assert isinstance(x, np.ndarray) and len(x) == 83  # > max_batch: 11 executions
         got = backend.infer(x)
         assert call_names(trt).count("IExecutionContext.execute_async_v3") == 11
-        agree = top1_agreement(got, reference["fp32"])  # type: ignore[arg-type]
+        agree = top1_agreement(got, reference["int8"])  # type: ignore[arg-type]
         assert set(agree) == {"logits_action", "logits_gesture", "task_logits"}
         assert min(agree.values()) >= 0.95, agree
     finally:

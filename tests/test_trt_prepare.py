@@ -1,6 +1,7 @@
 """The ONNX model build-engine hands each TensorRT version (calibration/trt_prepare.py).
 
-What this proves: for the bundled INT8 model and for a freshly calibrated one, the prepared
+What this proves: for the shipped INT8 model, the one shipped before it (stgcn_tiny, a
+fixture) and a freshly calibrated one, the prepared
 model follows the rules each version's parser and documentation state (no integer weight
 feeding DequantizeLinear on 8.x, one quantizer per tensor, symmetric int8 zero points,
 per-channel scales on the output-channel axis, no INT8 MatMul on 8.x, supported operators),
@@ -36,7 +37,11 @@ from edge.engine.header import read_engine  # noqa: E402
 from tests.fake_tensorrt import engine_blob, make_tensorrt  # noqa: E402
 from tests.fake_tensorrt.onnx_models import save, tiny_meta, tiny_model, windows  # noqa: E402
 
-BUNDLED = assets_dir() / "model" / "model.int8.onnx"  # a checkout's or the installed one
+# The model shipped until 2026-12-05 (stgcn_tiny), kept as a fixture for the rules that need
+# a graph with a residual fork, tensors quantized twice and MatMuls; the shipped model
+# (jcd_base) has none of these and is checked by the tests at the end.
+STGCN = Path(__file__).parent / "fixtures" / "stgcn_tiny" / "model.int8.onnx"
+SHIPPED = assets_dir() / "model" / "model.int8.onnx"  # a checkout's or the installed one
 VERSIONS = ("8.5.2.2", "8.6.2", "10.3.0", "10.13.3", "11.4.1")
 
 
@@ -45,10 +50,8 @@ def _quiet(msg: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def bundled() -> object:
-    if not BUNDLED.is_file():
-        pytest.skip(f"{BUNDLED} is not in this checkout")
-    return onnx.load(str(BUNDLED))
+def stgcn() -> object:
+    return onnx.load(str(STGCN))
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +83,13 @@ def _dq_of_int_weight(model: object) -> list[str]:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_bundled_model_follows_the_rules_once_prepared(bundled: object, version: str) -> None:
+def test_stgcn_model_follows_the_rules_once_prepared(stgcn: object, version: str) -> None:
     profile = profile_for(version)
-    before = tp.prepared_problems(copy.deepcopy(bundled), profile)
-    m, report = _prepared(bundled, version)
+    before = tp.prepared_problems(copy.deepcopy(stgcn), profile)
+    m, report = _prepared(stgcn, version)
     assert tp.prepared_problems(m, profile) == []
     onnx.checker.check_model(m, full_check=True)
-    # the bundled model: 11 Conv biases, 3 tensors quantized twice, 8 output Q/DQ pairs in
+    # stgcn_tiny: 11 Conv biases, 3 tensors quantized twice, 8 output Q/DQ pairs in
     # front of a ReLU and 3 on the main branch of a residual Add, 4 MatMuls (graph
     # adjacency), 15 weights
     s = report.summary()
@@ -108,12 +111,12 @@ def test_bundled_model_follows_the_rules_once_prepared(bundled: object, version:
     assert qs and all(len(n.input) == 3 for n in qs)
 
 
-def test_requantized_weights_keep_the_calibrated_int8_values(bundled: object) -> None:
+def test_requantized_weights_keep_the_calibrated_int8_values(stgcn: object) -> None:
     from onnx import numpy_helper
 
-    m, _ = _prepared(bundled, "8.5.2.2")
+    m, _ = _prepared(stgcn, "8.5.2.2")
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    orig = {t.name: numpy_helper.to_array(t) for t in bundled.graph.initializer}  # type: ignore[attr-defined]
+    orig = {t.name: numpy_helper.to_array(t) for t in stgcn.graph.initializer}  # type: ignore[attr-defined]
     checked = 0
     for q in m.graph.node:
         if q.op_type != "QuantizeLinear" or q.input[0] not in inits:
@@ -129,13 +132,13 @@ def test_requantized_weights_keep_the_calibrated_int8_values(bundled: object) ->
 
 
 @pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0"])
-def test_prepared_model_computes_what_the_calibrated_one_does(bundled: object,
+def test_prepared_model_computes_what_the_calibrated_one_does(stgcn: object,
                                                               version: str) -> None:
     ort = pytest.importorskip("onnxruntime")
-    m, _ = _prepared(bundled, version)
+    m, _ = _prepared(stgcn, version)
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (16, 7, 32, 75)).astype(np.float32)
-    shape = [d.dim_value for d in bundled.graph.input[0].type.tensor_type.shape.dim]  # type: ignore[attr-defined]
+    shape = [d.dim_value for d in stgcn.graph.input[0].type.tensor_type.shape.dim]  # type: ignore[attr-defined]
     x = rng.normal(0, 1, (16, *shape[1:])).astype(np.float32)
 
     def run(model: object) -> list[np.ndarray]:
@@ -143,24 +146,24 @@ def test_prepared_model_computes_what_the_calibrated_one_does(bundled: object,
                                  providers=["CPUExecutionProvider"])
         return s.run(None, {"input": x})
 
-    a, b = run(bundled), run(m)
+    a, b = run(stgcn), run(m)
     for la, lb in zip(a, b):
         # removing output quantization and float MatMuls changes rounding, not the answer
         assert np.mean(la.argmax(1) == lb.argmax(1)) >= 0.9
         assert np.max(np.abs(la - lb)) < 0.25 * max(1.0, float(np.max(np.abs(la))))
 
 
-def test_as_calibrated_keeps_the_placement_but_merges_nothing_else(bundled: object) -> None:
-    m, report = _prepared(bundled, "10.3.0", placement="as-calibrated")
+def test_as_calibrated_keeps_the_placement_but_merges_nothing_else(stgcn: object) -> None:
+    m, report = _prepared(stgcn, "10.3.0", placement="as-calibrated")
     assert report.removed_output_qdq == [] and len(report.merged_quantizers) == 3
     assert tp.prepared_problems(m, profile_for("10.3.0"),
                                 tp.PrepareOptions(placement="as-calibrated")) == []
 
 
-def test_duplicates_with_really_different_scales_are_kept_and_reported(bundled: object) -> None:
+def test_duplicates_with_really_different_scales_are_kept_and_reported(stgcn: object) -> None:
     from onnx import numpy_helper
 
-    m = copy.deepcopy(bundled)
+    m = copy.deepcopy(stgcn)
     for t in m.graph.initializer:  # type: ignore[attr-defined]
         if t.name == "/model/trunk.0/Relu_1_output_0_scale_pair1":
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 2, t.name))
@@ -173,10 +176,10 @@ def test_duplicates_with_really_different_scales_are_kept_and_reported(bundled: 
                         "scale per tensor"]
 
 
-def test_rules_catch_asymmetric_and_misplaced_axes(bundled: object) -> None:
+def test_rules_catch_asymmetric_and_misplaced_axes(stgcn: object) -> None:
     from onnx import numpy_helper
 
-    m, _ = _prepared(bundled, "10.3.0")
+    m, _ = _prepared(stgcn, "10.3.0")
     for n in m.graph.node:
         if n.name == "onnx::Conv_133_DequantizeLinear":
             n.attribute[0].i = 1  # per-channel scales on the input channels
@@ -191,10 +194,10 @@ def test_rules_catch_asymmetric_and_misplaced_axes(bundled: object) -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_bundled_model_builds_with_every_stand_in(bundled: object, tmp_path: Path,
+def test_stgcn_model_builds_with_every_stand_in(stgcn: object, tmp_path: Path,
                                                   version: str) -> None:
     saved = tmp_path / "prepared.onnx"
-    h = build_engine(BUNDLED, tmp_path / "m.engine", "int8", trt=make_tensorrt(version),
+    h = build_engine(STGCN, tmp_path / "m.engine", "int8", trt=make_tensorrt(version),
                      gpu="g", save_prepared=saved, log=_quiet)
     prepared = onnx.load(str(saved))
     assert tp.prepared_problems(prepared, profile_for(version)) == []
@@ -214,15 +217,15 @@ def test_bundled_model_builds_with_every_stand_in(bundled: object, tmp_path: Pat
         assert h.build["strongly_typed"] is True and h.build["builder_flags"] == []
 
 
-def test_unprepared_int8_weights_are_refused_by_the_85_parser(bundled: object,
+def test_unprepared_int8_weights_are_refused_by_the_85_parser(stgcn: object,
                                                                tmp_path: Path) -> None:
     # weights=int8 on 8.x is what calibrate writes; the prepared-model rules stop it before
     # the parser, and the stand-in's parser refuses it the way TensorRT 8.x does
     with pytest.raises(TensorRTError, match="(?s)integer weight 'onnx::Conv_133_quantized' "
                                                "feeds it directly; TensorRT 8.5.2 wants float"):
-        build_engine(BUNDLED, tmp_path / "m.engine", "int8", weights="int8",
+        build_engine(STGCN, tmp_path / "m.engine", "int8", weights="int8",
                      trt=make_tensorrt("8.5.2.2"), gpu="g", log=_quiet)
-    m, _ = _prepared(bundled, "8.5.2.2", weights="int8")
+    m, _ = _prepared(stgcn, "8.5.2.2", weights="int8")
     trt = make_tensorrt("8.5.2.2")
     logger = trt.Logger()
     net = trt.Builder(logger).create_network(1)
@@ -231,10 +234,10 @@ def test_unprepared_int8_weights_are_refused_by_the_85_parser(bundled: object,
     assert "onnx::Conv_133_quantized is an integer initializer" in parser.get_error(0).desc()
 
 
-def test_85_int8_matmul_forced_is_not_demanded(bundled: object, tmp_path: Path) -> None:
+def test_85_int8_matmul_forced_is_not_demanded(stgcn: object, tmp_path: Path) -> None:
     # --matmul int8 on 8.5: the stand-in runs the MatMuls in float, as onnx-tensorrt 8.5
     # documents; the engine is still written (the old check refused it: a crash loop).
-    h = build_engine(BUNDLED, tmp_path / "m.engine", "int8", matmul="int8",
+    h = build_engine(STGCN, tmp_path / "m.engine", "int8", matmul="int8",
                      trt=make_tensorrt("8.5.2.2"), gpu="g", log=_quiet)
     assert h.build["precision_check"] == "passed"
     assert h.build["prepared"]["matmul"] == "int8"
@@ -260,18 +263,18 @@ def test_unknown_modes_refused() -> None:
 
 
 def test_strong_typing_rejects_precision_flags_in_the_stand_in(tmp_path: Path,
-                                                               bundled: object) -> None:
+                                                               stgcn: object) -> None:
     trt = make_tensorrt("10.3.0")
     logger = trt.Logger()
     b = trt.Builder(logger)
     net = b.create_network(1 << 1)  # STRONGLY_TYPED
-    trt.OnnxParser(net, logger).parse(_prepared(bundled, "10.3.0")[0].SerializeToString())
+    trt.OnnxParser(net, logger).parse(_prepared(stgcn, "10.3.0")[0].SerializeToString())
     config = b.create_builder_config()
     config.set_flag(trt.BuilderFlag.INT8)
     assert b.build_serialized_network(net, config) is None
     assert "not allowed for a strongly typed network" in logger.messages[-1][1]
     weak = b.create_network(0)
-    trt.OnnxParser(weak, logger).parse(_prepared(bundled, "10.3.0")[0].SerializeToString())
+    trt.OnnxParser(weak, logger).parse(_prepared(stgcn, "10.3.0")[0].SerializeToString())
     assert b.build_serialized_network(weak, b.create_builder_config()) is None
     assert "INT8 builder flag is not set" in logger.messages[-1][1]
 
@@ -311,3 +314,31 @@ def test_opaque_regions_are_not_refused_but_noted() -> None:
      "layers, if any)",
      "quantized node '/model/trunk.0/gcn/conv/Conv' runs in fp32, not INT8 (layer "
      "'w + /model/trunk.0/gcn/conv/Conv')"]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> object:
+    if not SHIPPED.is_file():
+        pytest.skip(f"{SHIPPED} is not in this checkout")
+    return onnx.load(str(SHIPPED))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_shipped_model_is_prepared_and_builds_in_int8_with_every_stand_in(
+        shipped: object, tmp_path: Path, version: str) -> None:
+    convs = [n.name for n in shipped.graph.node if n.op_type == "Conv"]  # type: ignore[attr-defined]
+    assert len(convs) == 30  # jcd_base, per head's joints: embeddings and trunk
+    m, report = _prepared(shipped, version)
+    assert tp.prepared_problems(m, profile_for(version)) == []
+    onnx.checker.check_model(m, full_check=True)
+    s = report.summary()
+    # the biases of the 30 Convs and of the 4 quantized Gemms (the 3 that write logits
+    # stay float, calibrate's default)
+    assert s["folded_biases"] == 34
+    assert s["requantized_weights"] == (34 if version.startswith("8") else 0)
+    h = build_engine(SHIPPED, tmp_path / "m.engine", "int8", trt=make_tensorrt(version),
+                     gpu="g", log=_quiet)
+    assert h.build["precision_check"] == "passed"
+    blob = engine_blob(read_engine(tmp_path / "m.engine")[1])
+    prec = {lay["onnx"]: lay["prec"] for lay in blob["layers"] if "onnx" in lay}
+    assert [prec.get(c) for c in convs] == ["Int8"] * len(convs)  # every Conv, in INT8
