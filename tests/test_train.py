@@ -519,3 +519,32 @@ def test_spliced_items_keep_their_label_and_unspliced_runs_repeat(store: Path) -
     assert sum(not torch.equal(a, c) for (a, _, _), (c, _, _) in zip(plain, always)) >= 10
     with pytest.raises(ValueError, match=r"^augment.splice is a probability in \[0, 1\], got 1.5$"):
         AugmentConfig(splice=1.5)
+
+
+def test_task_only_splices_train_the_task_head_alone(store: Path, tmp_path: Path) -> None:
+    import torch.nn.functional as F
+
+    from trainer.config import AugmentConfig, DataConfig, SourceConfig
+    from trainer.data import Augmenter, ClipDataset, Composite
+    from trainer.losses import NO_LABEL, masked_task_losses
+
+    g = torch.Generator().manual_seed(0)
+    out = {"logits_a": torch.randn(4, 3, generator=g), "logits_b": torch.randn(4, 2, generator=g),
+           "task_logits": torch.randn(4, 2, generator=g)}
+    t, lab = torch.tensor([0, 0, 1, 1]), torch.tensor([2, NO_LABEL, 1, NO_LABEL])
+    got = masked_task_losses(out, t, lab, ["a", "b"])
+    # the class heads: only the labelled sample of each task; the task head: all four
+    assert torch.allclose(got["a"], F.cross_entropy(out["logits_a"][:1], lab[:1]))
+    assert torch.allclose(got["b"], F.cross_entropy(out["logits_b"][2:3], lab[2:3]))
+    assert torch.allclose(got["task"], F.cross_entropy(out["task_logits"], t))
+
+    comp = Composite(DataConfig(sources=(SourceConfig(str(store)),)))
+    aug = Augmenter(AugmentConfig(mirror=1.0, splice=1.0, splice_task_only=True),
+                    comp.labels, comp.tasks)
+    items = [ClipDataset(comp, list(range(8)), _cfg(store, tmp_path).preprocess, aug)[k]
+             for k in range(8)]
+    assert [(ti, li) for _, ti, li in items] == [(comp.refs[i].task, NO_LABEL) for i in range(8)]
+    cfg = _cfg(store, tmp_path / "run", augment=AugmentConfig(splice=0.5, splice_task_only=True))
+    cfg = cfg.replace(optim=cfg.optim.__class__(**{**cfg.optim.__dict__, "epochs": 2}))
+    result = train(cfg, progress=False)
+    assert result.history[-1]["epoch"] == 1 and np.isfinite(list(result.history[-1]["loss"].values())).all()

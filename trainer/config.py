@@ -168,6 +168,9 @@ class AugmentConfig:
             staying the clip's own: the windows a stream shows where one action or signal
             follows another (``skelmtl demo --continuous``). The other clip's frames are
             taken as stored (same frame rate assumed).
+        splice_task_only: a spliced clip trains the task head only (its class label is
+            dropped), so the class heads learn from whole clips and the task head learns
+            to route the windows between two clips.
     """
 
     mirror: float = 0.5
@@ -179,6 +182,7 @@ class AugmentConfig:
     drop_hands: float = 0.02
     noise: float = 0.0
     splice: float = 0.0
+    splice_task_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("mirror", "drop_hand", "drop_hands", "splice"):

@@ -27,6 +27,7 @@ from edge.core.clipstore import ClipStore, StoreError
 from edge.core.layout import LEFT_HAND0, MP75, N_HAND, RIGHT_HAND0
 from edge.core.preprocess import PreprocessConfig, clip_rate, preprocess
 from trainer.config import AugmentConfig, ConfigError, DataConfig
+from trainer.losses import NO_LABEL
 
 _MIRROR = np.asarray(MP75.mirror)
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class Augmenter:
             x = x[:, _MIRROR]
             mask = mask[:, _MIRROR]
             x[..., 0] = -x[..., 0]
-            label = int(self.remap[task][label])
+            label = int(self.remap[task][label]) if label >= 0 else label
         valid = mask.any(0)
         centre = x[:, valid].reshape(-1, x.shape[-1]).mean(0) if valid.any() else 0.0
         y = x - centre
@@ -287,6 +288,8 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
                 j = self.indices[(k + int(rng.integers(1, len(self.indices)))) % len(self.indices)]
                 ox, om, _ = self.comp.clip(j)
                 x, m = splice(x, m, ox, om, rng)
+                if self.augment.cfg.splice_task_only:
+                    label = NO_LABEL
             x, m, label = self.augment(x, m, r.task, label, rng)
         return torch.from_numpy(preprocess(x, m, self.pre, fps)), r.task, label
 

@@ -147,6 +147,9 @@ def create_weighting(name: str, task_names: Sequence[str], **kwargs: Any) -> Wei
     return classes[name](task_names, **kwargs)
 
 
+NO_LABEL = -1  # a sample whose class no head learns (its task still trains the task head)
+
+
 def masked_task_losses(outputs: dict[str, torch.Tensor], task_index: torch.Tensor,
                        labels: torch.Tensor, task_names: Sequence[str],
                        label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
@@ -156,7 +159,8 @@ def masked_task_losses(outputs: dict[str, torch.Tensor], task_index: torch.Tenso
         outputs: the model's outputs (``logits_<task>`` ``(N, K_task)``, optionally
             ``task_logits`` ``(N, n_tasks)``).
         task_index: ``(N,)`` int64, the task of each sample (index into ``task_names``).
-        labels: ``(N,)`` int64, the class of each sample within its own task.
+        labels: ``(N,)`` int64, the class of each sample within its own task; a negative
+            label (:data:`NO_LABEL`) trains the task head only (``augment.splice_task_only``).
         task_names: the tasks, in head order.
         label_smoothing: passed to ``F.cross_entropy``.
 
@@ -168,7 +172,7 @@ def masked_task_losses(outputs: dict[str, torch.Tensor], task_index: torch.Tenso
     out: dict[str, torch.Tensor] = {}
     for i, name in enumerate(task_names):
         logits = outputs[logits_name(name)]
-        sel = task_index == i
+        sel = (task_index == i) & (labels >= 0)
         # Masking by multiplication (not by indexing with a data-dependent count) keeps one
         # code path for every batch composition; the mean is over this task's samples.
         ce = F.cross_entropy(logits, torch.where(sel, labels, torch.zeros_like(labels)),

@@ -486,7 +486,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             # Per-task sample counts over the whole optimiser step (all ranks, all
             # micro-batches): each task's loss is its mean over those samples, so one
             # DDP step over N ranks equals one step with N accumulated micro-batches.
-            n_step = torch.stack([(t == i).sum() for i in range(len(tasks))]).double()
+            n_step = torch.stack([((t == i) & (lab >= 0)).sum()
+                                  for i in range(len(tasks))]).double()
             if env.world > 1:
                 dist.all_reduce(n_step)
             shards = env.world * accum
@@ -501,7 +502,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 outputs = {k: v.float() for k, v in outputs.items()}
                 losses = masked_task_losses(outputs, ts, ls, list(tasks),
                                             label_smoothing=cfg.loss.label_smoothing)
-                n_micro = [int((ts == i).sum()) for i in range(len(tasks))]
+                n_micro = [int(((ts == i) & (ls >= 0)).sum()) for i in range(len(tasks))]
                 scaled = {k: losses[k] * (n_micro[i] * shards / max(float(n_step[i]), 1.0))
                           for i, k in enumerate(tasks)}
                 total = weighting(scaled)
