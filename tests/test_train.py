@@ -548,3 +548,20 @@ def test_task_only_splices_train_the_task_head_alone(store: Path, tmp_path: Path
     cfg = cfg.replace(optim=cfg.optim.__class__(**{**cfg.optim.__dict__, "epochs": 2}))
     result = train(cfg, progress=False)
     assert result.history[-1]["epoch"] == 1 and np.isfinite(list(result.history[-1]["loss"].values())).all()
+
+
+def test_hold_carries_the_pose_one_frame_never_two_and_leaves_the_hands() -> None:
+    from trainer.data import hold_body
+
+    x = np.arange(20, dtype=np.float32)[:, None, None] * np.ones((1, 75, 3), np.float32)
+    m = np.ones((20, 75), bool)
+    m[7, :] = False
+    y, ym = hold_body(x, m, np.random.default_rng(3))
+    src = y[:, 0, 0].astype(int)
+    held = src != np.arange(20)
+    assert not held[0] and 6 <= held.sum() <= 10                       # about every other
+    assert np.array_equal(src[held], np.flatnonzero(held) - 1)          # the frame before
+    assert not (held[1:] & held[:-1]).any()                             # never two in a row
+    np.testing.assert_array_equal(y[:, 33:], x[:, 33:])                 # hands untouched
+    np.testing.assert_array_equal(ym[:, :33], m[src][:, :33])           # the mask follows
+    np.testing.assert_array_equal(x[:, 0, 0], np.arange(20))            # input unchanged

@@ -168,6 +168,10 @@ class AugmentConfig:
             staying the clip's own: the windows a stream shows where one action or signal
             follows another (``skelmtl demo --continuous``). The other clip's frames are
             taken as stored (same frame rate assumed).
+        hold: probability that a clip has its body joints (the 33 pose slots) held from the
+            frame before on about every other frame, never two frames in a row: what the
+            landmark front end's ``auto`` policy feeds the model while the body is still
+            (it carries the last pose one frame, edge/frontend/policy.py).
         splice_task_only: a spliced clip trains the task head only (its class label is
             dropped), so the class heads learn from whole clips and the task head learns
             to route the windows between two clips.
@@ -183,9 +187,10 @@ class AugmentConfig:
     noise: float = 0.0
     splice: float = 0.0
     splice_task_only: bool = False
+    hold: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("mirror", "drop_hand", "drop_hands", "splice"):
+        for name in ("mirror", "drop_hand", "drop_hands", "splice", "hold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name} is a probability in [0, 1], "
                                  f"got {getattr(self, name)}")

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from edge.core.clipstore import ClipStore, StoreError
-from edge.core.layout import LEFT_HAND0, MP75, N_HAND, RIGHT_HAND0
+from edge.core.layout import LEFT_HAND0, MP75, N_HAND, N_POSE, RIGHT_HAND0
 from edge.core.preprocess import PreprocessConfig, clip_rate, preprocess
 from trainer.config import AugmentConfig, ConfigError, DataConfig
 from trainer.losses import NO_LABEL
@@ -225,6 +225,9 @@ class Augmenter:
             mask = mask[:, _MIRROR]
             x[..., 0] = -x[..., 0]
             label = int(self.remap[task][label]) if label >= 0 else label
+        # Drawn only when enabled, so that runs without it repeat as before.
+        if cfg.hold > 0 and len(x) > 1 and rng.random() < cfg.hold:
+            x, mask = hold_body(x, mask, rng)
         valid = mask.any(0)
         centre = x[:, valid].reshape(-1, x.shape[-1]).mean(0) if valid.any() else 0.0
         y = x - centre
@@ -292,6 +295,21 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
                     label = NO_LABEL
             x, m, label = self.augment(x, m, r.task, label, rng)
         return torch.from_numpy(preprocess(x, m, self.pre, fps)), r.task, label
+
+
+def hold_body(x: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``(T, V, C)`` whose pose slots are, on about half the frames (never the first,
+    never two in a row), those of the frame before: a pose carried one frame."""
+    t = len(x)
+    held = rng.random(t) < 0.5
+    held[0] = False
+    for i in range(1, t):  # never two in a row: a carried pose is at most 1 frame old
+        held[i] = held[i] and not held[i - 1]
+    src = np.arange(t) - held
+    x, mask = x.copy(), mask.copy()
+    x[:, :N_POSE], mask[:, :N_POSE] = x[src, :N_POSE], mask[src, :N_POSE]
+    return x, mask
 
 
 def splice(x: np.ndarray, m: np.ndarray, other: np.ndarray, other_mask: np.ndarray,
