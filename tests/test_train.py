@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -517,6 +518,17 @@ def test_spliced_items_keep_their_label_and_unspliced_runs_repeat(store: Path) -
         assert (ta, la) == (tb, lb) == (tc, lc) == (r.task, r.label)  # the clip's own label
         assert torch.equal(a, b)                                          # splice 0: as before
     assert sum(not torch.equal(a, c) for (a, _, _), (c, _, _) in zip(plain, always)) >= 10
+    # Every augmentation at its default, two epochs: the items hash as they did at commit
+    # 9de0b76, before splice and hold existed (they draw only when enabled).
+    h = hashlib.sha256()
+    ds = ClipDataset(comp, idx, pre, Augmenter(AugmentConfig(), comp.labels, comp.tasks), seed=5)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        for k in range(len(idx)):
+            x, t, lab = ds[k]
+            h.update(x.numpy().tobytes())
+            h.update(bytes([t, lab]))
+    assert h.hexdigest()[:16] == "377317aec93f47c7"
     with pytest.raises(ValueError, match=r"^augment.splice is a probability in \[0, 1\], got 1.5$"):
         AugmentConfig(splice=1.5)
 
@@ -559,7 +571,7 @@ def test_hold_carries_the_pose_one_frame_never_two_and_leaves_the_hands() -> Non
     y, ym = hold_body(x, m, np.random.default_rng(3))
     src = y[:, 0, 0].astype(int)
     held = src != np.arange(20)
-    assert not held[0] and 6 <= held.sum() <= 10                       # about every other
+    assert not held[0] and 4 <= held.sum() <= 10                        # about a third
     assert np.array_equal(src[held], np.flatnonzero(held) - 1)          # the frame before
     assert not (held[1:] & held[:-1]).any()                             # never two in a row
     np.testing.assert_array_equal(y[:, 33:], x[:, 33:])                 # hands untouched

@@ -169,7 +169,8 @@ class AugmentConfig:
             follows another (``skelmtl demo --continuous``). The other clip's frames are
             taken as stored (same frame rate assumed).
         hold: probability that a clip has its body joints (the 33 pose slots) held from the
-            frame before on about every other frame, never two frames in a row: what the
+            frame before on about one frame in three (each frame with chance 1/2, never two in a
+            row), a rough stand-in for what the
             landmark front end's ``auto`` policy feeds the model while the body is still
             (it carries the last pose one frame, edge/frontend/policy.py).
         splice_task_only: a spliced clip trains the task head only (its class label is

@@ -299,8 +299,9 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
 
 def hold_body(x: np.ndarray, mask: np.ndarray, rng: np.random.Generator
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``(T, V, C)`` whose pose slots are, on about half the frames (never the first,
-    never two in a row), those of the frame before: a pose carried one frame."""
+    """Frames ``(T, V, C)`` whose pose slots are, on about a third of the frames (each drawn
+    with chance 1/2, never the first, never two in a row), those of the frame before: a pose
+    carried one frame. ``auto`` carries a still body on every 2nd frame; this is sparser."""
     t = len(x)
     held = rng.random(t) < 0.5
     held[0] = False

@@ -486,8 +486,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             # Per-task sample counts over the whole optimiser step (all ranks, all
             # micro-batches): each task's loss is its mean over those samples, so one
             # DDP step over N ranks equals one step with N accumulated micro-batches.
-            n_step = torch.stack([((t == i) & (lab >= 0)).sum()
-                                  for i in range(len(tasks))]).double()
+            # The last entry counts every sample: the task head learns from all of them,
+            # labelled or not (augment.splice_task_only).
+            n_step = torch.stack([((t == i) & (lab >= 0)).sum() for i in range(len(tasks))]
+                                 + [t.new_tensor(len(t))]).double()
             if env.world > 1:
                 dist.all_reduce(n_step)
             shards = env.world * accum
@@ -507,7 +509,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                           for i, k in enumerate(tasks)}
                 total = weighting(scaled)
                 if "task" in losses and meta.has_task_head:
-                    task_scale = len(ts) * shards / max(float(n_step.sum()), 1.0)
+                    task_scale = len(ts) * shards / max(float(n_step[-1]), 1.0)
                     total = total + cfg.loss.task_head_weight * losses["task"] * task_scale
                 total = total + model.regularization()  # type: ignore[operator]
                 scaler.scale(total / accum).backward()
