@@ -43,7 +43,7 @@ METHODS = ("minmax", "entropy", "percentile")
 # is left alone: with symmetric INT8 a Q cannot clip at zero, so quantizing it only adds
 # a Q/DQ pair.
 # "GlobalAveragePool" may be added: ONNX Runtime then pools in INT8, in the NHWC layout of
-# the convolutions before it, which saved about 1.5% of the bundled model's INT8 time at
+# the convolutions before it, which saved about 1.5% of the then bundled stgcn_tiny's INT8 time at
 # batch 1 but agreed with FP32 on one train window fewer (docs/calibration.md).
 DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
 DEFAULT_CACHE_TRT = "8.5.2"  # JetPack 5.1.1 / 5.1.2
