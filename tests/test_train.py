@@ -550,6 +550,10 @@ def test_task_only_splices_train_the_task_head_alone(store: Path, tmp_path: Path
     assert torch.allclose(got["b"], F.cross_entropy(out["logits_b"][2:3], lab[2:3]))
     assert torch.allclose(got["task"], F.cross_entropy(out["task_logits"], t))
 
+    # the step's denominators: labelled samples per task, then all (the task head's)
+    from trainer.train import step_counts
+    assert step_counts(t, lab, 2).tolist() == [1.0, 1.0, 4.0]
+
     comp = Composite(DataConfig(sources=(SourceConfig(str(store)),)))
     aug = Augmenter(AugmentConfig(mirror=1.0, splice=1.0, splice_task_only=True),
                     comp.labels, comp.tasks)

@@ -354,6 +354,16 @@ def accuracy_per_task(res: dict[str, np.ndarray], tasks: tuple[str, ...]) -> dic
     return acc
 
 
+def step_counts(task_index: torch.Tensor, labels: torch.Tensor, n_tasks: int) -> torch.Tensor:
+    """The denominators of one step's losses: per task its labelled samples, then every
+    sample (the task head learns from all of them, labelled or not:
+    ``augment.splice_task_only``). ``(n_tasks + 1,)`` float64.
+    """
+    labelled = labels >= 0
+    return torch.stack([((task_index == i) & labelled).sum() for i in range(n_tasks)]
+                       + [task_index.new_tensor(len(task_index))]).double()
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, log: Callable[[str], None] = logger.info) -> RunResult:
     """Train one model as ``cfg`` says; returns where the best checkpoint is.
@@ -486,10 +496,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             # Per-task sample counts over the whole optimiser step (all ranks, all
             # micro-batches): each task's loss is its mean over those samples, so one
             # DDP step over N ranks equals one step with N accumulated micro-batches.
-            # The last entry counts every sample: the task head learns from all of them,
-            # labelled or not (augment.splice_task_only).
-            n_step = torch.stack([((t == i) & (lab >= 0)).sum() for i in range(len(tasks))]
-                                 + [t.new_tensor(len(t))]).double()
+            n_step = step_counts(t, lab, len(tasks))
             if env.world > 1:
                 dist.all_reduce(n_step)
             shards = env.world * accum
