@@ -511,7 +511,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 outputs = {k: v.float() for k, v in outputs.items()}
                 losses = masked_task_losses(outputs, ts, ls, list(tasks),
                                             label_smoothing=cfg.loss.label_smoothing)
-                n_micro = [int(((ts == i) & (ls >= 0)).sum()) for i in range(len(tasks))]
+                n_micro = [int(c) for c in step_counts(ts, ls, len(tasks)).tolist()[:-1]]
                 scaled = {k: losses[k] * (n_micro[i] * shards / max(float(n_step[i]), 1.0))
                           for i, k in enumerate(tasks)}
                 total = weighting(scaled)
