@@ -305,10 +305,9 @@ def run_selfcheck(*, model: Path | None = None, fp32: Path | None = None,
              windows=len(x), agreement=agree, agreement_fp32=agree_fp32, threshold=agreement)
         try:
             one = x[:1]
-            timed = fp32_ref if fp32_ref is not None else int8_ref
+            which, timed = ("FP32", fp32_ref) if fp32_ref is not None else ("INT8", int8_ref)
             t_trt = median_ms(lambda: trt_backend.infer(one), repeats)
             t_ort = median_ms(lambda: timed.infer(one), repeats)
-            which = "FP32" if fp32_ref is not None else "INT8"
             step("latency", True, f"one window: TensorRT INT8 {t_trt:.2f} ms, ONNX Runtime "
                  f"{which} (CPU) {t_ort:.2f} ms (median of {repeats}; not a benchmark)",
                  tensorrt_ms=t_trt, onnxruntime_ms=t_ort)
