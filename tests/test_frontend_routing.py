@@ -298,6 +298,46 @@ def test_route_recording_auto_carries_a_still_body() -> None:
     assert m[:, :N_POSE].all() and not m[:, N_POSE:].any()
 
 
+def test_auto_moving_every_thins_the_pose_of_a_moving_body() -> None:
+    pol = FrontEndPolicy(task="auto", moving_every=2, still_every=3, still=0.02)
+    assert (FrontEndPolicy().moving_every, FrontEndPolicy().extrapolate) == (1, False)
+    # moving: every 2nd frame; still: every 3rd; motion unknown: every frame
+    got = run_plans(pol, [0] * 8, pose=body(), motion=[None, 0.05, 0.05, 0.05, 0.05, 0.0,
+                                                        0.0, 0.0])
+    assert [p for p, _ in got] == [True, True, False, True, False, True, False, False]
+    state = StageState(pose_age=0, hands_age=0, person=True, motion=0.05)
+    assert decide(pol, state, body()).reason.startswith("auto: pose skipped, body moving, "
+                                                        "carried")
+    with pytest.raises(PolicyError, match="front-end policy: moving_every must be >= 1, got 0"):
+        FrontEndPolicy(moving_every=0)
+
+
+@pytest.mark.parametrize("extrapolate", [False, True])
+def test_route_recording_extrapolates_a_carried_pose(extrapolate: bool) -> None:
+    frames, mask = recording()
+    frames[:, :N_POSE] = body()
+    # the whole body drifts right by 0.03 per frame (0.15 torso sizes: moving)
+    frames[:, :N_POSE, 0] += np.arange(12, dtype=np.float32)[:, None] * 0.03
+    mask[:, N_POSE:] = False
+    mask[:, 5] = False  # a joint never seen: never moved, never unmasked
+    pol = FrontEndPolicy(task="auto", moving_every=2, extrapolate=extrapolate)
+    f, m, counts = route_recording(frames, mask, pol)
+    # runs on 0 (no person), 1 (motion unknown), then every 2nd frame: 3, 5, 7, 9, 11
+    assert counts["pose"] == 7
+    for i in (2, 4, 6, 8, 10):  # carried one frame from i - 1
+        want = frames[i if extrapolate else i - 1, :N_POSE]
+        np.testing.assert_allclose(f[i, :N_POSE][mask[i, :N_POSE]], want[mask[i, :N_POSE]],
+                                   atol=1e-6)
+        assert not f[i, 5].any() and not m[i, 5]
+    if extrapolate:  # a body that stops is overshot by one frame's move, then measured
+        frames2 = frames.copy()
+        frames2[4:, :N_POSE, 0] = frames[3, :N_POSE, 0]
+        f2, _, _ = route_recording(frames2, mask, pol)
+        np.testing.assert_allclose(f2[4, 0, 0], frames2[3, 0, 0] + 0.03, atol=1e-6)
+        seen = mask[5, :N_POSE]
+        np.testing.assert_array_equal(f2[5, :N_POSE][seen], frames2[5, :N_POSE][seen])
+
+
 def test_route_recording_auto_and_full() -> None:
     frames, mask = recording()
     f, m, counts = route_recording(frames, mask, FrontEndPolicy(task="full"))
