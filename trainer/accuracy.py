@@ -1,4 +1,4 @@
-"""Usage: skelmtl accuracy configs/accuracy.yaml [--only jhmdb ...] [--no-peer] [--table-only]
+"""Usage: skelmtl accuracy configs/experiments/accuracy.yaml [--only jhmdb ...] [--no-peer] [--table-only]
 
 The accuracy table the project keeps: on every dataset, the project's edge model and the
 measured peer (DD-Net, ``../shared/peers/ddnet.py``) side by side, each trained on the
@@ -429,7 +429,7 @@ def write_table(cfg: AccuracyConfig, config_path: str | os.PathLike[str]) -> Pat
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="accuracy config YAML (configs/accuracy.yaml)")
+    p.add_argument("config", help="accuracy config YAML (configs/experiments/accuracy.yaml)")
     p.add_argument("--only", nargs="*", help="dataset names to run")
     p.add_argument("--no-peer", action="store_true", help="skip the peer's runs")
     p.add_argument("--table-only", action="store_true",
