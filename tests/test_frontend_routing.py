@@ -13,6 +13,7 @@ from edge.frontend.policy import (
     FrontEndPolicy,
     PolicyError,
     StagePlan,
+    StageRouter,
     StageState,
     advance,
     body_motion,
@@ -320,22 +321,49 @@ def test_route_recording_extrapolates_a_carried_pose(extrapolate: bool) -> None:
     frames[:, :N_POSE, 0] += np.arange(12, dtype=np.float32)[:, None] * 0.03
     mask[:, N_POSE:] = False
     mask[:, 5] = False  # a joint never seen: never moved, never unmasked
+    mask[3, 7] = False  # seen by the run before, not by the run it is carried from
+    mask[1, 8] = False  # seen by the run it is carried from, not by the run before
     pol = FrontEndPolicy(task="auto", moving_every=2, extrapolate=extrapolate)
     f, m, counts = route_recording(frames, mask, pol)
-    # runs on 0 (no person), 1 (motion unknown), then every 2nd frame: 3, 5, 7, 9, 11
+    # runs on 0 (no person known yet), 1 (motion unknown), then every 2nd frame: 3, 5, ...
     assert counts["pose"] == 7
     for i in (2, 4, 6, 8, 10):  # carried one frame from i - 1
-        want = frames[i if extrapolate else i - 1, :N_POSE]
-        np.testing.assert_allclose(f[i, :N_POSE][mask[i, :N_POSE]], want[mask[i, :N_POSE]],
-                                   atol=1e-6)
-        assert not f[i, 5].any() and not m[i, 5]
-    if extrapolate:  # a body that stops is overshot by one frame's move, then measured
+        seen = mask[i - 1, :N_POSE]
+        want = frames[i if extrapolate else i - 1, :N_POSE].copy()
+        # a joint one of the two runs missed has no speed and is held: joint 8 (run 1)
+        # on frame 4, joint 7 (run 3) on frame 6
+        for k, held in ((4, 8), (6, 7)):
+            if i == k:
+                want[held] = frames[k - 1, held]
+        np.testing.assert_allclose(f[i, :N_POSE][seen], want[seen], atol=1e-6)
+        np.testing.assert_array_equal(m[i, :N_POSE], seen)
+        assert not f[i, 5].any()
+    assert not f[4, 7].any() and not m[4, 7]
+    if extrapolate:  # a body that stops is overshot by one frame's move, then held
         frames2 = frames.copy()
         frames2[4:, :N_POSE, 0] = frames[3, :N_POSE, 0]
         f2, _, _ = route_recording(frames2, mask, pol)
         np.testing.assert_allclose(f2[4, 0, 0], frames2[3, 0, 0] + 0.03, atol=1e-6)
         seen = mask[5, :N_POSE]
-        np.testing.assert_array_equal(f2[5, :N_POSE][seen], frames2[5, :N_POSE][seen])
+        np.testing.assert_array_equal(f2[6, :N_POSE][seen], frames2[5, :N_POSE][seen])
+
+
+@pytest.mark.parametrize("extrapolate", [False, True])
+def test_carried_pose_places_the_hands_where_the_pose_is_carried(extrapolate: bool) -> None:
+    router = StageRouter(FrontEndPolicy(task="auto", moving_every=2, extrapolate=extrapolate))
+    poses = [body() + np.float32(0.03 * i) * np.eye(1, 3, 0, np.float32) for i in range(3)]
+    for pose in poses[:2]:  # two pose runs: no person known, then motion unknown
+        assert router.plan_pose()
+        joints = np.zeros((NUM_JOINTS, 3), np.float32)
+        joints[:N_POSE] = pose
+        m = np.zeros(NUM_JOINTS, bool)
+        m[:N_POSE] = True
+        plan = router.plan(pose, np.ones(N_POSE, np.float32))
+        router.finish(replace(plan, hands=False), joints, m, m.astype(np.float32))
+    assert not router.plan_pose()  # moving, every 2nd frame: carried
+    carried = router.carried_pose()
+    assert carried is not None
+    np.testing.assert_allclose(carried[0], poses[2] if extrapolate else poses[1], atol=1e-6)
 
 
 def test_route_recording_auto_and_full() -> None:

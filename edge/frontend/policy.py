@@ -46,9 +46,9 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   Two settings, off by default, thin the pose of a *moving* body too: ``moving_every``
   (its period while moving) and ``extrapolate`` (a carried pose moves on at the speed of
   its last two runs instead of standing still). On the Megamind clip they bring ``auto``
-  under half the full front end's CPU but lose a third more of its begin events, held
-  or extrapolated (docs/benchmarks.md), so the defaults keep the pose on every frame
-  while the body moves.
+  under half the full front end's CPU but match a third fewer of its begin events than
+  the default, held or extrapolated (docs/benchmarks.md), so the defaults keep the pose
+  on every frame while the body moves.
 
   The **hands** run when the body says they are in play (:func:`hands_in_play`: a wrist
   visible in the image and raised above its elbow or above mid-torso; the carried body
@@ -136,8 +136,10 @@ class FrontEndPolicy:
         max_age: frames a skipped stage's joints are carried before they are masked.
         moving_every: ``auto``: the pose stage's period while the body moves (1: every
             frame).
-        extrapolate: a carried pose moves on at the speed between its last two runs
-            (:meth:`StageRouter.finish`) instead of standing still.
+        extrapolate: a carried pose (``gesture`` and ``auto``) moves on at the speed
+            between its last two runs instead of standing still (:class:`StageRouter`:
+            the joints visible in both runs; others hold). The moved joints are not
+            clamped to the image, so a carried wrist may leave it.
         give_up_after: ``auto``: hand runs in a row that may find nothing while the body
             says a hand is in play, before the lower rate applies.
         min_visibility: pose visibility a wrist needs to count as in view.
@@ -443,7 +445,7 @@ class StageRouter:
         self._pose: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._hands: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         # (33, 3) per-frame speed of the pose between its last two runs (0 where a joint
-        # was missing from either); used only when the policy extrapolates.
+        # was not visible in both); kept only when the policy extrapolates.
         self._pose_speed: np.ndarray | None = None
         self.counts = {"pose": 0, "hands": 0, "frames": 0}
 
@@ -457,7 +459,8 @@ class StageRouter:
 
     def carried_pose(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(33, 3)`` joints and ``(33,)`` visibility of the last pose run that found a
-        person and is young enough to carry, else None."""
+        person and is young enough to carry (its joints moved on to this frame when the
+        policy extrapolates), else None."""
         if self._pose is None or self.state.pose_age is None:
             return None
         if self.state.pose_age + 1 > self.policy.max_age or not self._pose[2].any():
@@ -490,10 +493,15 @@ class StageRouter:
                 and self._pose[2].any() and mask[:N_POSE].any():
             motion = body_motion(self._pose[:2], (joints[:N_POSE], visibility[:N_POSE]),
                                  self.state.pose_age + 1, self.policy.min_visibility)
-        if plan.pose:
+        if plan.pose and self.policy.extrapolate:
             speed = None
             if self._pose is not None and self.state.pose_age is not None:
-                both = (self._pose[2] & mask[:N_POSE])[:, None]
+                # As body_motion: a joint moves on only where both runs saw it (the live
+                # front ends mark every joint of a found person present; a guessed one,
+                # such as a leg out of the image, would move on at its jitter).
+                mv = self.policy.min_visibility
+                both = (self._pose[2] & mask[:N_POSE] & (self._pose[1] >= mv)
+                        & (visibility[:N_POSE] >= mv))[:, None]
                 speed = np.where(both, (joints[:N_POSE] - self._pose[0])
                                  / (self.state.pose_age + 1), 0.0).astype(np.float32)
             self._pose_speed = speed
@@ -509,9 +517,8 @@ class StageRouter:
                 prev = self.state.pose_age if name == "_pose" else self.state.hands_age
                 age = -1 if (last is None or prev is None) else prev + 1
                 if 0 < age <= self.policy.max_age and last[2].any():
-                    joints[cut], visibility[cut], mask[cut] = last
-                    if name == "_pose":
-                        joints[cut] = self._moved(age)
+                    joints[cut], visibility[cut], mask[cut] = \
+                        self._moved(age) if name == "_pose" else last[0], last[1], last[2]
                 else:
                     age = -1
                     joints[cut], visibility[cut], mask[cut] = 0.0, 0.0, False
