@@ -46,9 +46,9 @@ which stage it needs, so the front end asks this module per frame (:func:`decide
   Two settings, off by default, thin the pose of a *moving* body too: ``moving_every``
   (its period while moving) and ``extrapolate`` (a carried pose moves on at the speed of
   its last two runs instead of standing still). On the Megamind clip they bring ``auto``
-  under half the full front end's CPU but match a third fewer of its begin events than
-  the default, held or extrapolated (docs/benchmarks.md), so the defaults keep the pose
-  on every frame while the body moves.
+  under half the full front end's CPU but match 16-19 of its 31 begin events where the
+  default matches 24, held or extrapolated (docs/benchmarks.md), so the defaults keep the
+  pose on every frame while the body moves.
 
   The **hands** run when the body says they are in play (:func:`hands_in_play`: a wrist
   visible in the image and raised above its elbow or above mid-torso; the carried body
