@@ -9,11 +9,10 @@ from edge.frontend.policy import FrontEndPolicy
 from edge.runtime.pipeline import Pipeline
 from edge.bench.frontend import run_stream, event_agreement
 path, n, off = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-cap = cv2.VideoCapture(path); fr = []
-while len(fr) < n:
-    ok, im = cap.read()
-    if not ok: break
-    fr.append(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))
+from itertools import islice
+from edge.frontend.sources import open_source
+with open_source(path) as src:  # RGB frames, as the runtime reads them
+    fr = [f.image for f in islice(src, n)]
 fr = fr[off:]
 A = dict(task="auto")
 cfg = {"full": "full", "now": FrontEndPolicy(**A),

@@ -8,11 +8,10 @@ from edge.frontend.model_files import resolve_model
 mp = _import_mediapipe()
 from mediapipe.tasks.python import BaseOptions, vision
 path, nmax = sys.argv[1], int(sys.argv[2])
-cap = cv2.VideoCapture(path); frames = []
-while len(frames) < nmax:
-    ok, im = cap.read()
-    if not ok: break
-    frames.append(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))
+from itertools import islice
+from edge.frontend.sources import open_source
+with open_source(path) as src:  # RGB frames, as the runtime reads them
+    frames = [f.image for f in islice(src, nmax)]
 print(frames[0].shape)
 V = vision.RunningMode.VIDEO
 def pose():
