@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -107,11 +108,53 @@ def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
     assert (tmp_path / "t.md").read_text() == text
 
 
+def test_more_seeds_train_every_fold_again_and_give_mean_and_std(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    base = {"threads": 1, "preprocess": {"window": 16, "dims": 3, "streams": ["joint"]},
+            "model": {"name": "jcd_tiny"}, "augment": {"mirror": 0.0},
+            "optim": {"epochs": 2, "batch_size": 16}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    cfg = load_tuning(_write(tmp_path, {
+        "store": str(store), "runs": str(tmp_path / "runs"), "summary": str(tmp_path / "t.md"),
+        "records": str(tmp_path / "records"), "base": str(tmp_path / "base.yaml"),
+        "variants": {"one": {}}, "seeds": [3]}))
+    run_all(cfg)
+    records = tmp_path / "records" / "one"
+    at0 = [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
+    at3 = [json.loads(p.read_text()) for p in sorted((records / "seed3").glob("*.json"))]
+    assert [r["fold"] for r in at3] == [r["fold"] for r in at0] == ["fold_s0", "fold_s1",
+                                                                    "fold_s2"]
+    assert all(r["seed"] == 3 for r in at3) and not any("seed" in r for r in at0)
+    assert "seed: 3" in (tmp_path / "runs/one/seed3/fold_s0/config.yaml").read_text()
+
+    def pooled(res: list[dict], key: str) -> float:
+        return 100 * sum(r[key] * r["n_val"] for r in res) / sum(r["n_val"] for r in res)
+
+    best = np.array([pooled(at0, "val"), pooled(at3, "val")])
+    last = np.array([pooled(at0, "val_last"), pooled(at3, "val_last")])
+    text = (tmp_path / "t.md").read_text()
+    assert "seed 0 (the last column: also seeds 3);" in text
+    # the row of seed 0 as a one-seed study has it, then the mean and std over both seeds
+    assert (f"| {pooled(at0, 'val_last'):.1f} | "
+            + ", ".join(f"{100 * r['val_last']:.1f}" for r in at0)
+            + f" | 2, 2, 2 | {best.mean():.1f} ± {best.std(ddof=1):.1f} / "
+            f"{last.mean():.1f} ± {last.std(ddof=1):.1f} (2 seeds) |") in text
+
+
 def test_unknown_keys_are_refused(tmp_path: Path) -> None:
     p = tmp_path / "t.yaml"
     p.write_text(yaml.safe_dump({"store": "s", "runs": "r", "summary": "m", "base": "b",
-                                 "variants": {}, "seeds": [0]}))
-    with pytest.raises(SystemExit, match=r"t.yaml: unknown keys \['seeds'\]"):
+                                 "variants": {}, "seed_list": [0]}))
+    with pytest.raises(SystemExit, match=r"t.yaml: unknown keys \['seed_list'\]"):
+        load_tuning(p)
+
+
+@pytest.mark.parametrize("seeds", [[0, 1], [1, 1]])
+def test_more_seeds_must_be_new_ones(tmp_path: Path, seeds: list[int]) -> None:
+    p = _write(tmp_path, {"store": "s", "runs": "r", "summary": "m", "base": "b",
+                          "variants": {}, "seeds": seeds})
+    with pytest.raises(SystemExit, match=rf"t.yaml: seeds must be distinct and other than "
+                                         rf"seed 0, got \[{seeds[0]}, {seeds[1]}\]"):
         load_tuning(p)
 
 
