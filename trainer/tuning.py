@@ -262,7 +262,7 @@ def write_summary(cfg: TuningConfig) -> None:
              + f"; {how}; accuracy pooled over every held-out clip.", "",
              f"| variant | overrides | folds done | held-out top-1 % at the best epoch | per fold "
              f"| mean of the last {LAST_EPOCHS} epochs % | per fold | epochs |"
-             + (" over seeds: best epoch / last 20, mean ± std |" if cfg.seeds else ""),
+             + (f" over seeds: best epoch / last {LAST_EPOCHS}, mean ± std |" if cfg.seeds else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if cfg.seeds else "")]
     n_folds = len(_fold_names(cfg))
     for name, overrides in cfg.variants.items():
