@@ -66,18 +66,22 @@ def test_a_fold_count_of_one_or_less_is_refused(tmp_path: Path, folds: int) -> N
         load_tuning(p)
 
 
-def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
+def _study(tmp_path: Path, epochs: int, **conf: object) -> tuple[Path, Path]:
+    """A synthetic store, a tiny base config (``epochs``) and a study config over them
+    (``conf`` added); returns the store and the study config's path."""
     store = make_store(tmp_path / "store")
     base = {"threads": 1, "preprocess": {"window": 16, "dims": 3, "streams": ["joint"]},
             "model": {"name": "jcd_tiny"}, "augment": {"mirror": 0.0},
-            "optim": {"epochs": 1, "batch_size": 16}}
+            "optim": {"epochs": epochs, "batch_size": 16}}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    cfg_path = tmp_path / "tune.yaml"
-    cfg_path.write_text(yaml.safe_dump({
+    return store, _write(tmp_path, {
         "store": str(store), "runs": str(tmp_path / "runs"), "summary": str(tmp_path / "t.md"),
-        "records": str(tmp_path / "records"),
-        "base": str(tmp_path / "base.yaml"), "variants": {"one": {"optim.epochs": 1}},
-        "notes": ["what was read"]}))
+        "records": str(tmp_path / "records"), "base": str(tmp_path / "base.yaml"), **conf})
+
+
+def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
+    store, cfg_path = _study(tmp_path, 1, variants={"one": {"optim.epochs": 1}},
+                             notes=["what was read"])
     cfg = load_tuning(cfg_path)
     run_all(cfg)
     records = tmp_path / "records"
@@ -109,15 +113,7 @@ def test_a_study_runs_resumes_and_pools_its_folds(tmp_path: Path) -> None:
 
 
 def test_more_seeds_train_every_fold_again_and_give_mean_and_std(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "store")
-    base = {"threads": 1, "preprocess": {"window": 16, "dims": 3, "streams": ["joint"]},
-            "model": {"name": "jcd_tiny"}, "augment": {"mirror": 0.0},
-            "optim": {"epochs": 2, "batch_size": 16}}
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    cfg = load_tuning(_write(tmp_path, {
-        "store": str(store), "runs": str(tmp_path / "runs"), "summary": str(tmp_path / "t.md"),
-        "records": str(tmp_path / "records"), "base": str(tmp_path / "base.yaml"),
-        "variants": {"one": {}}, "seeds": [3]}))
+    cfg = load_tuning(_study(tmp_path, 2, variants={"one": {}}, seeds=[3])[1])
     run_all(cfg)
     records = tmp_path / "records" / "one"
     at0 = [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
