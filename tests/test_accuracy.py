@@ -4,6 +4,7 @@ worker wins, and config errors that name the file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -195,3 +196,41 @@ def test_stale_claim_is_taken_over_by_exactly_one_worker(tmp_path: Path) -> None
         assert pool.map(_take_over, [(str(tmp_path / "held"), m.Barrier(1))]) == [False]
     release(tmp_path / "held", held)
     assert not (tmp_path / "held" / CLAIM).exists()
+
+
+def test_distilled_rows_wait_for_their_teachers_and_follow_them(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    store = make_store(tmp_path / "store", n_per_class=6)
+    path = _config(tmp_path, store, None)
+    cfg = yaml.safe_load(path.read_text())
+    runs = tmp_path / "runs"
+    teachers = [str(runs / "synth/v0/seed0/best.pt"), str(runs / "synth/v0/seed1")]
+    # Listed first, run last: a student's teachers are the other rows' runs.
+    cfg["datasets"] = {"kd": {"title": "Distilled", "seeds": [0], "variants": [{"store": str(store)}],
+                              "overrides": {"loss.distill_from": teachers}},
+                       **cfg["datasets"]}
+    path.write_text(yaml.safe_dump(cfg))
+    records = tmp_path / "records"
+    with caplog.at_level("WARNING", logger="trainer.accuracy"):
+        run_accuracy(path, only=["kd"])
+    assert f"kd/v0/seed0: teachers not trained yet ({teachers[0]}, {teachers[1]}/best.pt)" \
+        in caplog.text
+    assert not records.exists() and not list(runs.rglob(CLAIM))
+    run_accuracy(path, peer=False)
+    digests = {t: hashlib.sha256(Path(t).read_bytes()).hexdigest()
+               for t in (teachers[0], teachers[1] + "/best.pt")}
+    rec = json.loads((records / "kd/v0/seed0.json").read_text())
+    assert rec["teachers"] == digests
+    assert "| Distilled |" in (tmp_path / "acc.md").read_text()
+    # A retrained teacher retrains its student in the same pass (students run last).
+    cfg["datasets"]["synth"]["overrides"] = {"optim.epochs": 3}
+    path.write_text(yaml.safe_dump(cfg))
+    run_accuracy(path, peer=False)
+    rec = json.loads((records / "kd/v0/seed0.json").read_text())
+    assert rec["teachers"] != digests
+    assert rec["teachers"] == {t: hashlib.sha256(Path(t).read_bytes()).hexdigest()
+                               for t in digests}
+    stamp = (records / "kd/v0/seed0.json").stat().st_mtime_ns
+    run_accuracy(path, peer=False)  # nothing changed: nothing trains
+    assert (records / "kd/v0/seed0.json").stat().st_mtime_ns == stamp

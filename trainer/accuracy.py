@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -150,14 +151,40 @@ class Run:
 
 
 def plan(cfg: AccuracyConfig, only: list[str] | None = None) -> list[Run]:
-    """Every (dataset, variant, seed), seed-major so early stops leave whole seeds."""
+    """Every (dataset, variant, seed), seed-major so early stops leave whole seeds; the
+    distilled datasets (``loss.distill_from`` in their overrides) last, after the runs
+    that may be their teachers."""
     runs = []
     for seed_i in range(max((len(d.seeds) for d in cfg.datasets.values()), default=0)):
         for name, d in cfg.datasets.items():
             if only and name not in only or seed_i >= len(d.seeds):
                 continue
             runs += [Run(name, v, d.seeds[seed_i]) for v in range(len(d.variants))]
-    return runs
+    return sorted(runs, key=lambda r: bool(teachers_of(cfg, r)))  # stable: order kept
+
+
+def teachers_of(cfg: AccuracyConfig, run: Run) -> list[Path]:
+    """The teacher checkpoints a run distills from (none for most)."""
+    from trainer.distill import teacher_path
+
+    return [teacher_path(p) for p in run_config(cfg, run.dataset, run.variant,
+                                                run.seed).loss.distill_from]
+
+
+def teacher_digests(paths: list[Path]) -> dict[str, str]:
+    """SHA-256 of each teacher checkpoint, so a student whose teacher was retrained is
+    trained again (:func:`teachers_changed`)."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def teachers_changed(cfg: AccuracyConfig, run: Run) -> bool:
+    """Whether a finished student's teachers differ from those it learned from. Teachers
+    not on disk (a fresh clone: records only) are not compared."""
+    paths = teachers_of(cfg, run)
+    if not paths or not all(p.is_file() for p in paths):
+        return False
+    rec = cfg.run_records.read(run.key) if cfg.run_records.has(run.key) else {}
+    return bool(rec.get("teachers") != teacher_digests(paths))
 
 
 def run_config(cfg: AccuracyConfig, dataset: str, variant: int, seed: int) -> TrainConfig:
@@ -265,7 +292,8 @@ def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
     tc = run_config(cfg, run.dataset, run.variant, run.seed)
     out = tc.out_dir
     t0 = time.perf_counter()
-    fresh = recipe_changed(cfg, run)  # the folder holds a run of another recipe
+    # the folder holds a run of another recipe, or one taught by other teachers
+    fresh = recipe_changed(cfg, run) or teachers_changed(cfg, run)
     res = train(tc, resume=not fresh, overwrite=fresh, progress=False)
     wall = time.perf_counter() - t0
     test = tc.data.test_split
@@ -291,7 +319,9 @@ def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
                                                         res.history[-1].get("stopped")),
             "params": count_params(ck.model), "mflops": count_flops(ck.model, shape) / 1e6,
             "joints": len(pre.joints) or 75, "model": ck.meta.model_name,
-            "train_s": round(wall, 1)}
+            "train_s": round(wall, 1),
+            **({"teachers": teacher_digests(teachers_of(cfg, run))}
+               if tc.loss.distill_from else {})}
 
 
 def run_peer(cfg: AccuracyConfig, run: Run, filters: int, out: Path) -> dict[str, Any]:
@@ -330,7 +360,13 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
                 pkey = f"peer/f{f}/{run.key}"
                 jobs.append((pkey, lambda r=run, f=f, o=root / pkey: run_peer(cfg, r, f, o)))
         jobs = [(key, job) for key, job in jobs if not records.has(key)
-                or key == run.key and recipe_changed(cfg, run)]
+                or key == run.key and _redo(cfg, run)]
+        missing = [str(p) for p in teachers_of(cfg, run) if not p.is_file()]
+        if missing and any(key == run.key for key, _ in jobs):
+            # Another worker may still be training them: leave the run for a later pass.
+            logger.warning("%s: teachers not trained yet (%s); run the command again once "
+                           "they are", run.key, ", ".join(missing))
+            jobs = [(key, job) for key, job in jobs if key != run.key]
         if jobs:  # a recorded run needs no store (a fresh clone may have no data)
             ensure_store(variant)
         for key, job in jobs:
@@ -340,12 +376,12 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
                 continue
             try:
                 # Finished (or retrained) by the worker that held it before us?
-                redo = key == run.key and recipe_changed(cfg, run)
+                redo = key == run.key and _redo(cfg, run)
                 if records.has(key) and not redo:
                     continue
                 if redo:
-                    logger.warning("%s: trained with another recipe than %s gives now: "
-                                   "training it again", out, cfg.name)
+                    logger.warning("%s: trained with another recipe or other teachers than "
+                                   "%s gives now: training it again", out, cfg.name)
                     records.drop(key)
                 logger.info("== %s", out)
                 records.write(key, job())
@@ -353,6 +389,10 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
             finally:
                 release(out, fd)
     return write_table(cfg, path)
+
+
+def _redo(cfg: AccuracyConfig, run: Run) -> bool:
+    return recipe_changed(cfg, run) or teachers_changed(cfg, run)
 
 
 def one(key: str, rs: list[dict[str, Any]]) -> str:

@@ -136,11 +136,19 @@ class LossConfig:
     weighting: ``mean`` | ``dwa`` | ``uncertainty`` (see trainer.losses).
     task_head_weight: weight of the task head's cross-entropy.
     label_smoothing: cross-entropy label smoothing.
+    distill_from: teacher checkpoints (or run folders, for their ``best.pt``) whose
+        averaged class probabilities each class head also learns from (trainer.distill);
+        empty = no distillation. They must read the same windows and have the same labels.
+    distill_weight: a taught head's loss is ``(1 - w) * CE + w * distillation``.
+    distill_temperature: the softmax temperature of the distillation term.
     """
 
     weighting: str = "mean"
     task_head_weight: float = 0.1
     label_smoothing: float = 0.0
+    distill_from: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
@@ -148,6 +156,10 @@ class LossConfig:
                              f"got {self.weighting!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0.0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
 
 
 @dataclass(frozen=True)

@@ -182,3 +182,38 @@ def masked_task_losses(outputs: dict[str, torch.Tensor], task_index: torch.Tenso
         out["task"] = F.cross_entropy(outputs[TASK_OUTPUT], task_index,
                                       label_smoothing=label_smoothing)
     return out
+
+
+def distillation_losses(outputs: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
+                        task_index: torch.Tensor, labels: torch.Tensor,
+                        task_names: Sequence[str], temperature: float) -> dict[str, torch.Tensor]:
+    """Per task, the student's KL divergence from the teachers' softened probabilities.
+
+    Hinton et al.'s distillation term, ``T^2 * KL(p_teacher || softmax(z / T))``, averaged
+    over the same samples :func:`masked_task_losses` averages its cross-entropy over (so the
+    trainer's per-step scaling applies to both alike); ``T^2`` keeps its gradient on the
+    scale of the cross-entropy's as ``T`` changes.
+
+    Args:
+        outputs: the student's outputs (``logits_<task>`` ``(N, K_task)``).
+        teacher: per task the teachers' probabilities at ``temperature``, ``(N, K_task)``;
+            tasks without teachers are left out of the result.
+        task_index: ``(N,)`` int64, the task of each sample.
+        labels: ``(N,)`` int64; a negative label (:data:`NO_LABEL`) is left out, as there.
+        task_names: the tasks, in head order.
+        temperature: the softmax temperature the teacher's probabilities were taken at.
+
+    Returns:
+        ``{task: mean distillation term over that task's samples}`` for the taught tasks.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for i, name in enumerate(task_names):
+        if name not in teacher:
+            continue
+        p = teacher[name]
+        logq = F.log_softmax(outputs[logits_name(name)] / temperature, dim=1)
+        # xlogy: a teacher probability of exactly 0 contributes 0, not NaN.
+        kl = (torch.special.xlogy(p, p) - p * logq).sum(1)
+        sel = (task_index == i) & (labels >= 0)
+        out[name] = temperature ** 2 * (kl * sel).sum() / sel.sum().clamp_min(1)
+    return out

@@ -377,7 +377,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         ConfigError: bad config, unusable data, a used run folder, or a run that could
             not take a single optimiser step.
     """
-    from trainer.losses import create_weighting, masked_task_losses
+    from trainer.losses import create_weighting, distillation_losses, masked_task_losses
 
     t0 = time.perf_counter()
     env = setup_env(cfg)
@@ -414,6 +414,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     model = build_model(cfg, tasks, labels, task_joints).to(env.device)
     weighting = create_weighting(cfg.loss.weighting, list(tasks)).to(env.device)
+    teachers = None
+    if cfg.loss.distill_from and cfg.loss.distill_weight > 0:
+        from trainer.distill import Teachers
+
+        teachers = Teachers(cfg.loss.distill_from, cfg.preprocess, dict(labels), env.device)
     net: torch.nn.Module = model
     if env.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -475,7 +480,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         log(f"{cfg.name}: tasks {list(tasks)}, {len(split['train'])} train / "
             f"{len(split['val'])} val clips, {len(joints)} joints, "
             f"{sum(p.numel() for p in model.parameters())} parameters, device {env.device}, "
-            f"world {env.world}, mixed precision {'on' if env.amp else 'off'}")
+            f"world {env.world}, mixed precision {'on' if env.amp else 'off'}"
+            + (f", distilled from {len(teachers.models)} teacher(s) (weight "
+               f"{cfg.loss.distill_weight}, temperature {cfg.loss.distill_temperature})"
+               if teachers is not None else ""))
     writer = _tensorboard(out / "tb") if env.main else None
     stopped = _patience_exhausted(history, cfg.optim.patience)
     n_steps = 0
@@ -511,6 +519,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 outputs = {k: v.float() for k, v in outputs.items()}
                 losses = masked_task_losses(outputs, ts, ls, list(tasks),
                                             label_smoothing=cfg.loss.label_smoothing)
+                if teachers is not None:
+                    temp, w = cfg.loss.distill_temperature, cfg.loss.distill_weight
+                    with torch.autocast(env.device.type, enabled=env.amp):
+                        soft = teachers.probabilities(xs, temp)
+                    kd = distillation_losses(outputs, soft, ts, ls, list(tasks), temp)
+                    losses = {k: (1 - w) * v + w * kd[k] if k in kd else v
+                              for k, v in losses.items()}
                 n_micro = [int(c) for c in step_counts(ts, ls, len(tasks)).tolist()[:-1]]
                 scaled = {k: losses[k] * (n_micro[i] * shards / max(float(n_step[i]), 1.0))
                           for i, k in enumerate(tasks)}

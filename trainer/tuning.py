@@ -234,7 +234,7 @@ def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
     conf = dict(base, name=f"{tag}-{fold.name}", seed=seed, out=str(run))
     conf["data"] = dict(base.get("data", {}), sources=[{"store": str(fold)}])
     (run / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
-    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    sets = [f"{k}={json.dumps(for_fold(v, fold.name))}" for k, v in overrides.items()]
     cmd = [sys.executable, "-m", "skelmtl.cli", "train", "--config",
            str(run / "config.yaml"), "--overwrite", "--no-progress"] \
         + (["--set", *sets] if sets else [])
@@ -246,6 +246,16 @@ def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
         res["seed"] = seed
     cfg.run_records.write(key, res)
     write_summary(cfg)
+
+
+def for_fold(value: Any, fold: str) -> Any:
+    """An override's value with ``{fold}`` in its strings replaced by the fold's name, so a
+    variant can name each fold's own runs (``loss.distill_from``: that fold's teachers)."""
+    if isinstance(value, str):
+        return value.replace("{fold}", fold)
+    if isinstance(value, list):
+        return [for_fold(v, fold) for v in value]
+    return value
 
 
 def write_summary(cfg: TuningConfig) -> None:

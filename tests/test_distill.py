@@ -1,0 +1,134 @@
+"""Distillation: the loss against a numpy reference, a student that learns from its
+teacher alone, teachers that read other windows refused by name, configs checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.config import ConfigError, TrainConfig, from_dict
+from trainer.evaluate import evaluate_checkpoint
+from trainer.losses import NO_LABEL, distillation_losses
+from trainer.train import train
+from trainer.tuning import for_fold
+
+from .synth import make_store
+
+QUIET = {"augment.mirror": 0.0, "augment.rotate_deg": 0.0, "augment.scale": 0.0,
+         "augment.crop": 1.0, "augment.drop_hand": 0.0, "augment.drop_hands": 0.0}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("synth") / "store")
+
+
+def _cfg(store: Path, out: Path, **kw: object) -> TrainConfig:
+    d: dict = {"name": "t", "seed": 0, "out": str(out), "threads": 1,
+               "data": {"sources": [{"store": str(store)}], "val_fraction": 0.2},
+               "preprocess": {"window": 16, "dims": 3},
+               "model": {"name": "stgcn_tiny", "dropout": 0.0},
+               "optim": {"epochs": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1,
+                         "optimizer": "adamw", "schedule": "cosine", "patience": 0,
+                         "weight_decay": 1e-4}}
+    return from_dict(d).replace(**QUIET, **kw)
+
+
+@pytest.fixture(scope="module")
+def teacher(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    train(_cfg(store, out), progress=False, log=lambda s: None)
+    return out
+
+
+def _reference(z: np.ndarray, p: np.ndarray, temp: float) -> np.ndarray:
+    """T^2 * KL(p || softmax(z / T)) per row, in float64."""
+    s = z / temp
+    logq = s - s.max(1, keepdims=True)
+    logq = logq - np.log(np.exp(logq).sum(1, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(p), 0.0)
+    return temp ** 2 * (plogp - p * logq).sum(1)
+
+
+def test_distillation_loss_matches_a_numpy_reference() -> None:
+    rng = np.random.default_rng(0)
+    za, zg = rng.normal(size=(6, 3)) * 3, rng.normal(size=(6, 4)) * 3
+    pa = rng.dirichlet(np.ones(3), 6)
+    pa[0] = [1.0, 0.0, 0.0]  # a teacher probability of exactly 0: no NaN
+    task = torch.tensor([0, 0, 0, 1, 1, 0])
+    labels = torch.tensor([2, NO_LABEL, 1, 0, 3, 0])
+    out = distillation_losses({"logits_action": torch.tensor(za), "logits_gesture": torch.tensor(zg)},
+                              {"action": torch.tensor(pa)}, task, labels, ["action", "gesture"], 3.0)
+    # Only taught tasks, over the samples the cross-entropy averages: action rows 0, 2, 5.
+    assert set(out) == {"action"}
+    want = _reference(za, pa, 3.0)[[0, 2, 5]].mean()
+    assert float(out["action"]) == pytest.approx(want, rel=1e-9)
+    # The teacher's own logits at the same temperature cost nothing.
+    same = torch.softmax(torch.tensor(za) / 3.0, 1)
+    zero = distillation_losses({"logits_action": torch.tensor(za)}, {"action": same},
+                               task, labels, ["action"], 3.0)
+    assert float(zero["action"]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_student_taught_by_its_teacher_alone_learns(store: Path, teacher: Path,
+                                                      tmp_path: Path) -> None:
+    # distill_weight 1: the labels' cross-entropy has no weight, so everything the student
+    # learns comes through the distillation term (without it, chance: 1/3).
+    cfg = _cfg(store, tmp_path / "student", seed=1,
+               **{"loss.distill_from": [str(teacher)], "loss.distill_weight": 1.0})
+    res = train(cfg, progress=False, log=lambda s: None)
+    rep = evaluate_checkpoint(res.best, split="test")
+    ref = evaluate_checkpoint(teacher / "best.pt", split="test")
+    assert ref["tasks"]["action"]["top1"] >= 0.8
+    assert rep["tasks"]["action"]["top1"] >= 0.8, rep["tasks"]["action"]
+    hist = (tmp_path / "student" / "history.jsonl").read_text().splitlines()
+    assert len(hist) == 8
+
+
+def test_weight_zero_is_the_plain_run(store: Path, teacher: Path, tmp_path: Path) -> None:
+    kw = {"optim.epochs": 2}
+    plain = train(_cfg(store, tmp_path / "plain", **kw), progress=False, log=lambda s: None)
+    zero = train(_cfg(store, tmp_path / "zero", **kw, **{"loss.distill_from": [str(teacher)],
+                                                         "loss.distill_weight": 0.0}),
+                 progress=False, log=lambda s: None)
+    taught = train(_cfg(store, tmp_path / "taught", **kw, **{"loss.distill_from": [str(teacher)]}),
+                   progress=False, log=lambda s: None)
+    a, b, c = (torch.load(r.best, weights_only=True)["state_dict"] for r in (plain, zero, taught))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_teachers_that_read_other_windows_or_are_missing_are_refused(
+        store: Path, teacher: Path, tmp_path: Path) -> None:
+    cfg = _cfg(store, tmp_path / "w24", **{"preprocess.window": 24,
+                                           "loss.distill_from": [str(teacher)]})
+    with pytest.raises(ConfigError, match=r"best\.pt: the teacher reads other windows than the "
+                                          r"student \(window: teacher 16, student 24\)"):
+        train(cfg, progress=False, log=lambda s: None)
+    gone = tmp_path / "nowhere" / "best.pt"
+    cfg = _cfg(store, tmp_path / "gone", **{"loss.distill_from": [str(gone)]})
+    with pytest.raises(ConfigError, match=f"^{gone}: no such teacher checkpoint"):
+        train(cfg, progress=False, log=lambda s: None)
+    assert not (tmp_path / "gone" / "best.pt").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("distill_weight", 1.5, "distill_weight must be in [0, 1], got 1.5"),
+    ("distill_temperature", 0.0, "distill_temperature must be > 0, got 0.0"),
+    ("distill_from", [3], "expected str, got 3"),
+])
+def test_bad_distillation_settings_are_refused(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")
+                       .replace("(", r"\(").replace(")", r"\)")):
+        from_dict({"name": "t", "out": "x", "data": {"sources": [{"store": "s"}]},
+                   "loss": {key: value}})
+
+
+def test_tuning_names_each_folds_own_teachers() -> None:
+    assert for_fold(["runs/a/{fold}/last.pt", "runs/b/{fold}"], "fold_2") == \
+        ["runs/a/fold_2/last.pt", "runs/b/fold_2"]
+    assert for_fold(0.5, "fold_2") == 0.5 and for_fold("x", "fold_1") == "x"
