@@ -214,9 +214,17 @@ def test_distilled_rows_wait_for_their_teachers_and_follow_them(
     records = tmp_path / "records"
     with caplog.at_level("WARNING", logger="trainer.accuracy"):
         run_accuracy(path, only=["kd"])
-    assert f"kd/v0/seed0: teachers not trained yet ({teachers[0]}, {teachers[1]}/best.pt)" \
-        in caplog.text
+    assert (f"kd/v0/seed0: teachers not ready: {teachers[0]} (not trained yet), "
+            f"{teachers[1]}/best.pt (not trained yet); run the command again") in caplog.text
     assert not records.exists() and not list(runs.rglob(CLAIM))
+    # A teacher's best.pt appears after its first epoch: without its record it is not ready.
+    Path(teachers[0]).parent.mkdir(parents=True)
+    Path(teachers[0]).write_bytes(b"half-trained")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trainer.accuracy"):
+        run_accuracy(path, only=["kd"])
+    assert f"{teachers[0]} (not trained yet)" in caplog.text and not records.exists()
+    Path(teachers[0]).unlink()
     run_accuracy(path, peer=False)
     digests = {t: hashlib.sha256(Path(t).read_bytes()).hexdigest()
                for t in (teachers[0], teachers[1] + "/best.pt")}
@@ -234,3 +242,16 @@ def test_distilled_rows_wait_for_their_teachers_and_follow_them(
     stamp = (records / "kd/v0/seed0.json").stat().st_mtime_ns
     run_accuracy(path, peer=False)  # nothing changed: nothing trains
     assert (records / "kd/v0/seed0.json").stat().st_mtime_ns == stamp
+    # A student interrupted before it finished resumes (no record: nothing to compare).
+    (records / "kd/v0/seed0.json").unlink()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="trainer.train"):
+        run_accuracy(path, peer=False)
+    assert "resuming" in caplog.text and "training it again" not in caplog.text
+    # A teacher no run of the table makes is refused when the config loads.
+    cfg["datasets"]["kd"]["overrides"]["loss.distill_from"] = [str(tmp_path / "elsewhere.pt")]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=f"^{path}: datasets.kd: teacher {tmp_path}/elsewhere.pt "
+                                          "is no file and not the checkpoint of a run of this "
+                                          "table$"):
+        load_accuracy_config(path)

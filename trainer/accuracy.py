@@ -136,6 +136,11 @@ def load_accuracy_config(path: str | os.PathLike[str]) -> AccuracyConfig:
     for name in datasets:  # every run's training config must load before any trains
         for v in range(len(datasets[name].variants)):
             run_config(cfg, name, v, 0)
+    for run in plan(cfg):  # a teacher no run of the table makes would be waited for forever
+        for p in teachers_of(cfg, run):
+            if not p.is_file() and _run_key(cfg, p) is None:
+                raise ConfigError(f"{path}: datasets.{run.dataset}: teacher {p} is no file "
+                                  "and not the checkpoint of a run of this table")
     return cfg
 
 
@@ -178,13 +183,38 @@ def teacher_digests(paths: list[Path]) -> dict[str, str]:
 
 
 def teachers_changed(cfg: AccuracyConfig, run: Run) -> bool:
-    """Whether a finished student's teachers differ from those it learned from. Teachers
-    not on disk (a fresh clone: records only) are not compared."""
+    """Whether a finished student's teachers differ from those it learned from. A run
+    without a record is not finished (its folder's ``teachers.json`` guards a resume:
+    :func:`run_ours`); teachers not on disk (a fresh clone: records only) are not compared."""
     paths = teachers_of(cfg, run)
-    if not paths or not all(p.is_file() for p in paths):
+    if not paths or not cfg.run_records.has(run.key) or not all(p.is_file() for p in paths):
         return False
-    rec = cfg.run_records.read(run.key) if cfg.run_records.has(run.key) else {}
-    return bool(rec.get("teachers") != teacher_digests(paths))
+    return bool(cfg.run_records.read(run.key).get("teachers") != teacher_digests(paths))
+
+
+def _run_key(cfg: AccuracyConfig, checkpoint: Path) -> str | None:
+    """The key of this table's run whose folder holds ``checkpoint`` (None: not one)."""
+    try:
+        rel = checkpoint.parent.resolve().relative_to(Path(cfg.runs).resolve()).as_posix()
+    except ValueError:
+        return None
+    keys = {r.key for r in plan(cfg)}
+    return rel if rel in keys else None
+
+
+def unready_teachers(cfg: AccuracyConfig, run: Run) -> list[str]:
+    """The run's teachers not ready to teach, each with why. A teacher that is a run of
+    this table is ready once that run has its record (its ``best.pt`` appears after its
+    first epoch, while a worker may still be training it); another file once it exists."""
+    out = []
+    for p in teachers_of(cfg, run):
+        key = _run_key(cfg, p)
+        if key is not None and cfg.run_records.has(key) and not p.is_file():
+            out.append(f"{p} (run {key} is recorded but its checkpoint is gone: drop its "
+                       "record to train it again)")
+        elif key is not None and not cfg.run_records.has(key) or not p.is_file():
+            out.append(f"{p} (not trained yet)")
+    return out
 
 
 def run_config(cfg: AccuracyConfig, dataset: str, variant: int, seed: int) -> TrainConfig:
@@ -292,8 +322,15 @@ def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
     tc = run_config(cfg, run.dataset, run.variant, run.seed)
     out = tc.out_dir
     t0 = time.perf_counter()
-    # the folder holds a run of another recipe, or one taught by other teachers
+    # the folder holds a run of another recipe, or one taught by other teachers (a student
+    # interrupted before its teachers were retrained must not resume with the new ones)
     fresh = recipe_changed(cfg, run) or teachers_changed(cfg, run)
+    digests = teacher_digests(teachers_of(cfg, run))
+    stamp = out / "teachers.json"
+    if digests:
+        fresh = fresh or (stamp.is_file() and json.loads(stamp.read_text()) != digests)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(stamp, json.dumps(digests, indent=1))
     res = train(tc, resume=not fresh, overwrite=fresh, progress=False)
     wall = time.perf_counter() - t0
     test = tc.data.test_split
@@ -320,8 +357,7 @@ def run_ours(cfg: AccuracyConfig, run: Run) -> dict[str, Any]:
             "params": count_params(ck.model), "mflops": count_flops(ck.model, shape) / 1e6,
             "joints": len(pre.joints) or 75, "model": ck.meta.model_name,
             "train_s": round(wall, 1),
-            **({"teachers": teacher_digests(teachers_of(cfg, run))}
-               if tc.loss.distill_from else {})}
+            **({"teachers": digests} if digests else {})}
 
 
 def run_peer(cfg: AccuracyConfig, run: Run, filters: int, out: Path) -> dict[str, Any]:
@@ -361,11 +397,11 @@ def run_accuracy(path: str | os.PathLike[str], *, only: list[str] | None = None,
                 jobs.append((pkey, lambda r=run, f=f, o=root / pkey: run_peer(cfg, r, f, o)))
         jobs = [(key, job) for key, job in jobs if not records.has(key)
                 or key == run.key and _redo(cfg, run)]
-        missing = [str(p) for p in teachers_of(cfg, run) if not p.is_file()]
-        if missing and any(key == run.key for key, _ in jobs):
+        missing = unready_teachers(cfg, run) if any(k == run.key for k, _ in jobs) else []
+        if missing:
             # Another worker may still be training them: leave the run for a later pass.
-            logger.warning("%s: teachers not trained yet (%s); run the command again once "
-                           "they are", run.key, ", ".join(missing))
+            logger.warning("%s: teachers not ready: %s; run the command again once they "
+                           "are", run.key, ", ".join(missing))
             jobs = [(key, job) for key, job in jobs if key != run.key]
         if jobs:  # a recorded run needs no store (a fresh clone may have no data)
             ensure_store(variant)

@@ -1,8 +1,9 @@
 """Knowledge distillation: a student learns from the averaged predictions of trained teachers.
 
 An ensemble of the same network trained at several seeds is more accurate than any one of
-them (F-PHAB, leave-one-subject-out on train: 83.8% held out for three seeds' average
-against 78.6-82.3% each, docs/tuning/fpha.md), but costs three networks at run time. A
+them (F-PHAB, leave-one-subject-out on train, each fold's last epoch: 83.8% held out for
+three seeds' average against 78.6-82.3% each; ``tools/heldout_ensemble.py``, output in
+reports/tuning/fpha_ensemble.txt), but costs three networks at run time. A
 student of the same size trained on the ensemble's softened outputs (Hinton et al. 2015,
 arXiv:1503.02531) keeps one network's edge cost.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from edge.core.errors import SkelmtlError
 from edge.core.metadata import ModelMeta, logits_name
 from edge.core.preprocess import PreprocessConfig
 from trainer.config import ConfigError
@@ -65,8 +67,11 @@ class Teachers:
                 raise ConfigError(f"{path}: no such teacher checkpoint (loss.distill_from)")
             try:
                 ck = load_checkpoint(path)
-            except CheckpointError as e:
-                raise ConfigError(f"loss.distill_from: {e}") from None
+            except SkelmtlError as e:
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if isinstance(e, CheckpointError) and msg.startswith(f"{path}: "):
+                    msg = msg[len(f"{path}: "):]
+                raise ConfigError(f"{path}: teacher (loss.distill_from): {msg}") from None
             meta: ModelMeta = ck.meta
             if meta.preprocess != preprocess:
                 raise ConfigError(f"{path}: the teacher reads other windows than the student "

@@ -215,5 +215,7 @@ def distillation_losses(outputs: dict[str, torch.Tensor], teacher: dict[str, tor
         # xlogy: a teacher probability of exactly 0 contributes 0, not NaN.
         kl = (torch.special.xlogy(p, p) - p * logq).sum(1)
         sel = (task_index == i) & (labels >= 0)
-        out[name] = temperature ** 2 * (kl * sel).sum() / sel.sum().clamp_min(1)
+        # where, not a product: a sample of another task must not bring in its NaN or inf.
+        kl = torch.where(sel, kl, torch.zeros_like(kl))
+        out[name] = temperature ** 2 * kl.sum() / sel.sum().clamp_min(1)
     return out

@@ -415,10 +415,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model = build_model(cfg, tasks, labels, task_joints).to(env.device)
     weighting = create_weighting(cfg.loss.weighting, list(tasks)).to(env.device)
     teachers = None
-    if cfg.loss.distill_from and cfg.loss.distill_weight > 0:
+    if cfg.loss.distill_from:
         from trainer.distill import Teachers
 
-        teachers = Teachers(cfg.loss.distill_from, cfg.preprocess, dict(labels), env.device)
+        # Loading draws from the global generator (the models' initialisation): forked, so
+        # a distilled run and the plain run at its seed see the same dropout and batches.
+        with torch.random.fork_rng(devices=[]):
+            teachers = Teachers(cfg.loss.distill_from, cfg.preprocess, dict(labels),
+                                env.device)
     net: torch.nn.Module = model
     if env.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -496,6 +500,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         sums: dict[str, float] = {}
+        kd_sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         bar = _bar(loader, progress and env.main, f"epoch {epoch + 1}/{cfg.optim.epochs}")
         for x, t, lab in bar:
@@ -519,15 +524,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 outputs = {k: v.float() for k, v in outputs.items()}
                 losses = masked_task_losses(outputs, ts, ls, list(tasks),
                                             label_smoothing=cfg.loss.label_smoothing)
+                kd: dict[str, torch.Tensor] = {}
+                temp, w = cfg.loss.distill_temperature, cfg.loss.distill_weight
                 if teachers is not None:
-                    temp, w = cfg.loss.distill_temperature, cfg.loss.distill_weight
-                    with torch.autocast(env.device.type, enabled=env.amp):
-                        soft = teachers.probabilities(xs, temp)
+                    # fp32 teachers: no gradient flows through them, and an fp16 overflow
+                    # would turn their probabilities into NaN.
+                    soft = teachers.probabilities(xs, temp)
                     kd = distillation_losses(outputs, soft, ts, ls, list(tasks), temp)
-                    losses = {k: (1 - w) * v + w * kd[k] if k in kd else v
-                              for k, v in losses.items()}
+                # What is optimised mixes in the distillation term; what is logged and what
+                # the plateau schedule watches stays the labels' cross-entropy, so that
+                # distilling does not change when the learning rate drops (the distillation
+                # term keeps falling slowly and would hold the rate at its start).
+                mixed = {k: (1 - w) * v + w * kd[k] if k in kd else v for k, v in losses.items()}
                 n_micro = [int(c) for c in step_counts(ts, ls, len(tasks)).tolist()[:-1]]
-                scaled = {k: losses[k] * (n_micro[i] * shards / max(float(n_step[i]), 1.0))
+                scaled = {k: mixed[k] * (n_micro[i] * shards / max(float(n_step[i]), 1.0))
                           for i, k in enumerate(tasks)}
                 total = weighting(scaled)
                 if "task" in losses and meta.has_task_head:
@@ -539,6 +549,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     if n_micro[i]:
                         sums[k] = sums.get(k, 0.0) + float(losses[k].detach()) * n_micro[i]
                         counts[k] = counts.get(k, 0) + n_micro[i]
+                        if k in kd:
+                            kd_sums[k] = kd_sums.get(k, 0.0) + float(kd[k].detach()) * n_micro[i]
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             scaler.step(opt)
@@ -551,8 +563,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(total.detach()):.3f}")
         if env.world > 1:
+            if teachers is not None:
+                kd_sums, _ = _all_sum(kd_sums, counts, tasks)
             sums, counts = _all_sum(sums, counts, tasks)
         epoch_losses = {k: sums[k] / counts[k] for k in sums if counts[k]}
+        epoch_kd = {k: kd_sums[k] / counts[k] for k in kd_sums if counts.get(k)}
         if not n_steps:
             raise ConfigError(f"{out}: epoch {epoch + 1} took no optimiser step "
                               f"({len(split['train'])} training clips, batch {per_rank})")
@@ -566,6 +581,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                                "val_loss": validation_loss(pred, tasks) if pred is not None
                                else 0.0,
                                "weights": weighting.weights(), "lr": sched.get_last_lr()[0]}
+        if epoch_kd:
+            row["distill"] = epoch_kd
         is_best = not history or _rank(row) > _rank(history[best_epoch(history)])
         history.append(row)
         stopped = _patience_exhausted(history, cfg.optim.patience)

@@ -206,6 +206,11 @@ def run_all(cfg: TuningConfig, only: list[str] | None = None) -> None:
                 key = f"{_prefix(cfg, name, seed)}/{fold.name}"
                 if records.has(key):
                     continue
+                missing = _missing_teachers(overrides, fold.name)
+                if missing:  # another variant of this study (or seed) may be their runs
+                    logger.warning("%s: teachers not trained yet (%s); run the study again "
+                                   "once they are", key, ", ".join(missing))
+                    continue
                 run = root / key
                 run.mkdir(parents=True, exist_ok=True)
                 fd = claim(run)
@@ -246,6 +251,14 @@ def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
         res["seed"] = seed
     cfg.run_records.write(key, res)
     write_summary(cfg)
+
+
+def _missing_teachers(overrides: dict[str, Any], fold: str) -> list[str]:
+    """The teacher checkpoints a variant names for ``fold`` that do not exist yet."""
+    from trainer.distill import teacher_path
+
+    paths = for_fold(overrides.get("loss.distill_from") or [], fold)
+    return [str(teacher_path(p)) for p in paths if not teacher_path(p).is_file()]
 
 
 def for_fold(value: Any, fold: str) -> Any:
