@@ -17,6 +17,7 @@ from trainer.train import train
 from trainer.tuning import _missing_teachers, for_fold
 
 from .synth import make_store
+from .test_train import _cfg as _train_cfg
 
 QUIET = {"augment.mirror": 0.0, "augment.rotate_deg": 0.0, "augment.scale": 0.0,
          "augment.crop": 1.0, "augment.drop_hand": 0.0, "augment.drop_hands": 0.0}
@@ -28,14 +29,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(store: Path, out: Path, **kw: object) -> TrainConfig:
-    d: dict = {"name": "t", "seed": 0, "out": str(out), "threads": 1,
-               "data": {"sources": [{"store": str(store)}], "val_fraction": 0.2},
-               "preprocess": {"window": 16, "dims": 3},
-               "model": {"name": "stgcn_tiny", "dropout": 0.0},
-               "optim": {"epochs": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1,
-                         "optimizer": "adamw", "schedule": "cosine", "patience": 0,
-                         "weight_decay": 1e-4}}
-    return from_dict(d).replace(**QUIET, **kw)
+    """test_train's loop config (stgcn_tiny, 8 epochs, cosine), augmentation off."""
+    return _train_cfg(store, out, **QUIET, **kw)
 
 
 @pytest.fixture(scope="module")
