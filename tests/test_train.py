@@ -129,18 +129,23 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict) -> None:
             dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("sharing", ["hard", "soft"])
+@pytest.mark.parametrize(("sharing", "distilled"), [("hard", False), ("soft", False),
+                                                    ("hard", True)])
 def test_ddp_two_processes_match_single_process(store: Path, tmp_path: Path,
-                                                sharing: str) -> None:
+                                                sharing: str, distilled: bool) -> None:
     """2 gloo processes x 8 samples == 1 process x 2 accumulated micro-batches of 8.
 
     Each rank's batch norm sees only its own samples, exactly like one micro-batch, and
     the loss is normalised over the whole step, so the weights must agree to float
     rounding. This checks the sampler sharding, the loss normalisation and DDP's
-    gradient averaging together.
+    gradient averaging together (and, distilled, the teachers' term and its log).
     """
-    kw = {"model.sharing": sharing, "optim.epochs": 2, "augment.mirror": 0.5,
-          "loss.weighting": "dwa"}
+    kw: dict = {"model.sharing": sharing, "optim.epochs": 2, "augment.mirror": 0.5,
+                "loss.weighting": "dwa"}
+    if distilled:
+        teacher = _cfg(store, tmp_path / "teacher", **{"optim.epochs": 1})
+        train(teacher, progress=False, log=lambda s: None)
+        kw["loss.distill_from"] = [str(tmp_path / "teacher")]
     ref = _cfg(store, tmp_path / "ref", **kw, **{"optim.accumulate": 2})
     train(ref, progress=False, log=lambda s: None)
     ddp = _cfg(store, tmp_path / "ddp", **kw)
@@ -154,6 +159,10 @@ def test_ddp_two_processes_match_single_process(store: Path, tmp_path: Path,
         assert ra["loss"].keys() == rb["loss"].keys()
         for k in ra["loss"]:
             assert ra["loss"][k] == pytest.approx(rb["loss"][k], rel=1e-4), k
+        assert ra.get("distill", {}).keys() == rb.get("distill", {}).keys()
+        assert bool(ra.get("distill")) == distilled
+        for k in ra.get("distill", {}):
+            assert ra["distill"][k] == pytest.approx(rb["distill"][k], rel=1e-4), k
     for k, v in a["state_dict"].items():
         if "running_" in k or "num_batches" in k:
             continue  # DDP keeps rank 0's batch-norm statistics; they never reach the loss

@@ -567,7 +567,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 kd_sums, _ = _all_sum(kd_sums, counts, tasks)
             sums, counts = _all_sum(sums, counts, tasks)
         epoch_losses = {k: sums[k] / counts[k] for k in sums if counts[k]}
-        epoch_kd = {k: kd_sums[k] / counts[k] for k in kd_sums if counts.get(k)}
+        # (after the all-reduce every task has a sum; only the taught ones have a term)
+        taught = {t for ts_ in teachers.tasks for t in ts_} if teachers is not None else set()
+        epoch_kd = {k: kd_sums[k] / counts[k] for k in kd_sums if counts.get(k) and k in taught}
         if not n_steps:
             raise ConfigError(f"{out}: epoch {epoch + 1} took no optimiser step "
                               f"({len(split['train'])} training clips, batch {per_rank})")
