@@ -248,10 +248,24 @@ def test_distilled_rows_wait_for_their_teachers_and_follow_them(
     with caplog.at_level("INFO", logger="trainer.train"):
         run_accuracy(path, peer=False)
     assert "resuming" in caplog.text and "training it again" not in caplog.text
+    # ... but not once a teacher changed meanwhile: the folder's teachers.json says so.
+    (records / "kd/v0/seed0.json").unlink()
+    stamp_file = runs / "kd/v0/seed0/teachers.json"
+    stamp_file.write_text(json.dumps({teachers[0]: "0" * 64}))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="trainer.train"):
+        run_accuracy(path, peer=False)
+    assert "resuming" not in caplog.text
+    assert json.loads(stamp_file.read_text()) == \
+        json.loads((records / "kd/v0/seed0.json").read_text())["teachers"]
     # A teacher no run of the table makes is refused when the config loads.
     cfg["datasets"]["kd"]["overrides"]["loss.distill_from"] = [str(tmp_path / "elsewhere.pt")]
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match=f"^{path}: datasets.kd: teacher {tmp_path}/elsewhere.pt "
                                           "is no file and not the checkpoint of a run of this "
                                           "table$"):
+        load_accuracy_config(path)
+    cfg["datasets"]["kd"]["overrides"]["loss.distill_from"] = [str(runs / "kd/v0/seed0")]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="is a distilled run's .its own or another student's."):
         load_accuracy_config(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from trainer.config import ConfigError, TrainConfig, from_dict
 from trainer.evaluate import evaluate_checkpoint
 from trainer.losses import NO_LABEL, distillation_losses
+from trainer.records import Records
 from trainer.train import train
 from trainer.tuning import _missing_teachers, for_fold
 
@@ -135,10 +137,20 @@ def test_tuning_names_each_folds_own_teachers() -> None:
 
 
 def test_tuning_waits_for_teachers_not_trained_yet(tmp_path: Path) -> None:
-    (tmp_path / "fold_1").mkdir()
-    (tmp_path / "fold_1" / "best.pt").write_bytes(b"x")
-    overrides = {"loss.distill_from": [f"{tmp_path}/{{fold}}", f"{tmp_path}/{{fold}}/last.pt"]}
-    assert _missing_teachers(overrides, "fold_1") == [f"{tmp_path}/fold_1/last.pt"]
-    assert _missing_teachers(overrides, "fold_2") == [f"{tmp_path}/fold_2/best.pt",
-                                                      f"{tmp_path}/fold_2/last.pt"]
-    assert _missing_teachers({"augment.scale": 0.1}, "fold_1") == []
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    cfg = SimpleNamespace(runs=str(runs), run_records=Records(tmp_path / "records", runs))
+    (runs / "v" / "fold_1").mkdir(parents=True)
+    (runs / "v" / "fold_1" / "best.pt").write_bytes(b"x")  # written after its first epoch
+    (elsewhere / "fold_1").mkdir(parents=True)
+    (elsewhere / "fold_1" / "best.pt").write_bytes(b"x")
+    overrides = {"loss.distill_from": [f"{runs}/v/{{fold}}", f"{elsewhere}/{{fold}}"]}
+    # A run of the study is ready once recorded; a file from elsewhere once it exists.
+    assert _missing_teachers(cfg, overrides, "fold_1") == [f"{runs}/v/fold_1/best.pt"]
+    cfg.run_records.write("v/fold_1", {"val": 0.5})
+    assert _missing_teachers(cfg, overrides, "fold_1") == []
+    assert _missing_teachers(cfg, overrides, "fold_2") == [f"{runs}/v/fold_2/best.pt",
+                                                           f"{elsewhere}/fold_2/best.pt"]
+    # One path without a list is one path, not its characters.
+    one = {"loss.distill_from": f"{elsewhere}/{{fold}}/last.pt"}
+    assert _missing_teachers(cfg, one, "fold_1") == [f"{elsewhere}/fold_1/last.pt"]
+    assert _missing_teachers(cfg, {"augment.scale": 0.1}, "fold_1") == []

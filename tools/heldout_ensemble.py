@@ -30,6 +30,8 @@ def heldout_probabilities(checkpoint: Path) -> tuple[np.ndarray, np.ndarray]:
     from trainer.data import ClipDataset, Composite
     from trainer.evaluate import training_config
 
+    if not checkpoint.is_file():
+        raise SystemExit(f"{checkpoint}: no such checkpoint")
     be = TorchBackend(checkpoint)
     cfg = training_config(checkpoint, be.meta)
     if cfg is None or len(be.meta.tasks) != 1:

@@ -136,11 +136,19 @@ def load_accuracy_config(path: str | os.PathLike[str]) -> AccuracyConfig:
     for name in datasets:  # every run's training config must load before any trains
         for v in range(len(datasets[name].variants)):
             run_config(cfg, name, v, 0)
-    for run in plan(cfg):  # a teacher no run of the table makes would be waited for forever
+    # A teacher no run of the table makes would be waited for forever, and so would a
+    # run's own checkpoint or a student's (students run last, all in one group).
+    runs = {r.key: r for r in plan(cfg)}
+    for run in runs.values():
         for p in teachers_of(cfg, run):
-            if not p.is_file() and _run_key(cfg, p) is None:
+            key = _run_key(cfg, p, set(runs))
+            if key is None and not p.is_file():
                 raise ConfigError(f"{path}: datasets.{run.dataset}: teacher {p} is no file "
                                   "and not the checkpoint of a run of this table")
+            if key is not None and teachers_of(cfg, runs[key]):
+                raise ConfigError(f"{path}: datasets.{run.dataset}: teacher {p} is a "
+                                  "distilled run's (its own or another student's); teachers "
+                                  "must be runs without teachers")
     return cfg
 
 
@@ -192,14 +200,15 @@ def teachers_changed(cfg: AccuracyConfig, run: Run) -> bool:
     return bool(cfg.run_records.read(run.key).get("teachers") != teacher_digests(paths))
 
 
-def _run_key(cfg: AccuracyConfig, checkpoint: Path) -> str | None:
-    """The key of this table's run whose folder holds ``checkpoint`` (None: not one)."""
+def _run_key(cfg: AccuracyConfig, checkpoint: Path,
+             keys: set[str] | None = None) -> str | None:
+    """The key of this table's run whose folder holds ``checkpoint`` (None: not one);
+    ``keys``: the table's run keys, when the caller has them."""
     try:
         rel = checkpoint.parent.resolve().relative_to(Path(cfg.runs).resolve()).as_posix()
     except ValueError:
         return None
-    keys = {r.key for r in plan(cfg)}
-    return rel if rel in keys else None
+    return rel if rel in (keys if keys is not None else {r.key for r in plan(cfg)}) else None
 
 
 def unready_teachers(cfg: AccuracyConfig, run: Run) -> list[str]:

@@ -206,7 +206,7 @@ def run_all(cfg: TuningConfig, only: list[str] | None = None) -> None:
                 key = f"{_prefix(cfg, name, seed)}/{fold.name}"
                 if records.has(key):
                     continue
-                missing = _missing_teachers(overrides, fold.name)
+                missing = _missing_teachers(cfg, overrides, fold.name)
                 if missing:  # another variant of this study (or seed) may be their runs
                     logger.warning("%s: teachers not trained yet (%s); run the study again "
                                    "once they are", key, ", ".join(missing))
@@ -253,12 +253,25 @@ def _train_fold(cfg: TuningConfig, base: dict[str, Any], name: str,
     write_summary(cfg)
 
 
-def _missing_teachers(overrides: dict[str, Any], fold: str) -> list[str]:
-    """The teacher checkpoints a variant names for ``fold`` that do not exist yet."""
+def _missing_teachers(cfg: TuningConfig, overrides: dict[str, Any], fold: str) -> list[str]:
+    """The teacher checkpoints a variant names for ``fold`` that are not ready: a run of
+    this study is ready once it has its record (its checkpoints are written every epoch,
+    while a worker may still be training it), another file once it exists."""
     from trainer.distill import teacher_path
 
     paths = for_fold(overrides.get("loss.distill_from") or [], fold)
-    return [str(teacher_path(p)) for p in paths if not teacher_path(p).is_file()]
+    if isinstance(paths, str):  # one path given without a list
+        paths = [paths]
+    root = Path(cfg.runs).resolve()
+    out = []
+    for p in map(teacher_path, paths):
+        try:
+            key: str | None = p.parent.resolve().relative_to(root).as_posix()
+        except ValueError:
+            key = None
+        if not p.is_file() or key is not None and not cfg.run_records.has(key):
+            out.append(str(p))
+    return out
 
 
 def for_fold(value: Any, fold: str) -> Any:
