@@ -16,8 +16,8 @@ SHARED_DATA = Path(os.environ.get("SKELMTL_SHARED_DATA", REPO.parent / "shared" 
 # Test modules that import torch at the top. Without torch (a runtime-only install, as on
 # a Jetson) they are not collected, and the session header says so; every other module
 # runs, which is how the edge/ and calibration/ rooms are tested on their oldest deps.
-TORCH_MODULES = ("test_evaluate.py", "test_export.py", "test_jcd.py", "test_losses.py",
-                 "test_models.py", "test_train.py")
+TORCH_MODULES = ("test_distill.py", "test_evaluate.py", "test_export.py", "test_jcd.py",
+                 "test_losses.py", "test_models.py", "test_train.py")
 # Tests (by function name) that need torch at run time in modules that import without it:
 # they read a training config, and trainer.config checks the model name against the model
 # registry, which is torch (so do `skelmtl train`, the experiment loader and the accuracy
@@ -25,17 +25,24 @@ TORCH_MODULES = ("test_evaluate.py", "test_export.py", "test_jcd.py", "test_loss
 # readers are numpy-only: a test of theirs that needs torch is a bug to fix, not to list.
 TORCH_TESTS: dict[str, tuple[str, ...]] = {
     "test_accuracy.py": ("test_table_with_peer_resumes_without_retraining",
+                         "test_a_fresh_clone_rebuilds_the_table_from_the_records_and_trains_nothing",
+                         "test_an_older_result_json_in_the_run_folder_is_adopted_not_retrained",
                          "test_missing_peer_script_skips_the_peer_column",
-                         "test_bad_configs_name_the_file"),
+                         "test_bad_configs_name_the_file",
+                         "test_distilled_rows_wait_for_their_teachers_and_follow_them"),
     "test_config.py": ("test_defaults_round_trip", "test_bad_configs_name_the_key",
                        "test_dotted_overrides", "test_shipped_configs_load",
                        "test_bundled_config_loads", "test_set_typos_name_the_flag_and_the_file"),
     "test_datasets.py": ("test_experiment_store_specs_convert",),  # loads an experiment
     "test_experiment.py": ("test_results_default_to_the_runs_folder",
+                           "test_a_fresh_clone_rebuilds_the_table_from_the_records_and_trains_nothing",
+                           "test_stl_baselines_keep_only_their_own_mirror_label_pairs",
                            "test_python_api_store_is_used_as_is_and_the_table_counts_every_training",
                            "test_src_that_is_a_store_is_not_converted",
                            "test_bad_stores_are_one_line_errors"),
     "test_tutorial.py": ("test_tutorial_configs_load", "test_tutorial_config_is_the_edge_recipe"),
+    "test_tuning.py": ("test_a_study_runs_resumes_and_pools_its_folds",
+                       "test_more_seeds_train_every_fold_again_and_give_mean_and_std"),
 }
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 # Test modules that import trainer/ at the top (and not torch): trainer needs Python 3.10
