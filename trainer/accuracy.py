@@ -204,10 +204,7 @@ def _run_key(cfg: AccuracyConfig, checkpoint: Path,
              keys: set[str] | None = None) -> str | None:
     """The key of this table's run whose folder holds ``checkpoint`` (None: not one);
     ``keys``: the table's run keys, when the caller has them."""
-    try:
-        rel = checkpoint.parent.resolve().relative_to(Path(cfg.runs).resolve()).as_posix()
-    except ValueError:
-        return None
+    rel = cfg.run_records.run_key(checkpoint)
     return rel if rel in (keys if keys is not None else {r.key for r in plan(cfg)}) else None
 
 

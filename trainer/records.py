@@ -77,6 +77,14 @@ class Records:
         self.path(key).unlink(missing_ok=True)
         (self.runs / key / LEGACY).unlink(missing_ok=True)
 
+    def run_key(self, checkpoint: Path) -> str | None:
+        """The key of the run whose folder holds ``checkpoint`` (``runs/<key>/best.pt``),
+        or None when it lies outside the runs folder; the run need not exist."""
+        try:
+            return checkpoint.parent.resolve().relative_to(self.runs.resolve()).as_posix()
+        except ValueError:
+            return None
+
     def glob(self, pattern: str) -> list[Any]:
         """The records whose keys match ``pattern`` (``jhmdb/v*/seed*``), sorted by key,
         after adopting the older ``result.json`` files that match it."""

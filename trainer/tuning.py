@@ -262,14 +262,11 @@ def _missing_teachers(cfg: TuningConfig, overrides: dict[str, Any], fold: str) -
     paths = for_fold(overrides.get("loss.distill_from") or [], fold)
     if isinstance(paths, str):  # one path given without a list
         paths = [paths]
-    root = Path(cfg.runs).resolve()
+    records = cfg.run_records
     out = []
     for p in map(teacher_path, paths):
-        try:
-            key: str | None = p.parent.resolve().relative_to(root).as_posix()
-        except ValueError:
-            key = None
-        if not p.is_file() or key is not None and not cfg.run_records.has(key):
+        key = records.run_key(p)
+        if not p.is_file() or key is not None and not records.has(key):
             out.append(str(p))
     return out
 
@@ -330,9 +327,7 @@ def _over_seeds(cfg: TuningConfig, name: str, n_folds: int) -> str:
         res = cfg.run_records.glob(f"{_prefix(cfg, name, seed)}/*")
         if len(res) != n_folds or any(r.get("val_last") is None for r in res):
             continue
-        n = np.array([r["n_val"] for r in res])
-        pooled.append([float((np.array([r[k] for r in res]) * n).sum() / n.sum())
-                       for k in ("val", "val_last")])
+        pooled.append([_pooled_value(res, k) for k in ("val", "val_last")])
     if len(pooled) < 2:
         return f"- ({len(pooled)} seed{'s' * (len(pooled) != 1)} done)"
     a = 100 * np.array(pooled)
@@ -346,10 +341,14 @@ def _pooled(res: list[dict[str, Any]], key: str) -> tuple[str, str]:
     when a fold's record lacks ``key``)."""
     if any(r.get(key) is None for r in res):
         return "-", "-"
+    return (f"{100 * _pooled_value(res, key):.1f}",
+            ", ".join(f"{100 * r[key]:.1f}" for r in res))
+
+
+def _pooled_value(res: list[dict[str, Any]], key: str) -> float:
+    """``key`` (an accuracy) over the folds' records, weighted by their held-out clips."""
     n = np.array([r["n_val"] for r in res])
-    acc = np.array([r[key] for r in res])
-    return (f"{100 * float((acc * n).sum() / n.sum()):.1f}",
-            ", ".join(f"{100 * a:.1f}" for a in acc))
+    return float((np.array([r[key] for r in res]) * n).sum() / n.sum())
 
 
 def _with_last(cfg: TuningConfig, rec: dict[str, Any]) -> dict[str, Any]:
