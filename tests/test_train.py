@@ -248,6 +248,32 @@ def test_stopping_rule_and_still_improving_mark(store: Path, tmp_path: Path) -> 
     assert last.get("still_improving") is True
 
 
+def test_run_without_validation_keeps_its_last_epoch(store: Path, tmp_path: Path) -> None:
+    from edge.core.errors import SkelmtlError
+
+    # All of train, no carve: nothing to select on, so best.pt is the last epoch (it was
+    # the first epoch before: an unvalidated epoch scored -epoch).
+    cfg = _cfg(store, tmp_path / "all", **{"optim.epochs": 3, "data.val_fraction": 0.0})
+    res = train(cfg, progress=False, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "all" / "history.jsonl").read_text().splitlines()]
+    assert [r["score"] for r in rows] == [None, None, None] and res.best_val is None
+    assert not any("still_improving" in r or "stopped" in r for r in rows)
+    best, last = read_checkpoint(res.best), read_checkpoint(tmp_path / "all" / "last.pt")
+    assert best["extra"]["epoch"] == last["extra"]["epoch"] == 2
+    for k, v in best["state_dict"].items():
+        assert torch.equal(v, last["state_dict"][k]), k
+    # A stopping rule with nothing to watch is refused before anything is written.
+    bad = _cfg(store, tmp_path / "bad", **{"optim.epochs": 3, "optim.patience": 5,
+                                            "data.val_fraction": 0.0})
+    with pytest.raises(SkelmtlError) as e:
+        train(bad, progress=False, log=lambda s: None)
+    assert str(e.value) == (f"{tmp_path / 'bad'}: no validation clips (data.val_fraction 0 and "
+                            "no val split), so the stopping rule (optim.patience 5) has nothing "
+                            "to watch; set optim.patience: 0 to train optim.epochs and keep the "
+                            "last epoch")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_too_few_clips_for_a_step_fail_and_batch_shrinks(store: Path, tmp_path: Path) -> None:
     from edge.core.errors import SkelmtlError
 

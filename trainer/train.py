@@ -70,11 +70,12 @@ class Env:
 
 @dataclass
 class RunResult:
-    """What :func:`train` returns."""
+    """What :func:`train` returns. ``best_val`` is None for a run without validation clips
+    (``best`` is then its last epoch)."""
 
     out_dir: Path
     best: Path
-    best_val: float
+    best_val: float | None
     epochs_run: int
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
@@ -162,7 +163,7 @@ def data_joints(cfg: TrainConfig, comp: Composite, indices: list[int]
 def still_improving(history: list[dict[str, Any]], patience: int) -> bool:
     """Whether the best score came in the last ``max(1, patience // 4)`` epochs (or the
     last tenth of a run without a stopping rule): the run had not reached its plateau."""
-    if not history:
+    if not history or history[-1]["score"] is None:  # nothing validated: no plateau to see
         return False
     tail = max(1, patience // 4) if patience else max(1, len(history) // 10)
     return best_epoch(history) >= len(history) - tail
@@ -170,7 +171,11 @@ def still_improving(history: list[dict[str, Any]], patience: int) -> bool:
 
 def _rank(row: dict[str, Any]) -> tuple[float, float]:
     """How an epoch ranks: validation accuracy, then the lower validation loss (the
-    accuracy of a few dozen clips ties often; the loss tells the better-fitted apart)."""
+    accuracy of a few dozen clips ties often; the loss tells the better-fitted apart).
+    A run without validation clips (``score`` None) ranks its epochs by their order, so
+    its best checkpoint is its last epoch."""
+    if row["score"] is None:
+        return (float(row["epoch"]), 0.0)
     return (row["score"], -row.get("val_loss", 0.0))
 
 
@@ -411,6 +416,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                           f"one optimiser step with batch normalisation (need at least 2)")
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
                         drop_last=drop_last_batch(cfg.data.sampling, len(sampler), per_rank))
+    if not len(val_ds) and cfg.optim.patience:
+        raise ConfigError(f"{out}: no validation clips (data.val_fraction "
+                          f"{cfg.data.val_fraction:g} and no val split), so the stopping rule "
+                          f"(optim.patience {cfg.optim.patience}) has nothing to watch; set "
+                          f"optim.patience: 0 to train optim.epochs and keep the last epoch")
 
     model = build_model(cfg, tasks, labels, task_joints).to(env.device)
     weighting = create_weighting(cfg.loss.weighting, list(tasks)).to(env.device)
@@ -444,7 +454,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                      has_task_head=bool(getattr(model, "model_args", {}).get("task_head")),
                      producer={"skelmtl": __version__, "torch": str(torch.__version__),
                                "data_fingerprint": comp.fingerprint(), "run": cfg.name})
-    start, best_val, history = 0, -1.0, []
+    start, best_val, history = 0, (-1.0 if len(val_ds) else None), []
     last = out / "last.pt"
     if resume and last.is_file():
         blob = read_checkpoint(last)
@@ -578,7 +588,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         judged = ema.module if ema is not None else model
         pred = predict(judged, val_ds, tasks, env.device) if len(val_ds) else None
         val = accuracy_per_task(pred, tasks) if pred is not None else {}
-        score = float(np.mean([val[k] for k in tasks if k in val])) if val else -float(epoch)
+        score = float(np.mean([val[k] for k in tasks if k in val])) if val else None
         row: dict[str, Any] = {"epoch": epoch, "loss": epoch_losses, "val": val, "score": score,
                                "val_loss": validation_loss(pred, tasks) if pred is not None
                                else 0.0,
@@ -608,7 +618,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     writer.add_scalar(f"weight/{k}", v, epoch)
             with open(out / "history.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-            extra = {"epoch": epoch, "best_val": max(best_val, score), "history": history,
+            extra = {"epoch": epoch,
+                     "best_val": max(best_val, score) if score is not None else None,
+                     "history": history,
                      "data_fingerprint": comp.fingerprint(), "val": val}
             if is_best:
                 best_val = score
@@ -730,7 +742,9 @@ def main(args: argparse.Namespace) -> int:
     res = train(cfg, resume=args.resume, overwrite=args.overwrite,
                 progress=not args.no_progress, log=logger.info)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"best validation accuracy {res.best_val:.4f}; checkpoint {res.best}")
+        print(f"best validation accuracy {res.best_val:.4f}; checkpoint {res.best}"
+              if res.best_val is not None else
+              f"no validation clips: the last epoch is the checkpoint {res.best}")
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
