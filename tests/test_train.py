@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -254,7 +255,9 @@ def test_run_without_validation_keeps_its_last_epoch(store: Path, tmp_path: Path
     # All of train, no carve: nothing to select on, so best.pt is the last epoch (it was
     # the first epoch before: an unvalidated epoch scored -epoch).
     cfg = _cfg(store, tmp_path / "all", **{"optim.epochs": 3, "data.val_fraction": 0.0})
-    res = train(cfg, progress=False, log=lambda s: None)
+    lines: list[str] = []
+    res = train(cfg, progress=False, log=lines.append)
+    assert re.fullmatch(r"epoch 3/3 loss action=\d\.\d{3} gesture=\d\.\d{3}", lines[-1]), lines
     rows = [json.loads(x) for x in (tmp_path / "all" / "history.jsonl").read_text().splitlines()]
     assert [r["score"] for r in rows] == [None, None, None] and res.best_val is None
     assert not any("still_improving" in r or "stopped" in r for r in rows)

@@ -636,7 +636,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             if not progress:
                 log(f"epoch {epoch + 1}/{cfg.optim.epochs} loss "
                     + " ".join(f"{k}={v:.3f}" for k, v in epoch_losses.items())
-                    + " val " + " ".join(f"{k}={v:.3f}" for k, v in val.items()))
+                    + (" val " + " ".join(f"{k}={v:.3f}" for k, v in val.items()) if val
+                       else ""))
         if env.world > 1:
             dist.barrier()
     if writer is not None:
