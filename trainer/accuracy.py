@@ -482,8 +482,8 @@ def write_table(cfg: AccuracyConfig, config_path: str | os.PathLike[str]) -> Pat
     lines = [f"# Accuracy: {cfg.name}", "",
              "Test top-1 on each dataset's stated split (../shared/data/README.md), mean ± "
              "sample std over runs (n = runs finished). Both models are trained on the same "
-             "train split, select on validation carved from it, and are scored once on test, "
-             "on this machine. Made by:", "",
+             "train split, choose their recipe and checkpoint without test (the notes say "
+             "how, per dataset), and are scored once on test, on this machine. Made by:", "",
              f"    skelmtl accuracy {config_path}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows.values():
