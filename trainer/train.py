@@ -6,7 +6,8 @@ composite of clip stores. On CPU, on CUDA with mixed precision, and across proce
 gloo on CPU, NCCL on CUDA).
 
 Writes to the run folder: ``last.pt`` (every epoch, for resuming), ``best.pt`` (best
-validation accuracy averaged over tasks), ``history.jsonl`` (one line per epoch),
+validation accuracy averaged over tasks; the last epoch for a run without validation
+clips, ``data.val_fraction: 0``), ``history.jsonl`` (one line per epoch),
 ``config.yaml`` (the resolved config) and TensorBoard scalars under ``tb/``. A folder that
 already holds a run is continued with ``--resume`` or started over with ``--overwrite``;
 without either, training refuses it rather than replace a checkpoint.
