@@ -270,11 +270,23 @@ def test_run_without_validation_keeps_its_last_epoch(store: Path, tmp_path: Path
                                             "data.val_fraction": 0.0})
     with pytest.raises(SkelmtlError) as e:
         train(bad, progress=False, log=lambda s: None)
-    assert str(e.value) == (f"{tmp_path / 'bad'}: no validation clips (data.val_fraction 0 and "
-                            "no val split), so the stopping rule (optim.patience 5) has nothing "
-                            "to watch; set optim.patience: 0 to train optim.epochs and keep the "
-                            "last epoch")
+    assert str(e.value) == (f"{tmp_path / 'bad'}: no validation clips (data.val_fraction 0 "
+                            "carved none and there is no val split), so the stopping rule "
+                            "(optim.patience 5) has nothing to watch; set optim.patience: 0 to "
+                            "train optim.epochs and keep the last epoch")
     assert not (tmp_path / "bad").exists()
+    # Resumed, it goes on keeping the last epoch; resumed with a carve, it is refused (the
+    # data fingerprint does not cover the carve).
+    more = train(cfg.replace(**{"optim.epochs": 4}), resume=True, progress=False,
+                 log=lambda s: None)
+    assert more.best_val is None and read_checkpoint(more.best)["extra"]["epoch"] == 3
+    with pytest.raises(SkelmtlError) as e:
+        train(cfg.replace(**{"optim.epochs": 5, "data.val_fraction": 0.2}), resume=True,
+              progress=False, log=lambda s: None)
+    assert str(e.value) == (f"{tmp_path / 'all' / 'last.pt'}: trained without validation "
+                            "clips and resumed with them (data.val_fraction or the stores' val "
+                            "split changed); start over with --overwrite")
+    assert read_checkpoint(tmp_path / "all" / "last.pt")["extra"]["epoch"] == 3
 
 
 def test_too_few_clips_for_a_step_fail_and_batch_shrinks(store: Path, tmp_path: Path) -> None:

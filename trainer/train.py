@@ -72,7 +72,8 @@ class Env:
 @dataclass
 class RunResult:
     """What :func:`train` returns. ``best_val`` is None for a run without validation clips
-    (``best`` is then its last epoch)."""
+    (``best`` is then its last epoch; with ``optim.ema_epochs``, that epoch's averaged
+    weights, as for every ``best.pt``, where ``last.pt`` keeps the raw ones)."""
 
     out_dir: Path
     best: Path
@@ -419,7 +420,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                         drop_last=drop_last_batch(cfg.data.sampling, len(sampler), per_rank))
     if not len(val_ds) and cfg.optim.patience:
         raise ConfigError(f"{out}: no validation clips (data.val_fraction "
-                          f"{cfg.data.val_fraction:g} and no val split), so the stopping rule "
+                          f"{cfg.data.val_fraction:g} carved none and there is no val split), "
+                          f"so the stopping rule "
                           f"(optim.patience {cfg.optim.patience}) has nothing to watch; set "
                           f"optim.patience: 0 to train optim.epochs and keep the last epoch")
 
@@ -472,6 +474,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         if ex.get("data_fingerprint") != comp.fingerprint():
             raise ConfigError(f"{last}: trained on other data (fingerprint "
                               f"{ex.get('data_fingerprint')} != {comp.fingerprint()})")
+        # The fingerprint does not cover the carve: a run that switches between validated
+        # and unvalidated epochs would mix best-by-score with best-by-order.
+        if bool(ex.get("val")) != bool(len(val_ds)):
+            was, now = ("with", "without") if ex.get("val") else ("without", "with")
+            raise ConfigError(f"{last}: trained {was} validation clips and resumed {now} "
+                              f"them (data.val_fraction or the stores' val split changed); "
+                              f"start over with --overwrite")
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(ex["optimizer"])
         sched.load_state_dict(ex["scheduler"])
@@ -619,10 +628,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     writer.add_scalar(f"weight/{k}", v, epoch)
             with open(out / "history.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-            extra = {"epoch": epoch,
-                     "best_val": max(best_val, score) if score is not None else None,
-                     "history": history,
-                     "data_fingerprint": comp.fingerprint(), "val": val}
+            extra: dict[str, Any] = {
+                "epoch": epoch, "best_val": None if score is None or best_val is None
+                else max(best_val, score), "history": history,
+                "data_fingerprint": comp.fingerprint(), "val": val}
             if is_best:
                 best_val = score
                 save_checkpoint(out / "best.pt", judged, meta, cfg.to_dict(), **extra)

@@ -14,7 +14,8 @@ for s in "${@:-0 1 2}"; do
       --out "$run" --resume --set seed=$s1 data.val_fraction=0.1
     for ck in best last; do
       skelmtl eval "$run/$ck.pt" --split test -o "$run/eval_$ck" > /dev/null
-      cp "$run/eval_$ck/report.json" "$here/seed$s1.$ck.json"
+      cp "$run/eval_$ck/report.json" "$here/.seed$s1.$ck.json.tmp"   # atomic: a kill leaves
+      mv "$here/.seed$s1.$ck.json.tmp" "$here/seed$s1.$ck.json"       # no half file counted done
     done
   done
 done
