@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -249,7 +250,8 @@ def test_stopping_rule_and_still_improving_mark(store: Path, tmp_path: Path) -> 
     assert last.get("still_improving") is True
 
 
-def test_run_without_validation_keeps_its_last_epoch(store: Path, tmp_path: Path) -> None:
+def test_run_without_validation_keeps_its_last_epoch(store: Path, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     from edge.core.errors import SkelmtlError
 
     # All of train, no carve: nothing to select on, so best.pt is the last epoch (it was
@@ -265,16 +267,16 @@ def test_run_without_validation_keeps_its_last_epoch(store: Path, tmp_path: Path
     assert best["extra"]["epoch"] == last["extra"]["epoch"] == 2
     for k, v in best["state_dict"].items():
         assert torch.equal(v, last["state_dict"][k]), k
-    # A stopping rule with nothing to watch is refused before anything is written.
-    bad = _cfg(store, tmp_path / "bad", **{"optim.epochs": 3, "optim.patience": 5,
-                                            "data.val_fraction": 0.0})
-    with pytest.raises(SkelmtlError) as e:
-        train(bad, progress=False, log=lambda s: None)
-    assert str(e.value) == (f"{tmp_path / 'bad'}: no validation clips (data.val_fraction 0 "
-                            "carved none and there is no val split), so the stopping rule "
-                            "(optim.patience 5) has nothing to watch; set optim.patience: 0 to "
-                            "train optim.epochs and keep the last epoch")
-    assert not (tmp_path / "bad").exists()
+    # A stopping rule with nothing to watch says so and never fires: all epochs, the last kept.
+    caplog.set_level(logging.WARNING, logger="trainer.train")
+    rule = train(_cfg(store, tmp_path / "rule", **{"optim.epochs": 3, "optim.patience": 1,
+                                                   "data.val_fraction": 0.0}),
+                 progress=False, log=lambda s: None)
+    assert len(rule.history) == 3 and read_checkpoint(rule.best)["extra"]["epoch"] == 2
+    assert caplog.messages == [f"{tmp_path / 'rule'}: no validation clips (data.val_fraction 0 "
+                               "carved none and there is no val split): the stopping rule "
+                               "(optim.patience 1) has nothing to watch, so the run trains all "
+                               "3 epochs and keeps the last"]
     # Resumed, it goes on keeping the last epoch; resumed with a carve, it is refused (the
     # data fingerprint does not cover the carve).
     more = train(cfg.replace(**{"optim.epochs": 4}), resume=True, progress=False,

@@ -217,7 +217,8 @@ class OptimConfig:
         (0: always run ``epochs``). A run that reaches ``epochs`` while its best epoch is
         among the last ``patience // 4`` logs a warning and marks the history
         (``still_improving``): it has not reached its plateau. A run without validation
-        clips (``data.val_fraction`` 0 and no val split) needs 0 and keeps its last epoch.
+        clips (``data.val_fraction`` 0 and no val split) keeps its last epoch; its
+        stopping rule has nothing to watch (a warning says so) and it runs ``epochs``.
     batch_size: samples per optimiser step over all processes.
     optimizer: ``adamw`` | ``adam``.
     schedule: ``plateau`` (halve the rate after ``lr_patience`` epochs without a lower

@@ -418,12 +418,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                           f"one optimiser step with batch normalisation (need at least 2)")
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
                         drop_last=drop_last_batch(cfg.data.sampling, len(sampler), per_rank))
-    if not len(val_ds) and cfg.optim.patience:
-        raise ConfigError(f"{out}: no validation clips (data.val_fraction "
-                          f"{cfg.data.val_fraction:g} carved none and there is no val split), "
-                          f"so the stopping rule "
-                          f"(optim.patience {cfg.optim.patience}) has nothing to watch; set "
-                          f"optim.patience: 0 to train optim.epochs and keep the last epoch")
+    if not len(val_ds) and cfg.optim.patience and env.main:
+        # A warning, not an error: a small store's classes of 2 clips or fewer carve none
+        # at any val_fraction, and such runs trained before (keeping their first epoch).
+        logger.warning("%s: no validation clips (data.val_fraction %g carved none and there "
+                       "is no val split): the stopping rule (optim.patience %d) has nothing "
+                       "to watch, so the run trains all %d epochs and keeps the last", out,
+                       cfg.data.val_fraction, cfg.optim.patience, cfg.optim.epochs)
 
     model = build_model(cfg, tasks, labels, task_joints).to(env.device)
     weighting = create_weighting(cfg.loss.weighting, list(tasks)).to(env.device)
